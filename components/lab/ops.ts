@@ -1,0 +1,254 @@
+// The lab's hands: the few commands that build a park of network namespaces on
+// this machine. Each function is idempotent (safe to run again after a partial
+// failure) and throws an error that says what it was doing and what the command
+// printed. The dynamic providers in ./providers.ts call these; nothing here
+// plans anything: names and addresses arrive already decided by network/lab-plan.
+import { execFileSync, spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as path from "node:path";
+
+export class LabCommandError extends Error {
+    constructor(what: string, cmd: string[], detail: string) {
+        super(`${what}: '${cmd.join(" ")}' failed: ${detail.trim() || "(no output)"}`);
+        this.name = "LabCommandError";
+    }
+}
+
+function run(what: string, cmd: string[]): string {
+    const res = spawnSync(cmd[0], cmd.slice(1), { encoding: "utf8" });
+    if (res.error) throw new LabCommandError(what, cmd, res.error.message);
+    if (res.status !== 0) throw new LabCommandError(what, cmd, `${res.stderr}${res.stdout}`);
+    return res.stdout;
+}
+
+/** `ip` with an optional `-n <netns>` (undefined means the root namespace). */
+function ip(netns: string | undefined, ...args: string[]): string[] {
+    return netns ? ["ip", "-n", netns, ...args] : ["ip", ...args];
+}
+
+export function netnsExists(name: string): boolean {
+    return fs.existsSync(path.join("/run/netns", name));
+}
+
+export function linkExists(netns: string | undefined, ifname: string): boolean {
+    const [cmd, ...args] = ip(netns, "link", "show", "dev", ifname);
+    return spawnSync(cmd, args).status === 0;
+}
+
+/**
+ * A namespace for a node or a provider router. keep_addr_on_down keeps static IPv6
+ * addresses across link flaps (the kernel deletes them otherwise); router
+ * advertisements are ignored because the planner decides every address and route.
+ */
+export function createNetns(name: string, forwarding: boolean): void {
+    if (!netnsExists(name)) run(`creating namespace ${name}`, ["ip", "netns", "add", name]);
+    const sysctls = [
+        "net.ipv6.conf.all.keep_addr_on_down=1",
+        "net.ipv6.conf.default.keep_addr_on_down=1",
+        "net.ipv6.conf.all.accept_ra=0",
+        "net.ipv6.conf.default.accept_ra=0",
+        `net.ipv6.conf.all.forwarding=${forwarding ? 1 : 0}`,
+    ];
+    run(`configuring namespace ${name}`, ["ip", "netns", "exec", name, "sysctl", "-q", "-w", ...sysctls]);
+    run(`bringing up lo in ${name}`, ip(name, "link", "set", "lo", "up"));
+}
+
+/** Delete a namespace. Refuses if processes still run in it: those are not ours to end. */
+export function deleteNetns(name: string): void {
+    if (!netnsExists(name)) return;
+    const pids = run(`listing processes in ${name}`, ["ip", "netns", "pids", name]).trim();
+    if (pids) {
+        throw new LabCommandError(`deleting namespace ${name}`, ["ip", "netns", "pids", name],
+            `processes still run inside it (PIDs ${pids.split(/\s+/).join(", ")}); stop them first`);
+    }
+    run(`deleting namespace ${name}`, ["ip", "netns", "del", name]);
+}
+
+export interface LinkEnd {
+    /** Namespace; absent for the root namespace (the lab's management bridge side). */
+    netns?: string;
+    ifname: string;
+    /** Addresses with prefix length, e.g. "2001:db8:a:5::2/64". */
+    addresses: string[];
+    /** Bridge to enslave this end to (root-namespace management ports). */
+    master?: string;
+}
+
+/** A veth pair between two namespaces, addressed and up. */
+export function createVeth(a: LinkEnd, b: LinkEnd): void {
+    if (!linkExists(a.netns, a.ifname)) {
+        const cmd = ["ip", "link", "add", "name", a.ifname, ...(a.netns ? ["netns", a.netns] : []),
+            "type", "veth", "peer", "name", b.ifname, ...(b.netns ? ["netns", b.netns] : [])];
+        run(`creating veth ${a.ifname}/${b.ifname}`, cmd);
+    }
+    for (const end of [a, b]) configureEnd(end);
+}
+
+function configureEnd(end: LinkEnd): void {
+    const where = `${end.ifname}${end.netns ? ` in ${end.netns}` : ""}`;
+    if (end.netns || end.addresses.length > 0) {
+        const sysctl = ["sysctl", "-q", "-w", `net.ipv6.conf.${end.ifname.replace(/\./g, "/")}.keep_addr_on_down=1`];
+        run(`configuring ${where}`, end.netns ? ["ip", "netns", "exec", end.netns, ...sysctl] : sysctl);
+    }
+    if (end.master) run(`attaching ${where} to ${end.master}`, ip(end.netns, "link", "set", "dev", end.ifname, "master", end.master));
+    for (const addr of end.addresses) {
+        // nodad: the plan guarantees uniqueness, and DAD would delay the address by a second or more.
+        run(`addressing ${where}`, ip(end.netns, "-6", "addr", "replace", addr, "dev", end.ifname, "nodad"));
+    }
+    run(`bringing up ${where}`, ip(end.netns, "link", "set", "dev", end.ifname, "up"));
+}
+
+/** Deleting one end of a veth pair deletes both. */
+export function deleteLink(netns: string | undefined, ifname: string): void {
+    if (netns && !netnsExists(netns)) return;
+    if (linkExists(netns, ifname)) run(`deleting link ${ifname}`, ip(netns, "link", "del", "dev", ifname));
+}
+
+/** The management bridge in the root namespace: how this machine reaches the nodes. */
+export function createBridge(name: string, address: string): void {
+    if (!linkExists(undefined, name)) run(`creating bridge ${name}`, ["ip", "link", "add", "name", name, "type", "bridge"]);
+    configureEnd({ ifname: name, addresses: [address] });
+}
+
+// ---- SSH ----
+
+/** Generate an ed25519 key pair at `file` unless one exists; return the public key line. */
+export function ensureSshKey(file: string, comment: string): string {
+    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    if (!fs.existsSync(file)) {
+        run(`generating SSH key ${file}`, ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", file]);
+    }
+    return fs.readFileSync(`${file}.pub`, "utf8").trim();
+}
+
+export function removeFiles(...files: string[]): void {
+    for (const f of files) fs.rmSync(f, { force: true });
+}
+
+export function writeFile(file: string, content: string, mode: number): void {
+    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    fs.writeFileSync(file, content, { mode });
+    fs.chmodSync(file, mode);
+}
+
+/** Remove a directory if it is empty (we never delete files we did not write). */
+export function removeEmptyDirs(...dirs: string[]): void {
+    for (const d of dirs) {
+        try {
+            fs.rmdirSync(d);
+        } catch {
+            // Not empty, or already gone: leave it.
+        }
+    }
+}
+
+export interface SshdSpec {
+    netns: string;
+    /** Directory for this node's sshd config, pid file and log. */
+    dir: string;
+    hostKeyFile: string;
+    listen: string[];
+    authorizedKeys: string[];
+}
+
+/**
+ * Start sshd inside a node's namespace. `ip netns exec` gives the process its own mount
+ * namespace, where we mount a private /run: sshd needs /run/sshd for privilege
+ * separation, and must not share the host's. Returns the daemon's PID.
+ */
+export function startSshd(spec: SshdSpec): number {
+    const cfg = path.join(spec.dir, "sshd_config");
+    const pidFile = path.join(spec.dir, "sshd.pid");
+    const running = sshdPid(spec.dir);
+    if (running !== undefined) return running;
+
+    writeFile(path.join(spec.dir, "authorized_keys"), spec.authorizedKeys.join("\n") + "\n", 0o600);
+    writeFile(cfg, [
+        "# Written by nublar's lab; do not edit.",
+        ...spec.listen.map((a) => `ListenAddress [${a}]:22`),
+        `HostKey ${spec.hostKeyFile}`,
+        `PidFile ${pidFile}`,
+        `AuthorizedKeysFile ${path.join(spec.dir, "authorized_keys")}`,
+        "PermitRootLogin prohibit-password",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "UsePAM no",
+        "X11Forwarding no",
+        "AllowAgentForwarding no",
+        "PrintMotd no",
+        "Subsystem sftp internal-sftp",
+        "",
+    ].join("\n"), 0o600);
+    fs.rmSync(pidFile, { force: true });
+
+    const script = "mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -m 0755 /run/sshd && exec /usr/sbin/sshd -f \"$1\" -E \"$2\"";
+    run(`starting sshd in ${spec.netns}`, ["ip", "netns", "exec", spec.netns, "sh", "-c", script, "sh", cfg, path.join(spec.dir, "sshd.log")]);
+
+    // sshd writes its pid file once it listens; the daemonizing parent has already exited.
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+        const pid = sshdPid(spec.dir);
+        if (pid !== undefined) return pid;
+        sleepMs(50);
+    }
+    const log = fs.existsSync(path.join(spec.dir, "sshd.log")) ? fs.readFileSync(path.join(spec.dir, "sshd.log"), "utf8") : "";
+    throw new LabCommandError(`starting sshd in ${spec.netns}`, ["sshd", "-f", cfg], `no pid file after 10 s. sshd log: ${log}`);
+}
+
+/** The PID of the sshd we started for `dir`, checked against /proc so we never signal a stranger. */
+export function sshdPid(dir: string): number | undefined {
+    const pidFile = path.join(dir, "sshd.pid");
+    let pid: number;
+    try {
+        pid = Number(fs.readFileSync(pidFile, "utf8").trim());
+    } catch {
+        return undefined;
+    }
+    if (!Number.isInteger(pid) || pid <= 1) return undefined;
+    try {
+        // sshd rewrites its process title ("sshd: /usr/sbin/sshd -f <cfg> ... [listener]"),
+        // so look for our config path as a whole word in it.
+        const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ") + " ";
+        return cmdline.includes(` -f ${path.join(dir, "sshd_config")} `) ? pid : undefined;
+    } catch {
+        return undefined;
+    }
+}
+
+export function stopSshd(dir: string): void {
+    const pid = sshdPid(dir);
+    if (pid !== undefined) {
+        process.kill(pid, "SIGTERM");
+        const deadline = Date.now() + 5_000;
+        while (Date.now() < deadline && sshdPid(dir) === pid) sleepMs(20);
+        if (sshdPid(dir) === pid) process.kill(pid, "SIGKILL");
+    }
+    removeFiles(...["sshd_config", "sshd.pid", "sshd.log", "authorized_keys"].map((f) => path.join(dir, f)));
+}
+
+function sleepMs(ms: number): void {
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** Wait until a TCP port answers (used to confirm sshd listens before reporting success). */
+export async function waitForTcp(host: string, port: number, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last = "";
+    while (Date.now() < deadline) {
+        const ok = await new Promise<boolean>((resolve) => {
+            const sock = net.connect({ host, port, timeout: 500 });
+            sock.once("connect", () => { sock.destroy(); resolve(true); });
+            sock.once("error", (e) => { last = e.message; resolve(false); });
+            sock.once("timeout", () => { last = "timeout"; sock.destroy(); resolve(false); });
+        });
+        if (ok) return;
+        await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`[${host}]:${port} did not accept TCP connections within ${timeoutMs} ms (${last})`);
+}
+
+/** Used by `nublar lab` and tests: run a command inside a namespace. */
+export function execIn(netns: string, cmd: string[]): string {
+    return execFileSync("ip", ["netns", "exec", netns, ...cmd], { encoding: "utf8" });
+}

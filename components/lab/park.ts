@@ -1,0 +1,138 @@
+// The lab park: a small site made of network namespaces on this machine.
+// It applies a LabPlan (network/lab-plan.ts) and decides nothing itself.
+import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import type { LabNodePlan, LabPlan } from "../../network/lab-plan";
+import { LabBridge, LabFile, LabNetns, LabSshd, LabSshKey, LabVeth } from "./providers";
+
+export interface LabParkArgs {
+    plan: LabPlan;
+    /** Absolute path of the project's ignored state folder (.nublar). */
+    stateRoot: string;
+}
+
+/** How to reach one lab node: what `pulumi stack output nodes` shows. */
+export interface LabNodeAccess {
+    netns: string;
+    role: string;
+    failureDomain: string;
+    managementAddress: string;
+    uplinks: { provider: string; interface: string; address: string; prefix: string; gateway: string }[];
+    /** The node's SSH host key, pinned in the lab's known_hosts. */
+    hostKey: string;
+    ssh: string;
+}
+
+export class LabPark extends pulumi.ComponentResource {
+    readonly nodes: pulumi.Output<Record<string, LabNodeAccess>>;
+    readonly sshConfigFile: string;
+
+    constructor(name: string, args: LabParkArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("nublar:lab:LabPark", name, {}, opts);
+        const { plan } = args;
+        const dir = path.join(args.stateRoot, plan.stateSubdir);
+        const child = { parent: this };
+        const id = (what: string) => `${name}-${what}`;
+
+        const bridge = new LabBridge(id("mgmt-bridge"), {
+            ifname: plan.mgmt.bridge,
+            address: `${plan.mgmt.hostAddress}/64`,
+        }, child);
+
+        const routers = new Map(plan.routers.map((r) => [r.provider, new LabNetns(id(`router-${r.provider}`), { netns: r.netns, forwarding: true }, child)]));
+
+        const clientKey = new LabSshKey(id("client-key"), {
+            file: path.join(dir, "client", "id_ed25519"),
+            comment: `nublar-lab-${plan.tag}-operator`,
+        }, child);
+
+        const nodeResources = plan.nodes.map((node) => this.node(id(`node-${node.name}`), node, { dir, bridge, bridgeName: plan.mgmt.bridge, routers, clientKey }));
+
+        this.sshConfigFile = path.join(dir, "client", "ssh_config");
+        const knownHostsFile = path.join(dir, "client", "known_hosts");
+        const alias = (node: LabNodePlan) => `nublar-${plan.tag}-${node.name}`;
+
+        // known_hosts pins each node's key under a host-key alias, so the pin follows the node
+        // and not whatever address it answers on; StrictHostKeyChecking refuses any other key.
+        const knownHosts = new LabFile(id("known-hosts"), {
+            file: knownHostsFile,
+            content: pulumi.all(nodeResources.map((n) => n.hostKey.publicKey)).apply((keys) =>
+                plan.nodes.map((n, i) => `${alias(n)} ${keys[i].split(" ").slice(0, 2).join(" ")}`).join("\n") + "\n"),
+            mode: 0o644,
+        }, child);
+
+        const sshConfig = new LabFile(id("ssh-config"), {
+            file: this.sshConfigFile,
+            content: [
+                `# Written by nublar for the lab park '${plan.site}' (tag ${plan.tag}). Use: ssh -F ${this.sshConfigFile} <node>`,
+                ...plan.nodes.flatMap((n) => [
+                    `Host ${n.name}`,
+                    `  HostName ${n.mgmt.address}`,
+                    "  User root",
+                    `  IdentityFile ${path.join(dir, "client", "id_ed25519")}`,
+                    "  IdentitiesOnly yes",
+                    `  UserKnownHostsFile ${knownHostsFile}`,
+                    "  GlobalKnownHostsFile /dev/null",
+                    `  HostKeyAlias ${alias(n)}`,
+                    "  StrictHostKeyChecking yes",
+                    "  UpdateHostKeys no",
+                    "  ConnectTimeout 5",
+                ]),
+                "",
+            ].join("\n"),
+            mode: 0o644,
+        }, { parent: this, dependsOn: [knownHosts, ...nodeResources.map((n) => n.sshd)] });
+
+        this.nodes = pulumi.all(nodeResources.map((n) => n.hostKey.publicKey)).apply((keys) =>
+            Object.fromEntries(plan.nodes.map((node, i): [string, LabNodeAccess] => [node.name, {
+                netns: node.netns,
+                role: node.role,
+                failureDomain: node.failureDomain,
+                managementAddress: node.mgmt.address,
+                uplinks: node.uplinks.map((u) => ({
+                    provider: u.provider, interface: u.ifname, address: u.address, prefix: u.prefix, gateway: u.routerAddress,
+                })),
+                hostKey: keys[i],
+                ssh: `ssh -F ${this.sshConfigFile} ${node.name}`,
+            }])));
+
+        // Wait for the config file so that the ssh commands in the outputs work once `up` returns.
+        this.nodes = pulumi.all([this.nodes, sshConfig.urn]).apply(([nodes]) => nodes);
+        this.registerOutputs({ nodes: this.nodes, sshConfigFile: this.sshConfigFile });
+    }
+
+    private node(
+        name: string,
+        node: LabNodePlan,
+        ctx: { dir: string; bridge: LabBridge; bridgeName: string; routers: Map<string, LabNetns>; clientKey: LabSshKey },
+    ) {
+        const child = { parent: this };
+        const netns = new LabNetns(name, { netns: node.netns, forwarding: false }, child);
+
+        const mgmt = new LabVeth(`${name}-mgmt`, {
+            a: { netns: node.netns, ifname: node.mgmt.ifname, addresses: [`${node.mgmt.address}/64`] },
+            b: { ifname: node.mgmt.hostIfname, addresses: [], master: ctx.bridgeName },
+        }, { parent: this, dependsOn: [netns, ctx.bridge] });
+
+        const uplinks = node.uplinks.map((u) => new LabVeth(`${name}-${u.ifname}`, {
+            a: { netns: node.netns, ifname: u.ifname, addresses: [`${u.address}/64`] },
+            b: { netns: u.routerNetns, ifname: u.routerIfname, addresses: [`${u.routerAddress}/64`] },
+        }, { parent: this, dependsOn: [netns, ctx.routers.get(u.provider)!] }));
+
+        const nodeDir = path.join(ctx.dir, "nodes", node.name);
+        const hostKey = new LabSshKey(`${name}-host-key`, {
+            file: path.join(nodeDir, "ssh_host_ed25519_key"),
+            comment: `${node.name}@nublar-lab`,
+        }, child);
+
+        const sshd = new LabSshd(`${name}-sshd`, {
+            netns: node.netns,
+            dir: nodeDir,
+            hostKeyFile: hostKey.file,
+            listen: [node.mgmt.address, ...node.uplinks.map((u) => u.address)],
+            authorizedKeys: ctx.clientKey.publicKey.apply((k) => [k]),
+        }, { parent: this, dependsOn: [mgmt, ...uplinks, hostKey] });
+
+        return { netns, hostKey, sshd };
+    }
+}

@@ -1,0 +1,27 @@
+// The nublar Pulumi program: one Site per stack, built from the stack's
+// `nublar:site` config. The config is validated before any resource exists.
+import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import { Site } from "./components/site";
+import { parseSite, SiteConfigError } from "./site/load";
+import type { Site as SiteModel } from "./site/model";
+
+const stateRoot = process.env.NUBLAR_STATE_DIR ?? path.join(__dirname, ".nublar");
+
+function loadSite(): SiteModel {
+    try {
+        return parseSite(new pulumi.Config("nublar").getObject("site"), `stack '${pulumi.getStack()}'`);
+    } catch (err) {
+        // RunError prints the message alone, without a stack trace: the problem is the config.
+        if (err instanceof SiteConfigError) throw new pulumi.RunError(err.message);
+        throw err;
+    }
+}
+
+const model = loadSite();
+const site = new Site(model.name, { site: model, stateRoot });
+
+export const siteName = model.name;
+export const kind = model.kind;
+export const nodes = site.nodes;
+export const sshConfig = site.sshConfigFile;

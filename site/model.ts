@@ -1,0 +1,206 @@
+// The one site model. Every planner, component, the CLI and (later) the agent
+// take a `Site` from here; nothing else defines the shape of a site.
+//
+// The schema is written with zod so that bad stack config is rejected before any
+// resource exists, with an error naming the key, the value and the rule
+// (see ./load.ts for the formatting).
+import { z } from "zod";
+import { IPv6CidrRange, Validator } from "ip-num";
+
+/** DNS-label-like names: they end up in hostnames, namespace and unit names. */
+const Name = z
+    .string()
+    .regex(/^[a-z][a-z0-9-]{0,30}[a-z0-9]$/, "must be 2-32 characters of a-z, 0-9 and '-', starting with a letter");
+
+const Ipv4Like = /^\d{1,3}(\.\d{1,3}){3}(\/\d+)?$/;
+
+/** An IPv6 prefix in CIDR form, network-aligned, of exactly `length` bits. */
+function ipv6Prefix(length: number) {
+    return z.string().superRefine((value, ctx) => {
+        if (Ipv4Like.test(value)) {
+            ctx.addIssue({ code: "custom", message: "the site is IPv6-only; IPv4 prefixes are not allowed" });
+            return;
+        }
+        if (!Validator.isValidIPv6CidrNotation(value)[0]) {
+            ctx.addIssue({ code: "custom", message: "must be an IPv6 prefix in CIDR notation, like 2001:db8:a::/48" });
+            return;
+        }
+        const range = IPv6CidrRange.fromCidr(value);
+        if (Number(range.cidrPrefix.getValue()) !== length) {
+            ctx.addIssue({ code: "custom", message: `must be a /${length}` });
+            return;
+        }
+        const given = IPv6CidrRange.fromCidr(`${value.split("/")[0]}/128`).getFirst().getValue();
+        if (given !== range.getFirst().getValue()) {
+            ctx.addIssue({ code: "custom", message: `host bits must be zero (the network is ${range.getFirst().toString()}/${length})` });
+        }
+    });
+}
+
+/** A host or address to reach over SSH: a DNS name or an IPv6 address, never IPv4. */
+const SshHost = z
+    .string()
+    .min(1)
+    .refine((h) => !Ipv4Like.test(h), "the site is IPv6-only; use an IPv6 address or a DNS name")
+    .refine((h) => !h.includes(":") || Validator.isValidIPv6String(h)[0], "is not a valid IPv6 address");
+
+/** An OpenSSH public host key line, pinned: `ssh-ed25519 AAAA...`. */
+export const HostKey = z
+    .string()
+    .regex(
+        /^(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|ssh-rsa) [A-Za-z0-9+/]+={0,3}( .*)?$/,
+        "must be an OpenSSH public key line such as 'ssh-ed25519 AAAA...' (see ssh-keyscan)",
+    );
+
+export const SshEndpoint = z.strictObject({
+    host: SshHost,
+    port: z.number().int().min(1).max(65535).default(22),
+    user: z.string().regex(/^[a-z_][a-z0-9_-]*$/, "must be a POSIX user name").default("root"),
+    /** The node's host key, pinned: deploys refuse a host presenting any other key. */
+    hostKey: HostKey,
+});
+
+export const Provider = z.strictObject({
+    name: Name,
+    /** One /48 per provider per site: uplinks, loopbacks and overlay addresses come from it. */
+    prefix: ipv6Prefix(48),
+    asn: z.number().int().min(1).max(4294967295).optional(),
+});
+
+export const Uplink = z.strictObject({
+    /** Name of one of the site's providers. */
+    provider: Name,
+});
+
+export const NodeRole = z.enum(["edge", "core", "app", "ledger", "sensor-gateway"]);
+
+export const SiteNode = z.strictObject({
+    name: Name,
+    role: NodeRole,
+    /**
+     * A stable number for the node, used to derive its addresses. Optional: by default it is
+     * derived from the name, so that adding or removing a node never renumbers the others.
+     */
+    id: z.number().int().min(1).max(0xfffe).optional(),
+    /** Rack, room or zone: replicas must spread across these. */
+    failureDomain: Name,
+    uplinks: z.array(Uplink).min(1),
+    /** How deploys reach the node. Required outside the lab, where the lab generates its own. */
+    ssh: SshEndpoint.optional(),
+});
+
+export const IngressService = z.strictObject({
+    name: Name,
+    port: z.number().int().min(1).max(65535),
+    /** Node names that serve this service; BFD state decides which are live. */
+    upstreams: z.array(Name).min(1),
+});
+
+export const Sla = z.strictObject({
+    /** Availability target as a fraction, e.g. 0.999999 for "six nines". */
+    availability: z.number().gt(0).lt(1),
+    /** Maximum time from a path failing to traffic moving off it, in milliseconds. */
+    failoverBudgetMs: z.number().int().min(1).max(60_000),
+});
+
+export const LabSettings = z.strictObject({
+    /**
+     * Short tag that names everything the lab creates on this machine (namespaces `nbl-<tag>-*`,
+     * bridge `nb<tag>`), so that a test lab and the user's lab never collide.
+     */
+    tag: z.string().regex(/^[a-z][a-z0-9]{0,7}$/, "must be 1-8 characters of a-z and 0-9, starting with a letter").default("lab"),
+    /** ULA /64 for the management bridge that the host uses to reach nodes (SSH). */
+    managementPrefix: ipv6Prefix(64).default("fd6e:626c:6172::/64"),
+});
+
+export const Aws = z.strictObject({
+    region: z.string().regex(/^[a-z]{2}(-gov)?-[a-z]+-\d$/, "must be an AWS region such as eu-west-1"),
+    replicaRegion: z.string().regex(/^[a-z]{2}(-gov)?-[a-z]+-\d$/, "must be an AWS region such as eu-central-1"),
+});
+
+export const SiteKind = z.enum(["lab", "park", "datacenter"]);
+
+const SiteBase = z.strictObject({
+    name: Name,
+    kind: SiteKind,
+    description: z.string().optional(),
+    sla: Sla,
+    providers: z.array(Provider).min(1),
+    nodes: z.array(SiteNode).min(1),
+    ingress: z.array(IngressService).default([]),
+    lab: LabSettings.optional(),
+    aws: Aws.optional(),
+});
+
+/** Cross-field rules: references resolve, names are unique, prefixes are disjoint. */
+export const SiteSchema = SiteBase.superRefine((site, ctx) => {
+    const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: "custom", path, message });
+
+    uniqueNames(site.providers, ["providers"], "provider", issue);
+    uniqueNames(site.nodes, ["nodes"], "node", issue);
+    uniqueNames(site.ingress, ["ingress"], "ingress service", issue);
+
+    // Provider prefixes must not overlap: the planner carves disjoint subnets from them.
+    site.providers.forEach((a, i) => {
+        site.providers.forEach((b, j) => {
+            if (j <= i) return;
+            try {
+                const ra = IPv6CidrRange.fromCidr(a.prefix);
+                const rb = IPv6CidrRange.fromCidr(b.prefix);
+                // ip-num's isOverlapping excludes nesting and equality, so check those too.
+                if (ra.isOverlapping(rb) || ra.contains(rb) || ra.inside(rb)) {
+                    issue(["providers", j, "prefix"], `overlaps providers[${i}] '${a.name}' (${a.prefix})`);
+                }
+            } catch {
+                // The field-level rule already reported a malformed prefix.
+            }
+        });
+    });
+
+    const providerNames = new Set(site.providers.map((p) => p.name));
+    const nodeNames = new Set(site.nodes.map((n) => n.name));
+    site.nodes.forEach((node, i) => {
+        node.uplinks.forEach((up, k) => {
+            if (!providerNames.has(up.provider)) {
+                issue(["nodes", i, "uplinks", k, "provider"], `must name one of the site's providers (${[...providerNames].join(", ")})`);
+            }
+        });
+        const seen = new Set<string>();
+        node.uplinks.forEach((up, k) => {
+            if (seen.has(up.provider)) issue(["nodes", i, "uplinks", k, "provider"], "a node has at most one uplink per provider");
+            seen.add(up.provider);
+        });
+        if (site.kind !== "lab" && !node.ssh) {
+            issue(["nodes", i, "ssh"], "is required outside the lab: give host, user and the pinned hostKey");
+        }
+    });
+
+    site.ingress.forEach((svc, i) => {
+        svc.upstreams.forEach((u, k) => {
+            if (!nodeNames.has(u)) issue(["ingress", i, "upstreams", k], `must name one of the site's nodes (${[...nodeNames].join(", ")})`);
+        });
+    });
+
+    if (site.kind !== "lab" && site.lab) issue(["lab"], "is only allowed on sites of kind 'lab'");
+    if (site.kind === "datacenter" && !site.aws) issue(["aws"], "is required for a datacenter site: give region and replicaRegion");
+}).transform((site) => (site.kind === "lab" ? { ...site, lab: site.lab ?? LabSettings.parse({}) } : site));
+
+export type Site = z.output<typeof SiteSchema>;
+export type SiteInput = z.input<typeof SiteSchema>;
+export type SiteNode = z.output<typeof SiteNode>;
+export type Provider = z.output<typeof Provider>;
+export type LabSettings = z.output<typeof LabSettings>;
+
+function uniqueNames(
+    items: { name: string }[],
+    path: string[],
+    what: string,
+    issue: (path: (string | number)[], message: string) => void,
+) {
+    const first = new Map<string, number>();
+    items.forEach((item, i) => {
+        const j = first.get(item.name);
+        if (j !== undefined) issue([...path, i, "name"], `duplicate ${what} name (also ${path.join(".")}[${j}])`);
+        else first.set(item.name, i);
+    });
+}
