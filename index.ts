@@ -24,4 +24,6 @@ const site = new Site(model.name, { site: model, stateRoot });
 export const siteName = model.name;
 export const kind = model.kind;
 export const nodes = site.nodes;
+/** One line per node: the command that reaches it. */
+export const ssh = site.nodes.apply((all) => Object.fromEntries(Object.entries(all).map(([name, n]) => [name, n.ssh])));
 export const sshConfig = site.sshConfigFile;

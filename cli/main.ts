@@ -1,0 +1,157 @@
+// The `nublar` command line: what network and infra engineers type.
+// Each subcommand reads the same site model the Pulumi program uses.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { spawnSync } from "node:child_process";
+import { Command, Option } from "commander";
+import { cleanLab, inspectLab } from "../components/lab/inspect";
+import { planLab } from "../network/lab-plan";
+import { PlanError } from "../network/addressing";
+import { loadSiteFromStackFile, SiteConfigError, stackFile } from "../site/load";
+import type { Site } from "../site/model";
+
+const PROJECT_DIR = path.resolve(__dirname, "..");
+const stateRoot = () => process.env.NUBLAR_STATE_DIR ?? path.join(PROJECT_DIR, ".nublar");
+
+/** Errors a user can fix: printed as a message, exit code 1, no stack trace. */
+class UserError extends Error {}
+
+function siteFor(opts: { stack?: string; file?: string }): Site {
+    const file = opts.file ?? stackFile(PROJECT_DIR, opts.stack ?? "lab");
+    if (!fs.existsSync(file)) {
+        throw new UserError(`no stack file at ${file}; stacks are: ${listStacks().join(", ")}`);
+    }
+    return loadSiteFromStackFile(file);
+}
+
+function listStacks(): string[] {
+    return fs.readdirSync(path.join(PROJECT_DIR, "stacks"))
+        .map((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1])
+        .filter((s): s is string => !!s)
+        .sort();
+}
+
+function print(json: boolean, value: unknown, text: () => string) {
+    process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${text()}\n`);
+}
+
+function table(rows: string[][]): string {
+    const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
+    return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd()).join("\n");
+}
+
+export function buildProgram(): Command {
+    const program = new Command("nublar")
+        .description("nublar: IPv6 multihomed sites with BFD-driven failover, as Pulumi stacks.\n" +
+            "Bring up the lab with `npm run lab`; deploy a site with `pulumi up --stack <name>`.")
+        .showHelpAfterError()
+        .configureHelp({ sortSubcommands: true });
+
+    const stackOpt = () => new Option("-s, --stack <name>", "stack name (a file stacks/Pulumi.<name>.yaml)").default("lab");
+    const fileOpt = () => new Option("-f, --file <path>", "read this stack file instead of stacks/Pulumi.<stack>.yaml");
+    const jsonOpt = () => new Option("--json", "machine-readable output");
+
+    const site = program.command("site").description("inspect and validate site descriptions (stack config)");
+    site.command("validate")
+        .description("validate stack files against the site schema (all stacks unless --stack/--file)")
+        .addOption(new Option("-s, --stack <name>", "only this stack"))
+        .addOption(fileOpt())
+        .addOption(jsonOpt())
+        .action((opts: { stack?: string; file?: string; json?: boolean }) => {
+            const files = opts.file ? [opts.file] : (opts.stack ? [opts.stack] : listStacks()).map((s) => stackFile(PROJECT_DIR, s));
+            const results = files.map((file) => {
+                try {
+                    const s = siteFor({ file });
+                    return { file: path.relative(process.cwd(), file), ok: true, site: s.name, problems: [] as string[] };
+                } catch (err) {
+                    if (!(err instanceof SiteConfigError || err instanceof UserError)) throw err;
+                    const problems = err instanceof SiteConfigError ? err.problems : [err.message];
+                    return { file: path.relative(process.cwd(), file), ok: false, site: undefined, problems };
+                }
+            });
+            print(!!opts.json, results, () => results.map((r) => r.ok
+                ? `ok       ${r.file} (site ${r.site})`
+                : `invalid  ${r.file}\n${r.problems.map((p) => `  - ${p}`).join("\n")}`).join("\n"));
+            if (results.some((r) => !r.ok)) process.exitCode = 1;
+        });
+    site.command("show")
+        .description("print a stack's site description with defaults filled in")
+        .addOption(stackOpt()).addOption(fileOpt()).addOption(jsonOpt())
+        .action((opts: { stack: string; file?: string; json?: boolean }) => {
+            const s = siteFor(opts);
+            print(!!opts.json, s, () => [
+                `site ${s.name} (${s.kind})${s.description ? `: ${s.description}` : ""}`,
+                `SLA: availability ${s.sla.availability}, failover budget ${s.sla.failoverBudgetMs} ms`,
+                "",
+                table([["PROVIDER", "PREFIX"], ...s.providers.map((p) => [p.name, p.prefix])]),
+                "",
+                table([["NODE", "ROLE", "FAILURE DOMAIN", "UPLINKS", "SSH"],
+                    ...s.nodes.map((n) => [n.name, n.role, n.failureDomain, n.uplinks.map((u) => u.provider).join(","),
+                        n.ssh ? `${n.ssh.user}@${n.ssh.host.includes(":") ? `[${n.ssh.host}]` : n.ssh.host}:${n.ssh.port}` : "(lab)"])]),
+            ].join("\n"));
+        });
+
+    const lab = program.command("lab").description("the lab park on this machine (start it with `npm run lab`)");
+    lab.command("status")
+        .description("compare the lab's plan with what runs on this machine: namespaces, links, addresses, sshd")
+        .addOption(stackOpt()).addOption(fileOpt()).addOption(jsonOpt())
+        .action((opts: { stack: string; file?: string; json?: boolean }) => {
+            const plan = planLab(siteFor(opts));
+            const nodes = inspectLab(plan, stateRoot());
+            const sshConfig = path.join(stateRoot(), plan.stateSubdir, "client", "ssh_config");
+            print(!!opts.json, { site: plan.site, tag: plan.tag, sshConfig, nodes }, () => [
+                `lab park '${plan.site}' (tag ${plan.tag})`,
+                table([["NODE", "STATE", "NAMESPACE", "MANAGEMENT", "UPLINKS", "SSHD"],
+                    ...nodes.map((n) => {
+                        const p = plan.nodes.find((x) => x.name === n.name)!;
+                        return [n.name, n.healthy ? "up" : n.present ? "degraded" : "absent", n.netns, p.mgmt.address,
+                            p.uplinks.map((u) => `${u.ifname}=${u.address}`).join(" "), n.sshd.running ? `pid ${n.sshd.pid}` : "-"];
+                    })]),
+                "",
+                `ssh to a node: ssh -F ${sshConfig} <node>`,
+            ].join("\n"));
+            if (!nodes.every((n) => n.healthy)) process.exitCode = 3;
+        });
+    lab.command("ssh")
+        .description("ssh to a lab node with its pinned host key")
+        .argument("<node>", "node name")
+        .argument("[command...]", "command to run on the node")
+        .addOption(stackOpt()).addOption(fileOpt())
+        .action((node: string, command: string[], opts: { stack: string; file?: string }) => {
+            const plan = planLab(siteFor(opts));
+            if (!plan.nodes.some((n) => n.name === node)) throw new UserError(`no node '${node}' in the lab; nodes are: ${plan.nodes.map((n) => n.name).join(", ")}`);
+            const sshConfig = path.join(stateRoot(), plan.stateSubdir, "client", "ssh_config");
+            if (!fs.existsSync(sshConfig)) throw new UserError(`the lab is not up (no ${sshConfig}); run: npm run lab`);
+            const res = spawnSync("ssh", ["-F", sshConfig, node, ...command], { stdio: "inherit" });
+            process.exitCode = res.status ?? 1;
+        });
+    lab.command("clean")
+        .description("remove whatever a lab with this stack's tag left on the machine (namespaces, links, our sshd, files)")
+        .addOption(stackOpt()).addOption(fileOpt())
+        .addOption(new Option("--tag <tag>", "clean by lab tag instead of reading the stack file"))
+        .addOption(jsonOpt())
+        .action((opts: { stack: string; file?: string; tag?: string; json?: boolean }) => {
+            const tag = opts.tag ?? planLab(siteFor(opts)).tag;
+            const result = cleanLab(tag, stateRoot());
+            print(!!opts.json, result, () => [
+                result.removed.length ? `removed:\n${result.removed.map((r) => `  ${r}`).join("\n")}` : `nothing of lab '${tag}' was left on this machine`,
+                ...(result.kept.length ? [`kept (not ours to remove):\n${result.kept.map((k) => `  ${k}`).join("\n")}`] : []),
+            ].join("\n"));
+            if (result.kept.length) process.exitCode = 1;
+        });
+
+    return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+    try {
+        await buildProgram().parseAsync(argv);
+    } catch (err) {
+        if (err instanceof UserError || err instanceof SiteConfigError || err instanceof PlanError) {
+            process.stderr.write(`nublar: ${err.message}\n`);
+            process.exitCode = 1;
+            return;
+        }
+        throw err;
+    }
+}
