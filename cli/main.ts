@@ -5,6 +5,7 @@ import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { Command, Option } from "commander";
 import { cleanLab, inspectLab } from "../components/lab/inspect";
+import { labSshPaths } from "../components/lab/ssh-config";
 import { planLab } from "../network/lab-plan";
 import { PlanError } from "../network/addressing";
 import { loadSiteFromStackFile, SiteConfigError, stackFile } from "../site/load";
@@ -59,14 +60,15 @@ export function buildProgram(): Command {
         .addOption(jsonOpt())
         .action((opts: { stack?: string; file?: string; json?: boolean }) => {
             const files = opts.file ? [opts.file] : (opts.stack ? [opts.stack] : listStacks()).map((s) => stackFile(PROJECT_DIR, s));
+            const shown = (file: string) => (path.relative(process.cwd(), file).startsWith("..") ? file : path.relative(process.cwd(), file));
             const results = files.map((file) => {
                 try {
                     const s = siteFor({ file });
-                    return { file: path.relative(process.cwd(), file), ok: true, site: s.name, problems: [] as string[] };
+                    return { file: shown(file), ok: true, site: s.name, problems: [] as string[] };
                 } catch (err) {
                     if (!(err instanceof SiteConfigError || err instanceof UserError)) throw err;
                     const problems = err instanceof SiteConfigError ? err.problems : [err.message];
-                    return { file: path.relative(process.cwd(), file), ok: false, site: undefined, problems };
+                    return { file: shown(file), ok: false, site: undefined, problems };
                 }
             });
             print(!!opts.json, results, () => results.map((r) => r.ok
@@ -98,7 +100,7 @@ export function buildProgram(): Command {
         .action((opts: { stack: string; file?: string; json?: boolean }) => {
             const plan = planLab(siteFor(opts));
             const nodes = inspectLab(plan, stateRoot());
-            const sshConfig = path.join(stateRoot(), plan.stateSubdir, "client", "ssh_config");
+            const sshConfig = labSshPaths(plan, stateRoot()).configFile;
             print(!!opts.json, { site: plan.site, tag: plan.tag, sshConfig, nodes }, () => [
                 `lab park '${plan.site}' (tag ${plan.tag})`,
                 table([["NODE", "STATE", "NAMESPACE", "MANAGEMENT", "UPLINKS", "SSHD"],
@@ -120,7 +122,7 @@ export function buildProgram(): Command {
         .action((node: string, command: string[], opts: { stack: string; file?: string }) => {
             const plan = planLab(siteFor(opts));
             if (!plan.nodes.some((n) => n.name === node)) throw new UserError(`no node '${node}' in the lab; nodes are: ${plan.nodes.map((n) => n.name).join(", ")}`);
-            const sshConfig = path.join(stateRoot(), plan.stateSubdir, "client", "ssh_config");
+            const sshConfig = labSshPaths(plan, stateRoot()).configFile;
             if (!fs.existsSync(sshConfig)) throw new UserError(`the lab is not up (no ${sshConfig}); run: npm run lab`);
             const res = spawnSync("ssh", ["-F", sshConfig, node, ...command], { stdio: "inherit" });
             process.exitCode = res.status ?? 1;

@@ -10,7 +10,7 @@ import { IPv6CidrRange, Validator } from "ip-num";
 /** DNS-label-like names: they end up in hostnames, namespace and unit names. */
 const Name = z
     .string()
-    .regex(/^[a-z][a-z0-9-]{0,30}[a-z0-9]$/, "must be 2-32 characters of a-z, 0-9 and '-', starting with a letter");
+    .regex(/^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$/, "must be 1-32 characters of a-z, 0-9 and '-', starting with a letter and not ending with '-'");
 
 const Ipv4Like = /^\d{1,3}(\.\d{1,3}){3}(\/\d+)?$/;
 

@@ -169,7 +169,9 @@ export function startSshd(spec: SshdSpec): number {
         ...spec.listen.map((a) => `ListenAddress [${a}]:22`),
         `HostKey ${spec.hostKeyFile}`,
         `PidFile ${pidFile}`,
-        `AuthorizedKeysFile ${path.join(spec.dir, "authorized_keys")}`,
+        // Read from the daemon's private /run (see below): StrictModes rejects key files under
+        // a world-writable directory, and the project may well live under /tmp.
+        "AuthorizedKeysFile /run/nublar/authorized_keys",
         "PermitRootLogin prohibit-password",
         "PasswordAuthentication no",
         "KbdInteractiveAuthentication no",
@@ -182,8 +184,14 @@ export function startSshd(spec: SshdSpec): number {
     ].join("\n"), 0o600);
     fs.rmSync(pidFile, { force: true });
 
-    const script = "mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -m 0755 /run/sshd && exec /usr/sbin/sshd -f \"$1\" -E \"$2\"";
-    run(`starting sshd in ${spec.netns}`, ["ip", "netns", "exec", spec.netns, "sh", "-c", script, "sh", cfg, path.join(spec.dir, "sshd.log")]);
+    const script = [
+        "mount -t tmpfs -o mode=0755 tmpfs /run",
+        "mkdir -m 0755 /run/sshd /run/nublar",
+        "install -m 0600 \"$3\" /run/nublar/authorized_keys",
+        "exec /usr/sbin/sshd -f \"$1\" -E \"$2\"",
+    ].join(" && ");
+    run(`starting sshd in ${spec.netns}`, ["ip", "netns", "exec", spec.netns, "sh", "-c", script, "sh",
+        cfg, path.join(spec.dir, "sshd.log"), path.join(spec.dir, "authorized_keys")]);
 
     // sshd writes its pid file once it listens; the daemonizing parent has already exited.
     const deadline = Date.now() + 10_000;

@@ -4,6 +4,7 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import type { LabNodePlan, LabPlan } from "../../network/lab-plan";
 import { LabBridge, LabFile, LabNetns, LabSshd, LabSshKey, LabVeth } from "./providers";
+import { labSshPaths, renderKnownHosts, renderSshConfig } from "./ssh-config";
 
 export interface LabParkArgs {
     plan: LabPlan;
@@ -42,44 +43,22 @@ export class LabPark extends pulumi.ComponentResource {
         const routers = new Map(plan.routers.map((r) => [r.provider, new LabNetns(id(`router-${r.provider}`), { netns: r.netns, forwarding: true }, child)]));
 
         const clientKey = new LabSshKey(id("client-key"), {
-            file: path.join(dir, "client", "id_ed25519"),
+            file: labSshPaths(plan, args.stateRoot).identityFile,
             comment: `nublar-lab-${plan.tag}-operator`,
         }, child);
 
         const nodeResources = plan.nodes.map((node) => this.node(id(`node-${node.name}`), node, { dir, bridge, bridgeName: plan.mgmt.bridge, routers, clientKey }));
 
-        this.sshConfigFile = path.join(dir, "client", "ssh_config");
-        const knownHostsFile = path.join(dir, "client", "known_hosts");
-        const alias = (node: LabNodePlan) => `nublar-${plan.tag}-${node.name}`;
-
-        // known_hosts pins each node's key under a host-key alias, so the pin follows the node
-        // and not whatever address it answers on; StrictHostKeyChecking refuses any other key.
+        const paths = labSshPaths(plan, args.stateRoot);
+        this.sshConfigFile = paths.configFile;
         const knownHosts = new LabFile(id("known-hosts"), {
-            file: knownHostsFile,
-            content: pulumi.all(nodeResources.map((n) => n.hostKey.publicKey)).apply((keys) =>
-                plan.nodes.map((n, i) => `${alias(n)} ${keys[i].split(" ").slice(0, 2).join(" ")}`).join("\n") + "\n"),
+            file: paths.knownHostsFile,
+            content: pulumi.all(nodeResources.map((n) => n.hostKey.publicKey)).apply((keys) => renderKnownHosts(plan, keys)),
             mode: 0o644,
         }, child);
-
         const sshConfig = new LabFile(id("ssh-config"), {
-            file: this.sshConfigFile,
-            content: [
-                `# Written by nublar for the lab park '${plan.site}' (tag ${plan.tag}). Use: ssh -F ${this.sshConfigFile} <node>`,
-                ...plan.nodes.flatMap((n) => [
-                    `Host ${n.name}`,
-                    `  HostName ${n.mgmt.address}`,
-                    "  User root",
-                    `  IdentityFile ${path.join(dir, "client", "id_ed25519")}`,
-                    "  IdentitiesOnly yes",
-                    `  UserKnownHostsFile ${knownHostsFile}`,
-                    "  GlobalKnownHostsFile /dev/null",
-                    `  HostKeyAlias ${alias(n)}`,
-                    "  StrictHostKeyChecking yes",
-                    "  UpdateHostKeys no",
-                    "  ConnectTimeout 5",
-                ]),
-                "",
-            ].join("\n"),
+            file: paths.configFile,
+            content: renderSshConfig(plan, paths),
             mode: 0o644,
         }, { parent: this, dependsOn: [knownHosts, ...nodeResources.map((n) => n.sshd)] });
 

@@ -1,0 +1,134 @@
+import { test } from "node:test";
+import * as assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { loadSiteFromStackFile, parseSite, SiteConfigError, stackFile } from "./load";
+
+const ROOT = path.resolve(__dirname, "..");
+
+/** A valid lab site; each test breaks one thing. */
+function labSite(): any {
+    return {
+        name: "lab",
+        kind: "lab",
+        sla: { availability: 0.999999, failoverBudgetMs: 100 },
+        providers: [
+            { name: "provider-a", prefix: "2001:db8:a::/48" },
+            { name: "provider-b", prefix: "2001:db8:b::/48" },
+        ],
+        nodes: [
+            { name: "gate", role: "edge", failureDomain: "east", uplinks: [{ provider: "provider-a" }, { provider: "provider-b" }] },
+            { name: "control-room", role: "core", failureDomain: "west", uplinks: [{ provider: "provider-a" }] },
+        ],
+        ingress: [{ name: "web", port: 80, upstreams: ["gate"] }],
+    };
+}
+
+function problems(raw: unknown): string[] {
+    try {
+        parseSite(raw);
+    } catch (err) {
+        assert.ok(err instanceof SiteConfigError, `expected SiteConfigError, got ${err}`);
+        return err.problems;
+    }
+    assert.fail("expected the site to be rejected");
+}
+
+test("every shipped stack is a valid site", () => {
+    const stacks = fs.readdirSync(path.join(ROOT, "stacks")).filter((f) => f.endsWith(".yaml"));
+    for (const required of ["lab", "isla-nublar", "isla-sorna", "dc-eu-west"]) {
+        assert.ok(stacks.includes(`Pulumi.${required}.yaml`), `stack ${required} is shipped`);
+    }
+    for (const f of stacks) {
+        const site = loadSiteFromStackFile(path.join(ROOT, "stacks", f));
+        assert.equal(`Pulumi.${site.name}.yaml`, f, "the site is named after its stack");
+    }
+});
+
+test("defaults are filled in: lab settings, ssh port and user, empty ingress", () => {
+    const raw = labSite();
+    delete raw.ingress;
+    const site = parseSite(raw);
+    assert.deepEqual(site.lab, { tag: "lab", managementPrefix: "fd6e:626c:6172::/64" });
+    assert.deepEqual(site.ingress, []);
+    const park = loadSiteFromStackFile(stackFile(ROOT, "isla-nublar"));
+    assert.equal(park.nodes[0].ssh?.port, 22);
+    assert.equal(park.nodes[0].ssh?.user, "root");
+});
+
+test("an IPv4 prefix is rejected naming the key, the value and the rule", () => {
+    const raw = labSite();
+    raw.providers[1].prefix = "10.0.0.0/8";
+    const [p, ...rest] = problems(raw);
+    assert.equal(rest.length, 0);
+    assert.match(p, /^nublar:site\.providers\[1\]\.prefix = "10\.0\.0\.0\/8": .*IPv6-only/);
+});
+
+test("prefix length, host bits and syntax are checked", () => {
+    const raw = labSite();
+    raw.providers[0].prefix = "2001:db8:a::/56";
+    raw.providers[1].prefix = "2001:db8:b::1/48";
+    raw.ingress = [];
+    const ps = problems(raw);
+    assert.ok(ps.some((p) => p.includes("providers[0].prefix") && p.includes("must be a /48")), ps.join("\n"));
+    assert.ok(ps.some((p) => p.includes("providers[1].prefix") && p.includes("host bits must be zero")), ps.join("\n"));
+    raw.providers[0].prefix = "not-a-prefix";
+    assert.ok(problems(raw).some((p) => p.includes('"not-a-prefix"') && p.includes("CIDR")));
+});
+
+test("overlapping and equal provider prefixes are rejected, naming both", () => {
+    const raw = labSite();
+    raw.providers[1].prefix = raw.providers[0].prefix;
+    const ps = problems(raw);
+    assert.ok(ps.some((p) => p.startsWith("nublar:site.providers[1].prefix") && p.includes("overlaps providers[0] 'provider-a'")), ps.join("\n"));
+});
+
+test("references must resolve: uplink providers and ingress upstreams", () => {
+    const raw = labSite();
+    raw.nodes[1].uplinks[0].provider = "provider-c";
+    raw.ingress[0].upstreams = ["nowhere"];
+    const ps = problems(raw);
+    assert.ok(ps.some((p) => p.startsWith('nublar:site.nodes[1].uplinks[0].provider = "provider-c"') && p.includes("provider-a, provider-b")), ps.join("\n"));
+    assert.ok(ps.some((p) => p.startsWith('nublar:site.ingress[0].upstreams[0] = "nowhere"') && p.includes("gate, control-room")), ps.join("\n"));
+});
+
+test("duplicate names are rejected", () => {
+    const raw = labSite();
+    raw.nodes[1].name = "gate";
+    assert.ok(problems(raw).some((p) => p.startsWith("nublar:site.nodes[1].name") && p.includes("duplicate node name")));
+});
+
+test("outside the lab, every node needs SSH with a pinned host key", () => {
+    const raw = labSite();
+    raw.kind = "park";
+    const ps = problems(raw);
+    assert.ok(ps.some((p) => p.startsWith("nublar:site.nodes[0].ssh = (missing)") && p.includes("pinned hostKey")), ps.join("\n"));
+    raw.nodes.forEach((n: any) => (n.ssh = { host: "2001:db8:a::10", hostKey: "ssh-ed25519 AAAAC3Nza" }));
+    raw.nodes[1].ssh = { host: "192.0.2.10", hostKey: "not a key" };
+    const ps2 = problems(raw);
+    assert.ok(ps2.some((p) => p.startsWith('nublar:site.nodes[1].ssh.host = "192.0.2.10"') && p.includes("IPv6-only")), ps2.join("\n"));
+    assert.ok(ps2.some((p) => p.startsWith('nublar:site.nodes[1].ssh.hostKey = "not a key"') && p.includes("ssh-keyscan")), ps2.join("\n"));
+});
+
+test("a misspelt key is reported, not ignored", () => {
+    const raw = labSite();
+    raw.nodes[0].uplink = raw.nodes[0].uplinks;
+    assert.ok(problems(raw).some((p) => p.startsWith("nublar:site.nodes[0]: unknown key(s) 'uplink'")));
+});
+
+test("a missing site or a missing field says what is required", () => {
+    assert.match(problems(undefined)[0], /nublar:site is missing/);
+    const raw = labSite();
+    delete raw.sla;
+    assert.ok(problems(raw).some((p) => p.startsWith("nublar:site.sla = (missing): is required")));
+});
+
+test("a datacenter needs its AWS regions; lab settings belong to labs only", () => {
+    const raw = labSite();
+    raw.kind = "datacenter";
+    raw.lab = { tag: "x" };
+    raw.nodes.forEach((n: any) => (n.ssh = { host: "dc.example.net", hostKey: "ssh-ed25519 AAAAC3Nza" }));
+    const ps = problems(raw);
+    assert.ok(ps.some((p) => p.startsWith("nublar:site.aws = (missing)")), ps.join("\n"));
+    assert.ok(ps.some((p) => p.startsWith("nublar:site.lab = ") && p.includes("only allowed")), ps.join("\n"));
+});

@@ -1,0 +1,135 @@
+// Engine layer: the real Pulumi CLI runs the nublar program on a local file
+// backend: preview, up, a second up with no changes, bad config, destroy.
+// It uses its own temporary project folder, stack names, lab tag and state, so it
+// never touches a lab the user is running, and it cleans up even when it fails.
+import { after, before, test } from "node:test";
+import * as assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { spawnSync } from "node:child_process";
+import { parse, stringify } from "yaml";
+import { cleanLab } from "../../components/lab/inspect";
+import { netnsExists, linkExists, sshdPid } from "../../components/lab/ops";
+import { planLab } from "../../network/lab-plan";
+import { parseSite } from "../../site/load";
+import { requireCommands, requireRoot } from "../helpers/prereq";
+
+const ROOT = path.resolve(__dirname, "../..");
+const tag = `te${(process.pid % 46656).toString(36)}`;
+const work = fs.mkdtempSync(path.join(os.tmpdir(), "nublar-engine-"));
+const stateDir = path.join(work, "files");
+const STACK = `engine-${tag}`;
+
+const labSite = parse(fs.readFileSync(path.join(ROOT, "stacks", "Pulumi.lab.yaml"), "utf8")).config["nublar:site"];
+labSite.lab = { ...labSite.lab, tag, managementPrefix: "fd6e:626c:656e::/64" };
+const plan = planLab(parseSite(labSite));
+
+function pulumi(args: string[], stack = STACK) {
+    const env: NodeJS.ProcessEnv = {
+        ...process.env,
+        PATH: `${path.join(ROOT, ".tools", "bin")}:${process.env.PATH}`,
+        PULUMI_HOME: path.join(work, "pulumi-home"),
+        PULUMI_CONFIG_PASSPHRASE: "engine-test",
+        PULUMI_SKIP_UPDATE_CHECK: "true",
+        PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+        NUBLAR_STATE_DIR: stateDir,
+    };
+    delete env.PULUMI_BACKEND_URL; // the temporary project names its own backend
+    const res = spawnSync("pulumi", [...args, "--stack", stack, "--non-interactive"], { cwd: work, env, encoding: "utf8", timeout: 300_000 });
+    return { status: res.status, stdout: res.stdout ?? "", stderr: res.stderr ?? "", output: `${res.stdout}\n${res.stderr}` };
+}
+
+function ok(res: ReturnType<typeof pulumi>, what: string) {
+    assert.equal(res.status, 0, `${what} failed:\n${res.output}`);
+    return res;
+}
+
+before(() => {
+    requireRoot("engine");
+    requireCommands("pulumi", "pulumi-language-nodejs", "pulumi-resource-pulumi-nodejs", "ssh", "ssh-keyscan");
+    // A project of its own whose program is this repository's: same code, separate stacks and state.
+    fs.mkdirSync(path.join(work, "stacks"));
+    fs.mkdirSync(path.join(work, "state"));
+    fs.writeFileSync(path.join(work, "Pulumi.yaml"), stringify({
+        name: "nublar",
+        runtime: { name: "nodejs", options: { typescript: true } },
+        main: ROOT,
+        stackConfigDir: "stacks",
+        backend: { url: `file://${path.join(work, "state")}` },
+    }));
+    fs.writeFileSync(path.join(work, "stacks", `Pulumi.${STACK}.yaml`), stringify({ config: { "nublar:site": labSite } }));
+    ok(pulumi(["stack", "init", "--secrets-provider", "passphrase"]), "stack init");
+});
+
+after(() => {
+    if (plan.nodes.some((n) => netnsExists(n.netns))) pulumi(["destroy", "--yes", "--skip-preview"]);
+    cleanLab(tag, stateDir);
+    fs.rmSync(work, { recursive: true, force: true });
+});
+
+test("preview plans the whole park and creates nothing", () => {
+    const res = ok(pulumi(["preview", "--json"]), "preview");
+    const steps: { op: string; urn: string }[] = JSON.parse(res.stdout).steps;
+    const creates = steps.filter((s) => s.op === "create").map((s) => s.urn);
+    const expectedCustom = 1 /* bridge */ + plan.routers.length + 1 /* client key */ + 2 /* files */ +
+        plan.nodes.reduce((n, node) => n + 1 /* netns */ + 1 /* mgmt */ + node.uplinks.length + 1 /* host key */ + 1 /* sshd */, 0);
+    assert.equal(creates.filter((u) => u.includes("pulumi-nodejs:dynamic/lab:")).length, expectedCustom);
+    assert.ok(creates.some((u) => u.includes("nublar:site:Site")) && creates.some((u) => u.includes("nublar:lab:LabPark")));
+    assert.ok(!plan.nodes.some((n) => netnsExists(n.netns)), "preview changed nothing on the machine");
+});
+
+test("up brings the park up; every node is reachable over SSH with its pinned key", () => {
+    ok(pulumi(["up", "--yes", "--skip-preview"]), "up");
+    const outputs = JSON.parse(ok(pulumi(["stack", "output", "--json"]), "stack output").stdout);
+    assert.deepEqual(Object.keys(outputs.nodes).sort(), plan.nodes.map((n) => n.name).sort());
+    for (const node of plan.nodes) {
+        const out = outputs.nodes[node.name];
+        assert.ok(netnsExists(node.netns));
+        // The key the node presents is the key the stack pinned.
+        const scan = spawnSync("ssh-keyscan", ["-t", "ed25519", node.mgmt.address], { encoding: "utf8", timeout: 10_000 });
+        assert.equal(scan.stdout.trim().split(" ").slice(1, 3).join(" "), out.hostKey.split(" ").slice(0, 2).join(" "));
+        // The command from the outputs works as printed.
+        const ssh = spawnSync("sh", ["-c", `${out.ssh} cat /proc/net/if_inet6`], { encoding: "utf8", timeout: 20_000 });
+        assert.equal(ssh.status, 0, ssh.stderr);
+        assert.ok(ssh.stdout.includes(node.uplinks[0].address.split(":")[0]), "ran inside the node");
+    }
+});
+
+test("a second up changes nothing", () => {
+    ok(pulumi(["up", "--yes", "--expect-no-changes", "--skip-preview"]), "second up");
+    ok(pulumi(["preview", "--expect-no-changes"]), "preview after up");
+});
+
+test("bad config fails preview naming the key, value and rule, and creates nothing", () => {
+    const bad = structuredClone(labSite);
+    bad.providers[1].prefix = "203.0.113.0/24";
+    bad.lab.tag = `${tag}x`;
+    const stack = `${STACK}-bad`;
+    fs.writeFileSync(path.join(work, "stacks", `Pulumi.${stack}.yaml`), stringify({ config: { "nublar:site": bad } }));
+    ok(pulumi(["stack", "init", "--secrets-provider", "passphrase"], stack), "stack init (bad)");
+    const res = pulumi(["up", "--yes", "--skip-preview"], stack);
+    assert.notEqual(res.status, 0);
+    assert.match(res.output, /nublar:site\.providers\[1\]\.prefix = "203\.0\.113\.0\/24": the site is IPv6-only/);
+    const state = JSON.parse(ok(pulumi(["stack", "export"], stack), "export").stdout);
+    const resources: { type: string }[] = state.deployment.resources ?? [];
+    assert.deepEqual(resources.filter((r) => r.type !== "pulumi:pulumi:Stack"), []);
+    assert.ok(!fs.existsSync(`/run/netns/nbl-${tag}x-gate`));
+});
+
+test("destroy leaves no namespace, link, process or file behind", () => {
+    const pids = plan.nodes.map((n) => sshdPid(path.join(stateDir, plan.stateSubdir, "nodes", n.name)));
+    assert.ok(pids.every((p) => p !== undefined), "sshd ran for every node");
+    ok(pulumi(["destroy", "--yes", "--skip-preview"]), "destroy");
+    for (const ns of [...plan.nodes.map((n) => n.netns), ...plan.routers.map((r) => r.netns)]) assert.ok(!netnsExists(ns), `${ns} removed`);
+    assert.ok(!linkExists(undefined, plan.mgmt.bridge), "bridge removed");
+    for (const pid of pids) {
+        const stat = fs.existsSync(`/proc/${pid}/stat`) ? fs.readFileSync(`/proc/${pid}/stat`, "utf8") : "";
+        assert.ok(stat === "" || / Z /.test(stat), `sshd ${pid} ended`);
+    }
+    const leftovers: string[] = [];
+    const walk = (d: string) => fs.existsSync(d) && fs.readdirSync(d, { withFileTypes: true })
+        .forEach((e) => (e.isDirectory() ? walk(path.join(d, e.name)) : leftovers.push(path.join(d, e.name))));
+    walk(stateDir);
+    assert.deepEqual(leftovers, []);
+});
