@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import type { LabPlan } from "../../network/lab-plan";
-import { deleteLink, deleteNetns, linkExists, netnsExists, sshdPid, stopSshd } from "./ops";
+import { deleteLink, deleteNetns, netnsExists, sshdPid, stopSshd } from "./ops";
 
 export interface LinkState {
     ifname: string;
@@ -84,17 +84,11 @@ export function cleanLab(tag: string, stateRoot: string): { removed: string[]; k
     }
 
     const bridge = `nb${tag}`;
-    if (linkExists(undefined, bridge)) {
-        deleteLink(undefined, bridge);
-        removed.push(`bridge ${bridge}`);
-    }
+    if (deleteLink(undefined, bridge)) removed.push(`bridge ${bridge}`);
     // Management ports whose namespace is gone disappear with it; any strays are named nb<tag>.<hex>.
     const strays = spawnSync("ip", ["-j", "link", "show"], { encoding: "utf8" });
     for (const link of strays.status === 0 ? (JSON.parse(strays.stdout) as { ifname: string }[]) : []) {
-        if (link.ifname.startsWith(`${bridge}.`)) {
-            deleteLink(undefined, link.ifname);
-            removed.push(`link ${link.ifname}`);
-        }
+        if (link.ifname.startsWith(`${bridge}.`) && deleteLink(undefined, link.ifname)) removed.push(`link ${link.ifname}`);
     }
 
     if (fs.existsSync(dir)) {

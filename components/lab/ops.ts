@@ -99,10 +99,21 @@ function configureEnd(end: LinkEnd): void {
     run(`bringing up ${where}`, ip(end.netns, "link", "set", "dev", end.ifname, "up"));
 }
 
-/** Deleting one end of a veth pair deletes both. */
-export function deleteLink(netns: string | undefined, ifname: string): void {
-    if (netns && !netnsExists(netns)) return;
-    if (linkExists(netns, ifname)) run(`deleting link ${ifname}`, ip(netns, "link", "del", "dev", ifname));
+/**
+ * Delete a link; deleting one end of a veth pair deletes both. Returns false if it was
+ * already gone (the kernel removes a veth's peer on its own, shortly after the other
+ * end's namespace is deleted).
+ */
+export function deleteLink(netns: string | undefined, ifname: string): boolean {
+    if (netns && !netnsExists(netns)) return false;
+    if (!linkExists(netns, ifname)) return false;
+    try {
+        run(`deleting link ${ifname}`, ip(netns, "link", "del", "dev", ifname));
+        return true;
+    } catch (err) {
+        if (!linkExists(netns, ifname)) return false;
+        throw err;
+    }
 }
 
 /** The management bridge in the root namespace: how this machine reaches the nodes. */
@@ -145,6 +156,8 @@ export function removeEmptyDirs(...dirs: string[]): void {
 
 export interface SshdSpec {
     netns: string;
+    /** Host name the node reports (its own UTS namespace, so `hostname` on the node says who it is). */
+    hostname: string;
     /** Directory for this node's sshd config, pid file and log. */
     dir: string;
     hostKeyFile: string;
@@ -153,8 +166,8 @@ export interface SshdSpec {
 }
 
 /**
- * Start sshd inside a node's namespace. `ip netns exec` gives the process its own mount
- * namespace, where we mount a private /run: sshd needs /run/sshd for privilege
+ * Start sshd inside a node's namespace, with the node's host name. `ip netns exec` gives the
+ * process its own mount namespace, where we mount a private /run: sshd needs /run/sshd for privilege
  * separation, and must not share the host's. Returns the daemon's PID.
  */
 export function startSshd(spec: SshdSpec): number {
@@ -185,13 +198,14 @@ export function startSshd(spec: SshdSpec): number {
     fs.rmSync(pidFile, { force: true });
 
     const script = [
+        "hostname \"$4\"",
         "mount -t tmpfs -o mode=0755 tmpfs /run",
         "mkdir -m 0755 /run/sshd /run/nublar",
         "install -m 0600 \"$3\" /run/nublar/authorized_keys",
         "exec /usr/sbin/sshd -f \"$1\" -E \"$2\"",
     ].join(" && ");
-    run(`starting sshd in ${spec.netns}`, ["ip", "netns", "exec", spec.netns, "sh", "-c", script, "sh",
-        cfg, path.join(spec.dir, "sshd.log"), path.join(spec.dir, "authorized_keys")]);
+    run(`starting sshd in ${spec.netns}`, ["ip", "netns", "exec", spec.netns, "unshare", "--uts", "sh", "-c", script, "sh",
+        cfg, path.join(spec.dir, "sshd.log"), path.join(spec.dir, "authorized_keys"), spec.hostname]);
 
     // sshd writes its pid file once it listens; the daemonizing parent has already exited.
     const deadline = Date.now() + 10_000;

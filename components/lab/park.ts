@@ -106,6 +106,7 @@ export class LabPark extends pulumi.ComponentResource {
 
         const sshd = new LabSshd(`${name}-sshd`, {
             netns: node.netns,
+            hostname: node.name,
             dir: nodeDir,
             hostKeyFile: hostKey.file,
             listen: [node.mgmt.address, ...node.uplinks.map((u) => u.address)],

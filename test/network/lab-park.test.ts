@@ -67,7 +67,7 @@ before(() => {
         }
         const dir = path.join(stateRoot, plan.stateSubdir, "nodes", node.name);
         const hostKey = ops.ensureSshKey(path.join(dir, "ssh_host_ed25519_key"), node.name);
-        ops.startSshd({ netns: node.netns, dir, hostKeyFile: path.join(dir, "ssh_host_ed25519_key"),
+        ops.startSshd({ netns: node.netns, hostname: node.name, dir, hostKeyFile: path.join(dir, "ssh_host_ed25519_key"),
             listen: [node.mgmt.address, ...node.uplinks.map((u) => u.address)], authorizedKeys: [clientKey] });
         return hostKey;
     });
@@ -110,8 +110,9 @@ test("static addresses survive a link flap (keep_addr_on_down)", () => {
 test("ssh reaches every node with its pinned host key", () => {
     const { configFile } = labSshPaths(plan, stateRoot);
     for (const node of plan.nodes) {
-        const res = ssh(node.name, configFile, "ip", "-6", "-br", "addr", "show", "dev", node.uplinks[0].ifname);
+        const res = ssh(node.name, configFile, "hostname; ip -6 -br addr show dev", node.uplinks[0].ifname);
         assert.equal(res.status, 0, res.stderr);
+        assert.equal(res.stdout.split("\n")[0], node.name, "the node reports its own host name");
         assert.ok(res.stdout.includes(node.uplinks[0].address), `ran inside ${node.name}: ${res.stdout}`);
     }
 });
