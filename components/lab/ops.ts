@@ -49,6 +49,10 @@ export function createNetns(name: string, forwarding: boolean): void {
         "net.ipv6.conf.all.accept_ra=0",
         "net.ipv6.conf.default.accept_ra=0",
         `net.ipv6.conf.all.forwarding=${forwarding ? 1 : 0}`,
+        // Announce addresses (unsolicited NA) when a link comes up, so neighbours that cached
+        // an old MAC, e.g. after the namespace was rebuilt, switch over at once.
+        "net.ipv6.conf.all.ndisc_notify=1",
+        "net.ipv6.conf.default.ndisc_notify=1",
     ];
     run(`configuring namespace ${name}`, ["ip", "netns", "exec", name, "sysctl", "-q", "-w", ...sysctls]);
     run(`bringing up lo in ${name}`, ip(name, "link", "set", "lo", "up"));
@@ -131,6 +135,23 @@ export function ensureSshKey(file: string, comment: string): string {
         run(`generating SSH key ${file}`, ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", file]);
     }
     return fs.readFileSync(`${file}.pub`, "utf8").trim();
+}
+
+/** True if the key pair at `file` is still there and is the one recorded. */
+export function sshKeyMatches(file: string, publicKey: string): boolean {
+    try {
+        return fs.existsSync(file) && fs.readFileSync(`${file}.pub`, "utf8").trim() === publicKey;
+    } catch {
+        return false;
+    }
+}
+
+export function fileHas(file: string, content: string): boolean {
+    try {
+        return fs.readFileSync(file, "utf8") === content;
+    } catch {
+        return false;
+    }
 }
 
 export function removeFiles(...files: string[]): void {

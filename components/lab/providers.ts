@@ -29,6 +29,15 @@ async function replaceOnChange(_id: string, olds: Record<string, unknown>, news:
     return { changes: replaces.length > 0, replaces, deleteBeforeReplace: true };
 }
 
+/**
+ * `pulumi refresh` (and `up --refresh`) asks each resource whether it still exists. An empty
+ * id tells the engine it is gone, so the next update creates it again: this is how a lab
+ * comes back after a reboot, or after someone deleted a namespace by hand.
+ */
+function present<T>(id: string, props: T | undefined, exists: (props: T) => boolean): pulumi.dynamic.ReadResult<T> {
+    return props !== undefined && exists(props) ? { id, props } : { id: "", props };
+}
+
 // ---- Namespace ----
 
 export interface NetnsInputs {
@@ -43,6 +52,9 @@ const netnsProvider: pulumi.dynamic.ResourceProvider<NetnsInputs, NetnsInputs> =
     },
     async delete(_id, props) {
         ops().deleteNetns(props.netns);
+    },
+    async read(id, props) {
+        return present(id, props, (p) => ops().netnsExists(p.netns));
     },
     diff: replaceOnChange as never,
 };
@@ -69,6 +81,9 @@ const vethProvider: pulumi.dynamic.ResourceProvider<VethInputs, VethInputs> = {
     async delete(_id, props) {
         ops().deleteLink(props.a.netns, props.a.ifname);
     },
+    async read(id, props) {
+        return present(id, props, (p) => ops().linkExists(p.a.netns, p.a.ifname));
+    },
     diff: replaceOnChange as never,
 };
 
@@ -92,6 +107,9 @@ const bridgeProvider: pulumi.dynamic.ResourceProvider<BridgeInputs, BridgeInputs
     },
     async delete(_id, props) {
         ops().deleteLink(undefined, props.ifname);
+    },
+    async read(id, props) {
+        return present(id, props, (p) => ops().linkExists(undefined, p.ifname));
     },
     diff: replaceOnChange as never,
 };
@@ -118,6 +136,9 @@ const sshKeyProvider: pulumi.dynamic.ResourceProvider<SshKeyInputs, SshKeyInputs
         const o = ops();
         o.removeFiles(props.file, `${props.file}.pub`);
     },
+    async read(id, props) {
+        return present(id, props, (p) => ops().sshKeyMatches(p.file, p.publicKey));
+    },
     diff: replaceOnChange as never,
 };
 
@@ -140,6 +161,9 @@ const sshdProvider: pulumi.dynamic.ResourceProvider<Ops.SshdSpec, Ops.SshdSpec &
     },
     async delete(_id, props) {
         ops().stopSshd(props.dir);
+    },
+    async read(id, props) {
+        return present(id, props, (p) => ops().sshdPid(p.dir) === p.pid);
     },
     diff: replaceOnChange as never,
 };
@@ -166,6 +190,9 @@ const fileProvider: pulumi.dynamic.ResourceProvider<FileInputs, FileInputs> = {
     },
     async delete(_id, props) {
         ops().removeFiles(props.file);
+    },
+    async read(id, props) {
+        return present(id, props, (p) => ops().fileHas(p.file, p.content));
     },
     diff: replaceOnChange as never,
 };

@@ -101,6 +101,20 @@ test("a second up changes nothing", () => {
     ok(pulumi(["preview", "--expect-no-changes"]), "preview after up");
 });
 
+test("up --refresh rebuilds a node lost behind Pulumi's back (as after a reboot)", () => {
+    const node = plan.nodes[0];
+    const pid = sshdPid(path.join(stateDir, plan.stateSubdir, "nodes", node.name));
+    assert.ok(pid !== undefined);
+    process.kill(pid, "SIGTERM"); // the sshd this stack started
+    spawnSync("ip", ["netns", "del", node.netns]);
+    assert.ok(!netnsExists(node.netns));
+    ok(pulumi(["up", "--yes", "--skip-preview", "--refresh"]), "up --refresh");
+    assert.ok(netnsExists(node.netns), "namespace rebuilt");
+    const res = spawnSync("ssh", ["-F", path.join(stateDir, plan.stateSubdir, "client", "ssh_config"), node.name, "hostname"], { encoding: "utf8", timeout: 20_000 });
+    assert.equal(res.stdout.trim(), node.name, res.stderr);
+    ok(pulumi(["preview", "--expect-no-changes", "--refresh"]), "preview after the rebuild");
+});
+
 test("bad config fails preview naming the key, value and rule, and creates nothing", () => {
     const bad = structuredClone(labSite);
     bad.providers[1].prefix = "203.0.113.0/24";
