@@ -1,0 +1,242 @@
+// The session state machine on a virtual clock: RFC 5880 §6.2 transitions, §6.8
+// timers, Poll/Final, detection, admin down, passive mode.
+import { test } from "node:test";
+import * as assert from "node:assert/strict";
+import { decode, Diag, encode, State } from "./packet";
+import { controlPacket, createSession, detectionTimeUs, SLOW_TX_US, step, type SessionConfig } from "./session";
+import { Sim } from "./testing/sim";
+
+const MS = 1000;
+const fast: SessionConfig = { desiredMinTxUs: 10 * MS, requiredMinRxUs: 10 * MS, detectMult: 3 };
+
+function pair(a: SessionConfig = fast, b: SessionConfig = fast, seed = 7): Sim {
+    const sim = new Sim(seed);
+    sim.add("a", a, 0x1111);
+    sim.add("b", b, 0x2222);
+    sim.connect("a", "b");
+    return sim;
+}
+
+function sentBy(sim: Sim, node: string, after = 0) {
+    return sim.sent.filter((s) => s.node === node && s.at >= after).map((s) => ({ at: s.at, p: (decode(s.bytes) as any).packet }));
+}
+
+test("two sessions come Up through Down -> Init -> Up (three-way handshake)", () => {
+    const sim = pair();
+    sim.run(3_000 * MS);
+    assert.equal(sim.get("a").state, State.Up);
+    assert.equal(sim.get("b").state, State.Up);
+    const path = (n: string) => sim.transitions.filter((t) => t.node === n).map((t) => t.to);
+    for (const n of ["a", "b"]) {
+        const p = path(n);
+        assert.equal(p[p.length - 1], State.Up);
+        assert.ok(p.every((s) => s === State.Init || s === State.Up), `${n}: ${p}`);
+    }
+    assert.equal(sim.get("a").remoteDiscr, 0x2222);
+    assert.equal(sim.get("b").remoteDiscr, 0x1111);
+});
+
+test("while not Up the session transmits no faster than once a second, with jitter", () => {
+    const sim = new Sim(3);
+    sim.add("a", fast, 1);
+    sim.run(10_000 * MS);
+    const times = sentBy(sim, "a").map((s) => s.at);
+    assert.ok(times.length >= 9 && times.length <= 14, `${times.length} packets in 10 s`);
+    for (let i = 1; i < times.length; i++) {
+        const gap = times[i] - times[i - 1];
+        assert.ok(gap >= 0.75 * SLOW_TX_US && gap <= SLOW_TX_US, `gap ${gap}`);
+    }
+    for (const s of sentBy(sim, "a")) assert.ok(s.p.desiredMinTxUs >= SLOW_TX_US);
+});
+
+test("once Up, a Poll Sequence moves to the configured 10 ms and jitter stays in 75-100%", () => {
+    const sim = pair();
+    sim.run(3_000 * MS);
+    const upAt = sim.now;
+    sim.run(500 * MS);
+    const pkts = sentBy(sim, "a", upAt + 100 * MS);
+    for (let i = 1; i < pkts.length; i++) {
+        const gap = pkts[i].at - pkts[i - 1].at;
+        if (pkts[i].p.final) continue; // Finals are sent at once, outside the schedule
+        assert.ok(gap >= 7.5 * MS - 1 && gap <= 10 * MS + 1, `gap ${gap}`);
+    }
+    assert.ok(pkts.every((s) => s.p.desiredMinTxUs === 10 * MS && !s.p.poll), "poll finished, fast timers advertised");
+    assert.equal(detectionTimeUs(sim.get("a")), 30 * MS);
+});
+
+test("detect multiplier 1 keeps jitter within 75-90% of the interval", () => {
+    const one = { ...fast, detectMult: 1 };
+    const sim = pair(one, one);
+    sim.run(3_000 * MS);
+    const start = sim.now;
+    sim.run(1_000 * MS);
+    const pkts = sentBy(sim, "a", start).filter((s) => !s.p.final);
+    for (let i = 1; i < pkts.length; i++) {
+        const gap = pkts[i].at - pkts[i - 1].at;
+        assert.ok(gap >= 7.5 * MS - 1 && gap <= 9 * MS + 1, `gap ${gap}`);
+    }
+});
+
+test("a cut link brings the session Down with diag 1 within the detection time", () => {
+    const sim = pair();
+    sim.run(3_000 * MS);
+    const cutAt = sim.now;
+    const lastFromB = Math.max(...sim.sent.filter((s) => s.node === "b").map((s) => s.at));
+    sim.cut.add("b");
+    sim.run(100 * MS);
+    const down = sim.transitions.find((t) => t.node === "a" && t.at > cutAt);
+    assert.ok(down, "a went down");
+    assert.equal(down.to, State.Down);
+    assert.equal(down.diag, Diag.ControlDetectionTimeExpired);
+    // Detection time is 3 x 10 ms after the last packet that arrived (plus link latency).
+    assert.ok(down.at - lastFromB <= 30 * MS + sim.latencyUs + 1, `${down.at - lastFromB} us after the last packet`);
+    assert.ok(down.at - cutAt <= 30 * MS + 1, `detected ${(down.at - cutAt) / MS} ms after the cut`);
+    assert.equal(sim.get("a").remoteDiscr, 0, "the peer is forgotten");
+    // b, hearing "Down" from a, also goes Down with diag 3 (and then to Init, still hearing a).
+    const bDown = sim.transitions.find((t) => t.node === "b" && t.at > cutAt);
+    assert.ok(bDown && bDown.from === State.Up && bDown.to === State.Down && bDown.diag === Diag.NeighborSignaledSessionDown);
+});
+
+test("the session comes back Up when the link is restored", () => {
+    const sim = pair();
+    sim.run(3_000 * MS);
+    sim.cut.add("b");
+    sim.run(100 * MS);
+    sim.cut.delete("b");
+    sim.run(5_000 * MS);
+    assert.equal(sim.get("a").state, State.Up);
+    assert.equal(sim.get("a").counters.upTransitions, 2);
+    assert.equal(sim.get("a").counters.downTransitions, 1);
+});
+
+test("administrative down: AdminDown with diag 7 here, Down with diag 3 at the peer, and back", () => {
+    const sim = pair();
+    sim.run(3_000 * MS);
+    sim.apply("a", { type: "admin", down: true });
+    assert.equal(sim.get("a").state, State.AdminDown);
+    assert.equal(sim.get("a").localDiag, Diag.AdministrativelyDown);
+    sim.run(50 * MS);
+    assert.equal(sim.get("b").state, State.Down);
+    assert.equal(sim.get("b").localDiag, Diag.NeighborSignaledSessionDown);
+    // While AdminDown, received packets are discarded and the state holds.
+    sim.run(3_000 * MS);
+    assert.equal(sim.get("a").state, State.AdminDown);
+    assert.ok((sim.get("a").counters.drops["admin-down"] ?? 0) > 0);
+    sim.apply("a", { type: "admin", down: false });
+    sim.run(5_000 * MS);
+    assert.equal(sim.get("a").state, State.Up);
+    assert.equal(sim.get("b").state, State.Up);
+});
+
+test("a session created administratively down stays silent about Up", () => {
+    const sim = pair({ ...fast, adminDown: true });
+    sim.run(5_000 * MS);
+    assert.equal(sim.get("a").state, State.AdminDown);
+    assert.notEqual(sim.get("b").state, State.Up);
+});
+
+test("passive mode: no packet until the peer speaks; two passive sessions never meet", () => {
+    const both = pair({ ...fast, passive: true }, { ...fast, passive: true });
+    both.run(5_000 * MS);
+    assert.equal(both.sent.length, 0);
+    const one = pair({ ...fast, passive: true }, fast);
+    one.run(2_000 * MS);
+    const firstA = sentBy(one, "a")[0]?.at ?? Infinity;
+    const firstB = sentBy(one, "b")[0]?.at ?? Infinity;
+    assert.ok(firstB < firstA, "the active side speaks first");
+    one.run(5_000 * MS);
+    assert.equal(one.get("a").state, State.Up);
+});
+
+test("a received Poll is answered at once with Final", () => {
+    const sim = pair();
+    sim.run(3_000 * MS);
+    const b = sim.get("b");
+    const poll = { ...controlPacket(b), poll: true };
+    const actions = sim.apply("a", { type: "rx", packet: poll, raw: encode(poll) });
+    const reply = actions.find((a) => a.type === "send");
+    assert.ok(reply && reply.type === "send");
+    assert.equal(reply.packet.final, true);
+    assert.equal(reply.packet.poll, false);
+});
+
+test("raising TX while Up: Poll set, old rate kept until Final, then the new rate", () => {
+    const sim = pair();
+    sim.run(3_000 * MS);
+    let finalSeen = false;
+    // Hold b's Finals back for a while to see the rate hold during the Poll Sequence.
+    sim.tap = (from, bytes) => {
+        const p = (decode(bytes) as any).packet;
+        if (from === "b" && p.final && !finalSeen) return undefined;
+        return bytes;
+    };
+    const start = sim.now;
+    sim.apply("a", { type: "configure", config: { ...fast, desiredMinTxUs: 50 * MS } });
+    sim.run(100 * MS);
+    const during = sentBy(sim, "a", start).filter((s) => !s.p.final);
+    assert.ok(during.every((s) => s.p.poll && s.p.desiredMinTxUs === 50 * MS), "P bit and the new value advertised");
+    assert.ok(during.length >= 9, `still sending at the old 10 ms rate during the poll: ${during.length}`);
+    finalSeen = true;
+    sim.tap = undefined;
+    sim.run(100 * MS);
+    const afterFinal = sim.now;
+    sim.run(1_000 * MS);
+    const after = sentBy(sim, "a", afterFinal).filter((s) => !s.p.final);
+    assert.ok(after.every((s) => !s.p.poll));
+    assert.ok(after.length >= 18 && after.length <= 28, `about 20 packets a second at 50 ms: ${after.length}`);
+    assert.equal(sim.get("a").state, State.Up);
+    assert.equal(sim.get("b").state, State.Up);
+    // b's detection time for a follows a's new TX interval: 3 x 50 ms.
+    assert.equal(detectionTimeUs(sim.get("b")), 150 * MS);
+});
+
+test("lowering RX while Up: detection keeps the old value until the Poll Sequence ends", () => {
+    const slow = { ...fast, requiredMinRxUs: 50 * MS, desiredMinTxUs: 50 * MS };
+    const sim = pair(slow, slow);
+    sim.run(3_000 * MS);
+    assert.equal(detectionTimeUs(sim.get("a")), 150 * MS);
+    sim.tap = (from, bytes) => ((decode(bytes) as any).packet.final && from === "b" ? undefined : bytes);
+    sim.apply("a", { type: "configure", config: { ...slow, requiredMinRxUs: 10 * MS } });
+    assert.equal(sim.get("a").pollActive, true);
+    assert.equal(detectionTimeUs(sim.get("a")), 150 * MS, "held during the poll");
+    sim.tap = undefined;
+    sim.run(500 * MS);
+    assert.equal(sim.get("a").pollActive, false);
+    // Now b may send every 50 ms still (its own TX), so detection = 3 x max(10, 50) ms.
+    assert.equal(detectionTimeUs(sim.get("a")), 150 * MS);
+    assert.equal(sim.get("a").rxRequiredInForceUs, 10 * MS);
+});
+
+test("detection time is the peer's multiplier times the larger of our RX and its TX", () => {
+    const sim = pair({ ...fast, requiredMinRxUs: 20 * MS }, { ...fast, detectMult: 5, desiredMinTxUs: 15 * MS });
+    sim.run(3_000 * MS);
+    assert.equal(detectionTimeUs(sim.get("a")), 5 * 20 * MS);
+    // a's multiplier (3) times the larger of b's RX and a's TX (both 10 ms); b's own TX does not count.
+    assert.equal(detectionTimeUs(sim.get("b")), 3 * 10 * MS);
+});
+
+test("a peer asking for no packets (Required Min RX 0) gets no periodic packets", () => {
+    const sim = pair();
+    sim.run(3_000 * MS);
+    const a = sim.get("a");
+    const quiet = { ...controlPacket(sim.get("b")), requiredMinRxUs: 0 };
+    let { session } = step(a, { type: "rx", packet: quiet, raw: encode(quiet) }, sim.now);
+    let sends = 0;
+    for (let t = sim.now; t < sim.now + 25 * MS; t += 1 * MS) {
+        const r = step(session, { type: "timer" }, t);
+        session = r.session;
+        sends += r.actions.filter((x) => x.type === "send").length;
+    }
+    assert.equal(sends, 0);
+    assert.equal(session.state, State.Up);
+});
+
+test("the session never moves on a packet from an unauthenticated stranger", () => {
+    const s0 = createSession({ ...fast, auth: { type: 4, keys: [{ id: 1, secret: Buffer.from("k") }], sendKeyId: 1 } }, 5, 0).session;
+    const stranger = { ...controlPacket(s0), myDiscriminator: 9, yourDiscriminator: 0, state: State.Down };
+    const { session, actions } = step(s0, { type: "rx", packet: stranger, raw: encode(stranger) }, 10);
+    assert.equal(session.state, State.Down);
+    assert.equal(session.remoteDiscr, 0);
+    assert.equal(session.counters.drops["auth-missing"], 1);
+    assert.deepEqual(actions, []);
+});
