@@ -24,11 +24,17 @@ export class Demux<Id> {
     add(discr: number, key: PeerKey, id: Id): void {
         this.byDiscr.set(discr, id);
         this.byPeer.set(peerKeyString(key), id);
+        // Global-address packets arrive without an interface: also index by address alone.
+        const loose = peerKeyString({ ...key, iface: undefined });
+        if (!this.byPeer.has(loose)) this.byPeer.set(loose, id);
     }
 
     remove(discr: number, key: PeerKey): void {
+        const id = this.byDiscr.get(discr);
         this.byDiscr.delete(discr);
-        this.byPeer.delete(peerKeyString(key));
+        for (const k of [peerKeyString(key), peerKeyString({ ...key, iface: undefined })]) {
+            if (this.byPeer.get(k) === id) this.byPeer.delete(k);
+        }
     }
 
     hasDiscriminator(discr: number): boolean {

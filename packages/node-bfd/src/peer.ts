@@ -1,0 +1,45 @@
+// A BFD speaker as a process: used by the interop tests and the benchmarks, and handy
+// by hand in a namespace. Reads JSON commands on stdin, writes JSON events on stdout.
+//   {"op":"add","id":"x","spec":{...}}  {"op":"update",...}  {"op":"remove","id":"x"}
+//   {"op":"snapshot"}  {"op":"stop"}
+// Events: {"event":"ready"} {"event":"state",...} {"event":"result","op":...,"ok":true,...}
+import * as readline from "node:readline";
+import { BfdService } from "./service";
+
+async function main() {
+    const bfd = await BfdService.start();
+    const out = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
+    bfd.on("state", (c) => out({ event: "state", ...c, mono: performance.now() }));
+    const rl = readline.createInterface({ input: process.stdin });
+    out({ event: "ready" });
+    for await (const line of rl) {
+        if (!line.trim()) continue;
+        let cmd: any;
+        try {
+            cmd = JSON.parse(line);
+        } catch {
+            out({ event: "result", ok: false, error: "not JSON" });
+            continue;
+        }
+        try {
+            let result: unknown;
+            if (cmd.op === "add") result = await bfd.add(cmd.id, cmd.spec);
+            else if (cmd.op === "update") result = await bfd.update(cmd.id, cmd.spec);
+            else if (cmd.op === "remove") result = await bfd.remove(cmd.id);
+            else if (cmd.op === "profile") result = await bfd.setProfile(cmd.name, cmd.profile);
+            else if (cmd.op === "snapshot") result = await bfd.snapshot();
+            else if (cmd.op === "stop") break;
+            else throw new Error(`unknown op '${cmd.op}'`);
+            out({ event: "result", op: cmd.op, tag: cmd.tag, ok: true, result });
+        } catch (err) {
+            out({ event: "result", op: cmd.op, tag: cmd.tag, ok: false, error: (err as Error).message });
+        }
+    }
+    await bfd.stop();
+    process.exit(0);
+}
+
+main().catch((err) => {
+    process.stderr.write(`${err.stack ?? err}\n`);
+    process.exit(1);
+});

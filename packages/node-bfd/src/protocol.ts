@@ -1,0 +1,22 @@
+// Messages between the BfdService (main thread) and its worker.
+import type { Profile, SessionSnapshot, SessionSpec, StateChange } from "./types";
+
+export type RequestBody =
+    | { op: "add"; id: string; spec: SessionSpec }
+    | { op: "update"; id: string; spec: SessionSpec }
+    | { op: "remove"; id: string }
+    | { op: "profile"; name: string; profile: Profile }
+    | { op: "snapshot" }
+    | { op: "stop" };
+
+export type Request = { reqId: number } & RequestBody;
+
+export type Response = { reqId: number } & ({ ok: true; result: unknown } | { ok: false; error: string; name: string });
+
+export type WorkerEvent = { event: "state"; change: StateChange };
+
+export interface Snapshot {
+    sessions: SessionSnapshot[];
+    /** Packets dropped before any session was found, by reason. */
+    unmatchedDrops: Record<string, number>;
+}

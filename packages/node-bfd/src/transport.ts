@@ -1,0 +1,312 @@
+// The thin I/O shell around the session core: UDP sockets (RFC 5881 single-hop on
+// 3784, RFC 5883 multihop on 4784), one real timer per session, and the session
+// table. It runs inside a worker thread (see service.ts) so that a busy main
+// thread cannot delay transmissions or detection.
+import * as dgram from "node:dgram";
+import { isIPv4 } from "node:net";
+import { performance } from "node:perf_hooks";
+import { validateAuthConfig, type AuthConfig } from "./auth";
+import { allocateDiscriminator, Demux, type PeerKey } from "./demux";
+import { decode, DIAG_NAMES, STATE_NAMES, type DropReason } from "./packet";
+import { createSession, detectionTimeUs, nextDeadline, step, type Session, type SessionAction, type SessionConfig } from "./session";
+import { AUTH_NAMES, AUTH_TYPES, type Profile, type SessionSnapshot, type SessionSpec, type StateChange } from "./types";
+
+export const SINGLE_HOP_PORT = 3784;
+export const MULTIHOP_PORT = 4784;
+const SOURCE_PORT_MIN = 49152;
+const SOURCE_PORT_MAX = 65535;
+
+export class BfdConfigError extends Error {
+    override name = "BfdConfigError";
+}
+
+interface Entry {
+    id: string;
+    spec: SessionSpec;
+    key: PeerKey;
+    session: Session;
+    tx: dgram.Socket;
+    timer?: NodeJS.Timeout;
+    timerAt?: number;
+    /** Wall-clock ms of the last state change, for uptime/downtime. */
+    changedAtMs: number;
+}
+
+const nowUs = () => performance.now() * 1000;
+
+export interface TransportOptions {
+    onStateChange: (change: StateChange) => void;
+    /** Override the listening ports (tests run unprivileged peers side by side). */
+    singleHopPort?: number;
+    multihopPort?: number;
+}
+
+export class Transport {
+    private readonly sessions = new Map<string, Entry>();
+    private readonly demux = new Demux<string>();
+    private readonly listeners = new Map<string, dgram.Socket>();
+    private readonly profiles = new Map<string, Profile>();
+    /** Drops before a session was found (malformed, unknown discriminator, no session). */
+    readonly unmatchedDrops: Partial<Record<DropReason, number>> = {};
+
+    constructor(private readonly opts: TransportOptions) {}
+
+    setProfile(name: string, profile: Profile): void {
+        this.profiles.set(name, profile);
+        for (const e of this.sessions.values()) if (e.spec.profile === name) this.reconfigure(e, e.spec);
+    }
+
+    async add(id: string, spec: SessionSpec): Promise<void> {
+        if (this.sessions.has(id)) throw new BfdConfigError(`session '${id}' already exists`);
+        const config = this.sessionConfig(spec);
+        const key = peerKey(spec);
+        for (const e of this.sessions.values()) {
+            if (sameKey(e.key, key)) throw new BfdConfigError(`a session to ${spec.peer} (${key.multihop ? "multihop" : "single-hop"}) already exists: '${e.id}'`);
+        }
+        const family = isIPv4(stripZone(spec.peer)) ? "udp4" : "udp6";
+        await this.listen(family, key.multihop);
+        const tx = await bindSourceSocket(family, spec.local);
+        const discr = allocateDiscriminator((d) => this.demux.hasDiscriminator(d));
+        const { session } = createSession(config, discr, nowUs());
+        const entry: Entry = { id, spec, key, session, tx, changedAtMs: Date.now() };
+        this.sessions.set(id, entry);
+        this.demux.add(discr, key, id);
+        this.arm(entry);
+    }
+
+    update(id: string, spec: SessionSpec): void {
+        const e = this.get(id);
+        if (spec.peer !== e.spec.peer || !!spec.multihop !== !!e.spec.multihop || spec.local !== e.spec.local) {
+            throw new BfdConfigError(`session '${id}': peer, local address and hop mode cannot change; remove and add it instead`);
+        }
+        this.reconfigure(e, spec);
+    }
+
+    remove(id: string): void {
+        const e = this.get(id);
+        if (e.timer) clearTimeout(e.timer);
+        this.sessions.delete(id);
+        this.demux.remove(e.session.localDiscr, e.key);
+        // Tell the peer we are going away administratively, as FRR does on "no peer", then close.
+        const { actions } = step(e.session, { type: "admin", down: true }, nowUs());
+        const sends = actions.filter((a) => a.type === "send");
+        if (sends.length === 0) return void e.tx.close();
+        e.tx.send(sends[0].bytes, this.port(e), e.spec.peer, () => e.tx.close());
+    }
+
+    snapshot(): SessionSnapshot[] {
+        return [...this.sessions.values()].map((e) => snapshotOf(e));
+    }
+
+    close(): void {
+        for (const id of [...this.sessions.keys()]) this.remove(id);
+        for (const s of this.listeners.values()) s.close();
+        this.listeners.clear();
+    }
+
+    // ---- internals ----
+
+    private get(id: string): Entry {
+        const e = this.sessions.get(id);
+        if (!e) throw new BfdConfigError(`no session '${id}'`);
+        return e;
+    }
+
+    private reconfigure(e: Entry, spec: SessionSpec): void {
+        const config = this.sessionConfig(spec);
+        e.spec = spec;
+        const r = step(e.session, { type: "configure", config }, nowUs());
+        this.handle(e, r.actions, r.session);
+    }
+
+    private sessionConfig(spec: SessionSpec): SessionConfig {
+        const profile = spec.profile ? this.profiles.get(spec.profile) : undefined;
+        if (spec.profile && !profile) throw new BfdConfigError(`profile '${spec.profile}' is not defined`);
+        const pick = <K extends keyof Profile>(k: K) => spec[k] ?? profile?.[k];
+        const tx = pick("transmitIntervalMs") ?? 300;
+        const rx = pick("receiveIntervalMs") ?? 300;
+        const mult = pick("detectMultiplier") ?? 3;
+        if (!(tx >= 1 && tx <= 60_000)) throw new BfdConfigError(`transmitIntervalMs ${tx} must be 1-60000`);
+        if (!(rx >= 0 && rx <= 60_000)) throw new BfdConfigError(`receiveIntervalMs ${rx} must be 0-60000`);
+        if (!(Number.isInteger(mult) && mult >= 1 && mult <= 255)) throw new BfdConfigError(`detectMultiplier ${mult} must be 1-255`);
+        const authSpec = pick("auth");
+        let auth: AuthConfig | undefined;
+        if (authSpec) {
+            auth = {
+                type: AUTH_TYPES[authSpec.type] as AuthConfig["type"],
+                keys: authSpec.keys.map((k) => ({ id: k.id, secret: secretBytes(k.secret) })),
+                sendKeyId: authSpec.sendKeyId,
+            };
+            if (auth.type === undefined) throw new BfdConfigError(`unknown authentication type '${authSpec.type}'`);
+            const problem = validateAuthConfig(auth);
+            if (problem) throw new BfdConfigError(`authentication: ${problem}`);
+        }
+        if (spec.multihop && !spec.local) throw new BfdConfigError("a multihop session needs a local address");
+        return {
+            desiredMinTxUs: Math.round(tx * 1000),
+            requiredMinRxUs: Math.round(rx * 1000),
+            detectMult: mult,
+            passive: pick("passive") ?? false,
+            adminDown: spec.adminDown ?? false,
+            auth,
+        };
+    }
+
+    private async listen(family: "udp4" | "udp6", multihop: boolean): Promise<void> {
+        const port = multihop ? this.opts.multihopPort ?? MULTIHOP_PORT : this.opts.singleHopPort ?? SINGLE_HOP_PORT;
+        const key = `${family}/${port}`;
+        if (this.listeners.has(key)) return;
+        const sock = dgram.createSocket({ type: family, ipv6Only: family === "udp6" });
+        sock.on("message", (msg, rinfo) => this.receive(msg, rinfo.address, multihop));
+        sock.on("error", () => undefined);
+        await new Promise<void>((resolve, reject) => {
+            sock.once("error", reject);
+            sock.bind({ port, address: family === "udp6" ? "::" : "0.0.0.0", exclusive: true }, () => {
+                sock.off("error", reject);
+                resolve();
+            });
+        }).catch((err: Error) => {
+            throw new BfdConfigError(`cannot listen on ${family === "udp6" ? "[::]" : "0.0.0.0"}:${port}: ${err.message}`);
+        });
+        this.listeners.set(key, sock);
+    }
+
+    /** The receive path: never throws; every rejected packet is counted by reason. */
+    private receive(msg: Buffer, from: string, multihop: boolean): void {
+        const decoded = decode(msg);
+        if (!decoded.ok) return this.countUnmatched(decoded.reason);
+        const found = this.demux.lookup(decoded.packet, { peer: stripZone(from), iface: zoneOf(from), multihop });
+        if (!found.ok) return this.countUnmatched(found.reason);
+        const e = this.sessions.get(found.id)!;
+        if (e.key.multihop !== multihop) return this.countUnmatched("no-session");
+        const r = step(e.session, { type: "rx", packet: decoded.packet, raw: msg }, nowUs());
+        this.handle(e, r.actions, r.session);
+    }
+
+    private port(e: Entry): number {
+        return e.key.multihop ? this.opts.multihopPort ?? MULTIHOP_PORT : this.opts.singleHopPort ?? SINGLE_HOP_PORT;
+    }
+
+    private countUnmatched(reason: DropReason): void {
+        this.unmatchedDrops[reason] = (this.unmatchedDrops[reason] ?? 0) + 1;
+    }
+
+    private handle(e: Entry, actions: SessionAction[], session: Session): void {
+        e.session = session;
+        for (const a of actions) {
+            if (a.type === "send") {
+                e.tx.send(a.bytes, this.port(e), e.spec.peer);
+            } else {
+                e.changedAtMs = Date.now();
+                this.opts.onStateChange({
+                    id: e.id, peer: e.spec.peer, from: STATE_NAMES[a.from], to: STATE_NAMES[a.to], diagnostic: DIAG_NAMES[a.diag], at: e.changedAtMs,
+                });
+            }
+        }
+        if (this.sessions.has(e.id)) this.arm(e);
+    }
+
+    /** One real timer per session, for its earliest deadline. */
+    private arm(e: Entry): void {
+        const at = nextDeadline(e.session);
+        if (at === e.timerAt && e.timer) return;
+        if (e.timer) clearTimeout(e.timer);
+        e.timer = undefined;
+        e.timerAt = at;
+        if (at === undefined) return;
+        const delayMs = Math.max(0, (at - nowUs()) / 1000);
+        e.timer = setTimeout(() => {
+            e.timer = undefined;
+            e.timerAt = undefined;
+            const r = step(e.session, { type: "timer" }, nowUs());
+            this.handle(e, r.actions, r.session);
+        }, delayMs);
+    }
+}
+
+function peerKey(spec: SessionSpec): PeerKey {
+    return { peer: stripZone(spec.peer), iface: spec.interface ?? zoneOf(spec.peer), local: spec.local, multihop: !!spec.multihop };
+}
+
+function sameKey(a: PeerKey, b: PeerKey): boolean {
+    return a.peer === b.peer && a.multihop === b.multihop && (a.iface ?? "") === (b.iface ?? "");
+}
+
+function stripZone(addr: string): string {
+    return addr.split("%")[0];
+}
+
+function zoneOf(addr: string): string | undefined {
+    return addr.includes("%") ? addr.split("%")[1] : undefined;
+}
+
+function secretBytes(secret: string): Buffer {
+    return /^0x[0-9a-fA-F]+$/.test(secret) && secret.length % 2 === 0 ? Buffer.from(secret.slice(2), "hex") : Buffer.from(secret, "utf8");
+}
+
+/**
+ * The session's sending socket: a source port in 49152-65535 that stays the same for the
+ * life of the session (RFC 5881 §4), and a hop limit of 255 on every packet (GTSM).
+ */
+async function bindSourceSocket(family: "udp4" | "udp6", local?: string): Promise<dgram.Socket> {
+    let lastError: Error | undefined;
+    for (let attempt = 0; attempt < 64; attempt++) {
+        const port = SOURCE_PORT_MIN + Math.floor(Math.random() * (SOURCE_PORT_MAX - SOURCE_PORT_MIN + 1));
+        const sock = dgram.createSocket({ type: family, ipv6Only: family === "udp6" });
+        try {
+            await new Promise<void>((resolve, reject) => {
+                sock.once("error", reject);
+                sock.bind({ port, address: local ?? (family === "udp6" ? "::" : "0.0.0.0"), exclusive: true }, () => {
+                    sock.off("error", reject);
+                    resolve();
+                });
+            });
+            sock.setTTL(255);
+            sock.on("error", () => undefined); // e.g. EHOSTUNREACH on a dead link: the session timers handle it
+            return sock;
+        } catch (err) {
+            lastError = err as Error;
+            sock.close();
+            if ((err as NodeJS.ErrnoException).code !== "EADDRINUSE") break;
+        }
+    }
+    throw new BfdConfigError(`cannot bind a BFD source socket${local ? ` on ${local}` : ""}: ${lastError?.message}`);
+}
+
+function snapshotOf(e: Entry): SessionSnapshot {
+    const s = e.session;
+    const seconds = Math.floor((Date.now() - e.changedAtMs) / 1000);
+    const status = STATE_NAMES[s.state] as SessionSnapshot["status"];
+    return {
+        id: e.id,
+        multihop: e.key.multihop,
+        peer: e.spec.peer,
+        local: e.spec.local,
+        interface: e.key.iface,
+        "local-id": s.localDiscr,
+        "remote-id": s.remoteDiscr,
+        "passive-mode": !!s.config.passive,
+        status,
+        ...(status === "up" ? { uptime: seconds } : { downtime: seconds }),
+        diagnostic: DIAG_NAMES[s.localDiag],
+        "remote-diagnostic": DIAG_NAMES[s.remoteDiag],
+        "receive-interval": s.requiredMinRxUs / 1000,
+        "transmit-interval": s.desiredMinTxUs / 1000,
+        "detect-multiplier": s.config.detectMult,
+        "remote-receive-interval": s.remoteMinRxUs / 1000,
+        "remote-transmit-interval": s.remoteDesiredMinTxUs / 1000,
+        "remote-detect-multiplier": s.remoteDetectMult,
+        "detection-timeout": detectionTimeUs(s) / 1000,
+        "echo-receive-interval": 0,
+        "echo-transmit-interval": 0,
+        "poll-active": s.pollActive,
+        authentication: s.config.auth ? AUTH_NAMES[s.config.auth.type] : "none",
+        counters: {
+            "control-packet-input": s.counters.rxPackets,
+            "control-packet-output": s.counters.txPackets,
+            "session-up": s.counters.upTransitions,
+            "session-down": s.counters.downTransitions,
+            drops: { ...s.counters.drops } as Record<string, number>,
+        },
+    };
+}
