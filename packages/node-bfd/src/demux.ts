@@ -6,7 +6,7 @@ import type { ControlPacket, DropReason } from "./packet";
 export interface PeerKey {
     /** Peer address as text; IPv6 link-local addresses carry their zone ("fe80::1%up0"). */
     peer: string;
-    /** Local address the session uses, if pinned. */
+    /** Local address the session uses, if pinned (for a received packet: where it was sent to). */
     local?: string;
     /** Interface for single-hop sessions. */
     iface?: string;
@@ -14,7 +14,7 @@ export interface PeerKey {
 }
 
 export function peerKeyString(k: PeerKey): string {
-    return `${k.multihop ? "mh" : "sh"}|${k.peer.toLowerCase()}|${k.iface ?? ""}`;
+    return `${k.multihop ? "mh" : "sh"}|${k.peer.toLowerCase()}|${(k.local ?? "").toLowerCase()}|${k.iface ?? ""}`;
 }
 
 export class Demux<Id> {
@@ -24,7 +24,7 @@ export class Demux<Id> {
     add(discr: number, key: PeerKey, id: Id): void {
         this.byDiscr.set(discr, id);
         this.byPeer.set(peerKeyString(key), id);
-        // Global-address packets arrive without an interface: also index by address alone.
+        // Packets to a global address arrive without an interface: also index without it.
         const loose = peerKeyString({ ...key, iface: undefined });
         if (!this.byPeer.has(loose)) this.byPeer.set(loose, id);
     }
@@ -47,7 +47,10 @@ export class Demux<Id> {
             const id = this.byDiscr.get(packet.yourDiscriminator);
             return id === undefined ? { ok: false, reason: "unknown-discriminator" } : { ok: true, id };
         }
-        const id = this.byPeer.get(peerKeyString(from)) ?? this.byPeer.get(peerKeyString({ ...from, iface: undefined }));
+        // `from.local` is the address the packet was sent to; sessions without a pinned
+        // local address match any.
+        const id = this.byPeer.get(peerKeyString(from)) ?? this.byPeer.get(peerKeyString({ ...from, iface: undefined })) ??
+            this.byPeer.get(peerKeyString({ ...from, local: undefined })) ?? this.byPeer.get(peerKeyString({ ...from, local: undefined, iface: undefined }));
         return id === undefined ? { ok: false, reason: "no-session" } : { ok: true, id };
     }
 }

@@ -61,10 +61,10 @@ export class Transport {
         const config = this.sessionConfig(spec);
         const key = peerKey(spec);
         for (const e of this.sessions.values()) {
-            if (sameKey(e.key, key)) throw new BfdConfigError(`a session to ${spec.peer} (${key.multihop ? "multihop" : "single-hop"}) already exists: '${e.id}'`);
+            if (sameKey(e.key, key)) throw new BfdConfigError(`a session to ${spec.peer}${spec.local ? ` from ${spec.local}` : ""} (${key.multihop ? "multihop" : "single-hop"}) already exists: '${e.id}'`);
         }
         const family = isIPv4(stripZone(spec.peer)) ? "udp4" : "udp6";
-        await this.listen(family, key.multihop);
+        await this.listen(family, key.multihop, spec.local);
         const tx = await bindSourceSocket(family, spec.local);
         const discr = allocateDiscriminator((d) => this.demux.hasDiscriminator(d));
         const { session } = createSession(config, discr, nowUs());
@@ -152,30 +152,37 @@ export class Transport {
         };
     }
 
-    private async listen(family: "udp4" | "udp6", multihop: boolean): Promise<void> {
+    /**
+     * Receiving sockets. A session with a pinned local address gets a socket bound to that
+     * address, so that the receive path knows which local address a packet was sent to (Node's
+     * dgram offers no IP_PKTINFO); sessions without one share a wildcard socket.
+     */
+    private async listen(family: "udp4" | "udp6", multihop: boolean, local?: string): Promise<void> {
         const port = multihop ? this.opts.multihopPort ?? MULTIHOP_PORT : this.opts.singleHopPort ?? SINGLE_HOP_PORT;
-        const key = `${family}/${port}`;
+        const address = local ?? (family === "udp6" ? "::" : "0.0.0.0");
+        const key = `${family}/${address}/${port}`;
         if (this.listeners.has(key)) return;
-        const sock = dgram.createSocket({ type: family, ipv6Only: family === "udp6" });
-        sock.on("message", (msg, rinfo) => this.receive(msg, rinfo.address, multihop));
-        sock.on("error", () => undefined);
+        const sock = dgram.createSocket({ type: family, ipv6Only: family === "udp6", reuseAddr: true });
+        sock.on("message", (msg, rinfo) => this.receive(msg, rinfo.address, multihop, local));
         await new Promise<void>((resolve, reject) => {
             sock.once("error", reject);
-            sock.bind({ port, address: family === "udp6" ? "::" : "0.0.0.0", exclusive: true }, () => {
+            sock.bind({ port, address }, () => {
                 sock.off("error", reject);
                 resolve();
             });
         }).catch((err: Error) => {
-            throw new BfdConfigError(`cannot listen on ${family === "udp6" ? "[::]" : "0.0.0.0"}:${port}: ${err.message}`);
+            sock.close();
+            throw new BfdConfigError(`cannot listen on ${family === "udp6" ? `[${address}]` : address}:${port}: ${err.message}`);
         });
+        sock.on("error", () => undefined);
         this.listeners.set(key, sock);
     }
 
     /** The receive path: never throws; every rejected packet is counted by reason. */
-    private receive(msg: Buffer, from: string, multihop: boolean): void {
+    private receive(msg: Buffer, from: string, multihop: boolean, local: string | undefined): void {
         const decoded = decode(msg);
         if (!decoded.ok) return this.countUnmatched(decoded.reason);
-        const found = this.demux.lookup(decoded.packet, { peer: stripZone(from), iface: zoneOf(from), multihop });
+        const found = this.demux.lookup(decoded.packet, { peer: stripZone(from), iface: zoneOf(from), local: local && stripZone(local), multihop });
         if (!found.ok) return this.countUnmatched(found.reason);
         const e = this.sessions.get(found.id)!;
         if (e.key.multihop !== multihop) return this.countUnmatched("no-session");
@@ -225,11 +232,11 @@ export class Transport {
 }
 
 function peerKey(spec: SessionSpec): PeerKey {
-    return { peer: stripZone(spec.peer), iface: spec.interface ?? zoneOf(spec.peer), local: spec.local, multihop: !!spec.multihop };
+    return { peer: stripZone(spec.peer), iface: spec.interface ?? zoneOf(spec.peer), local: spec.local && stripZone(spec.local), multihop: !!spec.multihop };
 }
 
 function sameKey(a: PeerKey, b: PeerKey): boolean {
-    return a.peer === b.peer && a.multihop === b.multihop && (a.iface ?? "") === (b.iface ?? "");
+    return a.peer === b.peer && a.multihop === b.multihop && (a.iface ?? "") === (b.iface ?? "") && (a.local ?? "") === (b.local ?? "");
 }
 
 function stripZone(addr: string): string {
