@@ -206,7 +206,9 @@ export class Transport {
             } else {
                 e.changedAtMs = Date.now();
                 this.opts.onStateChange({
-                    id: e.id, peer: e.spec.peer, from: STATE_NAMES[a.from], to: STATE_NAMES[a.to], diagnostic: DIAG_NAMES[a.diag], at: e.changedAtMs,
+                    id: e.id, peer: e.spec.peer, from: STATE_NAMES[a.from], to: STATE_NAMES[a.to], diagnostic: DIAG_NAMES[a.diag],
+                    // Sub-millisecond wall-clock time, comparable across processes (benchmarks use it).
+                    at: performance.timeOrigin + performance.now(),
                 });
             }
         }

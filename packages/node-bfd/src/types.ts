@@ -41,7 +41,7 @@ export interface StateChange {
     from: string;
     to: string;
     diagnostic: string;
-    /** Milliseconds since the epoch. */
+    /** Milliseconds since the epoch, with a sub-millisecond fraction. */
     at: number;
 }
 
