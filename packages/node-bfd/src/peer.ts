@@ -6,6 +6,23 @@
 import * as readline from "node:readline";
 import { BfdService } from "./service";
 
+/**
+ * Keep this process's main thread busy (`duty` of every 100 ms) for `seconds`: shows that
+ * sessions, which live in the worker, keep their timing when the application is busy.
+ */
+function burn(seconds: number, duty: number): string {
+    const until = Date.now() + seconds * 1000;
+    const tick = () => {
+        const stop = Date.now() + 100 * duty;
+        while (Date.now() < stop) {
+            // Busy: nothing else runs on this thread.
+        }
+        if (Date.now() < until) setTimeout(tick, 100 * (1 - duty));
+    };
+    setTimeout(tick, 0);
+    return `burning ${Math.round(duty * 100)}% of the main thread for ${seconds} s`;
+}
+
 async function main() {
     const bfd = await BfdService.start();
     const out = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
@@ -28,6 +45,7 @@ async function main() {
             else if (cmd.op === "remove") result = await bfd.remove(cmd.id);
             else if (cmd.op === "profile") result = await bfd.setProfile(cmd.name, cmd.profile);
             else if (cmd.op === "snapshot") result = await bfd.snapshot();
+            else if (cmd.op === "burn") result = burn(cmd.seconds, cmd.duty);
             else if (cmd.op === "stop") break;
             else throw new Error(`unknown op '${cmd.op}'`);
             out({ event: "result", op: cmd.op, tag: cmd.tag, ok: true, result });

@@ -143,6 +143,11 @@ export class Speaker {
     private waiters: { pred: (e: PeerEvent) => boolean; resolve: (e: PeerEvent) => void }[] = [];
     private tags = 0;
 
+    /** The speaker's process id (`ip netns exec` execs node, so this is node's). */
+    get pid(): number {
+        return this.child.pid!;
+    }
+
     constructor(private readonly child: ChildProcess) {
         readline.createInterface({ input: child.stdout! }).on("line", (line) => {
             let e: PeerEvent;
