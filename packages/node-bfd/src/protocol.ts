@@ -19,4 +19,6 @@ export interface Snapshot {
     sessions: SessionSnapshot[];
     /** Packets dropped before any session was found, by reason. */
     unmatchedDrops: Record<string, number>;
+    /** The worker's event-loop delay since the previous snapshot (ms): timers fire this late. */
+    loopDelayMs: { p50: number; p99: number; max: number };
 }

@@ -4,7 +4,7 @@
 // thread cannot delay transmissions or detection.
 import * as dgram from "node:dgram";
 import { isIPv4 } from "node:net";
-import { performance } from "node:perf_hooks";
+import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 import { validateAuthConfig, type AuthConfig } from "./auth";
 import { allocateDiscriminator, Demux, type PeerKey } from "./demux";
 import { decode, DIAG_NAMES, STATE_NAMES, type DropReason } from "./packet";
@@ -15,6 +15,10 @@ export const SINGLE_HOP_PORT = 3784;
 export const MULTIHOP_PORT = 4784;
 const SOURCE_PORT_MIN = 49152;
 const SOURCE_PORT_MAX = 65535;
+const RECV_BUFFER_BYTES = 4 * 1024 * 1024;
+/** A timer this late (µs) means the thread was paused: drain received packets first. */
+const LATE_TIMER_US = 3_000;
+const MAX_DRAIN_ROUNDS = 64;
 
 export class BfdConfigError extends Error {
     override name = "BfdConfigError";
@@ -46,10 +50,25 @@ export class Transport {
     private readonly demux = new Demux<string>();
     private readonly listeners = new Map<string, dgram.Socket>();
     private readonly profiles = new Map<string, Profile>();
+    /** Packets received so far (all sockets), to tell when a backlog is drained. */
+    private received = 0;
     /** Drops before a session was found (malformed, unknown discriminator, no session). */
     readonly unmatchedDrops: Partial<Record<DropReason, number>> = {};
 
-    constructor(private readonly opts: TransportOptions) {}
+    /** How late this thread's event loop runs: the first thing to check when sessions flap. */
+    private readonly loopDelay = monitorEventLoopDelay({ resolution: 5 });
+
+    constructor(private readonly opts: TransportOptions) {
+        this.loopDelay.enable();
+    }
+
+    /** Event-loop delay of the worker since the last call, in milliseconds. */
+    loopDelayMs(): { p50: number; p99: number; max: number } {
+        const ms = (ns: number) => Math.round(ns / 1e4) / 100;
+        const r = { p50: ms(this.loopDelay.percentile(50)), p99: ms(this.loopDelay.percentile(99)), max: ms(this.loopDelay.max) };
+        this.loopDelay.reset();
+        return r;
+    }
 
     setProfile(name: string, profile: Profile): void {
         this.profiles.set(name, profile);
@@ -102,6 +121,7 @@ export class Transport {
         for (const id of [...this.sessions.keys()]) this.remove(id);
         for (const s of this.listeners.values()) s.close();
         this.listeners.clear();
+        this.loopDelay.disable();
     }
 
     // ---- internals ----
@@ -142,6 +162,10 @@ export class Transport {
             if (problem) throw new BfdConfigError(`authentication: ${problem}`);
         }
         if (spec.multihop && !spec.local) throw new BfdConfigError("a multihop session needs a local address");
+        // RFC 5883 §6: multihop packets can come from anywhere, so authentication is expected.
+        if (spec.multihop && !auth && !spec.allowUnauthenticated) {
+            throw new BfdConfigError("a multihop session needs authentication (RFC 5883 §6); set allowUnauthenticated to run without it");
+        }
         return {
             desiredMinTxUs: Math.round(tx * 1000),
             requiredMinRxUs: Math.round(rx * 1000),
@@ -162,7 +186,9 @@ export class Transport {
         const address = local ?? (family === "udp6" ? "::" : "0.0.0.0");
         const key = `${family}/${address}/${port}`;
         if (this.listeners.has(key)) return;
-        const sock = dgram.createSocket({ type: family, ipv6Only: family === "udp6", reuseAddr: true });
+        // A large receive buffer: a wildcard socket serves every session, and a pause of the
+        // worker (GC, a busy host) must not overflow it (the kernel caps it at rmem_max).
+        const sock = dgram.createSocket({ type: family, ipv6Only: family === "udp6", reuseAddr: true, recvBufferSize: RECV_BUFFER_BYTES });
         sock.on("message", (msg, rinfo) => this.receive(msg, rinfo.address, multihop, local));
         await new Promise<void>((resolve, reject) => {
             sock.once("error", reject);
@@ -180,6 +206,7 @@ export class Transport {
 
     /** The receive path: never throws; every rejected packet is counted by reason. */
     private receive(msg: Buffer, from: string, multihop: boolean, local: string | undefined): void {
+        this.received++;
         const decoded = decode(msg);
         if (!decoded.ok) return this.countUnmatched(decoded.reason);
         const found = this.demux.lookup(decoded.packet, { peer: stripZone(from), iface: zoneOf(from), local: local && stripZone(local), multihop });
@@ -227,9 +254,27 @@ export class Transport {
         e.timer = setTimeout(() => {
             e.timer = undefined;
             e.timerAt = undefined;
-            const r = step(e.session, { type: "timer" }, nowUs());
-            this.handle(e, r.actions, r.session);
+            this.onTimer(e, at, 0, this.received);
         }, delayMs);
+    }
+
+    /**
+     * A timer that fires late means this thread was paused (GC, a busy or stolen CPU), and
+     * packets that arrived meanwhile still wait in the socket buffers: Node runs timers
+     * before it polls for I/O. Declaring the peer dead then would be our fault, not its.
+     * So a late timer first lets the loop drain the sockets (each pass reads a bounded batch
+     * per socket) and steps the session only once a pass brings no new packet.
+     */
+    private onTimer(e: Entry, due: number, rounds: number, receivedBefore: number): void {
+        if (!this.sessions.has(e.id) || e.timer) return;
+        const late = nowUs() - due > LATE_TIMER_US;
+        if (late && rounds < MAX_DRAIN_ROUNDS && (rounds === 0 || this.received !== receivedBefore)) {
+            const seen = this.received;
+            setImmediate(() => this.onTimer(e, due, rounds + 1, seen));
+            return;
+        }
+        const r = step(e.session, { type: "timer" }, nowUs());
+        this.handle(e, r.actions, r.session);
     }
 }
 

@@ -30,6 +30,8 @@ export interface SessionSpec extends TimerSpec {
     /** Interface of a single-hop session (for demultiplexing and link-local scope). */
     interface?: string;
     multihop?: boolean;
+    /** Multihop sessions need authentication unless this is set (e.g. for peers without it). */
+    allowUnauthenticated?: boolean;
     adminDown?: boolean;
     /** Profile whose values apply where this spec sets none. */
     profile?: string;

@@ -19,7 +19,7 @@ port.on("message", async (req: Request) => {
             case "update": result = transport.update(req.id, req.spec); break;
             case "remove": result = transport.remove(req.id); break;
             case "profile": result = transport.setProfile(req.name, req.profile); break;
-            case "snapshot": result = { sessions: transport.snapshot(), unmatchedDrops: transport.unmatchedDrops }; break;
+            case "snapshot": result = { sessions: transport.snapshot(), unmatchedDrops: transport.unmatchedDrops, loopDelayMs: transport.loopDelayMs() }; break;
             case "stop": transport.close(); result = undefined; break;
         }
         res = { reqId: req.reqId, ok: true, result };
