@@ -101,8 +101,7 @@ export type DropReason =
     | "auth-key-id"
     | "auth-password"
     | "auth-digest"
-    | "auth-sequence"
-    | "bad-ttl";
+    | "auth-sequence";
 
 export const HEADER_LENGTH = 24;
 const AUTH_LENGTHS: Record<AuthType, number | undefined> = {
@@ -159,10 +158,9 @@ export function decode(buf: Uint8Array): DecodeResult {
         const auth = decodeAuth(b.subarray(HEADER_LENGTH, length));
         if (!auth) return { ok: false, reason: "bad-auth-section" };
         packet.auth = auth;
-    } else if (length !== HEADER_LENGTH) {
-        // Without an auth section the mandatory section is all there is.
-        return { ok: false, reason: "bad-length" };
     }
+    // Without an auth section, bytes beyond the mandatory section (up to Length) are ignored:
+    // §6.8.6 only bounds Length by the minimum and by the payload.
     return { ok: true, packet };
 }
 

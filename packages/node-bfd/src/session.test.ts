@@ -240,3 +240,77 @@ test("the session never moves on a packet from an unauthenticated stranger", () 
     assert.equal(session.counters.drops["auth-missing"], 1);
     assert.deepEqual(actions, []);
 });
+
+test("a second change during a Poll keeps the value in force until the Final (§6.8.3)", () => {
+    const sim = pair();
+    sim.run(3_000 * MS);
+    sim.tap = (from, bytes) => ((decode(bytes) as any).packet.final && from === "b" ? undefined : bytes);
+    const a = () => sim.get("a");
+    sim.apply("a", { type: "configure", config: { ...fast, desiredMinTxUs: 100 * MS } });
+    assert.equal(a().txDesiredInForceUs, 10 * MS, "increase waits");
+    sim.apply("a", { type: "configure", config: { ...fast, desiredMinTxUs: 50 * MS } });
+    assert.equal(a().txDesiredInForceUs, 10 * MS, "still the old value: 50 ms is also an increase over 10 ms");
+    sim.apply("a", { type: "configure", config: { ...fast, requiredMinRxUs: 100 * MS } });
+    sim.apply("a", { type: "configure", config: { ...fast, requiredMinRxUs: 30 * MS } });
+    assert.equal(a().rxRequiredInForceUs, 100 * MS, "a decrease after an increase waits for the Final");
+    sim.tap = undefined;
+    sim.run(200 * MS);
+    assert.equal(a().pollActive, false);
+    assert.equal(a().rxRequiredInForceUs, 30 * MS);
+});
+
+test("a Final that answers an older Poll does not end a Poll restarted with new values", () => {
+    const sim = pair();
+    sim.run(3_000 * MS);
+    sim.apply("a", { type: "configure", config: { ...fast, desiredMinTxUs: 50 * MS } });
+    // The configure above sends nothing by itself; a P packet goes out at the next transmission.
+    const a0 = sim.get("a");
+    assert.equal(a0.pollActive, true);
+    assert.equal(a0.pollSentLatest, false);
+    const final = { ...controlPacket(sim.get("b"), true) };
+    sim.apply("a", { type: "rx", packet: final, raw: encode(final) });
+    assert.equal(sim.get("a").pollActive, true, "no P with the new values had been sent yet");
+    sim.run(100 * MS);
+    assert.equal(sim.get("a").pollActive, false, "the real exchange ends it");
+});
+
+test("a Demand-mode peer still receives our Poll Sequence (§6.8.7)", () => {
+    const sim = pair();
+    sim.run(3_000 * MS);
+    const demand = { ...controlPacket(sim.get("b")), demand: true };
+    let { session } = step(sim.get("a"), { type: "rx", packet: demand, raw: encode(demand) }, sim.now);
+    session = step(session, { type: "configure", config: { ...fast, desiredMinTxUs: 20 * MS } }, sim.now).session;
+    const sent: boolean[] = [];
+    for (let t = sim.now; t < sim.now + 25 * MS; t += 1 * MS) {
+        const r = step(session, { type: "timer" }, t);
+        session = r.session;
+        for (const x of r.actions) if (x.type === "send") sent.push(x.packet.poll);
+    }
+    assert.ok(sent.length >= 2 && sent.every((p) => p), `P packets sent: ${sent}`);
+});
+
+test("a shorter interval from the peer counts from our previous transmission (§6.8.3)", () => {
+    const slow = { ...fast, desiredMinTxUs: 100 * MS, requiredMinRxUs: 100 * MS };
+    const sim = pair(slow, slow);
+    sim.run(3_000 * MS);
+    const a = sim.get("a");
+    assert.ok(a.lastTxAt !== undefined);
+    // The peer now asks for packets every 10 ms, 60 ms after our last one: send at once.
+    const now = a.lastTxAt! + 60 * MS;
+    const faster = { ...controlPacket(sim.get("b")), requiredMinRxUs: 10 * MS };
+    const { session } = step({ ...a, config: { ...a.config, desiredMinTxUs: 10 * MS }, txDesiredInForceUs: 10 * MS }, { type: "rx", packet: faster, raw: encode(faster) }, now);
+    assert.equal(session.nextTxAt, now);
+});
+
+test("in AdminDown a received packet still updates the peer's values, then is discarded", () => {
+    const sim = pair();
+    sim.run(3_000 * MS);
+    sim.apply("a", { type: "admin", down: true });
+    const p = { ...controlPacket(sim.get("b")), myDiscriminator: 0x3333, requiredMinRxUs: 77 * MS };
+    sim.apply("a", { type: "rx", packet: p, raw: encode(p) });
+    const a = sim.get("a");
+    assert.equal(a.state, State.AdminDown);
+    assert.equal(a.remoteDiscr, 0x3333);
+    assert.equal(a.remoteMinRxUs, 77 * MS);
+    assert.equal(a.counters.drops["admin-down"], 1);
+});

@@ -51,7 +51,10 @@ export interface Session {
     txDesiredInForceUs: number;
     rxRequiredInForceUs: number;
     pollActive: boolean;
+    /** A P packet carrying the latest values has gone out: only a Final after it ends the Poll. */
+    pollSentLatest: boolean;
     nextTxAt?: number;
+    lastTxAt?: number;
     detectAt?: number;
     lastRxAt?: number;
     lastStateChangeAt: number;
@@ -100,6 +103,7 @@ export function createSession(config: SessionConfig, localDiscr: number, now: nu
         txDesiredInForceUs: desired,
         rxRequiredInForceUs: config.requiredMinRxUs,
         pollActive: false,
+        pollSentLatest: false,
         lastStateChangeAt: now,
         xmitAuthSeq: Math.floor(random() * 0x1_0000_0000) >>> 0,
         authRx: initialAuthRx,
@@ -161,9 +165,7 @@ function drop(s: Session, reason: DropReason): void {
 function receive(s: Session, p: ControlPacket, raw: Buffer, now: number, random: () => number, actions: SessionAction[]): void {
     const verdict = verifyAuth(raw, p, s.config.auth, s.authRx);
     if (!verdict.ok) return drop(s, verdict.reason);
-    if (s.state === State.AdminDown) return drop(s, "admin-down");
     s.authRx = verdict.rx;
-    s.counters.rxPackets++;
 
     s.remoteDiscr = p.myDiscriminator;
     s.remoteState = p.state;
@@ -174,11 +176,18 @@ function receive(s: Session, p: ControlPacket, raw: Buffer, now: number, random:
     const previousTx = txIntervalUs(s);
     s.remoteMinRxUs = p.requiredMinRxUs;
 
-    if (s.pollActive && p.final) endPoll(s);
+    if (s.pollActive && p.final && s.pollSentLatest) endPoll(s);
 
     s.lastRxAt = now;
     s.detectAt = now + detectionTimeUs(s);
     if (s.config.auth) s.authSeqResetAt = now + 2 * detectionTimeUs(s);
+
+    // §6.8.6 records the peer's values first, then discards the packet in AdminDown.
+    if (s.state === State.AdminDown) {
+        s.detectAt = undefined;
+        return drop(s, "admin-down");
+    }
+    s.counters.rxPackets++;
 
     // §6.8.6 state transitions.
     const before = s.state;
@@ -240,6 +249,8 @@ function mayTransmit(s: Session): boolean {
 /** Periodic transmission stops when the peer asks for none, or runs Demand mode while both are Up. */
 function periodic(s: Session): boolean {
     if (s.remoteMinRxUs === 0) return false;
+    // Demand mode silences periodic packets, but not a Poll Sequence (§6.8.7).
+    if (s.pollActive) return true;
     return !(s.remoteDemand && s.state === State.Up && s.remoteState === State.Up);
 }
 
@@ -247,8 +258,14 @@ function scheduleTx(s: Session, now: number, random: () => number, fromNow: bool
     const interval = txIntervalUs(s);
     // Jitter (§6.8.7): 75-100% of the interval, or 75-90% with a detect multiplier of 1.
     const factor = 0.75 + random() * (s.config.detectMult === 1 ? 0.15 : 0.25);
-    const at = now + interval * factor;
-    s.nextTxAt = fromNow || s.nextTxAt === undefined ? at : Math.min(s.nextTxAt, at);
+    if (fromNow || s.nextTxAt === undefined) {
+        s.nextTxAt = now + interval * factor;
+        return;
+    }
+    // A shorter interval counts from the previous transmission, and if that is already
+    // past, the next packet goes out as soon as practicable (§6.8.3).
+    const at = Math.max(now, (s.lastTxAt ?? now) + interval * factor);
+    s.nextTxAt = Math.min(s.nextTxAt, at);
 }
 
 // ---- Administrative control and configuration ----
@@ -300,14 +317,16 @@ function applyTimers(s: Session): void {
         if (!up && s.pollActive) endPoll(s);
         return;
     }
-    const oldDesired = s.desiredMinTxUs;
-    const oldRequired = s.requiredMinRxUs;
     s.desiredMinTxUs = desired;
     s.requiredMinRxUs = required;
     if (up) {
+        // A change during a Poll restarts it: only a Final to a P packet with these values ends it.
         s.pollActive = true;
-        if (desired <= oldDesired) s.txDesiredInForceUs = desired;
-        if (required >= oldRequired) s.rxRequiredInForceUs = required;
+        s.pollSentLatest = false;
+        // Decreases of TX and increases of RX apply now; the others wait for the Final, and the
+        // value in force is never replaced by one that would also have to wait (§6.8.3).
+        s.txDesiredInForceUs = Math.min(s.txDesiredInForceUs, desired);
+        s.rxRequiredInForceUs = Math.max(s.rxRequiredInForceUs, required);
         if (s.lastRxAt !== undefined && s.detectAt !== undefined) s.detectAt = s.lastRxAt + detectionTimeUs(s);
     } else {
         endPoll(s);
@@ -316,6 +335,7 @@ function applyTimers(s: Session): void {
 
 function endPoll(s: Session): void {
     s.pollActive = false;
+    s.pollSentLatest = false;
     s.txDesiredInForceUs = s.desiredMinTxUs;
     s.rxRequiredInForceUs = s.requiredMinRxUs;
     if (s.lastRxAt !== undefined && s.detectAt !== undefined) s.detectAt = s.lastRxAt + detectionTimeUs(s);
@@ -342,9 +362,11 @@ export function controlPacket(s: Session, final = false): ControlPacket {
     };
 }
 
-function send(s: Session, _now: number, actions: SessionAction[], opts: { final?: boolean }): void {
+function send(s: Session, now: number, actions: SessionAction[], opts: { final?: boolean }): void {
     if (!mayTransmit(s)) return;
     const packet = controlPacket(s, !!opts.final);
+    if (packet.poll) s.pollSentLatest = true;
+    s.lastTxAt = now;
     let bytes: Buffer;
     if (s.config.auth) {
         // Both keyed and meticulous variants advance the sequence on every packet: always valid.
