@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import { IPv6CidrRange } from "ip-num";
+import { labSiteInput } from "../site/fixtures";
 import { parseSite } from "../site/load";
 import { PlanError } from "./addressing";
 import { planLab } from "./lab-plan";
@@ -10,17 +11,7 @@ function site(nodes: string[]) {
 }
 
 function raw(nodes: string[]) {
-    return {
-        name: "lab",
-        kind: "lab",
-        sla: { availability: 0.999999, failoverBudgetMs: 100 },
-        providers: [
-            { name: "provider-a", prefix: "2001:db8:a::/48" },
-            { name: "provider-b", prefix: "2001:db8:b::/48" },
-        ],
-        nodes: nodes.map((name) => ({ name, role: "app", failureDomain: "east", uplinks: [{ provider: "provider-a" }, { provider: "provider-b" }] })),
-        lab: { tag: "t1" },
-    };
+    return labSiteInput(nodes, { lab: { tag: "t1" } });
 }
 
 const inside = (addr: string, prefix: string) => IPv6CidrRange.fromCidr(prefix).contains(IPv6CidrRange.fromCidr(`${addr}/128`));

@@ -2,26 +2,17 @@ import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { labSiteInput } from "./fixtures";
 import { loadSiteFromStackFile, parseSite, SiteConfigError, stackFile } from "./load";
 
 const ROOT = path.resolve(__dirname, "..");
 
 /** A valid lab site; each test breaks one thing. */
 function labSite(): any {
-    return {
-        name: "lab",
-        kind: "lab",
-        sla: { availability: 0.999999, failoverBudgetMs: 100 },
-        providers: [
-            { name: "provider-a", prefix: "2001:db8:a::/48" },
-            { name: "provider-b", prefix: "2001:db8:b::/48" },
-        ],
-        nodes: [
-            { name: "gate", role: "edge", failureDomain: "east", uplinks: [{ provider: "provider-a" }, { provider: "provider-b" }] },
-            { name: "control-room", role: "core", failureDomain: "west", uplinks: [{ provider: "provider-a" }] },
-        ],
-        ingress: [{ name: "web", port: 80, upstreams: ["gate"] }],
-    };
+    const site = labSiteInput(["gate", "control-room"], { ingress: [{ name: "web", port: 80, upstreams: ["gate"] }] });
+    site.nodes[0].role = "edge";
+    site.nodes[1] = { ...site.nodes[1], role: "core", failureDomain: "west", uplinks: [{ provider: "provider-a" }] };
+    return site;
 }
 
 function problems(raw: unknown): string[] {

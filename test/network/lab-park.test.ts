@@ -6,6 +6,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { spawn, spawnSync } from "node:child_process";
+import { labSiteInput } from "../../site/fixtures";
 import { parseSite } from "../../site/load";
 import { planLab, type LabPlan } from "../../network/lab-plan";
 import * as ops from "../../components/lab/ops";
@@ -38,19 +39,10 @@ function ssh(node: string, configFile: string, ...cmd: string[]) {
 before(() => {
     requireRoot("network");
     requireCommands("ip", "ping", "ssh", "ssh-keygen", "/usr/sbin/sshd");
-    plan = planLab(parseSite({
+    plan = planLab(parseSite(labSiteInput(["gate", "aviary"], {
         name: "net-test",
-        kind: "lab",
-        sla: { availability: 0.999, failoverBudgetMs: 100 },
-        providers: [
-            { name: "provider-a", prefix: "2001:db8:a::/48" },
-            { name: "provider-b", prefix: "2001:db8:b::/48" },
-        ],
-        nodes: ["gate", "aviary"].map((name) => ({
-            name, role: "app", failureDomain: "east", uplinks: [{ provider: "provider-a" }, { provider: "provider-b" }],
-        })),
         lab: { tag, managementPrefix: "fd6e:626c:7465::/64" },
-    }));
+    })));
 
     // Apply the plan in dependency order, as the LabPark component does through Pulumi.
     const paths = labSshPaths(plan, stateRoot);
