@@ -47,11 +47,16 @@ async function main() {
             load: "2 busy processes (one per core) + node-bfd's main thread 90% busy",
             nodeBfd: {
                 falseDowns: ourDowns.length,
+                byDiagnostic: ourDowns.reduce((m: Record<string, number>, e) => ((m[e.diagnostic] = (m[e.diagnostic] ?? 0) + 1), m), {}),
                 packetsIn: after.counters["control-packet-input"] - before.counters["control-packet-input"],
                 packetsOut: after.counters["control-packet-output"] - before.counters["control-packet-output"],
                 drops: after.counters.drops,
             },
-            frr: { falseDowns: frrDowns.length, peer: frr.peer("2001:db8:d::1")?.status },
+            frr: {
+                falseDowns: frrDowns.length,
+                byReason: frrDowns.reduce((m: Record<string, number>, l) => { const r = /reason:(\S+)/.exec(l)?.[1] ?? "?"; m[r] = (m[r] ?? 0) + 1; return m; }, {}),
+                peer: frr.peer("2001:db8:d::1")?.status,
+            },
             target: "zero false Downs",
             meetsTarget: ourDowns.length === 0,
         };

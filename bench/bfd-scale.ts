@@ -1,8 +1,10 @@
 // How many sessions one node-bfd process holds at 50 ms x 3 with no false Down, and its
-// CPU share at that load. The peer is FRR's bfdd with one peer per session, in another
-// namespace; node-bfd uses one local address per session (FRR keys single-hop sessions by
-// peer address). FRR's CPU share is measured in the same run.
+// CPU share at that load. Two peers, each in the same run: FRR's bfdd (one peer per
+// session; node-bfd uses one local address per session, as FRR keys single-hop sessions by
+// peer address), and a second node-bfd process. The peer's CPU share is measured too: on
+// one machine both ends share the cores, so the weaker end sets the limit.
 //   node --import tsx bench/bfd-scale.ts [sizes...]           (default 100 250 500 1000)
+//   BFD_SCALE_PEERS=frr,node-bfd (default both)
 import * as fs from "node:fs";
 import * as os from "node:os";
 import { spawnSync } from "node:child_process";
@@ -20,7 +22,7 @@ function cpuTicks(pid: number): number {
     return Number(fields[11]) + Number(fields[12]);
 }
 
-async function measure(n: number) {
+async function measure(n: number, peerKind: "frr" | "node-bfd") {
     const lab = new Lab();
     try {
         const a = lab.ns("n");
@@ -28,10 +30,22 @@ async function measure(n: number) {
         const { ifA } = lab.link({ a, b: f, addresses: [["2001:db8:e::1/64", "2001:db8:e::2/64"]] });
         const ourAddr = (i: number) => `2001:db8:e::1:${(i + 1).toString(16)}`;
         sh(["ip", "-n", a, "-batch", "-"], { input: Array.from({ length: n }, (_, i) => `addr add ${ourAddr(i)}/64 dev ${ifA} nodad`).join("\n") + "\n" });
-        const peers = Array.from({ length: n }, (_, i) =>
-            ` peer ${ourAddr(i)} local-address 2001:db8:e::2\n  receive-interval 50\n  transmit-interval 50\n  detect-multiplier 3\n !`).join("\n");
-        const frr = lab.frr(f, `bfd\n${peers}\n!\n`);
-        const frrPid = Number(fs.readFileSync(`${frr.dir}/bfdd.pid`, "utf8").trim());
+        let peerPid: number;
+        let peerNotUp: () => Promise<number>;
+        if (peerKind === "frr") {
+            const peers = Array.from({ length: n }, (_, i) =>
+                ` peer ${ourAddr(i)} local-address 2001:db8:e::2\n  receive-interval 50\n  transmit-interval 50\n  detect-multiplier 3\n !`).join("\n");
+            const frr = lab.frr(f, `bfd\n${peers}\n!\n`);
+            peerPid = Number(fs.readFileSync(`${frr.dir}/bfdd.pid`, "utf8").trim());
+            peerNotUp = async () => frr.peers().filter((p) => p.status !== "up").length;
+        } else {
+            const other = await lab.speaker(f);
+            for (let i = 0; i < n; i++) {
+                await other.call({ op: "add", id: `s${i}`, spec: { peer: ourAddr(i), local: "2001:db8:e::2", transmitIntervalMs: 50, receiveIntervalMs: 50, detectMultiplier: 3 } });
+            }
+            peerPid = other.pid;
+            peerNotUp = async () => (await other.call({ op: "snapshot" })).sessions.filter((s: any) => s.status !== "up").length;
+        }
         const bfd = await lab.speaker(a);
         const addStart = Date.now();
         for (let i = 0; i < n; i++) {
@@ -53,18 +67,18 @@ async function measure(n: number) {
         const since = bfd.events.length;
         const t0 = Date.now();
         const c0 = cpuTicks(ourPid);
-        const f0 = cpuTicks(frrPid);
+        const f0 = cpuTicks(peerPid);
         await new Promise((r) => setTimeout(r, MEASURE_S * 1000));
         const wall = (Date.now() - t0) / 1000;
         const ourCpu = ((cpuTicks(ourPid) - c0) / TICKS / wall) * 100;
-        const frrCpu = ((cpuTicks(frrPid) - f0) / TICKS / wall) * 100;
+        const peerCpu = ((cpuTicks(peerPid) - f0) / TICKS / wall) * 100;
         const downs = bfd.events.slice(since).filter((e) => e.event === "state" && e.to === "down").length;
         const end = await bfd.call({ op: "snapshot" });
-        const frrDown = frr.peers().filter((p) => p.status !== "up").length;
+        const peerDown = await peerNotUp();
         const r = {
-            sessions: n, allUp: up === n, upAfterSeconds: Math.round(upSeconds), addSeconds: Math.round(addSeconds * 10) / 10,
-            falseDownsIn30s: downs, frrPeersNotUp: frrDown,
-            cpuPercentOfOneCore: { nodeBfd: Math.round(ourCpu * 10) / 10, frr: Math.round(frrCpu * 10) / 10 },
+            peer: peerKind, sessions: n, allUp: up === n, upAfterSeconds: Math.round(upSeconds), addSeconds: Math.round(addSeconds * 10) / 10,
+            falseDownsIn30s: downs, peerSessionsNotUp: peerDown,
+            cpuPercentOfOneCore: { nodeBfd: Math.round(ourCpu * 10) / 10, peer: Math.round(peerCpu * 10) / 10 },
             packetsPerSecondEachWay: Math.round(n * 20),
             workerLoopDelayMs: end.loopDelayMs,
         };
@@ -77,15 +91,17 @@ async function measure(n: number) {
 
 async function main() {
     requireTools("ip", "vtysh", "/usr/lib/frr/bfdd");
-    const rows = [];
-    for (const n of sizes) rows.push(await measure(n));
-    const held = rows.filter((r) => r.allUp && r.falseDownsIn30s === 0 && r.frrPeersNotUp === 0).map((r) => r.sessions);
+    const peerKinds = (process.env.BFD_SCALE_PEERS ?? "frr,node-bfd").split(",") as ("frr" | "node-bfd")[];
+    const rows: Awaited<ReturnType<typeof measure>>[] = [];
+    for (const peer of peerKinds) for (const n of sizes) rows.push(await measure(n, peer));
+    const held = rows.filter((r) => r.allUp && r.falseDownsIn30s === 0 && r.peerSessionsNotUp === 0).map((r) => r.sessions);
     const result = {
         timers: "50 ms x 3",
         measureSeconds: MEASURE_S,
         cores: os.cpus().length,
         rows,
         mostSessionsHeld: held.length ? Math.max(...held) : 0,
+        mostSessionsHeldByPeer: Object.fromEntries(peerKinds.map((p) => [p, Math.max(0, ...rows.filter((r) => r.peer === p && r.allUp && r.falseDownsIn30s === 0 && r.peerSessionsNotUp === 0).map((r) => r.sessions))])),
         target: "at least 1,000 sessions with no false Down",
         meetsTarget: held.some((n) => n >= 1000),
     };

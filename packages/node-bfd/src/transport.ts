@@ -85,6 +85,17 @@ export class Transport {
         const family = isIPv4(stripZone(spec.peer)) ? "udp4" : "udp6";
         await this.listen(family, key.multihop, spec.local);
         const tx = await bindSourceSocket(family, spec.local);
+        // Connected once: each send then skips the per-packet address handling.
+        await new Promise<void>((resolve, reject) => {
+            tx.once("error", reject);
+            tx.connect(this.port(key.multihop), spec.peer, () => {
+                tx.off("error", reject);
+                resolve();
+            });
+        }).catch((err: Error) => {
+            tx.close();
+            throw new BfdConfigError(`cannot reach ${spec.peer}: ${err.message}`);
+        });
         const discr = allocateDiscriminator((d) => this.demux.hasDiscriminator(d));
         const { session } = createSession(config, discr, nowUs());
         const entry: Entry = { id, spec, key, session, tx, changedAtMs: Date.now() };
@@ -110,7 +121,7 @@ export class Transport {
         const { actions } = step(e.session, { type: "admin", down: true }, nowUs());
         const sends = actions.filter((a) => a.type === "send");
         if (sends.length === 0) return void e.tx.close();
-        e.tx.send(sends[0].bytes, this.port(e), e.spec.peer, () => e.tx.close());
+        e.tx.send(sends[0].bytes, () => e.tx.close());
     }
 
     snapshot(): SessionSnapshot[] {
@@ -182,7 +193,7 @@ export class Transport {
      * dgram offers no IP_PKTINFO); sessions without one share a wildcard socket.
      */
     private async listen(family: "udp4" | "udp6", multihop: boolean, local?: string): Promise<void> {
-        const port = multihop ? this.opts.multihopPort ?? MULTIHOP_PORT : this.opts.singleHopPort ?? SINGLE_HOP_PORT;
+        const port = this.port(multihop);
         const address = local ?? (family === "udp6" ? "::" : "0.0.0.0");
         const key = `${family}/${address}/${port}`;
         if (this.listeners.has(key)) return;
@@ -217,8 +228,8 @@ export class Transport {
         this.handle(e, r.actions, r.session);
     }
 
-    private port(e: Entry): number {
-        return e.key.multihop ? this.opts.multihopPort ?? MULTIHOP_PORT : this.opts.singleHopPort ?? SINGLE_HOP_PORT;
+    private port(multihop: boolean): number {
+        return multihop ? this.opts.multihopPort ?? MULTIHOP_PORT : this.opts.singleHopPort ?? SINGLE_HOP_PORT;
     }
 
     private countUnmatched(reason: DropReason): void {
@@ -229,7 +240,7 @@ export class Transport {
         e.session = session;
         for (const a of actions) {
             if (a.type === "send") {
-                e.tx.send(a.bytes, this.port(e), e.spec.peer);
+                e.tx.send(a.bytes);
             } else {
                 e.changedAtMs = Date.now();
                 this.opts.onStateChange({
