@@ -78,6 +78,8 @@ export class Lab {
             stdio: ["pipe", "pipe", "inherit"],
         });
         this.children.push(child);
+        // A speaker that already exited must not crash us with EPIPE on its stdin.
+        child.stdin!.on("error", () => undefined);
         const s = new Speaker(child);
         await s.waitFor((e) => e.event === "ready", 10_000);
         return s;
@@ -109,27 +111,29 @@ export class Lab {
         return new Bird(path.join(dir, "bird.ctl"));
     }
 
+    /** Remove everything, step by step: a failing step never keeps the next from running. */
     async close(): Promise<void> {
-        for (const c of this.children) {
-            if (c.exitCode === null) {
-                c.stdin?.end(`${JSON.stringify({ op: "stop" })}\n`);
+        const attempt = (what: () => void) => {
+            try {
+                what();
+            } catch {
+                // Keep going: the namespaces must go whatever happened above.
             }
+        };
+        for (const c of this.children) {
+            if (c.exitCode === null) attempt(() => c.stdin?.end(`${JSON.stringify({ op: "stop" })}\n`));
         }
         await new Promise((r) => setTimeout(r, 200));
-        for (const c of this.children) if (c.exitCode === null && c.pid) process.kill(c.pid, "SIGKILL");
+        for (const c of this.children) if (c.exitCode === null && c.pid) attempt(() => process.kill(c.pid!, "SIGKILL"));
         for (const f of this.pidFiles) {
-            const pid = fs.existsSync(f) ? Number(fs.readFileSync(f, "utf8").trim()) : NaN;
-            if (Number.isInteger(pid) && pid > 1) {
-                try {
-                    process.kill(pid, "SIGTERM");
-                } catch {
-                    // Already gone.
-                }
-            }
+            attempt(() => {
+                const pid = Number(fs.readFileSync(f, "utf8").trim());
+                if (Number.isInteger(pid) && pid > 1) process.kill(pid, "SIGTERM");
+            });
         }
         await new Promise((r) => setTimeout(r, 300));
         for (const ns of this.namespaces.reverse()) sh(["ip", "netns", "del", ns], { allowFail: true });
-        fs.rmSync(this.dir, { recursive: true, force: true });
+        attempt(() => fs.rmSync(this.dir, { recursive: true, force: true }));
     }
 }
 
