@@ -86,7 +86,15 @@ export function createVeth(a: LinkEnd, b: LinkEnd): void {
             "type", "veth", "peer", "name", b.ifname, ...(b.netns ? ["netns", b.netns] : [])];
         run(`creating veth ${a.ifname}/${b.ifname}`, cmd);
     }
-    for (const end of [a, b]) configureEnd(end);
+    // The far end first, so that the near end's unsolicited NA (ndisc_notify) finds a carrier.
+    for (const end of [b, a]) configureEnd(end);
+    // A rebuilt link has new MACs: drop neighbour entries cached for the old ones on each side.
+    for (const [here, there] of [[a, b], [b, a]] as const) {
+        for (const addr of there.addresses) {
+            const [cmd, ...args] = ip(here.netns, "-6", "neigh", "flush", "to", addr.split("/")[0]);
+            spawnSync(cmd, args); // best effort: nothing cached is fine
+        }
+    }
 }
 
 function configureEnd(end: LinkEnd): void {
