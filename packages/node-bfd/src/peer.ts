@@ -24,7 +24,9 @@ function burn(seconds: number, duty: number): string {
 }
 
 async function main() {
-    const bfd = await BfdService.start();
+    // NODE_BFD_WORKER_NICE: niceness for the session worker thread (see ServiceOptions).
+    const nice = process.env.NODE_BFD_WORKER_NICE;
+    const bfd = await BfdService.start(nice ? { workerNiceness: Number(nice) } : {});
     const out = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
     bfd.on("state", (c) => out({ event: "state", ...c, mono: performance.now() }));
     const rl = readline.createInterface({ input: process.stdin });

@@ -21,4 +21,6 @@ export interface Snapshot {
     unmatchedDrops: Record<string, number>;
     /** The worker's event-loop delay since the previous snapshot (ms): timers fire this late. */
     loopDelayMs: { p50: number; p99: number; max: number };
+    /** The worker thread's scheduling priority, as set (or why not). */
+    priority: string;
 }

@@ -19,6 +19,12 @@ export interface ServiceOptions {
     /** Listening ports, for tests that run several services in one namespace. */
     singleHopPort?: number;
     multihopPort?: number;
+    /**
+     * Niceness for the worker thread alone (e.g. -10): BFD timers then win the CPU over a
+     * busy application main thread and other load. Negative values need CAP_SYS_NICE; if
+     * refused, the worker runs at the process's priority and says so in snapshots.
+     */
+    workerNiceness?: number;
 }
 
 export interface BfdService {

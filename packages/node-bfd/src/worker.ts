@@ -1,12 +1,29 @@
 // The worker thread: owns the Transport (sockets, timers, sessions) and answers the
 // main thread's requests over the worker port. See service.ts for the other side.
+import * as fs from "node:fs";
+import * as os from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
 import { Transport } from "./transport";
 import type { Request, Response, WorkerEvent } from "./protocol";
 
 const port = parentPort!;
+const options = workerData as { singleHopPort?: number; multihopPort?: number; workerNiceness?: number };
+
+/** Set this thread's own niceness: /proc/thread-self names our thread id, and Linux's
+ * setpriority applies to a single thread when given a thread id. */
+function setThreadNiceness(value: number): string {
+    try {
+        const tid = Number(fs.readlinkSync("/proc/thread-self").split("/").pop());
+        os.setPriority(tid, value);
+        return `worker thread ${tid} at niceness ${value}`;
+    } catch (err) {
+        return `could not set worker niceness ${value}: ${(err as Error).message}`;
+    }
+}
+const priority = options.workerNiceness === undefined ? "default" : setThreadNiceness(options.workerNiceness);
 const transport = new Transport({
-    ...(workerData as { singleHopPort?: number; multihopPort?: number }),
+    singleHopPort: options.singleHopPort,
+    multihopPort: options.multihopPort,
     onStateChange: (change) => port.postMessage({ event: "state", change } satisfies WorkerEvent),
 });
 
@@ -19,7 +36,7 @@ port.on("message", async (req: Request) => {
             case "update": result = transport.update(req.id, req.spec); break;
             case "remove": result = transport.remove(req.id); break;
             case "profile": result = transport.setProfile(req.name, req.profile); break;
-            case "snapshot": result = { sessions: transport.snapshot(), unmatchedDrops: transport.unmatchedDrops, loopDelayMs: transport.loopDelayMs() }; break;
+            case "snapshot": result = { sessions: transport.snapshot(), unmatchedDrops: transport.unmatchedDrops, loopDelayMs: transport.loopDelayMs(), priority }; break;
             case "stop": transport.close(); result = undefined; break;
         }
         res = { reqId: req.reqId, ok: true, result };
