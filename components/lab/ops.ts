@@ -3,9 +3,8 @@
 // failure) and throws an error that says what it was doing and what the command
 // printed. The dynamic providers in ./providers.ts call these; nothing here
 // plans anything: names and addresses arrive already decided by network/lab-plan.
-import { execFileSync, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as path from "node:path";
 
 export class LabCommandError extends Error {
@@ -172,17 +171,6 @@ export function writeFile(file: string, content: string, mode: number): void {
     fs.chmodSync(file, mode);
 }
 
-/** Remove a directory if it is empty (we never delete files we did not write). */
-export function removeEmptyDirs(...dirs: string[]): void {
-    for (const d of dirs) {
-        try {
-            fs.rmdirSync(d);
-        } catch {
-            // Not empty, or already gone: leave it.
-        }
-    }
-}
-
 export interface SshdSpec {
     netns: string;
     /** Host name the node reports (its own UTS namespace, so `hostname` on the node says who it is). */
@@ -280,26 +268,4 @@ export function stopSshd(dir: string): void {
 
 function sleepMs(ms: number): void {
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
-/** Wait until a TCP port answers (used to confirm sshd listens before reporting success). */
-export async function waitForTcp(host: string, port: number, timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    let last = "";
-    while (Date.now() < deadline) {
-        const ok = await new Promise<boolean>((resolve) => {
-            const sock = net.connect({ host, port, timeout: 500 });
-            sock.once("connect", () => { sock.destroy(); resolve(true); });
-            sock.once("error", (e) => { last = e.message; resolve(false); });
-            sock.once("timeout", () => { last = "timeout"; sock.destroy(); resolve(false); });
-        });
-        if (ok) return;
-        await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new Error(`[${host}]:${port} did not accept TCP connections within ${timeoutMs} ms (${last})`);
-}
-
-/** Used by `nublar lab` and tests: run a command inside a namespace. */
-export function execIn(netns: string, cmd: string[]): string {
-    return execFileSync("ip", ["netns", "exec", netns, ...cmd], { encoding: "utf8" });
 }

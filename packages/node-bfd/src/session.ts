@@ -151,11 +151,6 @@ export function step(session: Session, event: SessionEvent, now: number, random:
     return { session: s, actions };
 }
 
-/** Count a drop on the session (for drops the transport sees before a session is found, see Registry). */
-export function countDrop(s: Session, reason: DropReason): Session {
-    return { ...s, counters: { ...s.counters, drops: { ...s.counters.drops, [reason]: (s.counters.drops[reason] ?? 0) + 1 } } };
-}
-
 function drop(s: Session, reason: DropReason): void {
     s.counters.drops[reason] = (s.counters.drops[reason] ?? 0) + 1;
 }
