@@ -74,7 +74,9 @@ export class Lab {
 
     /** A node-bfd speaker in `ns`. */
     async speaker(ns: string): Promise<Speaker> {
-        const child = spawn("ip", ["netns", "exec", ns, process.execPath, "--import", "tsx", path.join(SRC, "peer.ts")], {
+        // NODE_BFD_SPEAKER_ARGS: extra node flags for speakers, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+        const extra = (process.env.NODE_BFD_SPEAKER_ARGS ?? "").split(" ").filter(Boolean);
+        const child = spawn("ip", ["netns", "exec", ns, process.execPath, ...extra, "--import", "tsx", path.join(SRC, "peer.ts")], {
             stdio: ["pipe", "pipe", "inherit"],
         });
         this.children.push(child);
