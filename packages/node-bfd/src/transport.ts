@@ -5,10 +5,10 @@
 import * as dgram from "node:dgram";
 import { isIPv4 } from "node:net";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
-import { validateAuthConfig, type AuthConfig } from "./auth";
+import { encodeSigned, validateAuthConfig, type AuthConfig } from "./auth";
 import { allocateDiscriminator, Demux, type PeerKey } from "./demux";
-import { decode, DIAG_NAMES, STATE_NAMES, type DropReason } from "./packet";
-import { createSession, detectionTimeUs, nextDeadline, step, type Session, type SessionAction, type SessionConfig } from "./session";
+import { decode, DIAG_NAMES, encode, STATE_NAMES, type DropReason } from "./packet";
+import { controlPacket, createSession, detectionTimeUs, nextDeadline, step, type Session, type SessionAction, type SessionConfig } from "./session";
 import { AUTH_NAMES, AUTH_TYPES, type Profile, type SessionSnapshot, type SessionSpec, type StateChange } from "./types";
 
 export const SINGLE_HOP_PORT = 3784;
@@ -80,6 +80,12 @@ export class Transport {
         const config = this.sessionConfig(spec);
         const key = peerKey(spec);
         for (const e of this.sessions.values()) {
+            // Packets to a global address carry no interface: two sessions that differ only by
+            // interface could not be told apart before their discriminators are known.
+            if (e.key.peer === key.peer && e.key.multihop === key.multihop && (e.key.local ?? "") === (key.local ?? "") &&
+                (e.key.iface ?? "") !== (key.iface ?? "") && !key.peer.toLowerCase().startsWith("fe80:")) {
+                throw new BfdConfigError(`sessions '${e.id}' and '${id}' to ${spec.peer} differ only by interface; give each its own local address`);
+            }
             if (sameKey(e.key, key)) throw new BfdConfigError(`a session to ${spec.peer}${spec.local ? ` from ${spec.local}` : ""} (${key.multihop ? "multihop" : "single-hop"}) already exists: '${e.id}'`);
         }
         const family = isIPv4(stripZone(spec.peer)) ? "udp4" : "udp6";
@@ -117,11 +123,32 @@ export class Transport {
         if (e.timer) clearTimeout(e.timer);
         this.sessions.delete(id);
         this.demux.remove(e.session.localDiscr, e.key);
-        // Tell the peer we are going away administratively, as FRR does on "no peer", then close.
-        const { actions } = step(e.session, { type: "admin", down: true }, nowUs());
-        const sends = actions.filter((a) => a.type === "send");
-        if (sends.length === 0) return void e.tx.close();
-        e.tx.send(sends[0].bytes, () => e.tx.close());
+        // Tell the peer we are going away administratively, as FRR does on "no peer": AdminDown
+        // for a Detection Time (§6.8.16), one packet per transmit interval, then close.
+        const session = step(e.session, { type: "admin", down: true }, nowUs()).session;
+        const rounds = Math.max(1, session.config.detectMult);
+        const intervalMs = Math.max(1, Math.max(session.config.desiredMinTxUs, session.remoteMinRxUs) / 1000);
+        const sendOne = (round: number) => {
+            const bytes = encodeAdminDown(session);
+            if (round + 1 >= rounds) return void e.tx.send(bytes, () => e.tx.close());
+            e.tx.send(bytes);
+            setTimeout(() => sendOne(round + 1), intervalMs).unref();
+        };
+        sendOne(0);
+        this.releaseListener(e);
+    }
+
+    /** Close a receiving socket once no session uses it. */
+    private releaseListener(gone: Entry): void {
+        const family = isIPv4(stripZone(gone.spec.peer)) ? "udp4" : "udp6";
+        const address = gone.spec.local ?? (family === "udp6" ? "::" : "0.0.0.0");
+        const key = `${family}/${address}/${this.port(gone.key.multihop)}`;
+        const stillUsed = [...this.sessions.values()].some((e) =>
+            (isIPv4(stripZone(e.spec.peer)) ? "udp4" : "udp6") === family && (e.spec.local ?? (family === "udp6" ? "::" : "0.0.0.0")) === address &&
+            e.key.multihop === gone.key.multihop);
+        if (stillUsed) return;
+        this.listeners.get(key)?.close();
+        this.listeners.delete(key);
     }
 
     snapshot(): SessionSnapshot[] {
@@ -287,6 +314,14 @@ export class Transport {
         const r = step(e.session, { type: "timer" }, nowUs());
         this.handle(e, r.actions, r.session);
     }
+}
+
+/** The AdminDown packet a removed session keeps sending (signed when it has authentication). */
+function encodeAdminDown(s: Session): Buffer {
+    const packet = controlPacket(s);
+    if (!s.config.auth) return encode(packet);
+    s.xmitAuthSeq = (s.xmitAuthSeq + 1) >>> 0;
+    return encodeSigned(packet, s.config.auth, s.xmitAuthSeq);
 }
 
 function peerKey(spec: SessionSpec): PeerKey {

@@ -6,6 +6,7 @@ import { Lab, requireTools, sh, type Speaker } from "./harness";
 
 const lab = new Lab();
 let a: Speaker, b: Speaker;
+let nsA = "";
 let ifA = "", ifB = "";
 let llA = "", llB = "";
 
@@ -18,6 +19,7 @@ function linkLocal(ns: string, ifname: string): string {
 before(async () => {
     requireTools("ip");
     const na = lab.ns("a");
+    nsA = na;
     const nb = lab.ns("b");
     ({ ifA, ifB } = lab.link({ a: na, b: nb, addresses: [["2001:db8:5::1/64", "2001:db8:5::2/64"]] }));
     // Link-local addresses appear once the links are up.
@@ -68,12 +70,19 @@ test("counters: packets in and out, transitions", async () => {
     assert.equal(s.counters["session-down"], 0);
 });
 
-test("removing a session tells the peer (AdminDown) and frees its name", async () => {
+test("removing a session sends AdminDown for a Detection Time, closes its socket, frees its name", async () => {
     const before = b.events.length;
+    const rxBefore = (await b.session("g")).counters["control-packet-input"];
     await a.call({ op: "remove", id: "g" });
     const down = await b.waitState("g", "down", 3_000, before);
     assert.equal(down.diagnostic, "neighbor signaled session down");
     assert.equal(await a.session("g"), undefined);
+    await new Promise((r) => setTimeout(r, 300));
+    // 4 x 40 ms of AdminDown (the profile's multiplier and interval), then silence.
+    const rxAfter = (await b.session("g")).counters["control-packet-input"];
+    assert.ok(rxAfter - rxBefore >= 4, `AdminDown packets received: ${rxAfter - rxBefore}`);
+    const listening = sh(["ip", "netns", "exec", nsA, "ss", "-H", "-uln", "sport", "=", ":3784"]);
+    assert.ok(!listening.includes("2001:db8:5::1"), `no socket left on 2001:db8:5::1: ${listening}`);
     await a.call({ op: "add", id: "g", spec: { peer: "2001:db8:5::2", local: "2001:db8:5::1", profile: "fast" } });
     await a.waitState("g", "up", 10_000);
 });
@@ -95,6 +104,7 @@ test("bad input gets a clear error and changes nothing", async () => {
     await attempt({ op: "add", id: "z", spec: { peer: "2001:db8:5::9", multihop: true } });
     await attempt({ op: "add", id: "w", spec: { peer: "2001:db8:5::9", auth: { type: "keyed-sha1", keys: [{ id: 1, secret: "x".repeat(21) }], sendKeyId: 1 } } });
     await attempt({ op: "update", id: "missing", spec: { peer: "2001:db8:5::9" } });
+    await attempt({ op: "add", id: "if2", spec: { peer: "2001:db8:5::2", local: "2001:db8:5::1", interface: "other0" } });
     assert.match(errors[0], /session 'g' already exists/);
     assert.match(errors[1], /a session to 2001:db8:5::2 from 2001:db8:5::1 \(single-hop\) already exists: 'g'/);
     assert.match(errors[2], /profile 'nope' is not defined/);
@@ -102,6 +112,7 @@ test("bad input gets a clear error and changes nothing", async () => {
     assert.match(errors[4], /multihop session needs a local address/);
     assert.match(errors[5], /secret must be 1-20 bytes/);
     assert.match(errors[6], /no session 'missing'/);
+    assert.match(errors[7], /sessions 'g' and 'if2' to 2001:db8:5::2 differ only by interface/);
     const snap = await a.call({ op: "snapshot" });
     assert.deepEqual(snap.sessions.map((s: any) => s.id).sort(), ["g", "ll"]);
 });
