@@ -314,3 +314,13 @@ test("in AdminDown a received packet still updates the peer's values, then is di
     assert.equal(a.remoteMinRxUs, 77 * MS);
     assert.equal(a.counters.drops["admin-down"], 1);
 });
+
+test("a timer change outside Up applies at once and still starts a Poll Sequence (§6.8.3)", () => {
+    let { session } = createSession(fast, 9, 0);
+    session = step(session, { type: "configure", config: { ...fast, requiredMinRxUs: 40 * MS } }, 10).session;
+    assert.equal(session.rxRequiredInForceUs, 40 * MS, "applied at once");
+    assert.equal(session.pollActive, true);
+    const r = step(session, { type: "timer" }, 2_000_000);
+    const sent = r.actions.find((a) => a.type === "send");
+    assert.ok(sent && sent.type === "send" && sent.packet.poll && sent.packet.requiredMinRxUs === 40 * MS);
+});

@@ -302,16 +302,13 @@ function changeState(s: Session, to: State, diag: Diag, now: number, actions: Se
 /**
  * Recompute the advertised intervals from the configuration and state. A change while Up
  * starts a Poll Sequence, and an increased TX or a reduced RX only takes effect on the
- * Final (§6.8.3). Outside Up, changes apply at once and any Poll Sequence ends.
+ * Final (§6.8.3). Outside Up, changes apply at once, and a Poll Sequence tells the peer.
  */
 function applyTimers(s: Session): void {
     const up = s.state === State.Up;
     const desired = up ? s.config.desiredMinTxUs : Math.max(s.config.desiredMinTxUs, SLOW_TX_US);
     const required = s.config.requiredMinRxUs;
-    if (desired === s.desiredMinTxUs && required === s.requiredMinRxUs) {
-        if (!up && s.pollActive) endPoll(s);
-        return;
-    }
+    if (desired === s.desiredMinTxUs && required === s.requiredMinRxUs) return;
     s.desiredMinTxUs = desired;
     s.requiredMinRxUs = required;
     if (up) {
@@ -324,7 +321,13 @@ function applyTimers(s: Session): void {
         s.rxRequiredInForceUs = Math.max(s.rxRequiredInForceUs, required);
         if (s.lastRxAt !== undefined && s.detectAt !== undefined) s.detectAt = s.lastRxAt + detectionTimeUs(s);
     } else {
-        endPoll(s);
+        // Outside Up the new values apply at once; the Poll still tells the peer (§6.8.3: a
+        // change of either interval MUST start a Poll Sequence).
+        s.txDesiredInForceUs = desired;
+        s.rxRequiredInForceUs = required;
+        s.pollActive = true;
+        s.pollSentLatest = false;
+        if (s.lastRxAt !== undefined && s.detectAt !== undefined) s.detectAt = s.lastRxAt + detectionTimeUs(s);
     }
 }
 
