@@ -62,7 +62,7 @@ export class LabPark extends pulumi.ComponentResource {
             mode: 0o644,
         }, { parent: this, dependsOn: [knownHosts, ...nodeResources.map((n) => n.sshd)] });
 
-        this.nodes = pulumi.all(nodeResources.map((n) => n.hostKey.publicKey)).apply((keys) =>
+        const nodes = pulumi.all(nodeResources.map((n) => n.hostKey.publicKey)).apply((keys) =>
             Object.fromEntries(plan.nodes.map((node, i): [string, LabNodeAccess] => [node.name, {
                 netns: node.netns,
                 role: node.role,
@@ -76,7 +76,7 @@ export class LabPark extends pulumi.ComponentResource {
             }])));
 
         // Wait for the config file so that the ssh commands in the outputs work once `up` returns.
-        this.nodes = pulumi.all([this.nodes, sshConfig.urn]).apply(([nodes]) => nodes);
+        this.nodes = pulumi.all([nodes, sshConfig.urn]).apply(([n]) => n);
         this.registerOutputs({ nodes: this.nodes, sshConfigFile: this.sshConfigFile });
     }
 
