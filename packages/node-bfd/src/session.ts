@@ -116,8 +116,11 @@ export function createSession(config: SessionConfig, localDiscr: number, now: nu
 
 /** The earliest time the session needs a "timer" event, if any. */
 export function nextDeadline(s: Session): number | undefined {
-    const ds = [s.nextTxAt, s.detectAt, s.authSeqResetAt].filter((d): d is number => d !== undefined);
-    return ds.length ? Math.min(...ds) : undefined;
+    // Called for every packet: no temporary arrays.
+    let at = s.nextTxAt;
+    if (s.detectAt !== undefined && (at === undefined || s.detectAt < at)) at = s.detectAt;
+    if (s.authSeqResetAt !== undefined && (at === undefined || s.authSeqResetAt < at)) at = s.authSeqResetAt;
+    return at;
 }
 
 /** Detection time for the peer's packets (§6.8.4, asynchronous mode). */
