@@ -1,0 +1,61 @@
+// The nublar command as a user runs it: help, validation with exit codes and --json.
+import { test } from "node:test";
+import * as assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { spawnSync } from "node:child_process";
+import { stringify } from "yaml";
+import { labSiteInput } from "../site/fixtures";
+
+const BIN = path.join(__dirname, "nublar.js");
+
+function nublar(...args: string[]) {
+    const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8" });
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+test("--help lists the command groups", () => {
+    const r = nublar("--help");
+    assert.equal(r.status, 0);
+    for (const word of ["site", "lab"]) assert.match(r.stdout, new RegExp(`\\b${word}\\b`));
+    const lab = nublar("lab", "--help").stdout;
+    for (const cmd of ["status", "ssh", "clean"]) assert.match(lab, new RegExp(`\\b${cmd}\\b`));
+});
+
+test("site validate: every shipped stack passes, as text and as JSON", () => {
+    const text = nublar("site", "validate");
+    assert.equal(text.status, 0, text.stderr);
+    assert.match(text.stdout, /ok\s+stacks\/Pulumi\.lab\.yaml/);
+    const json = JSON.parse(nublar("site", "validate", "--json").stdout);
+    assert.ok(json.length >= 4 && json.every((r: { ok: boolean }) => r.ok));
+});
+
+test("site validate: a bad stack file exits 1 and names the key, value and rule", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nublar-cli-"));
+    try {
+        const file = path.join(dir, "Pulumi.bad.yaml");
+        fs.writeFileSync(file, stringify({ config: { "nublar:site": labSiteInput(["gate"], { providers: [{ name: "provider-a", prefix: "10.0.0.0/8" }] }) } }));
+        const r = nublar("site", "validate", "--json", "--file", file);
+        assert.equal(r.status, 1);
+        const [result] = JSON.parse(r.stdout);
+        assert.equal(result.ok, false);
+        assert.ok(result.problems.some((p: string) => p.startsWith('nublar:site.providers[0].prefix = "10.0.0.0/8"') && p.includes("IPv6-only")));
+        assert.ok(result.problems.some((p: string) => p.includes("uplinks[1].provider") && p.includes("provider-b")));
+        fs.writeFileSync(file, "config: [unclosed");
+        const broken = nublar("site", "validate", "--file", file);
+        assert.equal(broken.status, 1);
+        assert.match(broken.stdout, /cannot read the stack file/);
+    } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+});
+
+test("site show prints the site with defaults; unknown stacks get a clear message", () => {
+    const shown = JSON.parse(nublar("site", "show", "--stack", "isla-nublar", "--json").stdout);
+    assert.equal(shown.name, "isla-nublar");
+    assert.equal(shown.nodes[0].ssh.port, 22);
+    const missing = nublar("site", "show", "--stack", "nowhere");
+    assert.equal(missing.status, 1);
+    assert.match(missing.stderr, /no stack file .*Pulumi\.nowhere\.yaml; stacks are: .*lab/);
+});
