@@ -134,8 +134,16 @@ export function txIntervalUs(s: Session): number {
 }
 
 export function step(session: Session, event: SessionEvent, now: number, random: () => number = Math.random): StepResult {
-    // Sessions are values: copy, then mutate the copy locally.
+    // Sessions are values here: copy, then apply the event to the copy.
     const s: Session = { ...session, counters: { ...session.counters, drops: { ...session.counters.drops } } };
+    return { session: s, actions: stepInPlace(s, event, now, random) };
+}
+
+/**
+ * The same transition applied to `s` itself: what the transport uses for every packet, to
+ * spare the copies. Tests and tools that keep old states use `step`.
+ */
+export function stepInPlace(s: Session, event: SessionEvent, now: number, random: () => number = Math.random): SessionAction[] {
     const actions: SessionAction[] = [];
     switch (event.type) {
         case "rx":
@@ -151,7 +159,7 @@ export function step(session: Session, event: SessionEvent, now: number, random:
             configure(s, event.config, now, random, actions);
             break;
     }
-    return { session: s, actions };
+    return actions;
 }
 
 function drop(s: Session, reason: DropReason): void {

@@ -8,7 +8,7 @@ import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 import { encodeSigned, validateAuthConfig, type AuthConfig } from "./auth";
 import { allocateDiscriminator, Demux, type PeerKey } from "./demux";
 import { decode, DIAG_NAMES, encode, STATE_NAMES, type DropReason } from "./packet";
-import { controlPacket, createSession, detectionTimeUs, nextDeadline, step, type Session, type SessionAction, type SessionConfig } from "./session";
+import { controlPacket, createSession, detectionTimeUs, nextDeadline, step, stepInPlace, type Session, type SessionAction, type SessionConfig } from "./session";
 import { AUTH_NAMES, AUTH_TYPES, type Profile, type SessionSnapshot, type SessionSpec, type StateChange } from "./types";
 
 export const SINGLE_HOP_PORT = 3784;
@@ -173,8 +173,7 @@ export class Transport {
     private reconfigure(e: Entry, spec: SessionSpec): void {
         const config = this.sessionConfig(spec);
         e.spec = spec;
-        const r = step(e.session, { type: "configure", config }, nowUs());
-        this.handle(e, r.actions, r.session);
+        this.handle(e, stepInPlace(e.session, { type: "configure", config }, nowUs()));
     }
 
     private sessionConfig(spec: SessionSpec): SessionConfig {
@@ -251,8 +250,7 @@ export class Transport {
         if (!found.ok) return this.countUnmatched(found.reason);
         const e = this.sessions.get(found.id)!;
         if (e.key.multihop !== multihop) return this.countUnmatched("no-session");
-        const r = step(e.session, { type: "rx", packet: decoded.packet, raw: msg }, nowUs());
-        this.handle(e, r.actions, r.session);
+        this.handle(e, stepInPlace(e.session, { type: "rx", packet: decoded.packet, raw: msg }, nowUs()));
     }
 
     private port(multihop: boolean): number {
@@ -263,8 +261,7 @@ export class Transport {
         this.unmatchedDrops[reason] = (this.unmatchedDrops[reason] ?? 0) + 1;
     }
 
-    private handle(e: Entry, actions: SessionAction[], session: Session): void {
-        e.session = session;
+    private handle(e: Entry, actions: SessionAction[]): void {
         for (const a of actions) {
             if (a.type === "send") {
                 e.tx.send(a.bytes);
@@ -311,8 +308,7 @@ export class Transport {
             setImmediate(() => this.onTimer(e, due, rounds + 1, seen));
             return;
         }
-        const r = step(e.session, { type: "timer" }, nowUs());
-        this.handle(e, r.actions, r.session);
+        this.handle(e, stepInPlace(e.session, { type: "timer" }, nowUs()));
     }
 }
 
