@@ -3,7 +3,7 @@
 // session; node-bfd uses one local address per session, as FRR keys single-hop sessions by
 // peer address), and a second node-bfd process. The peer's CPU share is measured too: on
 // one machine both ends share the cores, so the weaker end sets the limit.
-//   node --import tsx bench/bfd-scale.ts [sizes...]           (default 100 250 500 1000)
+//   node --import tsx bench/bfd-scale.ts [sizes...]           (default 100 250 500 750 1000)
 //   BFD_SCALE_PEERS=frr,node-bfd (default both)
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -12,7 +12,7 @@ import { Lab, requireTools, sh } from "../packages/node-bfd/test/network/harness
 import { writeResult } from "./machine";
 
 const sizes = process.argv.slice(2).map(Number).filter((x) => x > 0);
-if (sizes.length === 0) sizes.push(100, 250, 500, 1000);
+if (sizes.length === 0) sizes.push(100, 250, 500, 750, 1000);
 const MEASURE_S = 30;
 const TICKS = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
 
