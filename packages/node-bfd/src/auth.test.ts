@@ -166,7 +166,7 @@ test("auth configuration is checked: secret sizes, ids, the send key", () => {
 });
 
 test("transmitted sequence numbers advance on every packet", () => {
-    let { session } = createSession({ desiredMinTxUs: 10_000, requiredMinRxUs: 10_000, detectMult: 3, auth: cfg(AuthType.KeyedSHA1) }, 1, 0);
+    let session = createSession({ desiredMinTxUs: 10_000, requiredMinRxUs: 10_000, detectMult: 3, auth: cfg(AuthType.KeyedSHA1) }, 1, 0);
     const seqs: number[] = [];
     for (let t = 0; t < 5_000_000; t += 100_000) {
         const r = step(session, { type: "timer" }, t);

@@ -232,7 +232,7 @@ test("a peer asking for no packets (Required Min RX 0) gets no periodic packets"
 });
 
 test("the session never moves on a packet from an unauthenticated stranger", () => {
-    const s0 = createSession({ ...fast, auth: { type: 4, keys: [{ id: 1, secret: Buffer.from("k") }], sendKeyId: 1 } }, 5, 0).session;
+    const s0 = createSession({ ...fast, auth: { type: 4, keys: [{ id: 1, secret: Buffer.from("k") }], sendKeyId: 1 } }, 5, 0);
     const stranger = { ...controlPacket(s0), myDiscriminator: 9, yourDiscriminator: 0, state: State.Down };
     const { session, actions } = step(s0, { type: "rx", packet: stranger, raw: encode(stranger) }, 10);
     assert.equal(session.state, State.Down);
@@ -316,7 +316,7 @@ test("in AdminDown a received packet still updates the peer's values, then is di
 });
 
 test("a timer change outside Up applies at once and still starts a Poll Sequence (§6.8.3)", () => {
-    let { session } = createSession(fast, 9, 0);
+    let session = createSession(fast, 9, 0);
     session = step(session, { type: "configure", config: { ...fast, requiredMinRxUs: 40 * MS } }, 10).session;
     assert.equal(session.rxRequiredInForceUs, 40 * MS, "applied at once");
     assert.equal(session.pollActive, true);

@@ -82,7 +82,7 @@ export interface StepResult {
 /** While not Up, a system transmits no faster than once a second (§6.8.3). */
 export const SLOW_TX_US = 1_000_000;
 
-export function createSession(config: SessionConfig, localDiscr: number, now: number, random = Math.random): StepResult {
+export function createSession(config: SessionConfig, localDiscr: number, now: number, random = Math.random): Session {
     if (localDiscr === 0) throw new RangeError("the local discriminator must be nonzero");
     const state = config.adminDown ? State.AdminDown : State.Down;
     const desired = Math.max(config.desiredMinTxUs, SLOW_TX_US);
@@ -109,9 +109,8 @@ export function createSession(config: SessionConfig, localDiscr: number, now: nu
         authRx: initialAuthRx,
         counters: { rxPackets: 0, txPackets: 0, upTransitions: 0, downTransitions: 0, drops: {} },
     };
-    const actions: SessionAction[] = [];
     scheduleTx(s, now, random, true);
-    return { session: s, actions };
+    return s;
 }
 
 /** The earliest time the session needs a "timer" event, if any. */

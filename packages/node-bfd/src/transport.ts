@@ -88,9 +88,8 @@ export class Transport {
             }
             if (sameKey(e.key, key)) throw new BfdConfigError(`a session to ${spec.peer}${spec.local ? ` from ${spec.local}` : ""} (${key.multihop ? "multihop" : "single-hop"}) already exists: '${e.id}'`);
         }
-        const family = isIPv4(stripZone(spec.peer)) ? "udp4" : "udp6";
-        await this.listen(family, key.multihop, spec.local);
-        const tx = await bindSourceSocket(family, spec.local);
+        await this.listen(spec);
+        const tx = await bindSourceSocket(this.listenerOf(spec).family, spec.local);
         // Connected once: each send then skips the per-packet address handling.
         await new Promise<void>((resolve, reject) => {
             tx.once("error", reject);
@@ -103,7 +102,7 @@ export class Transport {
             throw new BfdConfigError(`cannot reach ${spec.peer}: ${err.message}`);
         });
         const discr = allocateDiscriminator((d) => this.demux.hasDiscriminator(d));
-        const { session } = createSession(config, discr, nowUs());
+        const session = createSession(config, discr, nowUs());
         const entry: Entry = { id, spec, key, session, tx, changedAtMs: Date.now() };
         this.sessions.set(id, entry);
         this.demux.add(discr, key, id);
@@ -140,13 +139,8 @@ export class Transport {
 
     /** Close a receiving socket once no session uses it. */
     private releaseListener(gone: Entry): void {
-        const family = isIPv4(stripZone(gone.spec.peer)) ? "udp4" : "udp6";
-        const address = gone.spec.local ?? (family === "udp6" ? "::" : "0.0.0.0");
-        const key = `${family}/${address}/${this.port(gone.key.multihop)}`;
-        const stillUsed = [...this.sessions.values()].some((e) =>
-            (isIPv4(stripZone(e.spec.peer)) ? "udp4" : "udp6") === family && (e.spec.local ?? (family === "udp6" ? "::" : "0.0.0.0")) === address &&
-            e.key.multihop === gone.key.multihop);
-        if (stillUsed) return;
+        const { key } = this.listenerOf(gone.spec);
+        if ([...this.sessions.values()].some((e) => this.listenerOf(e.spec).key === key)) return;
         this.listeners.get(key)?.close();
         this.listeners.delete(key);
     }
@@ -218,10 +212,10 @@ export class Transport {
      * address, so that the receive path knows which local address a packet was sent to (Node's
      * dgram offers no IP_PKTINFO); sessions without one share a wildcard socket.
      */
-    private async listen(family: "udp4" | "udp6", multihop: boolean, local?: string): Promise<void> {
-        const port = this.port(multihop);
-        const address = local ?? (family === "udp6" ? "::" : "0.0.0.0");
-        const key = `${family}/${address}/${port}`;
+    private async listen(spec: SessionSpec): Promise<void> {
+        const { family, address, port, key } = this.listenerOf(spec);
+        const multihop = !!spec.multihop;
+        const local = spec.local;
         if (this.listeners.has(key)) return;
         // A large receive buffer: a wildcard socket serves every session, and a pause of the
         // worker (GC, a busy host) must not overflow it (the kernel caps it at rmem_max).
@@ -251,6 +245,14 @@ export class Transport {
         const e = this.sessions.get(found.id)!;
         if (e.key.multihop !== multihop) return this.countUnmatched("no-session");
         this.handle(e, stepInPlace(e.session, { type: "rx", packet: decoded.packet, raw: msg }, nowUs()));
+    }
+
+    /** Which receiving socket serves a session: family, bound address and port. */
+    private listenerOf(spec: SessionSpec): { family: "udp4" | "udp6"; address: string; port: number; key: string } {
+        const family = isIPv4(stripZone(spec.peer)) ? "udp4" : "udp6";
+        const address = spec.local ?? (family === "udp6" ? "::" : "0.0.0.0");
+        const port = this.port(!!spec.multihop);
+        return { family, address, port, key: `${family}/${address}/${port}` };
     }
 
     private port(multihop: boolean): number {

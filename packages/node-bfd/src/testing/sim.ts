@@ -54,7 +54,7 @@ export class Sim {
     }
 
     add(name: string, config: SessionConfig, discr: number): void {
-        this.sessions.set(name, createSession(config, discr, this.now, this.random).session);
+        this.sessions.set(name, createSession(config, discr, this.now, this.random));
     }
 
     connect(a: string, b: string): void {
