@@ -39,7 +39,7 @@ export function hostAddress(prefix: string, offset: bigint | number): string {
 }
 
 // FNV-1a, folded to 16 bits: a stable number from a name, independent of list order.
-function fnv16(name: string): number {
+export function fnv16(name: string): number {
     let h = 0x811c9dc5;
     for (const ch of Buffer.from(name, "utf8")) {
         h ^= ch;

@@ -1,0 +1,111 @@
+import { test } from "node:test";
+import * as assert from "node:assert/strict";
+import { labSiteInput } from "../site/fixtures";
+import { parseSite } from "../site/load";
+import { planLab } from "./lab-plan";
+import { planAgent, planAgents, timersForBudget } from "./agent-plan";
+import { parseAgentConfig } from "./agent/config";
+import { PlanError } from "./addressing";
+
+const paths = (n: string) => ({ socket: `/run/${n}/agent.sock`, events: `/run/${n}/events.jsonl`, nginxControl: `/run/${n}/nginx.sock`, bfdKeyFile: `/run/keys/bfd` });
+
+function site(overrides: Record<string, unknown> = {}) {
+    const raw = labSiteInput(["gate", "visitor-center", "control-room"], { lab: { tag: "t1" }, ...overrides });
+    raw.nodes[0].role = "edge";
+    raw.ingress = [{ name: "web", port: 8080, upstreams: ["visitor-center", "control-room"] }];
+    return parseSite(raw);
+}
+
+test("every planned config passes the agent's own schema and cross-reference checks", () => {
+    for (const cfg of planAgents(site(), { paths })) assert.deepEqual(parseAgentConfig(JSON.parse(JSON.stringify(cfg))), JSON.parse(JSON.stringify(cfg)));
+});
+
+test("the agent plan agrees with the lab plan on uplink names, addresses and gateways", () => {
+    const s = site();
+    const lab = planLab(s);
+    for (const node of lab.nodes) {
+        const cfg = planAgent(s, node.name, { paths });
+        assert.deepEqual(cfg.uplinks.map((u) => [u.ifname, u.address, u.gateway, u.prefix]), node.uplinks.map((u) => [u.ifname, u.address, u.routerAddress, u.prefix]));
+    }
+});
+
+test("one gateway session per uplink and one path session per other node and shared provider", () => {
+    const cfg = planAgent(site(), "gate", { paths });
+    assert.deepEqual(cfg.sessions.filter((s) => s.kind === "gateway").map((s) => s.id), ["gw/provider-a", "gw/provider-b"]);
+    const pathSessions = cfg.sessions.filter((s) => s.kind === "path");
+    assert.equal(pathSessions.length, 4);
+    assert.ok(pathSessions.every((s) => s.multihop && s.local !== s.peer));
+    assert.ok(cfg.sessions.filter((s) => s.kind === "gateway").every((s) => !s.multihop && s.interface));
+});
+
+test("routes to another node's loopback: one per provider, primary and backup by metric", () => {
+    const cfg = planAgent(site(), "gate", { paths });
+    const vc = cfg.routes.filter((r) => r.id.startsWith("loopback/visitor-center/"));
+    assert.equal(vc.length, 2);
+    assert.deepEqual(vc.map((r) => r.metric).sort(), [100, 101]);
+    assert.equal(new Set(vc.map((r) => r.destination)).size, 1);
+    assert.ok(vc.every((r) => r.preferredSource === cfg.loopback));
+});
+
+test("primaries spread over both providers, and both ends of a pair pick the same one", () => {
+    const raw = labSiteInput(["gate", "visitor-center", "control-room", "aviary", "lagoon", "paddock"], { lab: { tag: "t1" } });
+    const s = parseSite(raw);
+    const configs = planAgents(s, { paths });
+    const primaryProvider = (from: string, to: string) =>
+        configs.find((c) => c.node === from)!.routes.find((r) => r.id.startsWith(`loopback/${to}/`) && r.metric === 100)!.id.split("/")[2];
+    const used = new Set<string>();
+    for (const a of s.nodes) for (const b of s.nodes) {
+        if (a.name === b.name) continue;
+        assert.equal(primaryProvider(a.name, b.name), primaryProvider(b.name, a.name));
+        used.add(primaryProvider(a.name, b.name));
+    }
+    assert.deepEqual([...used].sort(), ["provider-a", "provider-b"]);
+});
+
+test("per-uplink source-specific defaults", () => {
+    const cfg = planAgent(site(), "control-room", { paths });
+    const defaults = cfg.routes.filter((r) => r.source);
+    assert.deepEqual(defaults.map((r) => [r.source, r.dev]), cfg.uplinks.map((u) => [u.prefix, u.ifname]));
+});
+
+test("only edge nodes serve ingress; members are the upstreams' loopbacks gated by their path sessions", () => {
+    const s = site();
+    assert.deepEqual(planAgent(s, "visitor-center", { paths }).ingress, []);
+    const gate = planAgent(s, "gate", { paths });
+    assert.equal(gate.ingress.length, 1);
+    const vc = planAgent(s, "visitor-center", { paths });
+    const member = gate.ingress[0].members.find((m) => m.node === "visitor-center")!;
+    assert.equal(member.address, `[${vc.loopback}]:8080`);
+    assert.deepEqual(member.sessions.sort(), ["path/visitor-center/provider-a", "path/visitor-center/provider-b"]);
+    assert.equal(gate.paths.nginxControl, "/run/gate/nginx.sock");
+    assert.equal(vc.paths.nginxControl, undefined);
+});
+
+test("an upstream that shares no provider with the edge is a plan error naming both", () => {
+    const raw = labSiteInput(["gate", "visitor-center"], { lab: { tag: "t1" } });
+    raw.nodes[0].role = "edge";
+    raw.nodes[0].uplinks = [{ provider: "provider-a" }];
+    raw.nodes[1].uplinks = [{ provider: "provider-b" }];
+    raw.ingress = [{ name: "web", port: 80, upstreams: ["visitor-center"] }];
+    assert.throws(() => planAgent(parseSite(raw), "gate", { paths }), (e: Error) => e instanceof PlanError && /gate.*visitor-center/.test(e.message));
+});
+
+test("BFD timers follow the failover budget: detection takes at most a third of it", () => {
+    assert.deepEqual(timersForBudget(100), { transmitIntervalMs: 10, receiveIntervalMs: 10, detectMultiplier: 3 });
+    assert.equal(timersForBudget(1000).transmitIntervalMs, 100);
+    assert.equal(timersForBudget(60_000).transmitIntervalMs, 1000);
+    for (const b of [30, 100, 450, 1000, 5000]) {
+        const t = timersForBudget(b);
+        assert.ok(t.transmitIntervalMs * t.detectMultiplier <= Math.max(b / 3, 30));
+    }
+});
+
+test("the same site gives the same configs, and adding a node changes no other node's uplinks", () => {
+    assert.deepEqual(planAgents(site(), { paths }), planAgents(site(), { paths }));
+    const raw = labSiteInput(["gate", "visitor-center", "control-room", "aviary"], { lab: { tag: "t1" } });
+    const bigger = parseSite(raw);
+    for (const n of ["gate", "visitor-center", "control-room"]) {
+        assert.deepEqual(planAgent(bigger, n, { paths }).uplinks, planAgent(site(), n, { paths }).uplinks);
+        assert.equal(planAgent(bigger, n, { paths }).loopback, planAgent(site(), n, { paths }).loopback);
+    }
+});

@@ -1,0 +1,154 @@
+// The agent's rendered config: everything one node's nublar-agent applies. It is produced by
+// the pure planner (network/agent-plan.ts) from the site description and read back by the
+// agent from a JSON file. This schema is the one shape of that data: the planner's return
+// type is inferred from it, so the two cannot drift.
+import * as fs from "node:fs";
+import { z } from "zod";
+
+/** The rtnetlink route protocol number that marks routes the agent owns (see rt_protos). */
+export const NUBLAR_ROUTE_PROTOCOL = 199;
+
+const Timers = z.strictObject({
+    transmitIntervalMs: z.number().int().min(1).max(60_000),
+    receiveIntervalMs: z.number().int().min(1).max(60_000),
+    detectMultiplier: z.number().int().min(1).max(255),
+});
+
+export const AgentSession = z.strictObject({
+    /** Stable name, e.g. "gw/provider-a" or "path/visitor-center/provider-b". */
+    id: z.string().min(1),
+    /** "gateway": single-hop to the uplink's provider router. "path": multihop to another node over one provider. */
+    kind: z.enum(["gateway", "path"]),
+    provider: z.string(),
+    /** The other node, for path sessions. */
+    peerNode: z.string().optional(),
+    peer: z.string(),
+    local: z.string(),
+    interface: z.string().optional(),
+    multihop: z.boolean(),
+});
+
+export const AgentUplink = z.strictObject({
+    provider: z.string(),
+    ifname: z.string(),
+    /** The uplink's /64; its addresses are deprecated while the uplink is down (RFC 8678). */
+    prefix: z.string(),
+    address: z.string(),
+    gateway: z.string(),
+    /** The gateway session that says whether this uplink works. */
+    session: z.string(),
+});
+
+export const AgentRoute = z.strictObject({
+    /** Stable name, used in events and `nublar routes`. */
+    id: z.string(),
+    destination: z.string(),
+    /** Source-specific route (`from <prefix>`), for per-uplink defaults. */
+    source: z.string().optional(),
+    /** Preferred source address for locally originated traffic. */
+    preferredSource: z.string().optional(),
+    via: z.string(),
+    dev: z.string(),
+    metric: z.number().int().min(0),
+    /** The BFD session whose state gates this route. */
+    session: z.string(),
+    /** Why the route exists, in words, for operators. */
+    reason: z.string(),
+});
+
+export const AgentUpstreamMember = z.strictObject({
+    node: z.string(),
+    /** host:port as Nginx dials it; IPv6 in brackets. */
+    address: z.string(),
+    /** Sessions whose state decides this member: it is live while any of them is usable. Empty: always live (the node itself). */
+    sessions: z.array(z.string()),
+});
+
+export const AgentUpstream = z.strictObject({
+    name: z.string(),
+    port: z.number().int().min(1).max(65535),
+    members: z.array(AgentUpstreamMember),
+});
+
+export const AgentConfig = z.strictObject({
+    version: z.literal(1),
+    site: z.string(),
+    node: z.string(),
+    /** The node's loopback /128 address (on `lo`). */
+    loopback: z.string(),
+    routeProtocol: z.number().int().min(1).max(255),
+    /** How long a session must stay Up after having gone Down before its paths are used again. */
+    holdDownMs: z.number().int().min(0),
+    /** After (re)start, how long routes already in the kernel are kept while sessions come Up (fail-static). */
+    startupGraceMs: z.number().int().min(0),
+    timers: Timers,
+    /** Authentication for multihop path sessions; the secret lives in a key file, never in this config. */
+    pathAuth: z.strictObject({
+        type: z.enum(["keyed-sha1", "meticulous-keyed-sha1"]),
+        keyId: z.number().int().min(0).max(255),
+        keyFile: z.string(),
+    }).optional(),
+    uplinks: z.array(AgentUplink),
+    sessions: z.array(AgentSession),
+    routes: z.array(AgentRoute),
+    /** Upstreams this node's Nginx serves (empty on nodes without ingress). */
+    ingress: z.array(AgentUpstream),
+    /** Where the agent listens and writes. */
+    paths: z.strictObject({
+        /** Unix socket of the state API (and metrics). */
+        socket: z.string(),
+        /** JSON-lines event log. */
+        events: z.string(),
+        /** Unix socket of Nginx's control endpoint, when this node runs ingress. */
+        nginxControl: z.string().optional(),
+    }),
+});
+
+export type AgentConfig = z.infer<typeof AgentConfig>;
+export type AgentSession = z.infer<typeof AgentSession>;
+export type AgentRoute = z.infer<typeof AgentRoute>;
+export type AgentUplink = z.infer<typeof AgentUplink>;
+export type AgentUpstream = z.infer<typeof AgentUpstream>;
+
+export class AgentConfigError extends Error {
+    constructor(message: string) {
+        super(message);
+        this.name = "AgentConfigError";
+    }
+}
+
+/** Parse and check a config; cross-references (sessions named by routes and members) must resolve. */
+export function parseAgentConfig(raw: unknown, source = "agent config"): AgentConfig {
+    const r = AgentConfig.safeParse(raw);
+    if (!r.success) {
+        const lines = r.error.issues.map((i) => `  ${i.path.join(".") || "(top)"}: ${i.message}`);
+        throw new AgentConfigError(`${source} is not valid:\n${lines.join("\n")}`);
+    }
+    const config = r.data;
+    const ids = new Set(config.sessions.map((s) => s.id));
+    const problems: string[] = [];
+    if (ids.size !== config.sessions.length) problems.push("sessions: two sessions share an id");
+    for (const route of config.routes) if (!ids.has(route.session)) problems.push(`routes.${route.id}: session '${route.session}' is not defined`);
+    for (const up of config.uplinks) if (!ids.has(up.session)) problems.push(`uplinks.${up.provider}: session '${up.session}' is not defined`);
+    for (const u of config.ingress) for (const m of u.members) for (const s of m.sessions) {
+        if (!ids.has(s)) problems.push(`ingress.${u.name}.${m.node}: session '${s}' is not defined`);
+    }
+    if (problems.length) throw new AgentConfigError(`${source} is not valid:\n${problems.map((p) => `  ${p}`).join("\n")}`);
+    return config;
+}
+
+export function readAgentConfig(file: string): AgentConfig {
+    let text: string;
+    try {
+        text = fs.readFileSync(file, "utf8");
+    } catch (err) {
+        throw new AgentConfigError(`cannot read agent config ${file}: ${(err as Error).message}`);
+    }
+    let raw: unknown;
+    try {
+        raw = JSON.parse(text);
+    } catch (err) {
+        throw new AgentConfigError(`agent config ${file} is not JSON: ${(err as Error).message}`);
+    }
+    return parseAgentConfig(raw, `agent config ${file}`);
+}

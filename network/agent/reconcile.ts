@@ -1,0 +1,163 @@
+// The agent's decisions, as pure functions of (config, session health, time). The daemon
+// (agent.ts) feeds BFD events in and applies what comes out; tests drive it with a virtual
+// clock. Nothing here touches the kernel, Nginx or a clock.
+import type { AgentConfig, AgentRoute } from "./config";
+
+export type BfdState = "admin-down" | "down" | "init" | "up";
+
+/** What the agent remembers about one session. */
+export interface SessionHealth {
+    state: BfdState;
+    /** When it last came Up, and last went Down from Up (ms). */
+    upAt?: number;
+    downAt?: number;
+    /** It went Down because the peer said AdminDown (a graceful restart, RFC 5882 §3.2). */
+    peerAdminDown: boolean;
+}
+
+export function initialHealth(): SessionHealth {
+    return { state: "down", peerAdminDown: false };
+}
+
+/** Fold one BFD state change into a session's health. */
+export function onStateChange(h: SessionHealth, to: BfdState, remoteState: BfdState | undefined, now: number): SessionHealth {
+    if (to === h.state) return h;
+    if (to === "up") return { ...h, state: to, upAt: now, peerAdminDown: false };
+    if (h.state === "up") return { ...h, state: to, downAt: now, peerAdminDown: remoteState === "admin-down" };
+    return { ...h, state: to };
+}
+
+/**
+ * use: the path works, install it. withdraw: it is dead, remove it.
+ * keep: not known yet (starting, or the peer is restarting): leave whatever is installed.
+ */
+export type Decision = "use" | "withdraw" | "keep";
+
+export interface Clock {
+    now: number;
+    /** When this agent started. */
+    startedAt: number;
+}
+
+export interface Verdict {
+    decision: Decision;
+    /** Why, for operators (`nublar routes`). */
+    why: string;
+    /** When this verdict may change on its own (a hold-down or a grace period ends). */
+    until?: number;
+}
+
+export function judge(h: SessionHealth | undefined, cfg: Pick<AgentConfig, "holdDownMs" | "startupGraceMs">, clock: Clock): Verdict {
+    const { now, startedAt } = clock;
+    if (!h) return { decision: "withdraw", why: "no such session" };
+    if (h.state === "up") {
+        // The first Up after start is trusted at once; an Up after a Down waits out the hold-down.
+        if (h.downAt === undefined || h.upAt === undefined) return { decision: "use", why: "BFD up" };
+        const ready = h.upAt + cfg.holdDownMs;
+        if (now >= ready) return { decision: "use", why: "BFD up" };
+        return { decision: "withdraw", why: `BFD up, in hold-down for ${Math.ceil(ready - now)} ms`, until: ready };
+    }
+    const graceEnd = startedAt + cfg.startupGraceMs;
+    if (h.downAt === undefined && now < graceEnd) {
+        return { decision: "keep", why: `BFD ${h.state}, agent starting: keeping what is installed`, until: graceEnd };
+    }
+    if (h.peerAdminDown && h.downAt !== undefined && now < h.downAt + cfg.startupGraceMs) {
+        return { decision: "keep", why: "peer is administratively down (restarting): keeping what is installed", until: h.downAt + cfg.startupGraceMs };
+    }
+    return { decision: "withdraw", why: `BFD ${h.state}` };
+}
+
+export interface RouteVerdict extends Verdict {
+    route: AgentRoute;
+}
+
+export interface MemberVerdict extends Verdict {
+    upstream: string;
+    node: string;
+    address: string;
+}
+
+export interface DesiredState {
+    routes: RouteVerdict[];
+    members: MemberVerdict[];
+    /** Uplinks whose prefix addresses should be deprecated (preferred lifetime 0, RFC 8678). */
+    deprecatedUplinks: string[];
+    /** The earliest time a verdict changes without a new event: re-run then. */
+    wakeAt?: number;
+}
+
+export function desiredState(cfg: AgentConfig, health: ReadonlyMap<string, SessionHealth>, clock: Clock): DesiredState {
+    const verdicts = new Map<string, Verdict>();
+    const verdict = (id: string) => {
+        let v = verdicts.get(id);
+        if (!v) verdicts.set(id, (v = judge(health.get(id), cfg, clock)));
+        return v;
+    };
+    const routes = cfg.routes.map((route) => ({ route, ...verdict(route.session) }));
+    const members: MemberVerdict[] = [];
+    for (const u of cfg.ingress) {
+        for (const m of u.members) {
+            const base = { upstream: u.name, node: m.node, address: m.address };
+            if (m.sessions.length === 0) {
+                members.push({ ...base, decision: "use", why: "local member" });
+                continue;
+            }
+            const vs = m.sessions.map(verdict);
+            const live = vs.find((v) => v.decision === "use");
+            const unknown = vs.find((v) => v.decision === "keep");
+            const pick = live ?? unknown;
+            if (pick) members.push({ ...base, ...pick, why: `${pick.why} on ${m.sessions[vs.indexOf(pick)]}` });
+            else members.push({ ...base, decision: "withdraw", why: `every path is down (${m.sessions.join(", ")})`, until: earliest(vs.map((v) => v.until)) });
+        }
+    }
+    const deprecatedUplinks = cfg.uplinks.filter((u) => verdict(u.session).decision === "withdraw").map((u) => u.provider);
+    return { routes, members, deprecatedUplinks, wakeAt: earliest([...verdicts.values()].map((v) => v.until)) };
+}
+
+function earliest(times: (number | undefined)[]): number | undefined {
+    const t = times.filter((x): x is number => x !== undefined);
+    return t.length ? Math.min(...t) : undefined;
+}
+
+/** The member set to push for one upstream: "use" members, plus "keep" members already pushed. */
+export function memberSet(verdicts: MemberVerdict[], upstream: string, current: readonly string[]): string[] {
+    return verdicts
+        .filter((v) => v.upstream === upstream && (v.decision === "use" || (v.decision === "keep" && current.includes(v.address))))
+        .map((v) => v.address);
+}
+
+/** Identity of a kernel route as the kernel sees it: one route per (destination, source, metric). */
+export function routeKey(r: { destination: string; source?: string; metric: number }): string {
+    return `${r.destination} from ${r.source ?? "::/0"} metric ${r.metric}`;
+}
+
+export interface RouteDiff<T> {
+    add: AgentRoute[];
+    remove: T[];
+}
+
+/**
+ * What to change in the kernel: `installed` are the routes carrying our protocol number now.
+ * "use" routes missing (or different) are added; routes no verdict wants are removed; "keep"
+ * routes stay as they are.
+ */
+export function diffRoutes<T extends { destination: string; source?: string; metric: number; via: string; dev: string }>(
+    desired: RouteVerdict[],
+    installed: T[],
+): RouteDiff<T> {
+    const byKey = new Map(installed.map((r) => [routeKey(r), r]));
+    const add: AgentRoute[] = [];
+    const wanted = new Set<string>();
+    for (const v of desired) {
+        const key = routeKey(v.route);
+        const have = byKey.get(key);
+        if (v.decision === "use") {
+            wanted.add(key);
+            if (!have || have.via !== v.route.via || have.dev !== v.route.dev) add.push(v.route);
+        } else if (v.decision === "keep" && have) {
+            wanted.add(key);
+        }
+    }
+    const remove = installed.filter((r) => !wanted.has(routeKey(r)));
+    return { add, remove };
+}
