@@ -3,6 +3,7 @@
 // No I/O here; the same site always gives the same plan.
 import type { Site } from "../site/model";
 import { hostAddress, nodeIds, PlanError, subnet } from "./addressing";
+import { loopbackOf } from "./agent-plan";
 
 export interface LabUplinkPlan {
     provider: string;
@@ -23,6 +24,8 @@ export interface LabNodePlan {
     netns: string;
     role: string;
     failureDomain: string;
+    /** The node's loopback /128 (network/agent-plan.ts allocates it). */
+    loopback: string;
     uplinks: LabUplinkPlan[];
     mgmt: { ifname: string; hostIfname: string; address: string };
 }
@@ -31,6 +34,11 @@ export interface LabRouterPlan {
     provider: string;
     netns: string;
     prefix: string;
+    /**
+     * Routes to the nodes' loopbacks through each node's uplink: the provider carries the
+     * site's loopbacks, as the overlay will (issue 5).
+     */
+    loopbackRoutes: { destination: string; via: string; dev: string }[];
 }
 
 export interface LabPlan {
@@ -60,6 +68,7 @@ export function planLab(site: Site): LabPlan {
             netns: `nbl-${tag}-${node.name}`,
             role: node.role,
             failureDomain: node.failureDomain,
+            loopback: loopbackOf(site, id),
             uplinks: node.uplinks.map((up, k) => {
                 const prefix = subnet(providers.get(up.provider)!.prefix, 64, id);
                 return {
@@ -80,7 +89,13 @@ export function planLab(site: Site): LabPlan {
     const used = new Set(site.nodes.flatMap((n) => n.uplinks.map((u) => u.provider)));
     const routers = site.providers
         .filter((p) => used.has(p.name))
-        .map((p) => ({ provider: p.name, netns: routerNetns(tag, p.name), prefix: p.prefix }));
+        .map((p) => ({
+            provider: p.name,
+            netns: routerNetns(tag, p.name),
+            prefix: p.prefix,
+            loopbackRoutes: nodes.flatMap((n) => n.uplinks.filter((u) => u.provider === p.name)
+                .map((u) => ({ destination: `${n.loopback}/128`, via: u.address, dev: u.routerIfname }))),
+        }));
 
     const clash = nodes.find((n) => routers.some((r) => r.netns === n.netns));
     if (clash) throw new PlanError(`node '${clash.name}' would share namespace ${clash.netns} with a provider router; rename it`);

@@ -8,4 +8,4 @@ export * from "./demux";
 export * from "./types";
 export { BfdService, BfdError, type ServiceOptions } from "./service";
 export type { Snapshot } from "./protocol";
-export { gtsmRuleset } from "./gtsm";
+export { gtsmRuleset, GTSM_TABLE } from "./gtsm";

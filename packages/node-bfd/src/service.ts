@@ -51,6 +51,8 @@ export class BfdService extends EventEmitter {
             else p.reject(Object.assign(new BfdError(msg.error), { name: msg.name }));
         });
         worker.on("error", (err) => {
+            // The worker is gone: fail what waits, and every later call, rather than hang.
+            this.stopped = true;
             for (const p of this.pending.values()) p.reject(err);
             this.pending.clear();
             if (this.listenerCount("error")) this.emit("error", err);

@@ -30,6 +30,8 @@ interface Entry {
     key: PeerKey;
     session: Session;
     tx: dgram.Socket;
+    /** Whether `tx` is connected to the peer; if not, each send names the peer. */
+    connected: boolean;
     timer?: NodeJS.Timeout;
     timerAt?: number;
     /** Wall-clock ms of the last state change, for uptime/downtime. */
@@ -90,20 +92,15 @@ export class Transport {
         }
         await this.listen(spec);
         const tx = await bindSourceSocket(this.listenerOf(spec).family, spec.local);
-        // Connected once: each send then skips the per-packet address handling.
-        await new Promise<void>((resolve, reject) => {
-            tx.once("error", reject);
-            tx.connect(this.port(key.multihop), spec.peer, () => {
-                tx.off("error", reject);
-                resolve();
-            });
-        }).catch((err: Error) => {
-            tx.close();
-            throw new BfdConfigError(`cannot reach ${spec.peer}: ${err.message}`);
+        // Connected once: each send then skips the per-packet address handling. A peer with no
+        // route yet (e.g. a multihop peer behind a default route that BFD itself gates) cannot
+        // be connected to; such a session sends unconnected, to the same address and port.
+        const connected = await new Promise<boolean>((resolve) => {
+            tx.connect(this.port(key.multihop), spec.peer, (err?: Error) => resolve(!err));
         });
         const discr = allocateDiscriminator((d) => this.demux.hasDiscriminator(d));
         const session = createSession(config, discr, nowUs());
-        const entry: Entry = { id, spec, key, session, tx, changedAtMs: Date.now() };
+        const entry: Entry = { id, spec, key, session, tx, connected, changedAtMs: Date.now() };
         this.sessions.set(id, entry);
         this.demux.add(discr, key, id);
         this.arm(entry);
@@ -129,8 +126,8 @@ export class Transport {
         const intervalMs = Math.max(1, Math.max(session.config.desiredMinTxUs, session.remoteMinRxUs) / 1000);
         const sendOne = (round: number) => {
             const bytes = encodeAdminDown(session);
-            if (round + 1 >= rounds) return void e.tx.send(bytes, () => e.tx.close());
-            e.tx.send(bytes);
+            if (round + 1 >= rounds) return void this.send(e, bytes, () => e.tx.close());
+            this.send(e, bytes);
             setTimeout(() => sendOne(round + 1), intervalMs).unref();
         };
         sendOne(0);
@@ -266,17 +263,28 @@ export class Transport {
     private handle(e: Entry, actions: SessionAction[]): void {
         for (const a of actions) {
             if (a.type === "send") {
-                e.tx.send(a.bytes);
+                this.send(e, a.bytes);
             } else {
                 e.changedAtMs = Date.now();
                 this.opts.onStateChange({
                     id: e.id, peer: e.spec.peer, from: STATE_NAMES[a.from], to: STATE_NAMES[a.to], diagnostic: DIAG_NAMES[a.diag],
+                    remoteState: STATE_NAMES[e.session.remoteState],
                     // Sub-millisecond wall-clock time, comparable across processes (benchmarks use it).
                     at: performance.timeOrigin + performance.now(),
                 });
             }
         }
         if (this.sessions.has(e.id)) this.arm(e);
+    }
+
+    /** Send one packet; a failure to send is the peer's timers' business, never an exception here. */
+    private send(e: Entry, bytes: Buffer, done?: () => void): void {
+        try {
+            if (e.connected) e.tx.send(bytes, done);
+            else e.tx.send(bytes, this.port(e.key.multihop), e.spec.peer, done);
+        } catch {
+            done?.();
+        }
     }
 
     /** One real timer per session, for its earliest deadline. */

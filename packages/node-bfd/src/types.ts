@@ -43,6 +43,8 @@ export interface StateChange {
     from: string;
     to: string;
     diagnostic: string;
+    /** The peer's state as last heard: "admin-down" when the peer is shutting the session down on purpose. */
+    remoteState: string;
     /** Milliseconds since the epoch, with a sub-millisecond fraction. */
     at: number;
 }

@@ -1,0 +1,14 @@
+// `node --import tsx network/agent/daemon.ts --config FILE [--bfd-nice N]`: the agent process.
+// (`nublar agent --config FILE` does the same through the CLI.)
+import { parseArgs } from "node:util";
+import { runAgent } from "./main";
+
+const { values } = parseArgs({ options: { config: { type: "string" }, "bfd-nice": { type: "string" }, help: { type: "boolean" } } });
+if (values.help || !values.config) {
+    process.stderr.write("usage: daemon.ts --config FILE [--bfd-nice N]\n  runs nublar-agent for the node that FILE describes (see network/agent/config.ts)\n");
+    process.exit(values.help ? 0 : 2);
+}
+runAgent(values.config, { bfdNiceness: values["bfd-nice"] === undefined ? undefined : Number(values["bfd-nice"]) }).catch((err) => {
+    process.stderr.write(`nublar-agent: ${(err as Error).message}\n`);
+    process.exit(1);
+});

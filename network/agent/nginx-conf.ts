@@ -1,0 +1,85 @@
+// Renders the Nginx config for a node's ingress: one server per service port, every service
+// balanced by balancer.lua over the members the agent pushes (no reloads), and a control
+// server on a unix socket. Pure: the same ingress map gives the same file.
+import * as path from "node:path";
+import type { AgentUpstream } from "./config";
+
+/** Debian 12's packages: nginx, libnginx-mod-http-lua (with ndk), lua-resty-core, lua-cjson. */
+const MODULES = ["/usr/lib/nginx/modules/ndk_http_module.so", "/usr/lib/nginx/modules/ngx_http_lua_module.so"];
+export const LUA_DIR = path.join(__dirname, "nginx");
+
+export interface NginxConfInput {
+    upstreams: AgentUpstream[];
+    /** The control endpoint's unix socket (the agent's `paths.nginxControl`). */
+    controlSocket: string;
+    /** Addresses to listen on for clients, e.g. ["[::]"]. */
+    listen?: string[];
+    workers?: number;
+    /** Passive health, kept off by default: BFD decides membership. */
+    connectTimeoutMs?: number;
+}
+
+export function renderNginxConf(input: NginxConfInput): string {
+    const listen = input.listen ?? ["[::]"];
+    const byPort = new Map<number, AgentUpstream[]>();
+    for (const u of input.upstreams) byPort.set(u.port, [...(byPort.get(u.port) ?? []), u]);
+    const servers = [...byPort.entries()].map(([port, ups]) => {
+        // Several services on one port are told apart by Host; the first is the default.
+        return ups.map((u, i) => [
+            "    server {",
+            ...listen.map((a) => `        listen ${a}:${port}${i === 0 ? " default_server" : ""};`),
+            `        server_name ${u.name};`,
+            `        set $nublar_upstream ${u.name};`,
+            "        location / {",
+            "            access_by_lua_block { balancer.access() }",
+            "            proxy_pass http://nublar_balancer;",
+            "        }",
+            "    }",
+        ].join("\n")).join("\n");
+    });
+    return [
+        "# Written by nublar from the site plan; do not edit. Members change at run time through",
+        "# the control socket (nublar-agent), never by reloading.",
+        ...MODULES.map((m) => `load_module ${m};`),
+        `worker_processes ${input.workers ?? 2};`,
+        "pid nginx.pid;",
+        "error_log logs/error.log warn;",
+        "events { worker_connections 4096; }",
+        "http {",
+        "    client_body_temp_path temp/client_body;",
+        "    proxy_temp_path temp/proxy;",
+        "    fastcgi_temp_path temp/fastcgi;",
+        "    uwsgi_temp_path temp/uwsgi;",
+        "    scgi_temp_path temp/scgi;",
+        "    access_log logs/access.log combined buffer=64k flush=1s;",
+        `    lua_package_path "${LUA_DIR}/?.lua;;";`,
+        "    lua_shared_dict dynups 1m;",
+        "    lua_shared_dict dynups_fail 1m;",
+        "    init_by_lua_block { balancer = require \"balancer\"; balancer.init() }",
+        "    init_worker_by_lua_block { balancer.init_worker() }",
+        "    upstream nublar_balancer {",
+        "        server 0.0.0.1;  # placeholder: balancer_by_lua always sets the peer",
+        "        balancer_by_lua_block { balancer.balance() }",
+        "        keepalive 64;",
+        "        keepalive_timeout 30s;",
+        "    }",
+        "    proxy_http_version 1.1;",
+        "    proxy_set_header Connection \"\";",
+        "    proxy_set_header Host $host;",
+        `    proxy_connect_timeout ${input.connectTimeoutMs ?? 200}ms;`,
+        "    # A request in flight to a member that dies is retried on another.",
+        "    proxy_next_upstream error timeout http_502 http_503;",
+        "    proxy_next_upstream_tries 3;",
+        "    proxy_next_upstream_timeout 2s;",
+        ...servers,
+        "    server {",
+        `        listen unix:${input.controlSocket};`,
+        "        access_log off;",
+        "        client_max_body_size 64k;",
+        "        client_body_buffer_size 64k;",
+        "        location / { content_by_lua_block { balancer.control() } }",
+        "    }",
+        "}",
+        "",
+    ].join("\n");
+}

@@ -1,0 +1,277 @@
+// A park for network tests and benchmarks, built from a site description with the same
+// planners and the same daemon starters as the lab (components/lab), but without Pulumi:
+// namespaces for nodes and provider routers, FRR's bfdd on the routers, nublar-agent on
+// every node, Nginx on edge nodes, and the small HTTP service on the upstream nodes.
+// close() removes everything, by the PIDs and names it created, even after a failure.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import * as crypto from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import * as readline from "node:readline";
+import { bfddDaemon, nodeRuntimePaths, renderBfddConf, startAgent, startBfdd, startHello, startNginx, stopBfdd, stopDaemon, stopNginx, agentDaemon, helloDaemon, type NodeRuntimePaths } from "../../components/lab/daemons";
+import { createNetns, createVeth, deleteNetns } from "../../components/lab/ops";
+import { planAgents } from "../../network/agent-plan";
+import type { AgentConfig } from "../../network/agent/config";
+import { renderNginxConf } from "../../network/agent/nginx-conf";
+import { planLab, type LabPlan } from "../../network/lab-plan";
+import { parseSite } from "../../site/load";
+import type { Site } from "../../site/model";
+
+export interface ParkOptions {
+    holdDownMs?: number;
+    startupGraceMs?: number;
+    /** Niceness of each agent's BFD thread (default: the agent's, -10). */
+    bfdNiceness?: number;
+}
+
+export function sh(cmd: string[], input?: string): string {
+    const r = spawnSync(cmd[0], cmd.slice(1), { encoding: "utf8", input });
+    if (r.status !== 0) throw new Error(`'${cmd.join(" ")}' failed: ${r.stderr}${r.stdout}`);
+    return r.stdout;
+}
+
+export function requireParkTools(): void {
+    if (process.getuid?.() !== 0) throw new Error("the park tests create namespaces and must run as root");
+    const missing = ["ip", "nft", "nginx", "/usr/lib/frr/bfdd"].filter((t) => spawnSync("sh", ["-c", `command -v ${t} || test -x ${t}`]).status !== 0);
+    if (missing.length) throw new Error(`missing: ${missing.join(", ")}; run scripts/setup`);
+}
+
+/** A site of lab kind with a unique tag, from a compact description. */
+export function testSite(tag: string, raw: { nodes: { name: string; role?: string; uplinks: string[] }[]; ingress?: { name: string; port: number; upstreams: string[] }[]; failoverBudgetMs?: number }): Site {
+    return parseSite({
+        name: `test-${tag}`,
+        kind: "lab",
+        sla: { availability: 0.999999, failoverBudgetMs: raw.failoverBudgetMs ?? 100 },
+        providers: [{ name: "provider-a", prefix: "2001:db8:a::/48" }, { name: "provider-b", prefix: "2001:db8:b::/48" }],
+        nodes: raw.nodes.map((n) => ({ name: n.name, role: n.role ?? "app", failureDomain: "east", uplinks: n.uplinks.map((p) => ({ provider: p })) })),
+        ingress: raw.ingress ?? [],
+        lab: { tag },
+    });
+}
+
+export class Park {
+    readonly dir: string;
+    readonly plan: LabPlan;
+    readonly configs: AgentConfig[];
+    private readonly started: { stop: () => void }[] = [];
+    private readonly children: ChildProcess[] = [];
+
+    constructor(readonly site: Site, readonly opts: ParkOptions = {}) {
+        this.dir = fs.mkdtempSync(path.join(os.tmpdir(), "nublar-park-"));
+        fs.chmodSync(this.dir, 0o755);
+        this.plan = planLab(site);
+        const keyFile = path.join(this.dir, "keys", "bfd.key");
+        this.configs = planAgents(site, {
+            paths: (n) => {
+                const p = this.paths(n);
+                return { socket: p.agentSocket, events: p.events, nginxControl: p.nginxControl, bfdKeyFile: keyFile };
+            },
+            holdDownMs: opts.holdDownMs ?? 1000,
+            startupGraceMs: opts.startupGraceMs,
+        });
+        fs.mkdirSync(path.dirname(keyFile), { recursive: true, mode: 0o700 });
+        fs.writeFileSync(keyFile, `0x${crypto.randomBytes(20).toString("hex")}\n`, { mode: 0o600 });
+    }
+
+    paths(node: string): NodeRuntimePaths {
+        return nodeRuntimePaths(path.join(this.dir, "nodes", node));
+    }
+
+    config(node: string): AgentConfig {
+        return this.configs.find((c) => c.node === node)!;
+    }
+
+    netns(node: string): string {
+        return this.plan.nodes.find((n) => n.name === node)!.netns;
+    }
+
+    /** Build the topology and start every daemon. */
+    async up(): Promise<void> {
+        for (const r of this.plan.routers) {
+            createNetns(r.netns, true);
+            this.started.push({ stop: () => deleteNetns(r.netns) });
+        }
+        for (const n of this.plan.nodes) {
+            createNetns(n.netns, false);
+            this.started.push({ stop: () => deleteNetns(n.netns) });
+            for (const u of n.uplinks) {
+                createVeth({ netns: n.netns, ifname: u.ifname, addresses: [`${u.address}/64`] }, { netns: u.routerNetns, ifname: u.routerIfname, addresses: [`${u.routerAddress}/64`] });
+            }
+        }
+        this.routerRoutes();
+        const timers = this.configs[0].timers;
+        for (const r of this.plan.routers) {
+            const peers = this.plan.nodes.flatMap((n) => n.uplinks.filter((u) => u.provider === r.provider).map((u) => ({ peer: u.address, local: u.routerAddress, ...timers })));
+            const dir = path.join(this.dir, "routers", r.provider);
+            startBfdd(r.netns, dir, renderBfddConf(peers));
+            this.started.push({ stop: () => stopBfdd(dir) });
+        }
+        for (const svc of this.site.ingress) {
+            for (const m of svc.upstreams) {
+                const dir = path.join(this.paths(m).helloDir, String(svc.port));
+                startHello(this.netns(m), dir, svc.port, m);
+                this.started.push({ stop: () => stopDaemon(helloDaemon(dir)) });
+            }
+        }
+        for (const cfg of this.configs) {
+            const p = this.paths(cfg.node);
+            if (cfg.ingress.length) {
+                fs.mkdirSync(path.join(p.nginxDir, "temp"), { recursive: true });
+                startNginx(this.netns(cfg.node), p.nginxDir, renderNginxConf({ upstreams: cfg.ingress, controlSocket: p.nginxControl }), p.nginxControl);
+                this.started.push({ stop: () => stopNginx(p.nginxDir) });
+            }
+        }
+        for (const cfg of this.configs) this.startAgent(cfg.node);
+    }
+
+    startAgent(node: string): number {
+        const p = this.paths(node);
+        fs.mkdirSync(p.agentDir, { recursive: true });
+        fs.writeFileSync(p.agentConfig, JSON.stringify(this.config(node), null, 2));
+        const pid = startAgent(this.netns(node), p.agentDir, p.agentSocket);
+        if (!this.started.some((s) => (s as any).agent === node)) this.started.push(Object.assign({ stop: () => this.stopAgent(node) }, { agent: node }));
+        return pid;
+    }
+
+    /** SIGTERM: the agent takes its sessions AdminDown and leaves routes in place. */
+    stopAgent(node: string, signal: NodeJS.Signals = "SIGTERM"): void {
+        const d = agentDaemon(this.paths(node).agentDir);
+        if (signal === "SIGKILL") {
+            const pid = readPid(path.join(d.dir, "pid"));
+            if (pid) try { process.kill(pid, "SIGKILL"); } catch { /* gone */ }
+            return;
+        }
+        stopDaemon(d);
+    }
+
+    /** The provider routers carry routes to the nodes' loopbacks (re-applied after a link comes back). */
+    routerRoutes(): void {
+        for (const r of this.plan.routers) {
+            const batch = r.loopbackRoutes.map((x) => `route replace ${x.destination} via ${x.via} dev ${x.dev}`).join("\n");
+            if (batch) sh(["ip", "-6", "-n", r.netns, "-batch", "-"], `${batch}\n`);
+        }
+    }
+
+    /** The router end of a node's uplink: cutting it is a provider-side failure. */
+    uplink(node: string, provider: string): { netns: string; ifname: string } {
+        const u = this.plan.nodes.find((n) => n.name === node)!.uplinks.find((x) => x.provider === provider)!;
+        return { netns: u.routerNetns, ifname: u.routerIfname };
+    }
+
+    /** GET from a node's agent API over its unix socket. */
+    async agent(node: string, what: string): Promise<any> {
+        const { request } = await import("node:http");
+        return new Promise((resolve, reject) => {
+            const req = request({ socketPath: this.paths(node).agentSocket, path: what, timeout: 3000 }, (res) => {
+                let body = "";
+                res.on("data", (c) => (body += c));
+                res.on("end", () => {
+                    try {
+                        resolve(what.startsWith("/state") ? JSON.parse(body) : body);
+                    } catch (err) {
+                        reject(err);
+                    }
+                });
+            });
+            req.on("error", reject);
+            req.end();
+        });
+    }
+
+    /** Wait until `check` holds for the node's state, or fail with the last state. */
+    async waitFor(node: string, what: string, check: (state: any) => boolean, timeoutMs = 20_000): Promise<any> {
+        const deadline = Date.now() + timeoutMs;
+        let last: any;
+        while (Date.now() < deadline) {
+            try {
+                last = await this.agent(node, "/state");
+                if (check(last)) return last;
+            } catch (err) {
+                last = (err as Error).message;
+            }
+            await new Promise((r) => setTimeout(r, 100));
+        }
+        throw new Error(`timed out waiting for ${what} on ${node}; last state: ${JSON.stringify(last, null, 1).slice(0, 3000)}`);
+    }
+
+    /** A load generator inside `node`'s namespace; see load.ts. */
+    load(node: string, url: string, ratePerSecond: number): LoadRun {
+        const child = spawn("ip", ["netns", "exec", this.netns(node), process.execPath, "--import", "tsx", path.join(__dirname, "load.ts"), url, String(ratePerSecond)], { stdio: ["pipe", "pipe", "inherit"] });
+        this.children.push(child);
+        return new LoadRun(child);
+    }
+
+    async close(): Promise<void> {
+        for (const c of this.children) if (c.exitCode === null && c.pid) try { process.kill(c.pid, "SIGKILL"); } catch { /* gone */ }
+        // Agents first (they hold sockets in the namespaces), then daemons, then namespaces.
+        const order = [...this.started].reverse();
+        for (const s of order) {
+            try {
+                s.stop();
+            } catch {
+                // keep going: the namespaces must go whatever happened
+            }
+        }
+        // Anything still inside our namespaces was started by us: end it before deleting them.
+        for (const ns of [...this.plan.nodes.map((n) => n.netns), ...this.plan.routers.map((r) => r.netns)]) {
+            const pids = spawnSync("ip", ["netns", "pids", ns], { encoding: "utf8" }).stdout.trim().split(/\s+/).filter(Boolean);
+            for (const pid of pids) try { process.kill(Number(pid), "SIGKILL"); } catch { /* gone */ }
+            if (pids.length) await new Promise((r) => setTimeout(r, 100));
+            try {
+                deleteNetns(ns);
+            } catch {
+                // reported by the leak check of the suite
+            }
+        }
+        fs.rmSync(this.dir, { recursive: true, force: true });
+    }
+}
+
+function readPid(file: string): number | undefined {
+    try {
+        return Number(fs.readFileSync(file, "utf8").trim()) || undefined;
+    } catch {
+        return undefined;
+    }
+}
+
+export interface LoadResult {
+    /** Start time of the request, ms since the epoch. */
+    t: number;
+    ms: number;
+    status: number;
+    by?: string;
+    error?: string;
+}
+
+/** Results of a running load generator, line by line. */
+export class LoadRun {
+    readonly results: LoadResult[] = [];
+    private readonly done: Promise<void>;
+
+    constructor(private readonly child: ChildProcess) {
+        const rl = readline.createInterface({ input: child.stdout! });
+        rl.on("line", (line) => {
+            try {
+                this.results.push(JSON.parse(line));
+            } catch {
+                // not ours
+            }
+        });
+        this.done = new Promise((r) => child.once("exit", () => r()));
+    }
+
+    /** Stop sending, wait for requests in flight, and return every result. */
+    async stop(): Promise<LoadResult[]> {
+        this.child.stdin!.end();
+        await this.done;
+        return this.results;
+    }
+
+    failures(): LoadResult[] {
+        return this.results.filter((r) => r.status !== 200);
+    }
+}
+
+export { bfddDaemon };
