@@ -9,7 +9,7 @@
 //   keeps them through the startup grace while sessions come Up;
 // - on SIGTERM it takes its sessions AdminDown, so that peers keep their routes to us
 //   (RFC 5882 §3.2) while we restart.
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import { BfdService, GTSM_TABLE, gtsmRuleset, type SessionSnapshot, type SessionSpec, type StateChange } from "node-bfd";
 import type { AgentConfig } from "./config";
@@ -168,7 +168,9 @@ export class Agent {
                 const version = await this.nginx.put(u.name, want);
                 this.pushed[u.name] = want;
                 this.metrics.nginxPushes.inc({ result: "ok" });
-                this.events.emit("nginx", { upstream: u.name, members: want, removed: current.filter((m) => !want.includes(m)), added: want.filter((m) => !current.includes(m)), version, reason });
+                const removed = current.filter((m) => !want.includes(m));
+                this.events.emit("nginx", { upstream: u.name, members: want, removed, added: want.filter((m) => !current.includes(m)), version, reason });
+                if (removed.length) void this.abortConnections(u.name, removed);
             } catch (err) {
                 // Unknown state now: read it back on the next pass.
                 this.pushed = undefined;
@@ -176,6 +178,32 @@ export class Agent {
                 this.metrics.reconcileErrors.inc({ step: "nginx" });
                 this.events.emit("error", { step: "nginx", upstream: u.name, message: (err as Error).message });
                 return;
+            }
+        }
+    }
+
+    /**
+     * Requests in flight to a member that just died would wait for a reply that never comes
+     * (the peer cannot even send a reset). Destroying those sockets (`ss -K`, the kernel's
+     * sock_destroy) fails them at once, and Nginx's proxy_next_upstream retries them on a
+     * live member. Idle keepalive connections to the dead member go too.
+     */
+    private async abortConnections(upstream: string, members: string[]): Promise<void> {
+        for (const m of members) {
+            const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
+                const child = spawn("ss", ["-H", "-K", "-t", "dst", m], { stdio: ["ignore", "pipe", "pipe"] });
+                let out = "";
+                child.stdout.on("data", (c) => (out += c));
+                child.stderr.on("data", (c) => (out += c));
+                child.on("error", (err) => resolve({ code: -1, out: err.message }));
+                child.on("close", (code) => resolve({ code, out }));
+            });
+            if (r.code === 0) {
+                const count = r.out.split("\n").filter((l) => l.trim()).length;
+                this.events.emit("nginx", { upstream, event: "connections-aborted", member: m, count });
+            } else {
+                this.metrics.reconcileErrors.inc({ step: "abort-connections" });
+                this.events.emit("error", { step: "abort-connections", member: m, message: r.out.trim() });
             }
         }
     }
