@@ -2,9 +2,10 @@
 // applies the plans derived from it. Today that is the lab park for lab sites;
 // later issues add NixOS deploys, the overlay, ingress, the ledger and event bus.
 import * as pulumi from "@pulumi/pulumi";
+import { planAgents } from "../network/agent-plan";
 import { planLab } from "../network/lab-plan";
 import type { Site as SiteModel } from "../site/model";
-import { LabPark, type LabNodeAccess } from "./lab/park";
+import { labAgentPaths, LabPark, type LabNodeAccess } from "./lab/park";
 
 export interface SiteArgs {
     site: SiteModel;
@@ -24,7 +25,13 @@ export class Site extends pulumi.ComponentResource {
         const { site } = args;
 
         if (site.kind === "lab") {
-            const park = new LabPark(`${name}-park`, { plan: planLab(site), stateRoot: args.stateRoot }, { parent: this });
+            const plan = planLab(site);
+            const { paths, bfdKeyFile } = labAgentPaths(plan, args.stateRoot);
+            const services: Record<string, number[]> = {};
+            for (const svc of site.ingress) for (const n of svc.upstreams) services[n] = [...new Set([...(services[n] ?? []), svc.port])];
+            const park = new LabPark(`${name}-park`, {
+                plan, stateRoot: args.stateRoot, agents: planAgents(site, { paths }), bfdKeyFile, services,
+            }, { parent: this });
             this.nodes = park.nodes;
             this.sshConfigFile = park.sshConfigFile;
         } else {

@@ -2,12 +2,21 @@
 // It applies a LabPlan (network/lab-plan.ts) and decides nothing itself.
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
+import type { AgentConfig } from "../../network/agent/config";
+import { renderNginxConf } from "../../network/agent/nginx-conf";
 import type { LabNodePlan, LabPlan } from "../../network/lab-plan";
-import { LabBridge, LabFile, LabNetns, LabSshd, LabSshKey, LabVeth } from "./providers";
+import { nodeRuntimePaths, renderBfddConf } from "./daemons";
+import { LabBridge, LabDaemon, LabFile, LabKeyFile, LabNetns, LabRoutes, LabSshd, LabSshKey, LabVeth } from "./providers";
 import { labSshPaths, renderKnownHosts, renderSshConfig } from "./ssh-config";
 
 export interface LabParkArgs {
     plan: LabPlan;
+    /** Each node's agent config (network/agent-plan.ts), planned with `labAgentPaths`. */
+    agents: AgentConfig[];
+    /** Where the lab's BFD key lives (see `labAgentPaths`). */
+    bfdKeyFile: string;
+    /** HTTP services the lab runs for its ingress: node -> ports. */
+    services: Record<string, number[]>;
     /** Absolute path of the project's ignored state folder (.nublar). */
     stateRoot: string;
 }
@@ -22,6 +31,8 @@ export interface LabNodeAccess {
     /** The node's SSH host key, pinned in the lab's known_hosts. */
     hostKey: string;
     ssh: string;
+    /** How `nublar --node` reaches the node's agent: SSH endpoint, pinned key, agent socket. */
+    access: { host: string; port: number; user: string; hostKey: string; identityFile: string; agentSocket: string };
 }
 
 export class LabPark extends pulumi.ComponentResource {
@@ -49,6 +60,34 @@ export class LabPark extends pulumi.ComponentResource {
 
         const nodeResources = plan.nodes.map((node) => this.node(id(`node-${node.name}`), node, { dir, bridge, bridgeName: plan.mgmt.bridge, routers, clientKey }));
 
+        // The providers' side: routes to the nodes' loopbacks, and FRR's bfdd answering each
+        // node's gateway session.
+        const timers = args.agents[0]?.timers;
+        for (const r of plan.routers) {
+            const links = nodeResources.flatMap((n) => n.uplinks.filter((_, k) => n.plan.uplinks[k].provider === r.provider));
+            new LabRoutes(id(`router-${r.provider}-routes`), { netns: r.netns, routes: r.loopbackRoutes }, { parent: this, dependsOn: links });
+            const peers = plan.nodes.flatMap((n) => n.uplinks.filter((u) => u.provider === r.provider).map((u) => ({ peer: u.address, local: u.routerAddress, ...timers })));
+            new LabDaemon(id(`router-${r.provider}-bfdd`), {
+                kind: "bfdd", netns: r.netns, dir: path.join(dir, "routers", r.provider, "bfdd"), config: renderBfddConf(peers),
+            }, { parent: this, dependsOn: links });
+        }
+
+        const bfdKey = new LabKeyFile(id("bfd-key"), { file: args.bfdKeyFile, bytes: 20 }, child);
+        for (const n of nodeResources) {
+            const agent = args.agents.find((a) => a.node === n.plan.name)!;
+            const rt = nodeRuntimePaths(path.join(dir, "nodes", n.plan.name));
+            const services = (args.services[n.plan.name] ?? []).map((port) => new LabDaemon(`${n.name}-hello-${port}`, {
+                kind: "hello", netns: n.plan.netns, dir: path.join(rt.helloDir, String(port)), config: "", port, name: n.plan.name,
+            }, { parent: this, dependsOn: [n.netns] }));
+            const nginx = agent.ingress.length ? [new LabDaemon(`${n.name}-nginx`, {
+                kind: "nginx", netns: n.plan.netns, dir: rt.nginxDir, socket: rt.nginxControl,
+                config: renderNginxConf({ upstreams: agent.ingress, controlSocket: rt.nginxControl }),
+            }, { parent: this, dependsOn: [n.netns] })] : [];
+            new LabDaemon(`${n.name}-agent`, {
+                kind: "agent", netns: n.plan.netns, dir: rt.agentDir, socket: rt.agentSocket, config: JSON.stringify(agent, null, 2),
+            }, { parent: this, dependsOn: [...n.uplinks, bfdKey, ...nginx, ...services] });
+        }
+
         const paths = labSshPaths(plan, args.stateRoot);
         this.sshConfigFile = paths.configFile;
         const knownHosts = new LabFile(id("known-hosts"), {
@@ -73,6 +112,10 @@ export class LabPark extends pulumi.ComponentResource {
                 })),
                 hostKey: keys[i],
                 ssh: `ssh -F ${this.sshConfigFile} ${node.name}`,
+                access: {
+                    host: node.mgmt.address, port: 22, user: "root", hostKey: keys[i], identityFile: paths.identityFile,
+                    agentSocket: nodeRuntimePaths(path.join(dir, "nodes", node.name)).agentSocket,
+                },
             }])));
 
         // Wait for the config file so that the ssh commands in the outputs work once `up` returns.
@@ -113,6 +156,19 @@ export class LabPark extends pulumi.ComponentResource {
             authorizedKeys: ctx.clientKey.publicKey.apply((k) => [k]),
         }, { parent: this, dependsOn: [mgmt, ...uplinks, hostKey] });
 
-        return { netns, hostKey, sshd };
+        return { name, plan: node, netns, uplinks, hostKey, sshd };
     }
+}
+
+/** Where a lab node's agent files live, for network/agent-plan.ts's `paths` option. */
+export function labAgentPaths(plan: LabPlan, stateRoot: string) {
+    const dir = path.join(stateRoot, plan.stateSubdir);
+    const bfdKeyFile = path.join(dir, "keys", "bfd.key");
+    return {
+        bfdKeyFile,
+        paths: (node: string) => {
+            const rt = nodeRuntimePaths(path.join(dir, "nodes", node));
+            return { socket: rt.agentSocket, events: rt.events, nginxControl: rt.nginxControl, bfdKeyFile };
+        },
+    };
 }

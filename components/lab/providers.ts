@@ -202,3 +202,132 @@ export class LabFile extends pulumi.dynamic.Resource {
         super(fileProvider, name, args, opts, "lab", "File");
     }
 }
+
+// ---- static routes in a namespace ----
+
+export interface RoutesInputs {
+    netns: string;
+    routes: Ops.StaticRoute[];
+}
+
+const routesProvider: pulumi.dynamic.ResourceProvider<RoutesInputs, RoutesInputs> = {
+    async create(inputs) {
+        ops().addRoutes(inputs.netns, inputs.routes);
+        return { id: `${inputs.netns}/routes`, outs: inputs };
+    },
+    async delete(_id, props) {
+        ops().removeRoutes(props.netns, props.routes);
+    },
+    async read(id, props) {
+        return present(id, props, (p) => ops().routesPresent(p.netns, p.routes));
+    },
+    diff: replaceOnChange as never,
+};
+
+export class LabRoutes extends pulumi.dynamic.Resource {
+    constructor(name: string, args: { netns: pulumi.Input<string>; routes: pulumi.Input<Ops.StaticRoute[]> }, opts?: pulumi.CustomResourceOptions) {
+        super(routesProvider, name, args, opts, "lab", "Routes");
+    }
+}
+
+// ---- a random key file: the secret stays on disk, its fingerprint in state ----
+
+const keyFileProvider: pulumi.dynamic.ResourceProvider<{ file: string; bytes: number }, { file: string; bytes: number; fingerprint: string }> = {
+    async create(inputs) {
+        return { id: inputs.file, outs: { ...inputs, fingerprint: ops().ensureKeyFile(inputs.file, inputs.bytes) } };
+    },
+    async delete(_id, props) {
+        ops().removeFiles(props.file);
+    },
+    async read(id, props) {
+        return present(id, props, (p) => ops().keyFingerprint(p.file) === p.fingerprint);
+    },
+    diff: replaceOnChange as never,
+};
+
+/** A random secret in a 0600 file (the lab's BFD key). It never enters Pulumi state. */
+export class LabKeyFile extends pulumi.dynamic.Resource {
+    declare readonly file: pulumi.Output<string>;
+    declare readonly fingerprint: pulumi.Output<string>;
+    constructor(name: string, args: { file: pulumi.Input<string>; bytes: pulumi.Input<number> }, opts?: pulumi.CustomResourceOptions) {
+        super(keyFileProvider, name, { ...args, fingerprint: undefined }, opts, "lab", "KeyFile");
+    }
+}
+
+// ---- daemons: the agent, Nginx, FRR's bfdd, the small HTTP service ----
+
+const DAEMONS_MODULE = path.join(__dirname, "daemons.ts");
+
+function daemons(): typeof import("./daemons") {
+    require(TSX_HOOK);
+    return require(DAEMONS_MODULE);
+}
+
+export interface DaemonInputs {
+    kind: "agent" | "nginx" | "bfdd" | "hello";
+    netns: string;
+    /** The daemon's folder (pid file, config, log). */
+    dir: string;
+    /** Its config file's content (agent.json, nginx.conf, bfdd.conf); unused by hello. */
+    config: string;
+    /** agent: its API socket; nginx: its control socket. */
+    socket?: string;
+    /** hello: port and node name. */
+    port?: number;
+    name?: string;
+}
+
+function startDaemon(i: DaemonInputs): number {
+    const d = daemons();
+    const fs = require("node:fs") as typeof import("node:fs");
+    switch (i.kind) {
+        case "agent":
+            fs.mkdirSync(i.dir, { recursive: true });
+            fs.writeFileSync(d.agentDaemon(i.dir).marker, i.config);
+            return d.startAgent(i.netns, i.dir, i.socket!);
+        case "nginx":
+            fs.mkdirSync(path.join(i.dir, "temp"), { recursive: true });
+            return d.startNginx(i.netns, i.dir, i.config, i.socket!);
+        case "bfdd":
+            return d.startBfdd(i.netns, i.dir, i.config);
+        case "hello":
+            return d.startHello(i.netns, i.dir, i.port!, i.name!);
+    }
+}
+
+function daemonRunning(i: DaemonInputs): number | undefined {
+    const d = daemons();
+    switch (i.kind) {
+        case "agent": return d.daemonPid(d.agentDaemon(i.dir));
+        case "nginx": return d.daemonPid(d.nginxDaemon(i.dir), path.join(i.dir, "nginx.pid"));
+        case "bfdd": return d.daemonPid(d.bfddDaemon(i.dir), path.join(i.dir, "bfdd.pid"));
+        case "hello": return d.daemonPid(d.helloDaemon(i.dir));
+    }
+}
+
+const daemonProvider: pulumi.dynamic.ResourceProvider<DaemonInputs, DaemonInputs & { pid: number }> = {
+    async create(inputs) {
+        const pid = startDaemon(inputs);
+        return { id: `${inputs.netns}/${inputs.kind}`, outs: { ...inputs, pid } };
+    },
+    async delete(_id, props) {
+        const d = daemons();
+        switch (props.kind) {
+            case "agent": return d.stopDaemon(d.agentDaemon(props.dir));
+            case "nginx": return d.stopNginx(props.dir);
+            case "bfdd": return d.stopBfdd(props.dir);
+            case "hello": return d.stopDaemon(d.helloDaemon(props.dir));
+        }
+    },
+    async read(id, props) {
+        return present(id, props, (p) => daemonRunning(p) === p.pid);
+    },
+    diff: replaceOnChange as never,
+};
+
+export class LabDaemon extends pulumi.dynamic.Resource {
+    declare readonly pid: pulumi.Output<number>;
+    constructor(name: string, args: { [K in keyof DaemonInputs]: pulumi.Input<DaemonInputs[K]> }, opts?: pulumi.CustomResourceOptions) {
+        super(daemonProvider, name, { ...args, pid: undefined }, opts, "lab", "Daemon");
+    }
+}

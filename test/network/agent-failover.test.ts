@@ -87,8 +87,9 @@ describe("nublar-agent failover", { timeout: 180_000 }, () => {
         const back = await park.waitFor("gate", "vc back", (s) => s.ingress[0].members.find((x: any) => x.node === "vc").live, 20_000);
         assert.ok(back.routes.find((r: any) => r.id === "loopback/vc/provider-a").installed);
         const later = (await park.agent("gate", "/events?limit=500")).trim().split("\n").map((l: string) => JSON.parse(l)).filter((e: any) => e.at > down.at);
-        const upAgain = later.filter((e: any) => e.type === "bfd" && e.session === "path/vc/provider-a" && e.to === "up").pop();
         const readded = later.find((e: any) => e.type === "nginx" && (e.added ?? []).length > 0);
+        // The Up that the re-add followed: the last one before it.
+        const upAgain = later.filter((e: any) => e.type === "bfd" && e.session === "path/vc/provider-a" && e.to === "up" && readded && e.at <= readded.at).pop();
         assert.ok(upAgain && readded, JSON.stringify(later));
         assert.ok(readded.at - upAgain.at >= HOLD_DOWN_MS - 5, `re-added ${Math.round(readded.at - upAgain.at)} ms after Up; hold-down is ${HOLD_DOWN_MS} ms`);
         await new Promise((r) => setTimeout(r, 1000));
