@@ -324,3 +324,20 @@ test("a timer change outside Up applies at once and still starts a Poll Sequence
     const sent = r.actions.find((a) => a.type === "send");
     assert.ok(sent && sent.type === "send" && sent.packet.poll && sent.packet.requiredMinRxUs === 40 * MS);
 });
+
+test("a timer with holdDetection sends what is due but leaves an expired detection to the caller", () => {
+    const sim = pair();
+    sim.run(3_000 * MS);
+    let session = sim.get("a");
+    assert.equal(session.state, State.Up);
+    const at = session.detectAt! + 1;
+    assert.ok(session.nextTxAt! < at);
+    const held = step(session, { type: "timer", holdDetection: true }, at);
+    assert.equal(held.session.state, State.Up, "not declared while held");
+    assert.deepEqual(held.actions.map((x) => x.type), ["send"], "the periodic packet still goes out");
+    assert.equal(held.session.detectAt, session.detectAt);
+    session = held.session;
+    const declared = step(session, { type: "timer" }, at + 1);
+    assert.equal(declared.session.state, State.Down);
+    assert.equal(declared.session.localDiag, Diag.ControlDetectionTimeExpired);
+});

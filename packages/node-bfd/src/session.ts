@@ -66,7 +66,9 @@ export interface Session {
 
 export type SessionEvent =
     | { type: "rx"; packet: ControlPacket; raw: Buffer }
-    | { type: "timer" }
+    /** holdDetection: run due transmissions but not the receive-side deadlines (detection,
+     * authentication reset), while the caller still reads packets that arrived in time. */
+    | { type: "timer"; holdDetection?: boolean }
     | { type: "admin"; down: boolean }
     | { type: "configure"; config: SessionConfig };
 
@@ -122,6 +124,11 @@ export function nextDeadline(s: Session): number | undefined {
     return at;
 }
 
+/** A receive-side deadline (detection, authentication reset) is due at `now`. */
+export function receiveDeadlineDue(s: Session, now: number): boolean {
+    return (s.detectAt !== undefined && now >= s.detectAt) || (s.authSeqResetAt !== undefined && now >= s.authSeqResetAt);
+}
+
 /** Detection time for the peer's packets (§6.8.4, asynchronous mode). */
 export function detectionTimeUs(s: Session): number {
     return s.remoteDetectMult * Math.max(s.rxRequiredInForceUs, s.remoteDesiredMinTxUs);
@@ -149,7 +156,7 @@ export function stepInPlace(s: Session, event: SessionEvent, now: number, random
             receive(s, event.packet, event.raw, now, random, actions);
             break;
         case "timer":
-            timers(s, now, random, actions);
+            timers(s, now, random, actions, !!event.holdDetection);
             break;
         case "admin":
             admin(s, event.down, now, random, actions);
@@ -221,8 +228,8 @@ function receive(s: Session, p: ControlPacket, raw: Buffer, now: number, random:
 
 // ---- Timers ----
 
-function timers(s: Session, now: number, random: () => number, actions: SessionAction[]): void {
-    if (s.detectAt !== undefined && now >= s.detectAt) {
+function timers(s: Session, now: number, random: () => number, actions: SessionAction[], holdDetection: boolean): void {
+    if (!holdDetection && s.detectAt !== undefined && now >= s.detectAt) {
         s.detectAt = undefined;
         // §6.8.1: without packets for a Detection Time the peer is forgotten.
         s.remoteDiscr = 0;
@@ -235,7 +242,7 @@ function timers(s: Session, now: number, random: () => number, actions: SessionA
         }
         if (s.pollActive) endPoll(s);
     }
-    if (s.authSeqResetAt !== undefined && now >= s.authSeqResetAt) {
+    if (!holdDetection && s.authSeqResetAt !== undefined && now >= s.authSeqResetAt) {
         s.authSeqResetAt = undefined;
         s.authRx = initialAuthRx;
     }

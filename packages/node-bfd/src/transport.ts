@@ -8,7 +8,7 @@ import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 import { encodeSigned, validateAuthConfig, type AuthConfig } from "./auth";
 import { allocateDiscriminator, Demux, type PeerKey } from "./demux";
 import { decode, DIAG_NAMES, encode, STATE_NAMES, type DropReason } from "./packet";
-import { controlPacket, createSession, detectionTimeUs, nextDeadline, step, stepInPlace, type Session, type SessionAction, type SessionConfig } from "./session";
+import { controlPacket, createSession, detectionTimeUs, nextDeadline, receiveDeadlineDue, step, stepInPlace, type Session, type SessionAction, type SessionConfig } from "./session";
 import { AUTH_NAMES, AUTH_TYPES, type Profile, type SessionSnapshot, type SessionSpec, type StateChange } from "./types";
 
 export const SINGLE_HOP_PORT = 3784;
@@ -16,8 +16,9 @@ export const MULTIHOP_PORT = 4784;
 const SOURCE_PORT_MIN = 49152;
 const SOURCE_PORT_MAX = 65535;
 const RECV_BUFFER_BYTES = 4 * 1024 * 1024;
-/** A timer this late (µs) means the thread was paused: drain received packets first. */
-const LATE_TIMER_US = 3_000;
+/** libuv reads at most this many datagrams from a socket per loop turn (uv__udp_recvmsg). */
+const RECV_BATCH = 32;
+/** A detection expiry waits at most this many loop turns for its socket to drain. */
 const MAX_DRAIN_ROUNDS = 64;
 
 export class BfdConfigError extends Error {
@@ -34,6 +35,10 @@ interface Entry {
     connected: boolean;
     timer?: NodeJS.Timeout;
     timerAt?: number;
+    /** Loop turns a due detection has been held for while the receiving socket drains. */
+    drainRounds?: number;
+    /** The receiving socket's packet count (shared by the sessions it serves). */
+    inbox: { received: number };
     /** Wall-clock ms of the last state change, for uptime/downtime. */
     changedAtMs: number;
 }
@@ -51,9 +56,8 @@ export class Transport {
     private readonly sessions = new Map<string, Entry>();
     private readonly demux = new Demux<string>();
     private readonly listeners = new Map<string, dgram.Socket>();
+    private readonly inboxes = new Map<string, { received: number }>();
     private readonly profiles = new Map<string, Profile>();
-    /** Packets received so far (all sockets), to tell when a backlog is drained. */
-    private received = 0;
     /** Drops before a session was found (malformed, unknown discriminator, no session). */
     readonly unmatchedDrops: Partial<Record<DropReason, number>> = {};
 
@@ -100,7 +104,7 @@ export class Transport {
         });
         const discr = allocateDiscriminator((d) => this.demux.hasDiscriminator(d));
         const session = createSession(config, discr, nowUs());
-        const entry: Entry = { id, spec, key, session, tx, connected, changedAtMs: Date.now() };
+        const entry: Entry = { id, spec, key, session, tx, connected, changedAtMs: Date.now(), inbox: this.inboxes.get(this.listenerOf(spec).key)! };
         this.sessions.set(id, entry);
         this.demux.add(discr, key, id);
         this.arm(entry);
@@ -140,6 +144,7 @@ export class Transport {
         if ([...this.sessions.values()].some((e) => this.listenerOf(e.spec).key === key)) return;
         this.listeners.get(key)?.close();
         this.listeners.delete(key);
+        this.inboxes.delete(key);
     }
 
     snapshot(): SessionSnapshot[] {
@@ -150,6 +155,7 @@ export class Transport {
         for (const id of [...this.sessions.keys()]) this.remove(id);
         for (const s of this.listeners.values()) s.close();
         this.listeners.clear();
+        this.inboxes.clear();
         this.loopDelay.disable();
     }
 
@@ -217,7 +223,11 @@ export class Transport {
         // A large receive buffer: a wildcard socket serves every session, and a pause of the
         // worker (GC, a busy host) must not overflow it (the kernel caps it at rmem_max).
         const sock = dgram.createSocket({ type: family, ipv6Only: family === "udp6", reuseAddr: true, recvBufferSize: RECV_BUFFER_BYTES });
-        sock.on("message", (msg, rinfo) => this.receive(msg, rinfo.address, multihop, local));
+        const inbox = { received: 0 };
+        sock.on("message", (msg, rinfo) => {
+            inbox.received++;
+            this.receive(msg, rinfo.address, multihop, local);
+        });
         await new Promise<void>((resolve, reject) => {
             sock.once("error", reject);
             sock.bind({ port, address }, () => {
@@ -230,11 +240,11 @@ export class Transport {
         });
         sock.on("error", () => undefined);
         this.listeners.set(key, sock);
+        this.inboxes.set(key, inbox);
     }
 
     /** The receive path: never throws; every rejected packet is counted by reason. */
     private receive(msg: Buffer, from: string, multihop: boolean, local: string | undefined): void {
-        this.received++;
         const decoded = decode(msg);
         if (!decoded.ok) return this.countUnmatched(decoded.reason);
         const found = this.demux.lookup(decoded.packet, { peer: stripZone(from), iface: zoneOf(from), local: local && stripZone(local), multihop });
@@ -287,9 +297,10 @@ export class Transport {
         }
     }
 
-    /** One real timer per session, for its earliest deadline. */
+    /** One real timer per session, for its earliest deadline (while a detection is held for a
+     * drain, only for its transmissions: the drain decides about the detection). */
     private arm(e: Entry): void {
-        const at = nextDeadline(e.session);
+        const at = e.drainRounds === undefined ? nextDeadline(e.session) : e.session.nextTxAt;
         if (at === e.timerAt && e.timer) return;
         if (e.timer) clearTimeout(e.timer);
         e.timer = undefined;
@@ -299,26 +310,46 @@ export class Transport {
         e.timer = setTimeout(() => {
             e.timer = undefined;
             e.timerAt = undefined;
-            this.onTimer(e, at, 0, this.received);
+            this.onTimer(e);
         }, delayMs);
     }
 
     /**
-     * A timer that fires late means this thread was paused (GC, a busy or stolen CPU), and
-     * packets that arrived meanwhile still wait in the socket buffers: Node runs timers
-     * before it polls for I/O. Declaring the peer dead then would be our fault, not its.
-     * So a late timer first lets the loop drain the sockets (each pass reads a bounded batch
-     * per socket) and steps the session only once a pass brings no new packet.
+     * Transmissions always go out when due. A detection expiry, though, is only declared once
+     * the session's receiving socket is drained: Node runs timers before it polls for I/O, and
+     * libuv reads at most a batch of datagrams per socket per loop turn, so packets that
+     * arrived in time may still wait in the socket buffer (after a pause of this thread, or
+     * when one socket serves many sessions). Declaring the peer dead then would be our fault,
+     * not its. So the expiry is held, loop turn by loop turn, while the socket still yields
+     * full batches; a packet for the session read meanwhile restarts its detection time.
      */
-    private onTimer(e: Entry, due: number, rounds: number, receivedBefore: number): void {
-        if (!this.sessions.has(e.id) || e.timer) return;
-        const late = nowUs() - due > LATE_TIMER_US;
-        if (late && rounds < MAX_DRAIN_ROUNDS && (rounds === 0 || this.received !== receivedBefore)) {
-            const seen = this.received;
-            setImmediate(() => this.onTimer(e, due, rounds + 1, seen));
+    private onTimer(e: Entry): void {
+        if (this.sessions.get(e.id) !== e || e.timer) return;
+        const now = nowUs();
+        if (e.drainRounds === undefined && receiveDeadlineDue(e.session, now)) {
+            e.drainRounds = 0;
+            this.handle(e, stepInPlace(e.session, { type: "timer", holdDetection: true }, now));
+            const seen = e.inbox.received;
+            setImmediate(() => this.drainCheck(e, seen));
             return;
         }
-        this.handle(e, stepInPlace(e.session, { type: "timer" }, nowUs()));
+        this.handle(e, stepInPlace(e.session, { type: "timer", holdDetection: e.drainRounds !== undefined }, now));
+    }
+
+    /** Runs after each poll phase while a detection expiry is held (see onTimer). */
+    private drainCheck(e: Entry, seen: number): void {
+        if (this.sessions.get(e.id) !== e || e.drainRounds === undefined) return;
+        const now = nowUs();
+        const more = e.inbox.received - seen >= RECV_BATCH;
+        if (receiveDeadlineDue(e.session, now) && more && e.drainRounds < MAX_DRAIN_ROUNDS) {
+            e.drainRounds++;
+            const next = e.inbox.received;
+            setImmediate(() => this.drainCheck(e, next));
+            return;
+        }
+        e.drainRounds = undefined;
+        // A packet read meanwhile moved the detection time: the step only does what is due.
+        this.handle(e, stepInPlace(e.session, { type: "timer" }, now));
     }
 }
 
