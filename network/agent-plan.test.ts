@@ -109,3 +109,25 @@ test("the same site gives the same configs, and adding a node changes no other n
         assert.equal(planAgent(bigger, n, { paths }).loopback, planAgent(site(), n, { paths }).loopback);
     }
 });
+
+test("every committed stack plans an agent config for every node", () => {
+    const fs = require("node:fs") as typeof import("node:fs");
+    const path = require("node:path") as typeof import("node:path");
+    const { loadSiteFromStackFile } = require("../site/load") as typeof import("../site/load");
+    const dir = path.join(__dirname, "..", "stacks");
+    const files = fs.readdirSync(dir).filter((f) => /^Pulumi\..+\.yaml$/.test(f));
+    assert.ok(files.length >= 4);
+    for (const f of files) {
+        const s = loadSiteFromStackFile(path.join(dir, f));
+        const configs = planAgents(s, { paths });
+        assert.equal(configs.length, s.nodes.length, f);
+        for (const c of configs) parseAgentConfig(JSON.parse(JSON.stringify(c)), `${f}: ${c.node}`);
+    }
+});
+
+test("an edge node cannot also be an upstream of its own Nginx on the same port", () => {
+    const raw = labSiteInput(["gate", "visitor-center"], { lab: { tag: "t1" } });
+    raw.nodes[0].role = "edge";
+    raw.ingress = [{ name: "web", port: 80, upstreams: ["gate", "visitor-center"] }];
+    assert.throws(() => planAgent(parseSite(raw), "gate", { paths }), /edge node 'gate' runs Nginx on port 80/);
+});

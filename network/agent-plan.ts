@@ -120,6 +120,9 @@ export function planAgent(site: Site, nodeName: string, opts: AgentPlanOptions):
         })),
     }));
     for (const u of ingress) for (const m of u.members) {
+        if (m.node === node.name) {
+            throw new PlanError(`ingress '${u.name}': edge node '${node.name}' runs Nginx on port ${u.port}, so it cannot also be one of its upstreams; list other nodes`);
+        }
         if (m.node !== node.name && m.sessions.length === 0) {
             throw new PlanError(`ingress '${u.name}': node '${node.name}' shares no provider with upstream '${m.node}', so it cannot reach it`);
         }

@@ -52,15 +52,25 @@ export function stopDaemon(d: Daemon, pidFile = path.join(d.dir, "pid"), graceMs
     if (daemonPid(d, pidFile) === pid) process.kill(pid, "SIGKILL");
 }
 
-function waitFor<T>(what: string, cmd: string[], probe: () => T | undefined, log: string, timeoutMs = 15_000): T {
+function waitFor<T>(what: string, cmd: string[], probe: () => T | undefined, log: string, exited?: () => boolean, timeoutMs = 15_000): T {
     const deadline = Date.now() + timeoutMs;
+    const tail = () => (fs.existsSync(log) ? fs.readFileSync(log, "utf8").split("\n").slice(-15).join("\n") : "(no log)");
     while (Date.now() < deadline) {
         const v = probe();
         if (v !== undefined) return v;
+        if (exited?.()) throw new LabCommandError(what, cmd, `it exited while starting. Log ${log}:\n${tail()}`);
         sleepMs(50);
     }
-    const tail = fs.existsSync(log) ? fs.readFileSync(log, "utf8").split("\n").slice(-15).join("\n") : "(no log)";
-    throw new LabCommandError(what, cmd, `not ready after ${timeoutMs / 1000} s. Log ${log}:\n${tail}`);
+    throw new LabCommandError(what, cmd, `not ready after ${timeoutMs / 1000} s. Log ${log}:\n${tail()}`);
+}
+
+function gone(pid: number | undefined): boolean {
+    if (!pid) return true;
+    try {
+        return fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.startsWith("Z") ?? true;
+    } catch {
+        return true;
+    }
 }
 
 /** Run a Node program detached inside a namespace; its PID is written to dir/pid. */
@@ -74,7 +84,7 @@ function startNode(what: string, netns: string, dir: string, args: string[], rea
     fs.closeSync(out);
     child.unref();
     fs.writeFileSync(path.join(dir, "pid"), `${child.pid}\n`);
-    return waitFor(what, cmd, () => (ready() ? child.pid : undefined), log);
+    return waitFor(what, cmd, () => (ready() ? child.pid : undefined), log, () => gone(child.pid));
 }
 
 // ---- the agent ----

@@ -107,7 +107,11 @@ export function desiredState(cfg: AgentConfig, health: ReadonlyMap<string, Sessi
             const unknown = vs.find((v) => v.decision === "keep");
             const pick = live ?? unknown;
             if (pick) members.push({ ...base, ...pick, why: `${pick.why} on ${m.sessions[vs.indexOf(pick)]}` });
-            else members.push({ ...base, decision: "withdraw", why: `every path is down (${m.sessions.join(", ")})`, until: earliest(vs.map((v) => v.until)) });
+            else {
+                const waiting = vs.findIndex((v) => v.until !== undefined);
+                const why = waiting >= 0 ? `${vs[waiting].why} on ${m.sessions[waiting]}` : `every path is down (${m.sessions.join(", ")})`;
+                members.push({ ...base, decision: "withdraw", why, until: earliest(vs.map((v) => v.until)) });
+            }
         }
     }
     const deprecatedUplinks = cfg.uplinks.filter((u) => verdict(u.session).decision === "withdraw").map((u) => u.provider);
