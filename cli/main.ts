@@ -3,7 +3,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
-import { Command, Option } from "commander";
+import { Command, CommanderError, Option } from "commander";
+import { ClientError, UnreachableError } from "./agent-client";
+import { EXIT_UNREACHABLE, registerNetworkCommands } from "./network";
 import { cleanLab, inspectLab } from "../components/lab/inspect";
 import { labSshPaths } from "../components/lab/ssh-config";
 import { planLab } from "../network/lab-plan";
@@ -46,6 +48,7 @@ export function buildProgram(): Command {
         .description("nublar: IPv6 multihomed sites with BFD-driven failover, as Pulumi stacks.\n" +
             "Bring up the lab with `npm run lab`; deploy a site with `pulumi up --stack <name>`.")
         .showHelpAfterError()
+        .exitOverride()
         .configureHelp({ sortSubcommands: true });
 
     const stackOpt = () => new Option("-s, --stack <name>", "stack name (a file stacks/Pulumi.<name>.yaml)").default("lab");
@@ -142,6 +145,18 @@ export function buildProgram(): Command {
             if (result.kept.length) process.exitCode = 1;
         });
 
+    registerNetworkCommands(program);
+
+    program.command("agent")
+        .description("run nublar-agent for one node (the lab and NixOS start it; see network/agent/)")
+        .requiredOption("-c, --config <file>", "the node's agent config (JSON, rendered by the planner)")
+        .addOption(new Option("--bfd-nice <n>", "niceness of the BFD timer thread").default("-10"))
+        .action(async (opts: { config: string; bfdNice: string }) => {
+            const { runAgent } = await import("../network/agent/main");
+            await runAgent(opts.config, { bfdNiceness: Number(opts.bfdNice) });
+            await new Promise(() => undefined); // runs until signalled
+        });
+
     return program;
 }
 
@@ -149,7 +164,17 @@ export async function main(argv: string[]): Promise<void> {
     try {
         await buildProgram().parseAsync(argv);
     } catch (err) {
-        if (err instanceof UserError || err instanceof SiteConfigError || err instanceof PlanError) {
+        if (err instanceof CommanderError) {
+            // Commander printed the problem and the usage already.
+            process.exitCode = ["commander.helpDisplayed", "commander.help", "commander.version"].includes(err.code) ? 0 : 2;
+            return;
+        }
+        if (err instanceof UnreachableError) {
+            process.stderr.write(`nublar: ${err.message}\n`);
+            process.exitCode = EXIT_UNREACHABLE;
+            return;
+        }
+        if (err instanceof UserError || err instanceof SiteConfigError || err instanceof PlanError || err instanceof ClientError || (err instanceof Error && err.name === "AgentConfigError")) {
             process.stderr.write(`nublar: ${err.message}\n`);
             process.exitCode = 1;
             return;

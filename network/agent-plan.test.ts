@@ -62,9 +62,21 @@ test("primaries spread over both providers, and both ends of a pair pick the sam
     assert.deepEqual([...used].sort(), ["provider-a", "provider-b"]);
 });
 
+test("routes to path-session peers are never gated by BFD, so a gateway flap cannot take the path sessions down", () => {
+    const cfg = planAgent(site(), "gate", { paths });
+    const carriers = cfg.routes.filter((r) => r.id.startsWith("peer-uplink/"));
+    const pathSessions = cfg.sessions.filter((s) => s.kind === "path");
+    assert.equal(carriers.length, pathSessions.length);
+    assert.ok(carriers.every((r) => r.session === undefined));
+    const { IPv6CidrRange } = require("ip-num");
+    for (const s of pathSessions) {
+        assert.ok(carriers.some((r) => IPv6CidrRange.fromCidr(r.destination).contains(IPv6CidrRange.fromCidr(`${s.peer}/128`)) && r.source && IPv6CidrRange.fromCidr(r.source).contains(IPv6CidrRange.fromCidr(`${s.local}/128`))), s.id);
+    }
+});
+
 test("per-uplink source-specific defaults", () => {
     const cfg = planAgent(site(), "control-room", { paths });
-    const defaults = cfg.routes.filter((r) => r.source);
+    const defaults = cfg.routes.filter((r) => r.source && r.destination === "::/0");
     assert.deepEqual(defaults.map((r) => [r.source, r.dev]), cfg.uplinks.map((u) => [u.prefix, u.ifname]));
 });
 

@@ -100,6 +100,14 @@ export function planAgent(site: Site, nodeName: string, opts: AgentPlanOptions):
             names.push(sid);
             const peer = hostAddress(uplinkPrefix(site, u.provider, otherId), 2);
             sessions.push({ id: sid, kind: "path", provider: u.provider, peerNode: other.name, peer, local: u.address, multihop: true });
+            // The path session's own packets go to the peer's uplink /64 over this provider. That
+            // route is not gated by BFD: a gateway flap must not take the path sessions down with it
+            // (if the provider really is down, they find out by themselves).
+            routes.push({
+                id: `peer-uplink/${other.name}/${u.provider}`, destination: uplinkPrefix(site, u.provider, otherId), source: u.prefix,
+                via: u.gateway, dev: u.ifname, metric: 1024,
+                reason: `BFD path sessions to ${other.name} over ${u.provider} (not gated)`,
+            });
             routes.push({
                 id: `loopback/${other.name}/${u.provider}`, destination: `${loopbackOf(site, otherId)}/128`, preferredSource: myLoopback,
                 via: u.gateway, dev: u.ifname, metric: 100 + rank, session: sid,

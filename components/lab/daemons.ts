@@ -39,6 +39,24 @@ export function daemonPid(d: Daemon, pidFile = path.join(d.dir, "pid")): number 
     }
 }
 
+/** Whether a process lives in the named namespace (a rebuilt namespace is a different one). */
+export function inNetns(pid: number, netns: string): boolean {
+    try {
+        return fs.statSync(`/proc/${pid}/ns/net`).ino === fs.statSync(`/run/netns/${netns}`).ino;
+    } catch {
+        return false;
+    }
+}
+
+/** Our daemon's PID if it runs in `netns`; one left running in a lost namespace is stopped. */
+function runningIn(d: Daemon, netns: string, pidFile?: string): number | undefined {
+    const pid = daemonPid(d, pidFile);
+    if (pid === undefined) return undefined;
+    if (inNetns(pid, netns)) return pid;
+    stopDaemon(d, pidFile);
+    return undefined;
+}
+
 function sleepMs(ms: number): void {
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
@@ -96,7 +114,7 @@ export function agentDaemon(dir: string): Daemon {
 /** Start nublar-agent in `netns` with the config at dir/agent.json; ready once its socket exists. */
 export function startAgent(netns: string, dir: string, socket: string): number {
     const d = agentDaemon(dir);
-    const running = daemonPid(d);
+    const running = runningIn(d, netns);
     if (running !== undefined) return running;
     fs.rmSync(socket, { force: true });
     return startNode(`starting nublar-agent in ${netns}`, netns, dir, ["network/agent/daemon.ts", "--config", d.marker], () => fs.existsSync(socket));
@@ -110,7 +128,7 @@ export function helloDaemon(dir: string): Daemon {
 
 export function startHello(netns: string, dir: string, port: number, name: string): number {
     const d = helloDaemon(dir);
-    const running = daemonPid(d);
+    const running = runningIn(d, netns);
     if (running !== undefined) return running;
     const readyFile = path.join(dir, "ready");
     fs.rmSync(readyFile, { force: true });
@@ -147,7 +165,7 @@ export function renderBfddConf(peers: BfddPeer[]): string {
 export function startBfdd(netns: string, dir: string, conf: string): number {
     const d = bfddDaemon(dir);
     const pidFile = path.join(dir, "bfdd.pid");
-    const running = daemonPid(d, pidFile);
+    const running = runningIn(d, netns, pidFile);
     if (running !== undefined) return running;
     fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
     // bfdd drops privileges to user frr, which must be able to reach this folder.
@@ -186,7 +204,7 @@ export function nginxDaemon(dir: string): Daemon {
 export function startNginx(netns: string, dir: string, conf: string, controlSocket: string): number {
     const d = nginxDaemon(dir);
     const pidFile = path.join(dir, "nginx.pid");
-    const running = daemonPid(d, pidFile);
+    const running = runningIn(d, netns, pidFile);
     if (running !== undefined) return running;
     fs.mkdirSync(path.join(dir, "logs"), { recursive: true });
     fs.writeFileSync(d.marker, conf);

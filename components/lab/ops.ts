@@ -82,6 +82,9 @@ export interface LinkEnd {
 /** A veth pair between two namespaces, addressed and up. */
 export function createVeth(a: LinkEnd, b: LinkEnd): void {
     if (!linkExists(a.netns, a.ifname)) {
+        // The far end without the near one: left over from a namespace deleted while processes
+        // still held it (the kernel keeps such a namespace, and its links, alive). Its name is ours.
+        if (linkExists(b.netns, b.ifname)) deleteLink(b.netns, b.ifname);
         const cmd = ["ip", "link", "add", "name", a.ifname, ...(a.netns ? ["netns", a.netns] : []),
             "type", "veth", "peer", "name", b.ifname, ...(b.netns ? ["netns", b.netns] : [])];
         run(`creating veth ${a.ifname}/${b.ifname}`, cmd);

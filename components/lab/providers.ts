@@ -313,14 +313,17 @@ const daemonProvider: pulumi.dynamic.ResourceProvider<DaemonInputs, DaemonInputs
     async delete(_id, props) {
         const d = daemons();
         switch (props.kind) {
-            case "agent": return d.stopDaemon(d.agentDaemon(props.dir));
-            case "nginx": return d.stopNginx(props.dir);
-            case "bfdd": return d.stopBfdd(props.dir);
-            case "hello": return d.stopDaemon(d.helloDaemon(props.dir));
+            case "agent": d.stopDaemon(d.agentDaemon(props.dir)); break;
+            case "nginx": d.stopNginx(props.dir); break;
+            case "bfdd": d.stopBfdd(props.dir); break;
+            case "hello": d.stopDaemon(d.helloDaemon(props.dir)); break;
         }
+        // The folder is the daemon's own (config, pid file, logs, sockets).
+        (require("node:fs") as typeof import("node:fs")).rmSync(props.dir, { recursive: true, force: true });
     },
     async read(id, props) {
-        return present(id, props, (p) => daemonRunning(p) === p.pid);
+        // Running, and in the namespace it was started in (not one lost and rebuilt since).
+        return present(id, props, (p) => daemonRunning(p) === p.pid && daemons().inNetns(p.pid, p.netns));
     },
     diff: replaceOnChange as never,
 };

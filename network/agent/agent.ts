@@ -322,7 +322,7 @@ export interface AgentState {
     sessions: (AgentConfig["sessions"][number] & { bfd?: SessionSnapshot })[];
     routes: {
         id: string; destination: string; source?: string; via: string; dev: string; metric: number;
-        session: string; reason: string; decision: string; why: string; installed: boolean;
+        session?: string; reason: string; decision: string; why: string; installed: boolean;
     }[];
     ingress: { name: string; port: number; pushed?: string[]; members: { node: string; address: string; decision: string; why: string; live: boolean }[] }[];
     uplinks: (AgentConfig["uplinks"][number] & { deprecated: boolean })[];

@@ -50,8 +50,11 @@ export const AgentRoute = z.strictObject({
     via: z.string(),
     dev: z.string(),
     metric: z.number().int().min(0),
-    /** The BFD session whose state gates this route. */
-    session: z.string(),
+    /**
+     * The BFD session whose state gates this route. Absent: the route is always installed
+     * (the routes that carry the BFD path sessions themselves, which must not depend on BFD).
+     */
+    session: z.string().optional(),
     /** Why the route exists, in words, for operators. */
     reason: z.string(),
 });
@@ -128,7 +131,7 @@ export function parseAgentConfig(raw: unknown, source = "agent config"): AgentCo
     const ids = new Set(config.sessions.map((s) => s.id));
     const problems: string[] = [];
     if (ids.size !== config.sessions.length) problems.push("sessions: two sessions share an id");
-    for (const route of config.routes) if (!ids.has(route.session)) problems.push(`routes.${route.id}: session '${route.session}' is not defined`);
+    for (const route of config.routes) if (route.session !== undefined && !ids.has(route.session)) problems.push(`routes.${route.id}: session '${route.session}' is not defined`);
     for (const up of config.uplinks) if (!ids.has(up.session)) problems.push(`uplinks.${up.provider}: session '${up.session}' is not defined`);
     for (const u of config.ingress) for (const m of u.members) for (const s of m.sessions) {
         if (!ids.has(s)) problems.push(`ingress.${u.name}.${m.node}: session '${s}' is not defined`);

@@ -45,7 +45,7 @@ export class EventLog {
     }
 
     recent(limit = 100): AgentEvent[] {
-        return this.ring.slice(-limit);
+        return limit > 0 ? this.ring.slice(-limit) : [];
     }
 
     follow(listener: (e: AgentEvent) => void): () => void {

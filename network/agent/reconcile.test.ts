@@ -79,15 +79,15 @@ test("flapping restarts the hold-down each time", () => {
 test("after a restart, routes already installed are kept until sessions come Up or the grace ends (fail-static)", () => {
     const h = new Map(cfg.sessions.map((s) => [s.id, initialHealth()]));
     const early = desiredState(cfg, h, { now: T0 + 100, startedAt: T0 });
-    assert.ok(early.routes.every((r) => r.decision === "keep"));
+    assert.ok(early.routes.every((r) => r.decision === (r.route.session ? "keep" : "use")));
     assert.equal(early.wakeAt, T0 + 5000);
     const installed = cfg.routes.map((r) => ({ destination: r.destination, source: r.source, metric: r.metric, via: r.via, dev: r.dev }));
     assert.deepEqual(diffRoutes(early.routes, installed), { add: [], remove: [] });
     // keep members only if they were pushed before
     assert.deepEqual(memberSet(early.members, "web", ["[2001:db8:a::1]:8080"]), []);
     const late = desiredState(cfg, h, { now: T0 + 5000, startedAt: T0 });
-    assert.ok(late.routes.every((r) => r.decision === "withdraw"));
-    assert.equal(diffRoutes(late.routes, installed).remove.length, installed.length);
+    assert.ok(late.routes.every((r) => r.decision === (r.route.session ? "withdraw" : "use")));
+    assert.equal(diffRoutes(late.routes, installed).remove.length, cfg.routes.filter((r) => r.session).length);
 });
 
 test("a peer's AdminDown (graceful restart) keeps its routes for the grace period; a detection timeout does not", () => {

@@ -93,7 +93,9 @@ export function desiredState(cfg: AgentConfig, health: ReadonlyMap<string, Sessi
         if (!v) verdicts.set(id, (v = judge(health.get(id), cfg, clock)));
         return v;
     };
-    const routes = cfg.routes.map((route) => ({ route, ...verdict(route.session) }));
+    const routes = cfg.routes.map((route): RouteVerdict => (route.session === undefined
+        ? { route, decision: "use", why: "always installed (carries BFD path sessions)" }
+        : { route, ...verdict(route.session) }));
     const members: MemberVerdict[] = [];
     for (const u of cfg.ingress) {
         for (const m of u.members) {

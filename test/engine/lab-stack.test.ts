@@ -24,6 +24,8 @@ const STACK = `engine-${tag}`;
 const labSite = parse(fs.readFileSync(path.join(ROOT, "stacks", "Pulumi.lab.yaml"), "utf8")).config["nublar:site"];
 labSite.lab = { ...labSite.lab, tag, managementPrefix: "fd6e:626c:656e::/64" };
 const plan = planLab(parseSite(labSite));
+const edges = labSite.nodes.filter((n: { role: string }) => n.role === "edge").length;
+const services = new Set(labSite.ingress.flatMap((i: { port: number; upstreams: string[] }) => i.upstreams.map((u) => `${u}:${i.port}`))).size;
 
 function pulumi(args: string[], stack = STACK) {
     const env: NodeJS.ProcessEnv = {
@@ -73,7 +75,9 @@ test("preview plans the whole park and creates nothing", () => {
     const steps: { op: string; urn: string }[] = JSON.parse(res.stdout).steps;
     const creates = steps.filter((s) => s.op === "create").map((s) => s.urn);
     const expectedCustom = 1 /* bridge */ + plan.routers.length + 1 /* client key */ + 2 /* files */ +
-        plan.nodes.reduce((n, node) => n + 1 /* netns */ + 1 /* mgmt */ + node.uplinks.length + 1 /* host key */ + 1 /* sshd */, 0);
+        plan.nodes.reduce((n, node) => n + 1 /* netns */ + 1 /* mgmt */ + node.uplinks.length + 1 /* host key */ + 1 /* sshd */, 0) +
+        plan.routers.length * 2 /* loopback routes, FRR bfdd */ + 1 /* BFD key */ + plan.nodes.length /* agents */ +
+        edges /* Nginx */ + services /* HTTP services */;
     assert.equal(creates.filter((u) => u.includes("pulumi-nodejs:dynamic/lab:")).length, expectedCustom);
     assert.ok(creates.some((u) => u.includes("nublar:site:Site")) && creates.some((u) => u.includes("nublar:lab:LabPark")));
     assert.ok(!plan.nodes.some((n) => netnsExists(n.netns)), "preview changed nothing on the machine");
@@ -96,16 +100,54 @@ test("up brings the park up; every node is reachable over SSH with its pinned ke
     }
 });
 
+/** The `nublar` CLI, reading this test's stack through its own project folder. */
+function nublar(args: string[]) {
+    const env: NodeJS.ProcessEnv = {
+        ...process.env, PULUMI_HOME: path.join(work, "pulumi-home"), PULUMI_CONFIG_PASSPHRASE: "engine-test", NUBLAR_PROJECT_DIR: work,
+    };
+    delete env.PULUMI_BACKEND_URL;
+    const res = spawnSync(process.execPath, [path.join(ROOT, "cli", "nublar.js"), ...args, "--stack", STACK], { env, encoding: "utf8", timeout: 60_000 });
+    return { status: res.status, stdout: res.stdout ?? "", output: `${res.stdout}\n${res.stderr}` };
+}
+
+async function eventually(what: string, fn: () => ReturnType<typeof nublar>, timeoutMs = 30_000) {
+    const deadline = Date.now() + timeoutMs;
+    let last = fn();
+    while (last.status !== 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 1000));
+        last = fn();
+    }
+    assert.equal(last.status, 0, `${what}:\n${last.output}`);
+    return last;
+}
+
+test("every node runs its agent; `nublar bfd peers --node` reaches it over SSH and sees every session Up", async () => {
+    for (const node of plan.nodes) {
+        await eventually(`bfd peers --check on ${node.name}`, () => nublar(["bfd", "peers", "--node", node.name, "--check"]));
+    }
+    const peers = JSON.parse(nublar(["bfd", "peers", "--node", "gate", "--json"]).stdout);
+    assert.ok(peers.length >= 2 && peers.every((p: { status: string }) => p.status === "up"));
+    await eventually("routes --check on gate", () => nublar(["routes", "--node", "gate", "--check"]));
+    const ingress = JSON.parse((await eventually("ingress --check on gate", () => nublar(["ingress", "--node", "gate", "--check", "--json"]))).stdout);
+    assert.deepEqual(ingress[0].members.map((m: { node: string }) => m.node).sort(), [...labSite.ingress[0].upstreams].sort());
+    const served = spawnSync("ip", ["netns", "exec", plan.nodes.find((n) => n.name === "gate")!.netns, "curl", "-s", `http://[::1]:${labSite.ingress[0].port}/`], { encoding: "utf8" });
+    assert.match(served.stdout, /hello from (visitor-center|control-room)/);
+    assert.equal(nublar(["bfd", "peers", "--node", "no-such-node"]).status, 1);
+});
+
 test("a second up changes nothing", () => {
     ok(pulumi(["up", "--yes", "--expect-no-changes", "--skip-preview"]), "second up");
     ok(pulumi(["preview", "--expect-no-changes"]), "preview after up");
 });
 
-test("up --refresh rebuilds a node lost behind Pulumi's back (as after a reboot)", () => {
+test("up --refresh rebuilds a node lost behind Pulumi's back (as after a reboot)", async () => {
     const node = plan.nodes[0];
     const pid = sshdPid(path.join(stateDir, plan.stateSubdir, "nodes", node.name));
     assert.ok(pid !== undefined);
-    process.kill(pid, "SIGTERM"); // the sshd this stack started
+    // A reboot ends every process: all of those in this node's namespace are this stack's own.
+    const inside = spawnSync("ip", ["netns", "pids", node.netns], { encoding: "utf8" }).stdout.trim().split(/\s+/).filter(Boolean).map(Number);
+    assert.ok(inside.includes(pid));
+    for (const p of inside) process.kill(p, "SIGKILL");
     spawnSync("ip", ["netns", "del", node.netns]);
     assert.ok(!netnsExists(node.netns));
     ok(pulumi(["up", "--yes", "--skip-preview", "--refresh"]), "up --refresh");
@@ -113,6 +155,8 @@ test("up --refresh rebuilds a node lost behind Pulumi's back (as after a reboot)
     const res = spawnSync("ssh", ["-F", path.join(stateDir, plan.stateSubdir, "client", "ssh_config"), node.name, "hostname"], { encoding: "utf8", timeout: 20_000 });
     assert.equal(res.stdout.trim(), node.name, res.stderr);
     ok(pulumi(["preview", "--expect-no-changes", "--refresh"]), "preview after the rebuild");
+    // The node's daemons were restarted inside the new namespace.
+    await eventually(`bfd peers --check on ${node.name} after the rebuild`, () => nublar(["bfd", "peers", "--node", node.name, "--check"]));
 });
 
 test("bad config fails preview naming the key, value and rule, and creates nothing", () => {
