@@ -15,8 +15,14 @@ export interface NginxConfInput {
     /** Addresses to listen on for clients, e.g. ["[::]"]. */
     listen?: string[];
     workers?: number;
-    /** Passive health, kept off by default: BFD decides membership. */
     connectTimeoutMs?: number;
+    /** Buffer the access log (default); benchmarks read it right away. */
+    accessLogBuffered?: boolean;
+    /**
+     * Members fixed in the config with Nginx's passive health checks instead of the Lua
+     * balancer: the benchmark's baseline, never what nublar deploys.
+     */
+    passive?: { maxFails: number; failTimeoutS: number };
 }
 
 export function renderNginxConf(input: NginxConfInput): string {
@@ -31,7 +37,7 @@ export function renderNginxConf(input: NginxConfInput): string {
             `        server_name ${u.name};`,
             `        set $nublar_upstream ${u.name};`,
             "        location / {",
-            "            access_by_lua_block { balancer.access() }",
+            ...(input.passive ? [] : ["            access_by_lua_block { balancer.access() }"]),
             "            proxy_pass http://nublar_balancer;",
             "        }",
             "    }",
@@ -51,18 +57,27 @@ export function renderNginxConf(input: NginxConfInput): string {
         "    fastcgi_temp_path temp/fastcgi;",
         "    uwsgi_temp_path temp/uwsgi;",
         "    scgi_temp_path temp/scgi;",
-        "    access_log logs/access.log combined buffer=64k flush=1s;",
+        "    # Which members each request tried ($upstream_addr lists retries), and when it ended.",
+        "    log_format nublar '$msec $request_time $status \"$upstream_addr\" \"$upstream_status\" $remote_addr \"$request\"';",
+        `    access_log logs/access.log nublar${input.accessLogBuffered === false ? "" : " buffer=64k flush=1s"};`,
         `    lua_package_path "${LUA_DIR}/?.lua;;";`,
         "    lua_shared_dict dynups 1m;",
         "    lua_shared_dict dynups_fail 1m;",
         "    init_by_lua_block { balancer = require \"balancer\"; balancer.init() }",
         "    init_worker_by_lua_block { balancer.init_worker() }",
-        "    upstream nublar_balancer {",
-        "        server 0.0.0.1;  # placeholder: balancer_by_lua always sets the peer",
-        "        balancer_by_lua_block { balancer.balance() }",
-        "        keepalive 64;",
-        "        keepalive_timeout 30s;",
-        "    }",
+        ...(input.passive ? [
+            "    upstream nublar_balancer {",
+            ...input.upstreams.flatMap((u) => u.members.map((m) => `        server ${m.address} max_fails=${input.passive!.maxFails} fail_timeout=${input.passive!.failTimeoutS}s;`)),
+            "        keepalive 64;",
+            "    }",
+        ] : [
+            "    upstream nublar_balancer {",
+            "        server 0.0.0.1;  # placeholder: balancer_by_lua always sets the peer",
+            "        balancer_by_lua_block { balancer.balance() }",
+            "        keepalive 64;",
+            "        keepalive_timeout 30s;",
+            "    }",
+        ]),
         "    proxy_http_version 1.1;",
         "    proxy_set_header Connection \"\";",
         "    proxy_set_header Host $host;",

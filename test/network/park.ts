@@ -23,6 +23,13 @@ export interface ParkOptions {
     startupGraceMs?: number;
     /** Niceness of each agent's BFD thread (default: the agent's, -10). */
     bfdNiceness?: number;
+    /**
+     * The benchmark's baseline: no agents and no BFD. The plan's routes are installed once,
+     * statically, and Nginx uses passive health checks (max_fails, fail_timeout).
+     */
+    baseline?: { maxFails: number; failTimeoutS: number };
+    /** Write Nginx's access log unbuffered (benchmarks read it as they go). */
+    unbufferedAccessLog?: boolean;
 }
 
 export function sh(cmd: string[], input?: string): string {
@@ -118,11 +125,33 @@ export class Park {
             const p = this.paths(cfg.node);
             if (cfg.ingress.length) {
                 fs.mkdirSync(path.join(p.nginxDir, "temp"), { recursive: true });
-                startNginx(this.netns(cfg.node), p.nginxDir, renderNginxConf({ upstreams: cfg.ingress, controlSocket: p.nginxControl }), p.nginxControl);
+                const conf = renderNginxConf({ upstreams: cfg.ingress, controlSocket: p.nginxControl, passive: this.opts.baseline, accessLogBuffered: !this.opts.unbufferedAccessLog });
+                startNginx(this.netns(cfg.node), p.nginxDir, conf, p.nginxControl);
                 this.started.push({ stop: () => stopNginx(p.nginxDir) });
             }
         }
+        if (this.opts.baseline) {
+            for (const cfg of this.configs) {
+                const ns = this.netns(cfg.node);
+                sh(["ip", "-n", ns, "-6", "addr", "replace", `${cfg.loopback}/128`, "dev", "lo"]);
+                const batch = cfg.routes.map((r) => `route replace ${r.destination}${r.source ? ` from ${r.source}` : ""} via ${r.via} dev ${r.dev} metric ${r.metric}${r.preferredSource ? ` src ${r.preferredSource}` : ""} proto static`);
+                sh(["ip", "-6", "-n", ns, "-batch", "-"], `${batch.join("\n")}\n`);
+            }
+            return;
+        }
         for (const cfg of this.configs) this.startAgent(cfg.node);
+    }
+
+    /** Nginx's access log on a node: one entry per finished request. */
+    accessLog(node: string): { endMs: number; startMs: number; status: number; upstreams: string[] }[] {
+        const file = path.join(this.paths(node).nginxDir, "logs", "access.log");
+        if (!fs.existsSync(file)) return [];
+        return fs.readFileSync(file, "utf8").split("\n").filter(Boolean).map((line) => {
+            const m = /^(\S+) (\S+) (\d+) "([^"]*)"/.exec(line);
+            if (!m) return undefined;
+            const endMs = Number(m[1]) * 1000;
+            return { endMs, startMs: endMs - Number(m[2]) * 1000, status: Number(m[3]), upstreams: m[4] === "-" ? [] : m[4].split(/,\s*|\s+:\s+/).map((x) => x.trim()) };
+        }).filter((x): x is NonNullable<typeof x> => !!x);
     }
 
     startAgent(node: string): number {
