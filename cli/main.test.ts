@@ -59,3 +59,19 @@ test("site show prints the site with defaults; unknown stacks get a clear messag
     assert.equal(missing.status, 1);
     assert.match(missing.stderr, /no stack file .*Pulumi\.nowhere\.yaml; stacks are: .*lab/);
 });
+
+test("network commands: --help, usage errors exit 2, an unreachable agent exits 3", () => {
+    const help = nublar("--help").stdout;
+    for (const cmd of ["bfd", "routes", "ingress", "events", "agent"]) assert.match(help, new RegExp(`\\b${cmd}\\b`));
+    const peers = nublar("bfd", "peers", "--help");
+    assert.equal(peers.status, 0);
+    for (const opt of ["--node", "--socket", "--json", "--check", "--brief", "--counters"]) assert.ok(peers.stdout.includes(opt), opt);
+    const bad = nublar("bfd", "peers", "--brief", "--counters", "--socket", "/nonexistent");
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /cannot be used with/);
+    const gone = nublar("routes", "--socket", path.join(os.tmpdir(), `no-agent-${process.pid}.sock`));
+    assert.equal(gone.status, 3);
+    assert.match(gone.stderr, /cannot reach the agent socket/);
+    const limit = nublar("events", "--limit", "lots", "--socket", "/nonexistent");
+    assert.equal(limit.status, 2);
+});

@@ -3,7 +3,7 @@
 // Each asks one node's agent (--node NAME through the stack's outputs, or --socket PATH).
 // Exit codes: 0 fine; 1 a problem to fix (bad stack, unknown node); 2 bad arguments;
 // 3 the node or its agent cannot be reached; 4 --check found something not Up.
-import { Command, Option } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
 import type { AgentState } from "../network/agent/agent";
 import { agentGet, agentJson, resolveTarget, type Target } from "./agent-client";
 
@@ -139,7 +139,7 @@ export function registerNetworkCommands(program: Command): void {
         .addOption(new Option("-f, --follow", "keep printing new events as they happen (Ctrl-C to stop)"))
         .addOption(new Option("--limit <n>", "how many recent events to show first").default("50").argParser((v) => {
             const n = Number(v);
-            if (!Number.isInteger(n) || n < 0 || n > 2000) throw new Error("--limit must be a whole number from 0 to 2000");
+            if (!Number.isInteger(n) || n < 0 || n > 2000) throw new InvalidArgumentError("must be a whole number from 0 to 2000");
             return String(n);
         }))
         .action(async (opts: CommonOpts & { follow?: boolean; limit: string }) => {

@@ -4,6 +4,8 @@
 // while links are cut and agents restart; not one request may fail.
 import { after, before, describe, test } from "node:test";
 import * as assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import * as path from "node:path";
 import { Park, requireParkTools, sh, testSite } from "./park";
 
 const HOLD_DOWN_MS = 1500;
@@ -105,6 +107,36 @@ describe("nublar-agent failover", { timeout: 180_000 }, () => {
         const byVcAfterCut = results.filter((r) => r.by === "vc" && r.t > pushed.at + 5 && r.t < readded.at - 5);
         assert.deepEqual(byVcAfterCut, [], "no request went to vc between its removal and its return");
         assert.ok(results.some((r) => r.by === "vc" && r.t > readded.at + 5), "vc serves again");
+    });
+
+    test("silent loss on a backend's path (nothing answers, no ICMP): no failed request, and `nublar --check` says so", async () => {
+        const { netns, ifname } = park.uplink("cr", "provider-b");
+        const cli = (args: string[]) => spawnSync(process.execPath, [path.join(__dirname, "../../cli/nublar.js"), ...args, "--socket", park.paths("gate").agentSocket], { encoding: "utf8" });
+        assert.equal(cli(["bfd", "peers", "--check"]).status, 0, cli(["bfd", "peers"]).stdout);
+        const load = park.load("gate", "http://[::1]:8080/", 200);
+        await new Promise((r) => setTimeout(r, 1000));
+        const rules = `table inet test_cut {\n chain fwd { type filter hook forward priority -10; iifname "${ifname}" drop; oifname "${ifname}" drop; }\n chain inp { type filter hook input priority -10; iifname "${ifname}" drop; }\n}\n`;
+        sh(["ip", "netns", "exec", netns, "nft", "-f", "-"], rules);
+        try {
+            await park.waitFor("gate", "cr removed", (st) => !st.ingress[0].members.find((m: any) => m.node === "cr").live, 10_000);
+            await new Promise((r) => setTimeout(r, 500));
+            const peers = cli(["bfd", "peers", "--check"]);
+            assert.equal(peers.status, 4, peers.stdout + peers.stderr);
+            assert.match(peers.stdout, /path\/cr\/provider-b\s+path\/mh\s+\S+\s+\S+\s+(down|init)/);
+            assert.equal(cli(["ingress", "--check"]).status, 4);
+            const json = JSON.parse(cli(["bfd", "peers", "--json"]).stdout);
+            assert.notEqual(json.find((p: any) => p.session === "path/cr/provider-b").status, "up");
+        } finally {
+            sh(["ip", "netns", "exec", netns, "nft", "delete", "table", "inet", "test_cut"]);
+        }
+        await park.waitFor("gate", "cr back", allUp, 20_000);
+        await new Promise((r) => setTimeout(r, 500));
+        const results = await load.stop();
+        assert.deepEqual(results.filter((r) => r.status !== 200), []);
+        assert.equal(cli(["ingress", "--check"]).status, 0);
+        const routes = cli(["routes"]);
+        assert.match(routes.stdout, /DESTINATION\s+FROM\s+VIA/);
+        assert.equal(cli(["bfd", "peers", "--bogus"]).status, 2);
     });
 
     test("restarting the edge's agent under load: no route flap, no failed request", async () => {
