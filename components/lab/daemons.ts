@@ -184,7 +184,10 @@ export function startBfdd(netns: string, dir: string, conf: string): number {
     const pid = waitFor(`starting FRR bfdd in ${netns}`, cmd, () => daemonPid(d, pidFile), log);
     // BFD timers run above ordinary work, as node-bfd's worker does in the agent: at 10 ms x 3,
     // a busy core must not make the provider's end miss its packets.
-    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) spawnSync("renice", ["-n", String(BFD_NICENESS), "-p", tid]);
+    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+        spawnSync("renice", ["-n", String(BFD_NICENESS), "-p", tid]);
+        if (process.env.NUBLAR_BFD_REALTIME) spawnSync("chrt", ["-f", "-p", process.env.NUBLAR_BFD_REALTIME, tid]);
+    }
     return pid;
 }
 

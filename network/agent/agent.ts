@@ -22,6 +22,8 @@ import { desiredState, diffRoutes, initialHealth, memberSet, onStateChange, rout
 export interface AgentOptions {
     /** Niceness of node-bfd's timer thread (negative needs root). Default -10. */
     bfdNiceness?: number;
+    /** SCHED_FIFO priority of node-bfd's timer thread (needs root); undefined: not real-time. */
+    bfdRealtimePriority?: number;
     /** Install the GTSM nftables rule (default true). */
     gtsm?: boolean;
     /** Re-check everything at least this often, to repair drift (ms). */
@@ -56,7 +58,7 @@ export class Agent {
         const kernel = await Kernel.open();
         if (opts.gtsm !== false) installGtsm();
         await kernel.ensureAddress("lo", config.loopback, 128);
-        const bfd = await BfdService.start({ workerNiceness: opts.bfdNiceness ?? -10 });
+        const bfd = await BfdService.start({ workerNiceness: opts.bfdNiceness ?? -10, workerRealtimePriority: opts.bfdRealtimePriority });
         const agent = new Agent(config, kernel, bfd);
         agent.events.emit("agent", { event: "start", site: config.site, sessions: config.sessions.length, routes: config.routes.length });
         bfd.on("state", (c) => agent.onBfd(c));
@@ -294,6 +296,8 @@ export class Agent {
                 members: d.members.filter((m) => m.upstream === u.name).map((m) => ({ node: m.node, address: m.address, decision: m.decision, why: m.why, live: this.pushed?.[u.name]?.includes(m.address) ?? false })),
             })),
             uplinks: this.config.uplinks.map((u) => ({ ...u, deprecated: d.deprecatedUplinks.includes(u.provider) })),
+            // How late the BFD timers ran since the previous /state (a stalled thread shows here first).
+            bfdWorker: { loopDelayMs: snapshot.loopDelayMs, priority: snapshot.priority, unmatchedDrops: snapshot.unmatchedDrops },
         };
     }
 
@@ -326,6 +330,7 @@ export interface AgentState {
     }[];
     ingress: { name: string; port: number; pushed?: string[]; members: { node: string; address: string; decision: string; why: string; live: boolean }[] }[];
     uplinks: (AgentConfig["uplinks"][number] & { deprecated: boolean })[];
+    bfdWorker: { loopDelayMs: { p50: number; p99: number; max: number }; priority: string; unmatchedDrops: Record<string, number> };
 }
 
 function sameSet(a: string[], b: string[]): boolean {

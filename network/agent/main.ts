@@ -6,12 +6,13 @@ import { Agent } from "./agent";
 import { serveApi } from "./api";
 import { readAgentConfig } from "./config";
 
-export async function runAgent(configFile: string, opts: { bfdNiceness?: number } = {}): Promise<void> {
+export async function runAgent(configFile: string, opts: { bfdNiceness?: number; bfdRealtimePriority?: number } = {}): Promise<void> {
     const log = (line: string) => process.stderr.write(`nublar-agent: ${line}\n`);
     const config = readAgentConfig(configFile);
     const agent = await Agent.start(config, {
         log,
         bfdNiceness: opts.bfdNiceness,
+        bfdRealtimePriority: opts.bfdRealtimePriority,
         onFatal: (err) => {
             log(`fatal: BFD worker died (${err.stack ?? err.message}); exiting, installed routes stay`);
             process.exit(1);
@@ -24,7 +25,7 @@ export async function runAgent(configFile: string, opts: { bfdNiceness?: number 
         await agent.stop();
         throw new Error(`cannot listen on ${config.paths.socket}: ${(err as Error).message}`);
     }
-    log(`state API on ${config.paths.socket}`);
+    log(`state API on ${config.paths.socket}; BFD thread: ${(await agent.state()).bfdWorker.priority}`);
     let stopping = false;
     const stop = async (signal: string) => {
         if (stopping) return;

@@ -115,7 +115,7 @@ describe("nublar-agent failover", { timeout: 180_000 }, () => {
         assert.equal(cli(["bfd", "peers", "--check"]).status, 0, cli(["bfd", "peers"]).stdout);
         const load = park.load("gate", "http://[::1]:8080/", 200);
         await new Promise((r) => setTimeout(r, 1000));
-        const rules = `table inet test_cut {\n chain fwd { type filter hook forward priority -10; iifname "${ifname}" drop; oifname "${ifname}" drop; }\n chain inp { type filter hook input priority -10; iifname "${ifname}" drop; }\n}\n`;
+        const rules = `table inet test_cut {\n chain cut_forward { type filter hook forward priority -10; iifname "${ifname}" drop; oifname "${ifname}" drop; }\n chain cut_input { type filter hook input priority -10; iifname "${ifname}" drop; }\n}\n`;
         sh(["ip", "netns", "exec", netns, "nft", "-f", "-"], rules);
         try {
             await park.waitFor("gate", "cr removed", (st) => !st.ingress[0].members.find((m: any) => m.node === "cr").live, 10_000);

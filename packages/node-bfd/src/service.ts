@@ -25,6 +25,13 @@ export interface ServiceOptions {
      * refused, the worker runs at the process's priority and says so in snapshots.
      */
     workerNiceness?: number;
+    /**
+     * Run the worker thread under SCHED_FIFO at this real-time priority (1-99, needs root or
+     * CAP_SYS_NICE). A woken BFD timer then preempts every ordinary thread at once, where a
+     * niceness only weighs its share. The thread is idle between packets, and the kernel's
+     * real-time throttling keeps a runaway from starving the machine.
+     */
+    workerRealtimePriority?: number;
 }
 
 export interface BfdService {

@@ -1,5 +1,6 @@
 // The worker thread: owns the Transport (sockets, timers, sessions) and answers the
 // main thread's requests over the worker port. See service.ts for the other side.
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
@@ -7,7 +8,7 @@ import { Transport } from "./transport";
 import type { Request, Response, WorkerEvent } from "./protocol";
 
 const port = parentPort!;
-const options = workerData as { singleHopPort?: number; multihopPort?: number; workerNiceness?: number };
+const options = workerData as { singleHopPort?: number; multihopPort?: number; workerNiceness?: number; workerRealtimePriority?: number };
 
 /** Set this thread's own niceness: /proc/thread-self names our thread id, and Linux's
  * setpriority applies to a single thread when given a thread id. */
@@ -20,7 +21,21 @@ function setThreadNiceness(value: number): string {
         return `could not set worker niceness ${value}: ${(err as Error).message}`;
     }
 }
-const priority = options.workerNiceness === undefined ? "default" : setThreadNiceness(options.workerNiceness);
+/** SCHED_FIFO for this thread: Node has no sched_setscheduler, chrt(1) from util-linux does it. */
+function setThreadRealtime(prio: number): string {
+    try {
+        const tid = Number(fs.readlinkSync("/proc/thread-self").split("/").pop());
+        const r = spawnSync("chrt", ["-f", "-p", String(prio), String(tid)], { encoding: "utf8" });
+        if (r.status !== 0) return `could not set SCHED_FIFO ${prio}: ${(r.stderr || r.error?.message || "").trim()}`;
+        return `worker thread ${tid} at SCHED_FIFO ${prio}`;
+    } catch (err) {
+        return `could not set SCHED_FIFO ${prio}: ${(err as Error).message}`;
+    }
+}
+const priority = [
+    options.workerNiceness === undefined ? undefined : setThreadNiceness(options.workerNiceness),
+    options.workerRealtimePriority === undefined ? undefined : setThreadRealtime(options.workerRealtimePriority),
+].filter(Boolean).join("; ") || "default";
 const transport = new Transport({
     singleHopPort: options.singleHopPort,
     multihopPort: options.multihopPort,
