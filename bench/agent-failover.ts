@@ -136,11 +136,15 @@ async function runVariant(kind: "nublar" | "baseline", n: number) {
         const explained = (e: any) => e.session === "path/vc/provider-a" && done.some((t) => e.at >= t.cutAt && e.at < t.restoreAt + 2000);
         const falseDowns = events.filter((e: any) => e.type === "bfd" && e.to === "down" && !explained(e))
             .map((e: any) => ({ session: e.session, diagnostic: e.diagnostic, at: e.at }));
+        // What clients felt: latency of the requests sent while a cut was in place.
+        const duringCuts = results.filter((r) => done.some((t) => r.t >= t.cutAt && r.t < t.restoreAt)).map((r) => r.ms);
         const vals = (k: keyof (typeof rows)[number]) => rows.map((r) => r[k]).filter((x): x is number => typeof x === "number");
         return {
             kind, trials: rows.length, ratePerSecond: RATE, requests: results.length,
             failedRequests: results.filter((r) => r.status !== 200).length,
             failedExamples: results.filter((r) => r.status !== 200).slice(0, 5),
+            clientLatencyDuringCutsMs: summary(duringCuts),
+            clientLatencyOverallMs: summary(results.map((r) => r.ms)),
             falseDowns: falseDowns.length,
             gateBfdWorkerWorstLoopDelayMs: worstLoopDelayMs,
             falseDownExamples: falseDowns.slice(0, 10),
@@ -168,7 +172,7 @@ async function main() {
         meetsTarget: ours.nginxExcludedMs.p99 <= 50 && ours.failedRequests === 0,
     };
     const file = writeResult(`agent-failover-${cutMode}`, result);
-    const line = (r: typeof ours) => `${r.kind}: failed ${r.failedRequests}/${r.requests}; BFD Down p50 ${r.bfdDownMs.p50} p99 ${r.bfdDownMs.p99}; route withdrawn p50 ${r.routeWithdrawnMs.p50} p99 ${r.routeWithdrawnMs.p99}; Nginx excluded p50 ${r.nginxExcludedMs.p50} p99 ${r.nginxExcludedMs.p99} ms`;
+    const line = (r: typeof ours) => `${r.kind}: failed ${r.failedRequests}/${r.requests}; latency during cuts p50 ${r.clientLatencyDuringCutsMs.p50} p99 ${r.clientLatencyDuringCutsMs.p99} ms; BFD Down p50 ${r.bfdDownMs.p50} p99 ${r.bfdDownMs.p99}; route withdrawn p50 ${r.routeWithdrawnMs.p50} p99 ${r.routeWithdrawnMs.p99}; Nginx excluded p50 ${r.nginxExcludedMs.p50} p99 ${r.nginxExcludedMs.p99} ms`;
     console.log(line(ours));
     console.log(line(baseline));
     console.log(`written to ${file}`);
