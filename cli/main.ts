@@ -151,9 +151,10 @@ export function buildProgram(): Command {
         .description("run nublar-agent for one node (the lab and NixOS start it; see network/agent/)")
         .requiredOption("-c, --config <file>", "the node's agent config (JSON, rendered by the planner)")
         .addOption(new Option("--bfd-nice <n>", "niceness of the BFD timer thread").default("-10"))
-        .action(async (opts: { config: string; bfdNice: string }) => {
+        .addOption(new Option("--bfd-realtime <prio>", "run the BFD timer thread under SCHED_FIFO at this priority (1-99)"))
+        .action(async (opts: { config: string; bfdNice: string; bfdRealtime?: string }) => {
             const { runAgent } = await import("../network/agent/main");
-            await runAgent(opts.config, { bfdNiceness: Number(opts.bfdNice) });
+            await runAgent(opts.config, { bfdNiceness: Number(opts.bfdNice), bfdRealtimePriority: opts.bfdRealtime ? Number(opts.bfdRealtime) : undefined });
             await new Promise(() => undefined); // runs until signalled
         });
 
