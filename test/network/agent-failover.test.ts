@@ -64,6 +64,7 @@ describe("nublar-agent failover", { timeout: 180_000 }, () => {
     });
 
     test("cutting a backend's uplink under load: BFD Down, route withdrawn, member removed, no failed request; restored after the hold-down", async () => {
+        await park.waitFor("gate", "everything Up before the cut", allUp, 20_000);
         const load = park.load("gate", "http://[::1]:8080/", 200);
         await new Promise((r) => setTimeout(r, 1500));
         const cutAt = linkSet(park.uplink("vc", "provider-a"), "down");
@@ -111,6 +112,7 @@ describe("nublar-agent failover", { timeout: 180_000 }, () => {
 
     test("silent loss on a backend's path (nothing answers, no ICMP): no failed request, and `nublar --check` says so", async () => {
         const { netns, ifname } = park.uplink("cr", "provider-b");
+        await park.waitFor("gate", "everything Up before the cut", allUp, 20_000);
         const cli = (args: string[]) => spawnSync(process.execPath, [path.join(__dirname, "../../cli/nublar.js"), ...args, "--socket", park.paths("gate").agentSocket], { encoding: "utf8" });
         assert.equal(cli(["bfd", "peers", "--check"]).status, 0, cli(["bfd", "peers"]).stdout);
         const load = park.load("gate", "http://[::1]:8080/", 200);
@@ -140,6 +142,7 @@ describe("nublar-agent failover", { timeout: 180_000 }, () => {
     });
 
     test("restarting the edge's agent under load: no route flap, no failed request", async () => {
+        await park.waitFor("gate", "everything Up before the restart", allUp, 20_000);
         const before = ourRoutes(park, "gate");
         const load = park.load("gate", "http://[::1]:8080/", 200);
         await new Promise((r) => setTimeout(r, 1000));
