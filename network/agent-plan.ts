@@ -143,7 +143,12 @@ export function planAgent(site: Site, nodeName: string, opts: AgentPlanOptions):
         loopback: myLoopback,
         routeProtocol: NUBLAR_ROUTE_PROTOCOL,
         holdDownMs: opts.holdDownMs ?? 3000,
-        startupGraceMs: opts.startupGraceMs ?? 5000,
+        // A restarted agent needs this long to bring its path sessions back: with meticulous
+        // keyed SHA1, the peer rejects our new sequence numbers as replays until it has heard
+        // nothing valid for twice its detection time (RFC 5880 §6.8.1; 2 x 3 x 1 s at the slow
+        // rate), and the handshake then takes a few slow-rate packets. Measured here: 5 s was
+        // too short, every time.
+        startupGraceMs: opts.startupGraceMs ?? 15_000,
         timers: timersForBudget(site.sla.failoverBudgetMs),
         pathAuth: paths.bfdKeyFile ? { type: "meticulous-keyed-sha1", keyId: 1, keyFile: paths.bfdKeyFile } : undefined,
         uplinks,
