@@ -97,7 +97,9 @@ function startNode(what: string, netns: string, dir: string, args: string[], rea
     const log = path.join(dir, "log");
     const out = fs.openSync(log, "a");
     // `ip netns exec` execs the command, so the child's PID is node's.
-    const cmd = ["ip", "netns", "exec", netns, process.execPath, "--import", "tsx", ...args];
+    // NUBLAR_DAEMON_NODE_ARGS: extra node flags for debugging, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+    const extra = (process.env.NUBLAR_DAEMON_NODE_ARGS ?? "").split(" ").filter(Boolean);
+    const cmd = ["ip", "netns", "exec", netns, process.execPath, ...extra, "--import", "tsx", ...args];
     const child = spawn(cmd[0], cmd.slice(1), { cwd: PROJECT_DIR, detached: true, stdio: ["ignore", out, out] });
     fs.closeSync(out);
     child.unref();
