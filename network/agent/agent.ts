@@ -167,11 +167,14 @@ export class Agent {
             const want = memberSet(d.members, u.name, current);
             if (sameSet(want, current)) continue;
             try {
+                // Nginx may use the new set as soon as it stores it, before the reply arrives:
+                // the event records both ends of that window.
+                const requestedAt = performance.timeOrigin + performance.now();
                 const version = await this.nginx.put(u.name, want);
                 this.pushed[u.name] = want;
                 this.metrics.nginxPushes.inc({ result: "ok" });
                 const removed = current.filter((m) => !want.includes(m));
-                this.events.emit("nginx", { upstream: u.name, members: want, removed, added: want.filter((m) => !current.includes(m)), version, reason });
+                this.events.emit("nginx", { upstream: u.name, members: want, removed, added: want.filter((m) => !current.includes(m)), version, reason, requestedAt });
                 if (removed.length) void this.abortConnections(u.name, removed);
             } catch (err) {
                 // Unknown state now: read it back on the next pass.
