@@ -7,6 +7,7 @@ import { Command, CommanderError, Option } from "commander";
 import { ClientError, UnreachableError } from "./agent-client";
 import { EXIT_UNREACHABLE, registerNetworkCommands } from "./network";
 import { cleanLab, inspectLab } from "../components/lab/inspect";
+import { cutUplink, restoreUplink } from "../components/lab/ops";
 import { labSshPaths } from "../components/lab/ssh-config";
 import { planLab } from "../network/lab-plan";
 import { PlanError } from "../network/addressing";
@@ -129,6 +130,38 @@ export function buildProgram(): Command {
             if (!fs.existsSync(sshConfig)) throw new UserError(`the lab is not up (no ${sshConfig}); run: npm run lab`);
             const res = spawnSync("ssh", ["-F", sshConfig, node, ...command], { stdio: "inherit" });
             process.exitCode = res.status ?? 1;
+        });
+    const uplinkOf = (opts: { stack: string; file?: string }, node: string, provider: string) => {
+        const plan = planLab(siteFor(opts));
+        const n = plan.nodes.find((x) => x.name === node);
+        if (!n) throw new UserError(`no node '${node}' in the lab; nodes are: ${plan.nodes.map((x) => x.name).join(", ")}`);
+        const u = n.uplinks.find((x) => x.provider === provider);
+        if (!u) throw new UserError(`node '${node}' has no uplink to '${provider}'; its providers are: ${n.uplinks.map((x) => x.provider).join(", ")}`);
+        if (!inspectLab(plan, stateRoot()).find((x) => x.name === node)?.present) throw new UserError("the lab is not up; run: npm run lab");
+        const router = plan.routers.find((r) => r.provider === provider)!;
+        return { router, ifname: u.routerIfname, routes: router.loopbackRoutes.filter((r) => r.dev === u.routerIfname) };
+    };
+    lab.command("cut")
+        .description("cut a node's uplink at the provider's router, to watch BFD, routes and Nginx fail over (undo with `lab restore`)")
+        .argument("<node>", "node name")
+        .argument("<provider>", "provider name")
+        .addOption(new Option("--silent", "drop every packet on the link (nothing answers) instead of setting it down"))
+        .addOption(stackOpt()).addOption(fileOpt())
+        .action((node: string, provider: string, opts: { stack: string; file?: string; silent?: boolean }) => {
+            const { router, ifname } = uplinkOf(opts, node, provider);
+            cutUplink(router.netns, ifname, opts.silent ? "silent" : "link");
+            process.stdout.write(`cut ${node}'s uplink to ${provider} (${opts.silent ? "silent loss" : "link down"} on ${ifname} in ${router.netns})\n` +
+                `watch it: nublar events --node ${node} --follow   (undo: nublar lab restore ${node} ${provider})\n`);
+        });
+    lab.command("restore")
+        .description("undo `lab cut`: the link comes back, with the provider's routes through it")
+        .argument("<node>", "node name")
+        .argument("<provider>", "provider name")
+        .addOption(stackOpt()).addOption(fileOpt())
+        .action((node: string, provider: string, opts: { stack: string; file?: string }) => {
+            const { router, ifname, routes } = uplinkOf(opts, node, provider);
+            restoreUplink(router.netns, ifname, routes);
+            process.stdout.write(`restored ${node}'s uplink to ${provider}; its paths return after BFD comes Up and the hold-down passes\n`);
         });
     lab.command("clean")
         .description("remove whatever a lab with this stack's tag left on the machine (namespaces, links, our sshd, files)")

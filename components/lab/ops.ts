@@ -315,3 +315,38 @@ export function keyFingerprint(file: string): string {
         return "";
     }
 }
+
+// ---- cutting an uplink on purpose, to watch a failover (`nublar lab cut`) ----
+
+const CUT_TABLE = "nublar_lab_cut";
+
+/**
+ * Cut a node's uplink at the provider's router. "link" sets the router's end down (the
+ * router notices, and answers with ICMP unreachable); "silent" drops every packet on it with
+ * nftables, as a dead switch would (nothing answers).
+ */
+export function cutUplink(routerNetns: string, ifname: string, mode: "link" | "silent"): void {
+    if (mode === "link") {
+        run(`cutting ${ifname} in ${routerNetns}`, ip(routerNetns, "link", "set", "dev", ifname, "down"));
+        return;
+    }
+    const chain = `cut_${ifname.replace(/[^A-Za-z0-9_]/g, "_")}`;
+    const rules = [
+        `table inet ${CUT_TABLE} {`,
+        `  chain ${chain}_forward { type filter hook forward priority -10; iifname "${ifname}" drop; oifname "${ifname}" drop; }`,
+        `  chain ${chain}_input { type filter hook input priority -10; iifname "${ifname}" drop; }`,
+        `  chain ${chain}_output { type filter hook output priority -10; oifname "${ifname}" drop; }`,
+        "}", ""].join("\n");
+    run(`cutting ${ifname} in ${routerNetns}`, ["ip", "netns", "exec", routerNetns, "nft", "-f", "-"], rules);
+}
+
+/** Undo either kind of cut, and put back the router's routes through that link. */
+export function restoreUplink(routerNetns: string, ifname: string, routes: StaticRoute[]): void {
+    const chain = `cut_${ifname.replace(/[^A-Za-z0-9_]/g, "_")}`;
+    for (const suffix of ["forward", "input", "output"]) {
+        spawnSync("ip", ["netns", "exec", routerNetns, "nft", "delete", "chain", "inet", CUT_TABLE, `${chain}_${suffix}`]);
+    }
+    run(`restoring ${ifname} in ${routerNetns}`, ip(routerNetns, "link", "set", "dev", ifname, "up"));
+    // The kernel dropped the routes through the link when it went down.
+    addRoutes(routerNetns, routes);
+}

@@ -104,6 +104,7 @@ test("up brings the park up; every node is reachable over SSH with its pinned ke
 function nublar(args: string[]) {
     const env: NodeJS.ProcessEnv = {
         ...process.env, PULUMI_HOME: path.join(work, "pulumi-home"), PULUMI_CONFIG_PASSPHRASE: "engine-test", NUBLAR_PROJECT_DIR: work,
+        NUBLAR_STATE_DIR: stateDir,
     };
     delete env.PULUMI_BACKEND_URL;
     const res = spawnSync(process.execPath, [path.join(ROOT, "cli", "nublar.js"), ...args, "--stack", STACK], { env, encoding: "utf8", timeout: 60_000 });
@@ -133,6 +134,28 @@ test("every node runs its agent; `nublar bfd peers --node` reaches it over SSH a
     const served = spawnSync("ip", ["netns", "exec", plan.nodes.find((n) => n.name === "gate")!.netns, "curl", "-s", `http://[::1]:${labSite.ingress[0].port}/`], { encoding: "utf8" });
     assert.match(served.stdout, /hello from (visitor-center|control-room)/);
     assert.equal(nublar(["bfd", "peers", "--node", "no-such-node"]).status, 1);
+});
+
+test("`nublar lab cut` and `restore`: a path goes down and its member stays live over the other provider, then it all comes back", async () => {
+    const file = path.join(work, "stacks", `Pulumi.${STACK}.yaml`);
+    const cut = nublar(["lab", "cut", "visitor-center", "provider-a", "--silent", "--file", file]);
+    assert.equal(cut.status, 0, cut.output);
+    try {
+        await eventually("bfd peers --check failing on gate", () => {
+            const r = nublar(["bfd", "peers", "--node", "gate", "--check"]);
+            return { ...r, status: r.status === 4 ? 0 : 1 };
+        }, 15_000);
+        const peers = JSON.parse(nublar(["bfd", "peers", "--node", "gate", "--json"]).stdout);
+        assert.notEqual(peers.find((p: { session: string }) => p.session === "path/visitor-center/provider-a").status, "up");
+        assert.equal(peers.find((p: { session: string }) => p.session === "path/visitor-center/provider-b").status, "up");
+        assert.equal(nublar(["ingress", "--node", "gate", "--check"]).status, 0, "visitor-center stays live over provider-b");
+    } finally {
+        const restore = nublar(["lab", "restore", "visitor-center", "provider-a", "--file", file]);
+        assert.equal(restore.status, 0, restore.output);
+    }
+    await eventually("bfd peers --check on gate after restore", () => nublar(["bfd", "peers", "--node", "gate", "--check"]));
+    await eventually("routes --check on gate after restore", () => nublar(["routes", "--node", "gate", "--check"]));
+    assert.equal(nublar(["lab", "cut", "visitor-center", "no-such-provider", "--file", file]).status, 1);
 });
 
 test("a second up changes nothing", () => {
