@@ -2,8 +2,8 @@
 // addresses and SSH endpoints that components/lab applies on this machine.
 // No I/O here; the same site always gives the same plan.
 import type { Site } from "../site/model";
-import { hostAddress, nodeIds, PlanError, subnet } from "./addressing";
-import { loopbackOf } from "./agent-plan";
+import { hostAddress, nodeIds, PlanError } from "./addressing";
+import { loopbackOf, uplinkPrefix } from "./agent-plan";
 
 export interface LabUplinkPlan {
     provider: string;
@@ -57,7 +57,6 @@ export function planLab(site: Site): LabPlan {
     }
     const { tag, managementPrefix } = site.lab;
     const ids = nodeIds(site);
-    const providers = new Map(site.providers.map((p) => [p.name, p]));
 
     const nodes = site.nodes.map((node): LabNodePlan => {
         const id = ids.get(node.name)!;
@@ -70,7 +69,7 @@ export function planLab(site: Site): LabPlan {
             failureDomain: node.failureDomain,
             loopback: loopbackOf(site, id),
             uplinks: node.uplinks.map((up, k) => {
-                const prefix = subnet(providers.get(up.provider)!.prefix, 64, id);
+                const prefix = uplinkPrefix(site, up.provider, id);
                 return {
                     provider: up.provider,
                     ifname: `up${k}`,

@@ -113,11 +113,13 @@ export function agentDaemon(dir: string): Daemon {
     return { dir, marker: path.join(dir, "agent.json") };
 }
 
-/** Start nublar-agent in `netns` with the config at dir/agent.json; ready once its socket exists. */
-export function startAgent(netns: string, dir: string, socket: string): number {
+/** Start nublar-agent in `netns` with `config` written to dir/agent.json; ready once its socket exists. */
+export function startAgent(netns: string, dir: string, socket: string, config: string): number {
     const d = agentDaemon(dir);
     const running = runningIn(d, netns);
     if (running !== undefined) return running;
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(d.marker, config);
     fs.rmSync(socket, { force: true });
     return startNode(`starting nublar-agent in ${netns}`, netns, dir, ["network/agent/daemon.ts", "--config", d.marker], () => fs.existsSync(socket));
 }
@@ -211,7 +213,8 @@ export function startNginx(netns: string, dir: string, conf: string, controlSock
     const pidFile = path.join(dir, "nginx.pid");
     const running = runningIn(d, netns, pidFile);
     if (running !== undefined) return running;
-    fs.mkdirSync(path.join(dir, "logs"), { recursive: true });
+    // Nginx's temp paths are set under its prefix (nginx-conf.ts) and must exist.
+    for (const sub of ["logs", "temp"]) fs.mkdirSync(path.join(dir, sub), { recursive: true });
     fs.writeFileSync(d.marker, conf);
     fs.rmSync(controlSocket, { force: true });
     const cmd = ["ip", "netns", "exec", netns, "nginx", "-p", dir, "-c", d.marker];
@@ -228,7 +231,6 @@ export function stopNginx(dir: string): void {
 
 export interface NodeRuntimePaths {
     agentDir: string;
-    agentConfig: string;
     agentSocket: string;
     events: string;
     nginxDir: string;
@@ -243,7 +245,6 @@ export function nodeRuntimePaths(nodeDir: string): NodeRuntimePaths {
     const nginxDir = path.join(nodeDir, "nginx");
     return {
         agentDir,
-        agentConfig: agentDaemon(agentDir).marker,
         agentSocket: path.join(agentDir, "agent.sock"),
         events: path.join(agentDir, "events.jsonl"),
         nginxDir,

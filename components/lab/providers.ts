@@ -279,14 +279,10 @@ export interface DaemonInputs {
 
 function startDaemon(i: DaemonInputs): number {
     const d = daemons();
-    const fs = require("node:fs") as typeof import("node:fs");
     switch (i.kind) {
         case "agent":
-            fs.mkdirSync(i.dir, { recursive: true });
-            fs.writeFileSync(d.agentDaemon(i.dir).marker, i.config);
-            return d.startAgent(i.netns, i.dir, i.socket!);
+            return d.startAgent(i.netns, i.dir, i.socket!, i.config);
         case "nginx":
-            fs.mkdirSync(path.join(i.dir, "temp"), { recursive: true });
             return d.startNginx(i.netns, i.dir, i.config, i.socket!);
         case "bfdd":
             return d.startBfdd(i.netns, i.dir, i.config);

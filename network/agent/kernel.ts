@@ -93,12 +93,6 @@ export class Kernel {
         return i;
     }
 
-    /** Whether a link is administratively and operationally up. */
-    async linkUp(name: string): Promise<boolean> {
-        const l = (await this.serial(() => this.nl.getLinks())).find((x) => x.attrs.ifname === name);
-        return !!l && !!l.data.flags?.up && !!l.data.flags?.running;
-    }
-
     /** IPv6 routes in the main table carrying `protocol`. */
     async routes(protocol: number): Promise<InstalledRoute[]> {
         const out: InstalledRoute[] = [];

@@ -6,6 +6,7 @@ import { after, before, describe, test } from "node:test";
 import * as assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as path from "node:path";
+import { cutUplink, restoreUplink } from "../../components/lab/ops";
 import { Park, requireParkTools, sh, testSite } from "./park";
 
 const HOLD_DOWN_MS = 1500;
@@ -118,8 +119,7 @@ describe("nublar-agent failover", { timeout: 180_000 }, () => {
         assert.equal(cli(["bfd", "peers", "--check"]).status, 0, cli(["bfd", "peers"]).stdout);
         const load = park.load("gate", "http://[::1]:8080/", 200);
         await new Promise((r) => setTimeout(r, 1000));
-        const rules = `table inet test_cut {\n chain cut_forward { type filter hook forward priority -10; iifname "${ifname}" drop; oifname "${ifname}" drop; }\n chain cut_input { type filter hook input priority -10; iifname "${ifname}" drop; }\n}\n`;
-        sh(["ip", "netns", "exec", netns, "nft", "-f", "-"], rules);
+        cutUplink(netns, ifname, "silent");
         try {
             await park.waitFor("gate", "cr removed", (st) => !st.ingress[0].members.find((m: any) => m.node === "cr").live, 10_000);
             await new Promise((r) => setTimeout(r, 500));
@@ -130,7 +130,7 @@ describe("nublar-agent failover", { timeout: 180_000 }, () => {
             const json = JSON.parse(cli(["bfd", "peers", "--json"]).stdout);
             assert.notEqual(json.find((p: any) => p.session === "path/cr/provider-b").status, "up");
         } finally {
-            sh(["ip", "netns", "exec", netns, "nft", "delete", "table", "inet", "test_cut"]);
+            restoreUplink(netns, ifname, []);
         }
         await park.waitFor("gate", "cr back", allUp, 20_000);
         await new Promise((r) => setTimeout(r, 500));

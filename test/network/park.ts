@@ -9,8 +9,10 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as readline from "node:readline";
-import { bfddDaemon, nodeRuntimePaths, renderBfddConf, startAgent, startBfdd, startHello, startNginx, stopBfdd, stopDaemon, stopNginx, agentDaemon, helloDaemon, type NodeRuntimePaths } from "../../components/lab/daemons";
-import { createNetns, createVeth, deleteNetns } from "../../components/lab/ops";
+import { agentGet, agentJson } from "../../cli/agent-client";
+import { agentDaemon, daemonPid, helloDaemon, nodeRuntimePaths, renderBfddConf, startAgent, startBfdd, startHello, startNginx, stopBfdd, stopDaemon, stopNginx, type NodeRuntimePaths } from "../../components/lab/daemons";
+import { addRoutes, createNetns, createVeth, deleteNetns } from "../../components/lab/ops";
+import { sh } from "../../packages/node-bfd/test/network/harness";
 import { planAgents } from "../../network/agent-plan";
 import type { AgentConfig } from "../../network/agent/config";
 import { renderNginxConf } from "../../network/agent/nginx-conf";
@@ -32,11 +34,8 @@ export interface ParkOptions {
     unbufferedAccessLog?: boolean;
 }
 
-export function sh(cmd: string[], input?: string): string {
-    const r = spawnSync(cmd[0], cmd.slice(1), { encoding: "utf8", input });
-    if (r.status !== 0) throw new Error(`'${cmd.join(" ")}' failed: ${r.stderr}${r.stdout}`);
-    return r.stdout;
-}
+// The network tests' one way to run a command (from node-bfd's harness).
+export { sh };
 
 export function requireParkTools(): void {
     if (process.getuid?.() !== 0) throw new Error("the park tests create namespaces and must run as root");
@@ -67,6 +66,7 @@ export class Park {
     readonly configs: AgentConfig[];
     private readonly started: { stop: () => void }[] = [];
     private readonly children: ChildProcess[] = [];
+    private readonly agentsStarted = new Set<string>();
 
     constructor(readonly site: Site, readonly opts: ParkOptions = {}) {
         this.dir = fs.mkdtempSync(path.join(os.tmpdir(), "nublar-park-"));
@@ -128,7 +128,6 @@ export class Park {
         for (const cfg of this.configs) {
             const p = this.paths(cfg.node);
             if (cfg.ingress.length) {
-                fs.mkdirSync(path.join(p.nginxDir, "temp"), { recursive: true });
                 const conf = renderNginxConf({ upstreams: cfg.ingress, controlSocket: p.nginxControl, passive: this.opts.baseline, accessLogBuffered: !this.opts.unbufferedAccessLog });
                 startNginx(this.netns(cfg.node), p.nginxDir, conf, p.nginxControl);
                 this.started.push({ stop: () => stopNginx(p.nginxDir) });
@@ -139,7 +138,7 @@ export class Park {
                 const ns = this.netns(cfg.node);
                 sh(["ip", "-n", ns, "-6", "addr", "replace", `${cfg.loopback}/128`, "dev", "lo"]);
                 const batch = cfg.routes.map((r) => `route replace ${r.destination}${r.source ? ` from ${r.source}` : ""} via ${r.via} dev ${r.dev} metric ${r.metric}${r.preferredSource ? ` src ${r.preferredSource}` : ""} proto static`);
-                sh(["ip", "-6", "-n", ns, "-batch", "-"], `${batch.join("\n")}\n`);
+                sh(["ip", "-6", "-n", ns, "-batch", "-"], { input: `${batch.join("\n")}\n` });
             }
             return;
         }
@@ -160,10 +159,11 @@ export class Park {
 
     startAgent(node: string): number {
         const p = this.paths(node);
-        fs.mkdirSync(p.agentDir, { recursive: true });
-        fs.writeFileSync(p.agentConfig, JSON.stringify(this.config(node), null, 2));
-        const pid = startAgent(this.netns(node), p.agentDir, p.agentSocket);
-        if (!this.started.some((s) => (s as any).agent === node)) this.started.push(Object.assign({ stop: () => this.stopAgent(node) }, { agent: node }));
+        const pid = startAgent(this.netns(node), p.agentDir, p.agentSocket, JSON.stringify(this.config(node), null, 2));
+        if (!this.agentsStarted.has(node)) {
+            this.agentsStarted.add(node);
+            this.started.push({ stop: () => this.stopAgent(node) });
+        }
         return pid;
     }
 
@@ -171,7 +171,7 @@ export class Park {
     stopAgent(node: string, signal: NodeJS.Signals = "SIGTERM"): void {
         const d = agentDaemon(this.paths(node).agentDir);
         if (signal === "SIGKILL") {
-            const pid = readPid(path.join(d.dir, "pid"));
+            const pid = daemonPid(d);
             if (pid) try { process.kill(pid, "SIGKILL"); } catch { /* gone */ }
             return;
         }
@@ -180,10 +180,7 @@ export class Park {
 
     /** The provider routers carry routes to the nodes' loopbacks (re-applied after a link comes back). */
     routerRoutes(): void {
-        for (const r of this.plan.routers) {
-            const batch = r.loopbackRoutes.map((x) => `route replace ${x.destination} via ${x.via} dev ${x.dev}`).join("\n");
-            if (batch) sh(["ip", "-6", "-n", r.netns, "-batch", "-"], `${batch}\n`);
-        }
+        for (const r of this.plan.routers) addRoutes(r.netns, r.loopbackRoutes);
     }
 
     /** The router end of a node's uplink: cutting it is a provider-side failure. */
@@ -192,24 +189,16 @@ export class Park {
         return { netns: u.routerNetns, ifname: u.routerIfname };
     }
 
-    /** GET from a node's agent API over its unix socket. */
+    /** GET from a node's agent API over its unix socket (with the CLI's client): /state parsed, the rest as text. */
     async agent(node: string, what: string): Promise<any> {
-        const { request } = await import("node:http");
-        return new Promise((resolve, reject) => {
-            const req = request({ socketPath: this.paths(node).agentSocket, path: what, timeout: 3000 }, (res) => {
-                let body = "";
-                res.on("data", (c) => (body += c));
-                res.on("end", () => {
-                    try {
-                        resolve(what.startsWith("/state") ? JSON.parse(body) : body);
-                    } catch (err) {
-                        reject(err);
-                    }
-                });
-            });
-            req.on("error", reject);
-            req.end();
-        });
+        const target = { socket: this.paths(node).agentSocket };
+        if (what.startsWith("/state")) return agentJson(target, what);
+        const { res, close } = await agentGet(target, what, 3000);
+        let body = "";
+        res.setEncoding("utf8");
+        for await (const chunk of res) body += chunk;
+        close();
+        return body;
     }
 
     /** Wait until `check` holds for the node's state, or fail with the last state. */
@@ -261,14 +250,6 @@ export class Park {
     }
 }
 
-function readPid(file: string): number | undefined {
-    try {
-        return Number(fs.readFileSync(file, "utf8").trim()) || undefined;
-    } catch {
-        return undefined;
-    }
-}
-
 export interface LoadResult {
     /** Start time of the request, ms since the epoch. */
     t: number;
@@ -301,10 +282,4 @@ export class LoadRun {
         await this.done;
         return this.results;
     }
-
-    failures(): LoadResult[] {
-        return this.results.filter((r) => r.status !== 200);
-    }
 }
-
-export { bfddDaemon };
