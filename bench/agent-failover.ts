@@ -56,7 +56,6 @@ function cutter(park: Park) {
         restore(): void {
             if (cutMode === "link") {
                 ip.stdin!.write(`link set ${ifname} up\n`);
-                setTimeout(() => park.routerRoutes(), 200).unref();
             } else {
                 nft.stdin!.write(`flush table inet ${table}\n`);
             }

@@ -139,7 +139,7 @@ export function buildProgram(): Command {
         if (!u) throw new UserError(`node '${node}' has no uplink to '${provider}'; its providers are: ${n.uplinks.map((x) => x.provider).join(", ")}`);
         if (!inspectLab(plan, stateRoot()).find((x) => x.name === node)?.present) throw new UserError("the lab is not up; run: npm run lab");
         const router = plan.routers.find((r) => r.provider === provider)!;
-        return { router, ifname: u.routerIfname, routes: router.loopbackRoutes.filter((r) => r.dev === u.routerIfname) };
+        return { router, ifname: u.routerIfname };
     };
     lab.command("cut")
         .description("cut a node's uplink at the provider's router, to watch BFD, routes and Nginx fail over (undo with `lab restore`)")
@@ -159,8 +159,8 @@ export function buildProgram(): Command {
         .argument("<provider>", "provider name")
         .addOption(stackOpt()).addOption(fileOpt())
         .action((node: string, provider: string, opts: { stack: string; file?: string }) => {
-            const { router, ifname, routes } = uplinkOf(opts, node, provider);
-            restoreUplink(router.netns, ifname, routes);
+            const { router, ifname } = uplinkOf(opts, node, provider);
+            restoreUplink(router.netns, ifname);
             process.stdout.write(`restored ${node}'s uplink to ${provider}; its paths return after BFD comes Up and the hold-down passes\n`);
         });
     lab.command("clean")

@@ -49,27 +49,47 @@ export function fnv16(name: string): number {
 }
 
 /**
+ * The largest node number. Each provider's /48 holds 65,536 /64s, laid out by node number
+ * (see network/site-plan.ts): uplinks at 1..NODE_ID_MAX, the overlay at 0x4000, sensors at
+ * 0x8000 + number. So a site has room for NODE_ID_MAX nodes.
+ */
+export const NODE_ID_MAX = 0x3fff;
+
+/**
  * Each node's number, used to derive its subnets. Taken from `id` when set, else from a hash
  * of the name, so adding or removing a node never renumbers the others. Two nodes with the
- * same number are an error that names both, rather than a silent re-numbering.
+ * same number are an error that names both and suggests a free number, rather than a silent
+ * re-numbering (which would move a running node's addresses).
  */
 export function nodeIds(site: Pick<Site, "nodes">): Map<string, number> {
+    if (site.nodes.length > NODE_ID_MAX) {
+        throw new PlanError(`the site has ${site.nodes.length} nodes, but the address plan has room for ${NODE_ID_MAX} (one /64 per node in each provider's /48); split it into several sites`);
+    }
     const ids = new Map<string, number>();
     const owner = new Map<number, string>();
+    const clashes: string[] = [];
     for (const node of site.nodes) {
         const id = nodeId(node);
+        if (id < 1 || id > NODE_ID_MAX) throw new PlanError(`node '${node.name}': id ${id} is outside the pool 1-${NODE_ID_MAX}`);
         const other = owner.get(id);
         if (other !== undefined) {
-            throw new PlanError(
-                `nodes '${other}' and '${node.name}' both get number ${id}; set a distinct 'id' (1-65534) on one of them`,
-            );
+            clashes.push(`nodes '${other}' and '${node.name}' both get number ${id}`);
+            continue;
         }
         owner.set(id, node.name);
         ids.set(node.name, id);
+    }
+    if (clashes.length) {
+        let free = 1;
+        const suggestions = clashes.map(() => {
+            while (owner.has(free)) free++;
+            return free++;
+        });
+        throw new PlanError(`${clashes.join("; ")}. Set a distinct 'id' (1-${NODE_ID_MAX}) on one node of each pair; free numbers include ${suggestions.join(", ")}`);
     }
     return ids;
 }
 
 export function nodeId(node: Pick<SiteNode, "name" | "id">): number {
-    return node.id ?? (fnv16(node.name) % 0xfffe) + 1;
+    return node.id ?? (fnv16(node.name) % NODE_ID_MAX) + 1;
 }

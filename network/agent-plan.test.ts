@@ -6,6 +6,7 @@ import { planLab } from "./lab-plan";
 import { planAgent, planAgents, timersForBudget } from "./agent-plan";
 import { parseAgentConfig } from "./agent/config";
 import { PlanError } from "./addressing";
+import { planSite } from "./site-plan";
 
 const paths = (n: string) => ({ socket: `/run/${n}/agent.sock`, events: `/run/${n}/events.jsonl`, nginxControl: `/run/${n}/nginx.sock`, bfdKeyFile: `/run/keys/bfd` });
 
@@ -29,12 +30,14 @@ test("the agent plan agrees with the lab plan on uplink names, addresses and gat
     }
 });
 
-test("one gateway session per uplink and one path session per other node and shared provider", () => {
+test("one gateway session per uplink and one path session per tunnel peer, inside the tunnel", () => {
     const cfg = planAgent(site(), "gate", { paths });
     assert.deepEqual(cfg.sessions.filter((s) => s.kind === "gateway").map((s) => s.id), ["gw/provider-a", "gw/provider-b"]);
     const pathSessions = cfg.sessions.filter((s) => s.kind === "path");
+    // gate is the only hub: it tunnels to both other nodes over both providers.
     assert.equal(pathSessions.length, 4);
-    assert.ok(pathSessions.every((s) => s.multihop && s.local !== s.peer));
+    assert.ok(pathSessions.every((s) => !s.multihop && s.local !== s.peer && /^ov\d$/.test(s.interface!)));
+    assert.equal(cfg.pathAuth?.type, "meticulous-keyed-sha1");
     assert.ok(cfg.sessions.filter((s) => s.kind === "gateway").every((s) => !s.multihop && s.interface));
 });
 
@@ -49,6 +52,7 @@ test("routes to another node's loopback: one per provider, primary and backup by
 
 test("primaries spread over both providers, and both ends of a pair pick the same one", () => {
     const raw = labSiteInput(["gate", "visitor-center", "control-room", "aviary", "lagoon", "paddock"], { lab: { tag: "t1" } });
+    for (const n of raw.nodes) n.role = "core"; // all hubs: a full mesh
     const s = parseSite(raw);
     const configs = planAgents(s, { paths });
     const primaryProvider = (from: string, to: string) =>
@@ -62,16 +66,31 @@ test("primaries spread over both providers, and both ends of a pair pick the sam
     assert.deepEqual([...used].sort(), ["provider-a", "provider-b"]);
 });
 
-test("routes to path-session peers are never gated by BFD, so a gateway flap cannot take the path sessions down", () => {
-    const cfg = planAgent(site(), "gate", { paths });
-    const carriers = cfg.routes.filter((r) => r.id.startsWith("peer-uplink/"));
-    const pathSessions = cfg.sessions.filter((s) => s.kind === "path");
-    assert.equal(carriers.length, pathSessions.length);
-    assert.ok(carriers.every((r) => r.session === undefined));
+test("the tunnels' own packets take an ungated route per provider, so a gateway flap cannot take the tunnels down", () => {
+    const s = site();
+    const cfg = planAgent(s, "gate", { paths });
+    const underlay = cfg.routes.filter((r) => r.id.startsWith("underlay/"));
+    assert.deepEqual(underlay.map((r) => r.destination), s.providers.map((p) => p.prefix));
+    assert.ok(underlay.every((r) => r.session === undefined));
     const { IPv6CidrRange } = require("ip-num");
-    for (const s of pathSessions) {
-        assert.ok(carriers.some((r) => IPv6CidrRange.fromCidr(r.destination).contains(IPv6CidrRange.fromCidr(`${s.peer}/128`)) && r.source && IPv6CidrRange.fromCidr(r.source).contains(IPv6CidrRange.fromCidr(`${s.local}/128`))), s.id);
+    const plan = planSite(s);
+    for (const o of plan.nodes.find((n) => n.name === "gate")!.overlays) for (const p of o.peers) {
+        assert.ok(underlay.some((r) => r.dev === o.underlay.ifname && IPv6CidrRange.fromCidr(r.destination).contains(IPv6CidrRange.fromCidr(`${p.endpoint}/128`))), `${p.node} over ${o.provider}`);
     }
+});
+
+test("spokes reach other loopbacks through the hubs, over every provider, primary first", () => {
+    const s = site();
+    const plan = planSite(s);
+    const vc = planAgent(s, "visitor-center", { paths });
+    const viaHubs = vc.routes.filter((r) => r.id.startsWith("loopbacks/"));
+    assert.equal(viaHubs.length, 2); // one hub (gate) x two providers
+    assert.ok(viaHubs.every((r) => r.destination === plan.loopbackPrefix && r.session?.startsWith("path/gate/")));
+    assert.deepEqual(viaHubs.map((r) => r.metric).sort(), [200, 201]);
+    // The hub itself has no aggregate: it has a /128 to every node.
+    assert.equal(planAgent(s, "gate", { paths }).routes.filter((r) => r.id.startsWith("loopbacks/")).length, 0);
+    // Spokes have no tunnel to each other.
+    assert.ok(!vc.sessions.some((x) => x.peerNode === "control-room"));
 });
 
 test("per-uplink source-specific defaults", () => {
@@ -99,7 +118,7 @@ test("an upstream that shares no provider with the edge is a plan error naming b
     raw.nodes[0].uplinks = [{ provider: "provider-a" }];
     raw.nodes[1].uplinks = [{ provider: "provider-b" }];
     raw.ingress = [{ name: "web", port: 80, upstreams: ["visitor-center"] }];
-    assert.throws(() => planAgent(parseSite(raw), "gate", { paths }), (e: Error) => e instanceof PlanError && /gate.*visitor-center/.test(e.message));
+    assert.throws(() => planAgent(parseSite(raw), "gate", { paths }), (e: Error) => e instanceof PlanError && /visitor-center/.test(e.message) && /gate/.test(e.message));
 });
 
 test("BFD timers follow the failover budget: detection takes at most a third of it", () => {

@@ -1,16 +1,23 @@
-// Pure planner for the agent: from the site description to each node's agent config
-// (network/agent/config.ts). No I/O; the same site always gives the same configs.
+// Pure planner for the agent: from the site plan (network/site-plan.ts) to each node's agent
+// config (network/agent/config.ts). No I/O; the same site always gives the same configs.
 //
 // The forwarding model, per node:
 // - one gateway BFD session per uplink, single-hop to the provider's router, which gates the
 //   uplink's source-specific default route (`default from <uplink /64>`) and a plain default
 //   (primary and backup by metric);
-// - one path BFD session per other node and per provider they share, multihop between the two
-//   uplink addresses, which gates the route to that node's loopback over that provider;
+// - one path BFD session per overlay peer, single-hop inside the tunnel (so it tests the tunnel
+//   itself, and GTSM applies), authenticated; it gates the route to that peer's loopback over
+//   that tunnel, primary or backup by metric;
+// - on spokes, the whole loopback /64 through the hubs, gated the same way: spokes reach each
+//   other through a hub;
+// - one ungated route per provider for the tunnels' own packets (the underlay): a gateway flap
+//   must not take the tunnels down with it, and if the provider really is down the path
+//   sessions find out by themselves;
 // - Nginx upstream members at other nodes' loopbacks, live while any path to them is usable.
 import type { Site } from "../site/model";
-import { fnv16, hostAddress, nodeIds, PlanError, subnet } from "./addressing";
+import { fnv16, PlanError } from "./addressing";
 import { NUBLAR_ROUTE_PROTOCOL, type AgentConfig, type AgentRoute, type AgentSession, type AgentUplink, type AgentUpstream } from "./agent/config";
+import { nodePlan, planSite, type NodePlan, type OverlayPeerPlan, type OverlayPlan, type SitePlan } from "./site-plan";
 
 /** Where the node's runtime files live; the lab puts them under its state folder. */
 export interface AgentPathsInput {
@@ -30,6 +37,8 @@ export interface AgentPlanOptions {
 /** Candidate BFD transmit intervals, fastest first. */
 const INTERVALS_MS = [10, 20, 50, 100, 300, 1000];
 const DETECT_MULT = 3;
+/** Ungated last-resort routes sit below every gated one (those use 100-ish and 200-ish). */
+const LAST_RESORT_METRIC = 4096;
 
 /**
  * BFD timers from the failover SLA: detection (3 x interval) may take at most a third of the
@@ -41,33 +50,17 @@ export function timersForBudget(failoverBudgetMs: number): AgentConfig["timers"]
     return { transmitIntervalMs: interval, receiveIntervalMs: interval, detectMultiplier: DETECT_MULT };
 }
 
-/** Each node's loopback /128: /64 number 0 of the first provider's /48, which no uplink uses. */
-export function loopbackOf(site: Site, nodeId: number): string {
-    return hostAddress(subnet(site.providers[0].prefix, 64, 0), nodeId);
+export function planAgents(site: Site, opts: AgentPlanOptions, plan: SitePlan = planSite(site)): AgentConfig[] {
+    return plan.nodes.map((n) => agentConfigFor(site, plan, n, opts));
 }
 
-/** The /64 of a node's uplink to a provider (node numbers start at 1, so /64 number 0 stays free). */
-export function uplinkPrefix(site: Site, provider: string, nodeId: number): string {
-    const p = site.providers.find((x) => x.name === provider);
-    if (!p) throw new PlanError(`unknown provider '${provider}'`);
-    return subnet(p.prefix, 64, nodeId);
+export function planAgent(site: Site, nodeName: string, opts: AgentPlanOptions, plan: SitePlan = planSite(site)): AgentConfig {
+    return agentConfigFor(site, plan, nodePlan(plan, nodeName), opts);
 }
 
-export function planAgents(site: Site, opts: AgentPlanOptions): AgentConfig[] {
-    return site.nodes.map((n) => planAgent(site, n.name, opts));
-}
-
-export function planAgent(site: Site, nodeName: string, opts: AgentPlanOptions): AgentConfig {
-    const ids = nodeIds(site);
-    const node = site.nodes.find((n) => n.name === nodeName);
-    if (!node) throw new PlanError(`site '${site.name}' has no node '${nodeName}'`);
-    const id = ids.get(node.name)!;
+function agentConfigFor(site: Site, plan: SitePlan, node: NodePlan, opts: AgentPlanOptions): AgentConfig {
     const paths = opts.paths(node.name);
-
-    const uplinks: AgentUplink[] = node.uplinks.map((u, k) => {
-        const prefix = uplinkPrefix(site, u.provider, id);
-        return { provider: u.provider, ifname: `up${k}`, prefix, address: hostAddress(prefix, 2), gateway: hostAddress(prefix, 1), session: `gw/${u.provider}` };
-    });
+    const uplinks: AgentUplink[] = node.uplinks.map((u) => ({ ...u, session: `gw/${u.provider}` }));
     const sessions: AgentSession[] = uplinks.map((u) => ({
         id: u.session, kind: "gateway", provider: u.provider, peer: u.gateway, local: u.address, interface: u.ifname, multihop: false,
     }));
@@ -81,66 +74,89 @@ export function planAgent(site: Site, nodeName: string, opts: AgentPlanOptions):
             id: `default/${u.provider}`, destination: "::/0", via: u.gateway, dev: u.ifname, metric: 100 + k, session: u.session,
             reason: `${k === 0 ? "primary" : "backup"} default route via ${u.provider}`,
         });
+        const provider = site.providers.find((p) => p.name === u.provider)!;
+        routes.push({
+            id: `underlay/${u.provider}`, destination: provider.prefix, source: u.prefix, via: u.gateway, dev: u.ifname, metric: 1024,
+            reason: `overlay tunnels to other nodes' ${u.provider} uplinks (not gated)`,
+        });
     });
 
-    const myLoopback = loopbackOf(site, id);
-    const sessionsTo = new Map<string, string[]>();
-    for (const other of site.nodes) {
-        if (other.name === node.name) continue;
-        const otherId = ids.get(other.name)!;
-        const shared = uplinks.filter((u) => other.uplinks.some((o) => o.provider === u.provider));
+    // Path sessions, one per tunnel peer, grouped by peer node.
+    const byPeer = new Map<string, { overlay: OverlayPlan; peer: OverlayPeerPlan; session: string }[]>();
+    for (const o of node.overlays) for (const p of o.peers) {
+        const sid = `path/${p.node}/${o.provider}`;
+        sessions.push({ id: sid, kind: "path", provider: o.provider, peerNode: p.node, peer: p.address, local: o.address, interface: o.ifname, multihop: false });
+        const list = byPeer.get(p.node) ?? [];
+        list.push({ overlay: o, peer: p, session: sid });
+        byPeer.set(p.node, list);
+    }
+    for (const [peerNode, paths] of byPeer) {
         // Spread primaries across providers by a hash of the pair, the same from both ends, so
         // that traffic between two nodes takes the same provider both ways.
-        const pair = [node.name, other.name].sort().join("|");
-        const offset = shared.length ? fnv16(pair) % shared.length : 0;
-        const ranked = shared.map((_, k) => shared[(k + offset) % shared.length]);
-        const names: string[] = [];
-        ranked.forEach((u, rank) => {
-            const sid = `path/${other.name}/${u.provider}`;
-            names.push(sid);
-            const peer = hostAddress(uplinkPrefix(site, u.provider, otherId), 2);
-            sessions.push({ id: sid, kind: "path", provider: u.provider, peerNode: other.name, peer, local: u.address, multihop: true });
-            // The path session's own packets go to the peer's uplink /64 over this provider. That
-            // route is not gated by BFD: a gateway flap must not take the path sessions down with it
-            // (if the provider really is down, they find out by themselves).
+        const offset = fnv16([node.name, peerNode].sort().join("|")) % paths.length;
+        paths.forEach((_, rank) => {
+            const { overlay, peer, session } = paths[(rank + offset) % paths.length];
             routes.push({
-                id: `peer-uplink/${other.name}/${u.provider}`, destination: uplinkPrefix(site, u.provider, otherId), source: u.prefix,
-                via: u.gateway, dev: u.ifname, metric: 1024,
-                reason: `BFD path sessions to ${other.name} over ${u.provider} (not gated)`,
-            });
-            routes.push({
-                id: `loopback/${other.name}/${u.provider}`, destination: `${loopbackOf(site, otherId)}/128`, preferredSource: myLoopback,
-                via: u.gateway, dev: u.ifname, metric: 100 + rank, session: sid,
-                reason: `${other.name}'s loopback over ${u.provider} (${rank === 0 ? "primary" : "backup"})`,
+                id: `loopback/${peerNode}/${overlay.provider}`, destination: `${peer.loopback}/128`, preferredSource: node.loopback,
+                via: peer.address, dev: overlay.ifname, metric: 100 + rank, session,
+                reason: `${peerNode}'s loopback through the ${overlay.provider} tunnel (${rank === 0 ? "primary" : "backup"})`,
             });
         });
-        sessionsTo.set(other.name, names);
+    }
+    // Last resort, ungated: when BFD sees every path to a node down (its agent died, say), its
+    // traffic still tries the primary tunnel rather than finding no route at all. The gated
+    // routes above win whenever any of them is installed.
+    for (const [peerNode, paths] of byPeer) {
+        const offset = fnv16([node.name, peerNode].sort().join("|")) % paths.length;
+        const { overlay, peer } = paths[offset];
+        routes.push({
+            id: `last-resort/${peerNode}`, destination: `${peer.loopback}/128`, preferredSource: node.loopback,
+            via: peer.address, dev: overlay.ifname, metric: LAST_RESORT_METRIC,
+            reason: `${peerNode}'s loopback when no path session to it is up (not gated)`,
+        });
+    }
+    if (!node.hub) {
+        // Spokes reach every other loopback through a hub; more specific /128s win where a direct
+        // tunnel exists. Spokes spread over hubs and providers by a hash of their own name.
+        const viaHubs = [...byPeer.values()].flat().filter((x) => x.peer.hub);
+        const offset = viaHubs.length ? fnv16(node.name) % viaHubs.length : 0;
+        viaHubs.forEach((_, rank) => {
+            const { overlay, peer, session } = viaHubs[(rank + offset) % viaHubs.length];
+            routes.push({
+                id: `loopbacks/${peer.node}/${overlay.provider}`, destination: plan.loopbackPrefix, preferredSource: node.loopback,
+                via: peer.address, dev: overlay.ifname, metric: 200 + rank, session,
+                reason: `other nodes' loopbacks through hub ${peer.node} over ${overlay.provider} (${rank === 0 ? "primary" : `backup ${rank}`})`,
+            });
+        });
+        if (viaHubs.length) {
+            const { overlay, peer } = viaHubs[offset];
+            routes.push({
+                id: "last-resort/loopbacks", destination: plan.loopbackPrefix, preferredSource: node.loopback,
+                via: peer.address, dev: overlay.ifname, metric: LAST_RESORT_METRIC,
+                reason: `other nodes' loopbacks through hub ${peer.node} when no path session to a hub is up (not gated)`,
+            });
+        }
     }
 
     // Nginx runs on edge nodes, in front of every ingress service.
     const ingress: AgentUpstream[] = node.role !== "edge" ? [] : site.ingress.map((svc) => ({
         name: svc.name,
         port: svc.port,
-        members: svc.upstreams.map((m) => ({
-            node: m,
-            address: `[${loopbackOf(site, ids.get(m)!)}]:${svc.port}`,
-            sessions: m === node.name ? [] : sessionsTo.get(m) ?? [],
-        })),
+        members: svc.upstreams.map((m) => {
+            if (m === node.name) {
+                throw new PlanError(`ingress '${svc.name}': edge node '${node.name}' runs Nginx on port ${svc.port}, so it cannot also be one of its upstreams; list other nodes`);
+            }
+            const paths = byPeer.get(m);
+            if (!paths) throw new PlanError(`ingress '${svc.name}': edge node '${node.name}' has no tunnel to upstream '${m}' (they share no provider)`);
+            return { node: m, address: `[${paths[0].peer.loopback}]:${svc.port}`, sessions: paths.map((p) => p.session) };
+        }),
     }));
-    for (const u of ingress) for (const m of u.members) {
-        if (m.node === node.name) {
-            throw new PlanError(`ingress '${u.name}': edge node '${node.name}' runs Nginx on port ${u.port}, so it cannot also be one of its upstreams; list other nodes`);
-        }
-        if (m.node !== node.name && m.sessions.length === 0) {
-            throw new PlanError(`ingress '${u.name}': node '${node.name}' shares no provider with upstream '${m.node}', so it cannot reach it`);
-        }
-    }
 
     return {
         version: 1,
         site: site.name,
         node: node.name,
-        loopback: myLoopback,
+        loopback: node.loopback,
         routeProtocol: NUBLAR_ROUTE_PROTOCOL,
         holdDownMs: opts.holdDownMs ?? 3000,
         // A restarted agent needs this long to bring its path sessions back: with meticulous

@@ -2,8 +2,8 @@
 // addresses and SSH endpoints that components/lab applies on this machine.
 // No I/O here; the same site always gives the same plan.
 import type { Site } from "../site/model";
-import { hostAddress, nodeIds, PlanError } from "./addressing";
-import { loopbackOf, uplinkPrefix } from "./agent-plan";
+import { hostAddress, PlanError } from "./addressing";
+import { planSite, type OverlayPlan, type SitePlan } from "./site-plan";
 
 export interface LabUplinkPlan {
     provider: string;
@@ -24,21 +24,21 @@ export interface LabNodePlan {
     netns: string;
     role: string;
     failureDomain: string;
-    /** The node's loopback /128 (network/agent-plan.ts allocates it). */
+    /** The node's loopback /128 (network/site-plan.ts allocates it). */
     loopback: string;
+    /** Hubs forward between the overlay's spokes. */
+    hub: boolean;
     uplinks: LabUplinkPlan[];
+    /** The node's tunnels (VXLAN in the lab), applied by the node's deploy (components/nixos). */
+    overlays: OverlayPlan[];
     mgmt: { ifname: string; hostIfname: string; address: string };
 }
 
 export interface LabRouterPlan {
     provider: string;
     netns: string;
+    /** The provider's /48. Its router knows only the uplink /64s (connected): loopbacks travel in the overlay. */
     prefix: string;
-    /**
-     * Routes to the nodes' loopbacks through each node's uplink: the provider carries the
-     * site's loopbacks, as the overlay will (issue 5).
-     */
-    loopbackRoutes: { destination: string; via: string; dev: string }[];
 }
 
 export interface LabPlan {
@@ -51,15 +51,13 @@ export interface LabPlan {
     nodes: LabNodePlan[];
 }
 
-export function planLab(site: Site): LabPlan {
+export function planLab(site: Site, sitePlan: SitePlan = planSite(site)): LabPlan {
     if (site.kind !== "lab" || !site.lab) {
         throw new PlanError(`site '${site.name}' is of kind '${site.kind}', not 'lab': the lab park only plans lab sites`);
     }
     const { tag, managementPrefix } = site.lab;
-    const ids = nodeIds(site);
-
-    const nodes = site.nodes.map((node): LabNodePlan => {
-        const id = ids.get(node.name)!;
+    const nodes = sitePlan.nodes.map((node): LabNodePlan => {
+        const id = node.id;
         const hex = id.toString(16).padStart(4, "0");
         return {
             name: node.name,
@@ -67,19 +65,18 @@ export function planLab(site: Site): LabPlan {
             netns: `nbl-${tag}-${node.name}`,
             role: node.role,
             failureDomain: node.failureDomain,
-            loopback: loopbackOf(site, id),
-            uplinks: node.uplinks.map((up, k) => {
-                const prefix = uplinkPrefix(site, up.provider, id);
-                return {
-                    provider: up.provider,
-                    ifname: `up${k}`,
-                    routerNetns: routerNetns(tag, up.provider),
-                    routerIfname: `n${hex}`,
-                    prefix,
-                    routerAddress: hostAddress(prefix, 1),
-                    address: hostAddress(prefix, 2),
-                };
-            }),
+            loopback: node.loopback,
+            hub: node.hub,
+            uplinks: node.uplinks.map((u) => ({
+                provider: u.provider,
+                ifname: u.ifname,
+                routerNetns: routerNetns(tag, u.provider),
+                routerIfname: `n${hex}`,
+                prefix: u.prefix,
+                routerAddress: u.gateway,
+                address: u.address,
+            })),
+            overlays: node.overlays,
             // Interface names are limited to 15 bytes: "nb" + tag (<= 8) + "." + 4 hex digits.
             mgmt: { ifname: "mgmt0", hostIfname: `nb${tag}.${hex}`, address: hostAddress(managementPrefix, 0x10000 + id) },
         };
@@ -92,8 +89,6 @@ export function planLab(site: Site): LabPlan {
             provider: p.name,
             netns: routerNetns(tag, p.name),
             prefix: p.prefix,
-            loopbackRoutes: nodes.flatMap((n) => n.uplinks.filter((u) => u.provider === p.name)
-                .map((u) => ({ destination: `${n.loopback}/128`, via: u.address, dev: u.routerIfname }))),
         }));
 
     const clash = nodes.find((n) => routers.some((r) => r.netns === n.netns));

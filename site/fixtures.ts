@@ -11,7 +11,8 @@ export function labSiteInput(nodes: string[], overrides: Record<string, unknown>
             { name: "provider-a", prefix: "2001:db8:a::/48" },
             { name: "provider-b", prefix: "2001:db8:b::/48" },
         ],
-        nodes: nodes.map((name) => ({ name, role: "app", failureDomain: "east", uplinks: [{ provider: "provider-a" }, { provider: "provider-b" }] })),
+        // The first node is an edge node: it is the overlay's hub (network/site-plan.ts).
+        nodes: nodes.map((name, i) => ({ name, role: i === 0 ? "edge" : "app", failureDomain: "east", uplinks: [{ provider: "provider-a" }, { provider: "provider-b" }] })),
         ...overrides,
     };
 }

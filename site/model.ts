@@ -81,7 +81,7 @@ export const SiteNode = z.strictObject({
      * A stable number for the node, used to derive its addresses. Optional: by default it is
      * derived from the name, so that adding or removing a node never renumbers the others.
      */
-    id: z.number().int().min(1).max(0xfffe).optional(),
+    id: z.number().int().min(1).max(0x3fff).optional(),
     /** Rack, room or zone: replicas must spread across these. */
     failureDomain: Name,
     uplinks: z.array(Uplink).min(1),
@@ -120,6 +120,29 @@ export const Aws = z.strictObject({
 
 export const SiteKind = z.enum(["lab", "park", "datacenter"]);
 
+/**
+ * The overlay between nodes: one tunnel segment per provider, over that provider's uplinks.
+ * WireGuard in production; VXLAN over IPv6 where the kernel has no WireGuard (the lab).
+ * Default: `vxlan` for lab sites, `wireguard` elsewhere.
+ */
+export const OverlaySettings = z.strictObject({
+    transport: z.enum(["wireguard", "vxlan"]).optional(),
+});
+
+/** How `pulumi up` deploys the site's nodes (components/nixos). */
+export const DeploySettings = z.strictObject({
+    /** `nixos`: nixos-rebuild on the node. `lab`: the lab's namespace nodes. Default: by site kind. */
+    activation: z.enum(["nixos", "lab"]).optional(),
+    /** What nixos-rebuild does with the new generation. */
+    mode: z.enum(["switch", "boot", "test", "dry-activate"]).default("switch"),
+    /** Nodes deployed at once, after the canary. */
+    maxParallel: z.number().int().min(1).max(1000).default(4),
+    /** Deploy one node first, and the rest only if it confirms: `true` picks the first node in the list, or name one. */
+    canary: z.union([z.boolean(), Name]).default(true),
+    /** After activation, the node must be reachable and its BFD sessions Up within this, or it rolls back. */
+    confirmTimeoutMs: z.number().int().min(1000).max(3_600_000).default(60_000),
+});
+
 const SiteBase = z.strictObject({
     name: Name,
     kind: SiteKind,
@@ -128,6 +151,8 @@ const SiteBase = z.strictObject({
     providers: z.array(Provider).min(1),
     nodes: z.array(SiteNode).min(1),
     ingress: z.array(IngressService).default([]),
+    overlay: OverlaySettings.default({}),
+    deploy: DeploySettings.default({ mode: "switch", maxParallel: 4, canary: true, confirmTimeoutMs: 60_000 }),
     lab: LabSettings.optional(),
     aws: Aws.optional(),
 });
@@ -181,9 +206,18 @@ export const SiteSchema = SiteBase.superRefine((site, ctx) => {
         });
     });
 
+    if (typeof site.deploy.canary === "string" && !nodeNames.has(site.deploy.canary)) {
+        issue(["deploy", "canary"], `must name one of the site's nodes (${[...nodeNames].join(", ")}), or be true or false`);
+    }
+    if (site.deploy.activation === "lab" && site.kind !== "lab") issue(["deploy", "activation"], "'lab' activation only deploys to the lab's namespace nodes; use 'nixos'");
     if (site.kind !== "lab" && site.lab) issue(["lab"], "is only allowed on sites of kind 'lab'");
     if (site.kind === "datacenter" && !site.aws) issue(["aws"], "is required for a datacenter site: give region and replicaRegion");
-}).transform((site) => (site.kind === "lab" ? { ...site, lab: site.lab ?? LabSettings.parse({}) } : site));
+}).transform((site) => ({
+    ...site,
+    lab: site.kind === "lab" ? site.lab ?? LabSettings.parse({}) : site.lab,
+    overlay: { transport: site.overlay.transport ?? (site.kind === "lab" ? "vxlan" as const : "wireguard" as const) },
+    deploy: { ...site.deploy, activation: site.deploy.activation ?? (site.kind === "lab" ? "lab" as const : "nixos" as const) },
+}));
 
 export type Site = z.output<typeof SiteSchema>;
 export type SiteInput = z.input<typeof SiteSchema>;

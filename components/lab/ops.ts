@@ -340,13 +340,11 @@ export function cutUplink(routerNetns: string, ifname: string, mode: "link" | "s
     run(`cutting ${ifname} in ${routerNetns}`, ["ip", "netns", "exec", routerNetns, "nft", "-f", "-"], rules);
 }
 
-/** Undo either kind of cut, and put back the router's routes through that link. */
-export function restoreUplink(routerNetns: string, ifname: string, routes: StaticRoute[]): void {
+/** Undo either kind of cut. The router knows only connected routes, which come back with the link. */
+export function restoreUplink(routerNetns: string, ifname: string): void {
     const chain = `cut_${ifname.replace(/[^A-Za-z0-9_]/g, "_")}`;
     for (const suffix of ["forward", "input", "output"]) {
         spawnSync("ip", ["netns", "exec", routerNetns, "nft", "delete", "chain", "inet", CUT_TABLE, `${chain}_${suffix}`]);
     }
     run(`restoring ${ifname} in ${routerNetns}`, ip(routerNetns, "link", "set", "dev", ifname, "up"));
-    // The kernel dropped the routes through the link when it went down.
-    addRoutes(routerNetns, routes);
 }

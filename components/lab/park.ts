@@ -6,7 +6,7 @@ import type { AgentConfig } from "../../network/agent/config";
 import { renderNginxConf } from "../../network/agent/nginx-conf";
 import type { LabNodePlan, LabPlan } from "../../network/lab-plan";
 import { nodeRuntimePaths, renderBfddConf } from "./daemons";
-import { LabBridge, LabDaemon, LabFile, LabKeyFile, LabNetns, LabRoutes, LabSshd, LabSshKey, LabVeth } from "./providers";
+import { LabBridge, LabDaemon, LabFile, LabKeyFile, LabNetns, LabSshd, LabSshKey, LabVeth } from "./providers";
 import { labSshPaths, renderKnownHosts, renderSshConfig } from "./ssh-config";
 
 export interface LabParkArgs {
@@ -65,7 +65,6 @@ export class LabPark extends pulumi.ComponentResource {
         const timers = args.agents[0]?.timers;
         for (const r of plan.routers) {
             const links = nodeResources.flatMap((n) => n.uplinks.filter((_, k) => n.plan.uplinks[k].provider === r.provider));
-            new LabRoutes(id(`router-${r.provider}-routes`), { netns: r.netns, routes: r.loopbackRoutes }, { parent: this, dependsOn: links });
             const peers = plan.nodes.flatMap((n) => n.uplinks.filter((u) => u.provider === r.provider).map((u) => ({ peer: u.address, local: u.routerAddress, ...timers })));
             new LabDaemon(id(`router-${r.provider}-bfdd`), {
                 kind: "bfdd", netns: r.netns, dir: path.join(dir, "routers", r.provider, "bfdd"), config: renderBfddConf(peers),

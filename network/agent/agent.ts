@@ -75,7 +75,9 @@ export class Agent {
                 peer: s.peer, local: s.local, interface: s.interface, multihop: s.multihop,
                 transmitIntervalMs: config.timers.transmitIntervalMs, receiveIntervalMs: config.timers.receiveIntervalMs, detectMultiplier: config.timers.detectMultiplier,
             };
-            if (s.multihop) {
+            // Path sessions are authenticated whether they run inside a tunnel (single-hop) or
+            // across providers (multihop): a tunnel such as VXLAN does not authenticate its peers.
+            if (s.kind === "path" || s.multihop) {
                 if (config.pathAuth && secret) spec.auth = { type: config.pathAuth.type, keys: [{ id: config.pathAuth.keyId, secret }], sendKeyId: config.pathAuth.keyId };
                 else spec.allowUnauthenticated = true;
             }

@@ -98,6 +98,20 @@ test("a peer's AdminDown (graceful restart) keeps its routes for the grace perio
     assert.equal(judge(dead, cfg, { now: T0 + 10_001, startedAt: T0 }).decision, "withdraw");
 });
 
+test("a peer back Up within the grace of its graceful restart is used at once (no hold-down); after a real failure it waits", () => {
+    const restarted = onStateChange(onStateChange(onStateChange(initialHealth(), "up", "up", T0), "down", "admin-down", T0 + 10_000), "up", "up", T0 + 14_000);
+    assert.equal(judge(restarted, cfg, { now: T0 + 14_001, startedAt: T0 }).decision, "use");
+    // Its next Down is judged afresh.
+    const failed = onStateChange(restarted, "down", "up", T0 + 20_000);
+    assert.equal(judge(failed, cfg, { now: T0 + 20_001, startedAt: T0 }).decision, "withdraw");
+    const back = onStateChange(failed, "up", "up", T0 + 21_000);
+    assert.equal(judge(back, cfg, { now: T0 + 21_001, startedAt: T0 }).decision, "withdraw");
+    assert.equal(judge(back, cfg, { now: T0 + 22_000, startedAt: T0 }).decision, "use");
+    // Back too late: the grace ran out and the routes went; the hold-down applies as after any failure.
+    const late = onStateChange(onStateChange(onStateChange(initialHealth(), "up", "up", T0), "down", "admin-down", T0 + 10_000), "up", "up", T0 + 40_000);
+    assert.equal(judge(late, cfg, { now: T0 + 40_001, startedAt: T0 }).decision, "withdraw");
+});
+
 test("diffRoutes adds missing and changed routes, removes unwanted ones, and leaves the rest", () => {
     const d = desiredState(cfg, allUp(T0), { now: T0 + 1, startedAt: T0 });
     const r0 = cfg.routes[0];

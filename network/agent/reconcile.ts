@@ -22,7 +22,9 @@ export function initialHealth(): SessionHealth {
 /** Fold one BFD state change into a session's health. */
 export function onStateChange(h: SessionHealth, to: BfdState, remoteState: BfdState | undefined, now: number): SessionHealth {
     if (to === h.state) return h;
-    if (to === "up") return { ...h, state: to, upAt: now, peerAdminDown: false };
+    // peerAdminDown is kept through the Up, so that judge() can tell a graceful restart that
+    // came back in time from a failure; the next Down sets it afresh.
+    if (to === "up") return { ...h, state: to, upAt: now };
     if (h.state === "up") return { ...h, state: to, downAt: now, peerAdminDown: remoteState === "admin-down" };
     return { ...h, state: to };
 }
@@ -53,6 +55,9 @@ export function judge(h: SessionHealth | undefined, cfg: Pick<AgentConfig, "hold
     if (h.state === "up") {
         // The first Up after start is trusted at once; an Up after a Down waits out the hold-down.
         if (h.downAt === undefined || h.upAt === undefined) return { decision: "use", why: "BFD up" };
+        // Back from a graceful restart in time: the routes were kept throughout, so there is
+        // no flap to damp; withdrawing them now would cut the traffic the grace protected.
+        if (h.peerAdminDown && h.upAt < h.downAt + cfg.startupGraceMs) return { decision: "use", why: "BFD up (peer restarted gracefully)" };
         const ready = h.upAt + cfg.holdDownMs;
         if (now >= ready) return { decision: "use", why: "BFD up" };
         return { decision: "withdraw", why: `BFD up, in hold-down for ${Math.ceil(ready - now)} ms`, until: ready };

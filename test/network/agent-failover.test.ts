@@ -87,7 +87,6 @@ describe("nublar-agent failover", { timeout: 180_000 }, () => {
 
         // Restore: the member returns, but not before the hold-down has passed since BFD came Up.
         linkSet(park.uplink("vc", "provider-a"), "up");
-        park.routerRoutes(); // the provider re-learns the route to vc's loopback
         const back = await park.waitFor("gate", "vc back", (s) => s.ingress[0].members.find((x: any) => x.node === "vc").live, 20_000);
         assert.ok(back.routes.find((r: any) => r.id === "loopback/vc/provider-a").installed);
         const later = (await park.agent("gate", "/events?limit=500")).trim().split("\n").map((l: string) => JSON.parse(l)).filter((e: any) => e.at > down.at);
@@ -125,12 +124,12 @@ describe("nublar-agent failover", { timeout: 180_000 }, () => {
             await new Promise((r) => setTimeout(r, 500));
             const peers = cli(["bfd", "peers", "--check"]);
             assert.equal(peers.status, 4, peers.stdout + peers.stderr);
-            assert.match(peers.stdout, /path\/cr\/provider-b\s+path\/mh\s+\S+\s+\S+\s+(down|init)/);
+            assert.match(peers.stdout, /path\/cr\/provider-b\s+path\s+\S+\s+\S+\s+(down|init)/);
             assert.equal(cli(["ingress", "--check"]).status, 4);
             const json = JSON.parse(cli(["bfd", "peers", "--json"]).stdout);
             assert.notEqual(json.find((p: any) => p.session === "path/cr/provider-b").status, "up");
         } finally {
-            restoreUplink(netns, ifname, []);
+            restoreUplink(netns, ifname);
         }
         await park.waitFor("gate", "cr back", allUp, 20_000);
         await new Promise((r) => setTimeout(r, 500));

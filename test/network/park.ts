@@ -11,7 +11,8 @@ import * as path from "node:path";
 import * as readline from "node:readline";
 import { agentGet, agentJson } from "../../cli/agent-client";
 import { agentDaemon, daemonPid, helloDaemon, nodeRuntimePaths, renderBfddConf, startAgent, startBfdd, startHello, startNginx, stopBfdd, stopDaemon, stopNginx, type NodeRuntimePaths } from "../../components/lab/daemons";
-import { addRoutes, createNetns, createVeth, deleteNetns } from "../../components/lab/ops";
+import { createNetns, createVeth, deleteNetns } from "../../components/lab/ops";
+import { applyOverlay } from "../../components/lab/overlay";
 import { sh } from "../../packages/node-bfd/test/network/harness";
 import { planAgents } from "../../network/agent-plan";
 import type { AgentConfig } from "../../network/agent/config";
@@ -110,7 +111,7 @@ export class Park {
                 createVeth({ netns: n.netns, ifname: u.ifname, addresses: [`${u.address}/64`] }, { netns: u.routerNetns, ifname: u.routerIfname, addresses: [`${u.routerAddress}/64`] });
             }
         }
-        this.routerRoutes();
+        for (const n of this.plan.nodes) applyOverlay(n.netns, n.overlays, n.hub);
         const timers = this.configs[0].timers;
         for (const r of this.plan.routers) {
             const peers = this.plan.nodes.flatMap((n) => n.uplinks.filter((u) => u.provider === r.provider).map((u) => ({ peer: u.address, local: u.routerAddress, ...timers })));
@@ -176,11 +177,6 @@ export class Park {
             return;
         }
         stopDaemon(d);
-    }
-
-    /** The provider routers carry routes to the nodes' loopbacks (re-applied after a link comes back). */
-    routerRoutes(): void {
-        for (const r of this.plan.routers) addRoutes(r.netns, r.loopbackRoutes);
     }
 
     /** The router end of a node's uplink: cutting it is a provider-side failure. */

@@ -1,0 +1,208 @@
+// The site's address and overlay plan: pure and deterministic. Every other planner (the
+// agent's sessions and routes, the lab, the NixOS renderer) reads node addresses from here.
+//
+// Address layout. Each provider gives the site one /48, that is 65,536 /64s, numbered by
+// node (network/addressing.ts: the number comes from the node's name, or its `id`):
+//
+//   /64 number            use
+//   0                     loopbacks, in the first provider's /48 only: node N is ::N
+//   1 .. 0x3fff           uplink of node N to this provider: gateway ::1, node ::2
+//   0x4000                the overlay segment over this provider: node N is ::N
+//   0x8000 + N            sensor subnet of node N, reached through this provider
+//
+// Because every address is a function of (provider prefix, node number), adding or removing
+// a node never moves another node's addresses, whatever the order of the inventory.
+//
+// Overlay. Per provider, one tunnel segment over that provider's uplinks (WireGuard in
+// production, VXLAN over IPv6 in the lab). A full mesh needs n(n-1) tunnels and BFD
+// sessions; a park of thousands of nodes cannot afford that, so the overlay is hub and spoke:
+// edge and core nodes are hubs, which tunnel to every node; other nodes tunnel to the hubs
+// only and reach each other through them. In a small site where every node is a hub it is a
+// full mesh.
+import { IPv6CidrRange } from "ip-num";
+import type { Site, SiteNode } from "../site/model";
+import { fnv16, hostAddress, NODE_ID_MAX, nodeIds, PlanError, subnet } from "./addressing";
+
+export const LOOPBACK_SUBNET = 0;
+export const OVERLAY_SUBNET = 0x4000;
+export const SENSOR_SUBNET_BASE = 0x8000;
+/** VXLAN's IANA port; WireGuard listens on 51820 + uplink index. */
+export const VXLAN_PORT = 4789;
+export const WIREGUARD_PORT = 51820;
+/** Uplinks are plain Ethernet (1500); VXLAN over IPv6 adds 70 bytes, WireGuard over IPv6 80. */
+const UNDERLAY_MTU = 1500;
+const OVERHEAD = { vxlan: 70, wireguard: 80 } as const;
+
+export const HUB_ROLES: readonly SiteNode["role"][] = ["edge", "core"];
+
+export interface UplinkPlan {
+    provider: string;
+    /** Interface name on the node: up0, up1, ... in the order the node lists its uplinks. */
+    ifname: string;
+    /** The uplink's /64. */
+    prefix: string;
+    address: string;
+    /** The provider router's address on the link. */
+    gateway: string;
+}
+
+export interface OverlayPeerPlan {
+    node: string;
+    /** The peer's uplink address on this provider: where tunnel packets go. */
+    endpoint: string;
+    /** The peer's address on the overlay segment. */
+    address: string;
+    loopback: string;
+    hub: boolean;
+}
+
+export interface OverlayPlan {
+    provider: string;
+    transport: "wireguard" | "vxlan";
+    /** Tunnel interface on the node: ov0, ov1, ... matching up0, up1, ... */
+    ifname: string;
+    /** The uplink the tunnel runs over, and its local endpoint. */
+    underlay: { ifname: string; local: string };
+    /** VXLAN network identifier (stable by provider name); unused by WireGuard. */
+    vni: number;
+    port: number;
+    mtu: number;
+    /** The segment's /64, and this node's address on it. */
+    prefix: string;
+    address: string;
+    peers: OverlayPeerPlan[];
+}
+
+export interface NodePlan {
+    name: string;
+    id: number;
+    role: SiteNode["role"];
+    failureDomain: string;
+    /** Hubs forward between spokes (IPv6 forwarding on). */
+    hub: boolean;
+    loopback: string;
+    uplinks: UplinkPlan[];
+    overlays: OverlayPlan[];
+    /** One /64 per provider for the node's sensors (multihomed hosts take one address from each). */
+    sensors: { provider: string; prefix: string }[];
+}
+
+export interface SitePlan {
+    site: string;
+    /** The /64 all loopbacks come from (spokes route it to the hubs). */
+    loopbackPrefix: string;
+    hubs: string[];
+    nodes: NodePlan[];
+}
+
+/** Plan the site. Throws PlanError naming the offending entries. */
+export function planSite(site: Site): SitePlan {
+    checkPools(site);
+    const ids = nodeIds(site);
+    const loopbackPrefix = subnet(site.providers[0].prefix, 64, LOOPBACK_SUBNET);
+    const hubs = site.nodes.filter((n) => HUB_ROLES.includes(n.role)).map((n) => n.name);
+    if (hubs.length === 0) {
+        throw new PlanError(`site '${site.name}' has no edge or core node: the overlay needs at least one hub (nodes: ${site.nodes.map((n) => `${n.name} (${n.role})`).join(", ")})`);
+    }
+    const hubSet = new Set(hubs);
+    const providers = new Map(site.providers.map((p) => [p.name, p]));
+    const loopback = (name: string) => hostAddress(loopbackPrefix, ids.get(name)!);
+    const uplinkAddress = (name: string, provider: string) => hostAddress(subnet(providers.get(provider)!.prefix, 64, ids.get(name)!), 2);
+
+    // Who is on each provider's segment, so that peers are found without a scan per node.
+    const onProvider = new Map<string, SiteNode[]>();
+    for (const n of site.nodes) for (const u of n.uplinks) {
+        const list = onProvider.get(u.provider) ?? [];
+        list.push(n);
+        onProvider.set(u.provider, list);
+    }
+    const hubsOnProvider = new Map([...onProvider].map(([p, list]) => [p, list.filter((n) => hubSet.has(n.name))]));
+
+    const nodes = site.nodes.map((node): NodePlan => {
+        const id = ids.get(node.name)!;
+        const hub = hubSet.has(node.name);
+        const uplinks = node.uplinks.map((u, k): UplinkPlan => {
+            const prefix = subnet(providers.get(u.provider)!.prefix, 64, id);
+            return { provider: u.provider, ifname: `up${k}`, prefix, address: hostAddress(prefix, 2), gateway: hostAddress(prefix, 1) };
+        });
+        const overlays = uplinks.map((u, k): OverlayPlan => {
+            const prefix = subnet(providers.get(u.provider)!.prefix, 64, OVERLAY_SUBNET);
+            const candidates = hub ? onProvider.get(u.provider)! : hubsOnProvider.get(u.provider)!;
+            const transport = site.overlay.transport!;
+            return {
+                provider: u.provider,
+                transport,
+                ifname: `ov${k}`,
+                underlay: { ifname: u.ifname, local: u.address },
+                vni: 0x10000 + fnv16(u.provider),
+                port: transport === "vxlan" ? VXLAN_PORT : WIREGUARD_PORT + k,
+                mtu: UNDERLAY_MTU - OVERHEAD[transport],
+                prefix,
+                address: hostAddress(prefix, id),
+                peers: candidates.filter((p) => p.name !== node.name).map((p) => ({
+                    node: p.name,
+                    endpoint: uplinkAddress(p.name, u.provider),
+                    address: hostAddress(prefix, ids.get(p.name)!),
+                    loopback: loopback(p.name),
+                    hub: hubSet.has(p.name),
+                })),
+            };
+        });
+        return {
+            name: node.name,
+            id,
+            role: node.role,
+            failureDomain: node.failureDomain,
+            hub,
+            loopback: loopback(node.name),
+            uplinks,
+            overlays,
+            sensors: node.uplinks.map((u) => ({ provider: u.provider, prefix: subnet(providers.get(u.provider)!.prefix, 64, SENSOR_SUBNET_BASE + id) })),
+        };
+    });
+
+    // A spoke that shares no provider with any hub would be cut off from the overlay.
+    for (const n of nodes) {
+        if (!n.hub && n.overlays.every((o) => o.peers.length === 0)) {
+            throw new PlanError(`node '${n.name}' shares no provider with any hub (${hubs.join(", ")}), so the overlay cannot reach it; give it an uplink to one of their providers`);
+        }
+    }
+    return { site: site.name, loopbackPrefix, hubs, nodes };
+}
+
+/**
+ * Rules the schema cannot see: each provider block must be a /48 (what the layout assumes) and
+ * the explicit ids must fit. Overlaps, IPv4 and duplicate names are refused by site/model.ts
+ * already; they are checked again here because planners are also called with hand-built sites.
+ */
+function checkPools(site: Site): void {
+    const seen = new Map<string, string>();
+    for (const p of site.providers) {
+        if (p.prefix.includes(".")) throw new PlanError(`provider '${p.name}': ${p.prefix} is IPv4; the site is IPv6-only`);
+        const range = IPv6CidrRange.fromCidr(p.prefix);
+        if (Number(range.cidrPrefix.getValue()) !== 48) throw new PlanError(`provider '${p.name}': ${p.prefix} is not a /48`);
+        for (const [other, prefix] of seen) {
+            const r = IPv6CidrRange.fromCidr(prefix);
+            if (range.isOverlapping(r) || range.contains(r) || range.inside(r)) {
+                throw new PlanError(`providers '${other}' (${prefix}) and '${p.name}' (${p.prefix}) overlap`);
+            }
+        }
+        seen.set(p.name, p.prefix);
+    }
+    const names = new Set<string>();
+    for (const n of site.nodes) {
+        if (names.has(n.name)) throw new PlanError(`node name '${n.name}' is used twice`);
+        names.add(n.name);
+        if (n.id !== undefined && (n.id < 1 || n.id > NODE_ID_MAX)) throw new PlanError(`node '${n.name}': id ${n.id} is outside the pool 1-${NODE_ID_MAX}`);
+        for (const u of n.uplinks) {
+            if (!site.providers.some((p) => p.name === u.provider)) throw new PlanError(`node '${n.name}': uplink to unknown provider '${u.provider}'`);
+        }
+    }
+}
+
+/** One node's plan, by name. */
+export function nodePlan(plan: SitePlan, name: string): NodePlan {
+    const n = plan.nodes.find((x) => x.name === name);
+    if (!n) throw new PlanError(`site '${plan.site}' has no node '${name}'`);
+    return n;
+}
