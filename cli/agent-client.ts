@@ -74,20 +74,17 @@ export function hostKeyMatches(pinned: string, presented: Buffer): boolean {
     return !!blob && Buffer.from(blob, "base64").equals(presented);
 }
 
-export interface AgentResponse {
-    res: http.IncomingMessage;
-    close(): void;
+/** "node 'gate' (root@[2001:db8::1]:22)", for messages. */
+export function describeNode(node: string, access: Pick<NodeAccess, "user" | "host" | "port">): string {
+    return `node '${node}' (${access.user}@${access.host.includes(":") ? `[${access.host}]` : access.host}:${access.port})`;
 }
 
-/** GET `what` from the agent's API. */
-export async function agentGet(target: Target, what: string, timeoutMs = 8000): Promise<AgentResponse> {
-    if ("socket" in target) {
-        const res = await httpGet({ socketPath: target.socket }, what, timeoutMs, `the agent socket ${target.socket}`);
-        return { res, close: () => res.destroy() };
-    }
-    const { access } = target;
+/**
+ * An SSH connection to a node whose host key matches the pinned one (never trust on first
+ * use). The deploys (components/nixos) use it too.
+ */
+export async function connectPinned(access: Omit<NodeAccess, "agentSocket">, where: string, timeoutMs = 8000): Promise<Client> {
     const conn = new Client();
-    const where = `node '${target.node}' (${access.user}@${access.host.includes(":") ? `[${access.host}]` : access.host}:${access.port})`;
     await new Promise<void>((resolve, reject) => {
         let keyMismatch = false;
         conn.on("ready", () => resolve());
@@ -113,17 +110,36 @@ export async function agentGet(target: Target, what: string, timeoutMs = 8000): 
             },
         });
     });
+    return conn;
+}
+
+/** GET over an open SSH connection, through the agent's forwarded unix socket. */
+export async function agentGetOver(conn: Client, agentSocket: string, what: string, where: string, timeoutMs = 8000): Promise<http.IncomingMessage> {
     const stream = await new Promise<import("ssh2").ClientChannel>((resolve, reject) => {
-        conn.openssh_forwardOutStreamLocal(access.agentSocket, (err, s) => (err
-            ? reject(new UnreachableError(`${where}: no agent at ${access.agentSocket} (${err.message}); is nublar-agent running?`))
+        conn.openssh_forwardOutStreamLocal(agentSocket, (err, s) => (err
+            ? reject(new UnreachableError(`${where}: no agent at ${agentSocket} (${err.message}); is nublar-agent running?`))
             : resolve(s)));
-    }).catch((err) => {
-        conn.end();
-        throw err;
     });
     // Node's HTTP client calls these on its socket; an SSH channel does not have them.
     const socketLike = Object.assign(stream, { setTimeout: () => socketLike, setNoDelay: () => socketLike, setKeepAlive: () => socketLike });
-    const res = await httpGet({ createConnection: () => socketLike as any }, what, timeoutMs, `the agent on ${where}`).catch((err) => {
+    return httpGet({ createConnection: () => socketLike as any }, what, timeoutMs, `the agent on ${where}`);
+}
+
+export interface AgentResponse {
+    res: http.IncomingMessage;
+    close(): void;
+}
+
+/** GET `what` from the agent's API. */
+export async function agentGet(target: Target, what: string, timeoutMs = 8000): Promise<AgentResponse> {
+    if ("socket" in target) {
+        const res = await httpGet({ socketPath: target.socket }, what, timeoutMs, `the agent socket ${target.socket}`);
+        return { res, close: () => res.destroy() };
+    }
+    const { access } = target;
+    const where = describeNode(target.node, access);
+    const conn = await connectPinned(access, where, timeoutMs);
+    const res = await agentGetOver(conn, access.agentSocket, what, where, timeoutMs).catch((err) => {
         conn.end();
         throw err;
     });

@@ -74,7 +74,9 @@ describe("nublar-agent failover", { timeout: 180_000 }, () => {
             return !m.live && s.sessions.find((x: any) => x.id === "path/vc/provider-a").bfd.status !== "up";
         }, 10_000);
         assert.ok(!cut.routes.find((r: any) => r.id === "loopback/vc/provider-a").installed, "vc's route is withdrawn");
-        assert.ok(!ourRoutes(park, "gate").some((l) => l.startsWith(park.plan.nodes.find((n) => n.name === "vc")!.loopback + " ")), "and gone from the kernel");
+        // Gone from the kernel: only the ungated last-resort route to vc is left, below everything.
+        const toVc = ourRoutes(park, "gate").filter((l) => l.startsWith(park.plan.nodes.find((n) => n.name === "vc")!.loopback + " "));
+        assert.ok(toVc.length === 1 && / metric 4096\b/.test(toVc[0]), `routes to vc left: ${toVc.join("; ")}`);
         await new Promise((r) => setTimeout(r, 1000));
 
         const events = (await park.agent("gate", "/events?limit=500")).trim().split("\n").map((l: string) => JSON.parse(l)).filter((e: any) => e.at >= cutAt - 5);
