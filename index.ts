@@ -1,5 +1,6 @@
 // The nublar Pulumi program: one Site per stack, built from the stack's
 // `nublar:site` config. The config is validated before any resource exists.
+import { spawnSync } from "node:child_process";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { Site } from "./components/site";
@@ -18,8 +19,14 @@ function loadSite(): SiteModel {
     }
 }
 
+/** The program's commit, recorded in each node's system profile (absent outside a git checkout). */
+function revision(): string | undefined {
+    const r = spawnSync("git", ["rev-parse", "--short=12", "HEAD"], { cwd: __dirname, encoding: "utf8" });
+    return r.status === 0 ? r.stdout.trim() : undefined;
+}
+
 const model = loadSite();
-const site = new Site(model.name, { site: model, stateRoot });
+const site = new Site(model.name, { site: model, stateRoot, revision: revision() });
 
 export const siteName = model.name;
 export const kind = model.kind;
@@ -27,3 +34,5 @@ export const nodes = site.nodes;
 /** One line per node: the command that reaches it. */
 export const ssh = site.nodes.apply((all) => Object.fromEntries(Object.entries(all).map(([name, n]) => [name, n.ssh])));
 export const sshConfig = site.sshConfigFile;
+/** The generation each node runs, as deployed by this stack. */
+export const generations = site.generations;

@@ -1,48 +1,87 @@
-// `Site`: the one component a stack builds. It takes the validated site model and
-// applies the plans derived from it. Today that is the lab park for lab sites;
-// later issues add NixOS deploys, the overlay, ingress, the ledger and event bus.
+// `Site`: the one component a stack builds. It takes the validated site model, plans it
+// (network/site-plan.ts, network/agent-plan.ts) and applies the plans: the lab park's
+// machinery for lab sites, then every node's system, deployed over SSH (components/nixos).
 import * as pulumi from "@pulumi/pulumi";
 import { planAgents } from "../network/agent-plan";
 import { planLab } from "../network/lab-plan";
+import { planSite } from "../network/site-plan";
+import { NIXOS_PATHS } from "../nix/render";
 import type { Site as SiteModel } from "../site/model";
-import { labAgentPaths, LabPark, type LabNodeAccess } from "./lab/park";
+import { labAgentPaths, labNodeDirs, LabPark, type LabNodeAccess } from "./lab/park";
+import { NIXOS_PROJECT_DIR } from "./nixos/node";
+import { SiteDeploy } from "./nixos/site-deploy";
 
 export interface SiteArgs {
     site: SiteModel;
     /** Absolute path of the project's ignored state folder (.nublar). */
     stateRoot: string;
+    /** The program's commit, recorded in each node's system profile. */
+    revision?: string;
 }
 
 /** What a stack tells about one node, whatever the kind of site. */
-export type NodeAccess = LabNodeAccess | { role: string; failureDomain: string; ssh: string; hostKey: string };
+export type NodeAccess = LabNodeAccess | { role: string; failureDomain: string; ssh: string; hostKey: string; access: { host: string; port: number; user: string; hostKey: string; agentSocket: string } };
 
 export class Site extends pulumi.ComponentResource {
     readonly nodes: pulumi.Output<Record<string, NodeAccess>>;
     readonly sshConfigFile?: string;
+    readonly generations: pulumi.Output<Record<string, number>>;
 
     constructor(name: string, args: SiteArgs, opts?: pulumi.ComponentResourceOptions) {
         super("nublar:site:Site", name, {}, opts);
         const { site } = args;
+        const plan = planSite(site);
 
         if (site.kind === "lab") {
-            const plan = planLab(site);
-            const { paths, bfdKeyFile } = labAgentPaths(plan, args.stateRoot);
+            const lab = planLab(site, plan);
+            const agents = planAgents(site, { paths: labAgentPaths(lab, args.stateRoot, NIXOS_PATHS.bfdKeyFile) }, plan);
             const services: Record<string, number[]> = {};
             for (const svc of site.ingress) for (const n of svc.upstreams) services[n] = [...new Set([...(services[n] ?? []), svc.port])];
-            const park = new LabPark(`${name}-park`, {
-                plan, stateRoot: args.stateRoot, agents: planAgents(site, { paths }), bfdKeyFile, services,
-            }, { parent: this });
+            const park = new LabPark(`${name}-park`, { plan: lab, stateRoot: args.stateRoot, timers: agents[0].timers, services }, { parent: this });
             this.nodes = park.nodes;
             this.sshConfigFile = park.sshConfigFile;
+            const deploy = new SiteDeploy(`${name}-deploy`, {
+                site, plan, agents, revision: args.revision,
+                access: (node) => park.nodes.apply((all) => {
+                    const { agentSocket: _, ...access } = all[node].access;
+                    return access;
+                }),
+                machine: (node) => park.machines.apply((m) => m[node]),
+                activation: (node) => {
+                    const dirs = labNodeDirs(lab, args.stateRoot, node);
+                    return { kind: "lab", root: dirs.systemRoot, nodeDir: dirs.nodeDir, projectDir: NIXOS_PROJECT_DIR, nodeBinary: process.execPath };
+                },
+                authorizedKeys: park.clientPublicKey.apply((k) => [k]),
+                // Lab nodes run Debian's Nginx with this checkout's balancer.
+                nginx: {},
+            }, { parent: this, dependsOn: [park] });
+            this.generations = deploy.generations;
         } else {
-            // Real nodes are reached at their configured endpoints with their pinned keys.
+            const agents = planAgents(site, { paths: () => ({ socket: NIXOS_PATHS.agentSocket, events: NIXOS_PATHS.events, nginxControl: NIXOS_PATHS.nginxControl, bfdKeyFile: NIXOS_PATHS.bfdKeyFile }) }, plan);
+            const operatorKeys = new pulumi.Config("nublar").getObject<string[]>("operatorKeys") ?? [];
+            // Real nodes are reached at their configured endpoints with their pinned keys, as the
+            // operator (SSH agent, or `nublar:sshIdentityFile`).
+            const identityFile = new pulumi.Config("nublar").get("sshIdentityFile");
+            const deploy = new SiteDeploy(`${name}-deploy`, {
+                site, plan, agents, revision: args.revision,
+                access: (node) => {
+                    const ssh = site.nodes.find((n) => n.name === node)!.ssh!;
+                    return { host: ssh.host, port: ssh.port, user: ssh.user, hostKey: ssh.hostKey, identityFile };
+                },
+                machine: (node) => site.nodes.find((n) => n.name === node)!.ssh!.hostKey,
+                activation: () => ({ kind: "nixos" }),
+                authorizedKeys: operatorKeys,
+                nginx: { luaDir: NIXOS_PATHS.luaDir, modules: [] },
+            }, { parent: this });
+            this.generations = deploy.generations;
             this.nodes = pulumi.output(Object.fromEntries(site.nodes.map((n): [string, NodeAccess] => [n.name, {
                 role: n.role,
                 failureDomain: n.failureDomain,
                 ssh: `ssh -p ${n.ssh!.port} ${n.ssh!.user}@${n.ssh!.host}`,
                 hostKey: n.ssh!.hostKey,
+                access: { host: n.ssh!.host, port: n.ssh!.port, user: n.ssh!.user, hostKey: n.ssh!.hostKey, agentSocket: NIXOS_PATHS.agentSocket },
             }])));
         }
-        this.registerOutputs({ nodes: this.nodes });
+        this.registerOutputs({ nodes: this.nodes, generations: this.generations });
     }
 }

@@ -39,10 +39,22 @@ export function daemonPid(d: Daemon, pidFile = path.join(d.dir, "pid")): number 
     }
 }
 
+/**
+ * The namespace this process runs in. The lab's deploy starts a node's daemons from an SSH
+ * session on the node (components/nixos/lab-system.ts), already inside the node's namespace,
+ * where `ip netns` cannot see the host's /run.
+ */
+export const HERE = ".";
+
+/** The command prefix that runs something in `netns`. */
+function inside(netns: string): string[] {
+    return netns === HERE ? [] : ["ip", "netns", "exec", netns];
+}
+
 /** Whether a process lives in the named namespace (a rebuilt namespace is a different one). */
 export function inNetns(pid: number, netns: string): boolean {
     try {
-        return fs.statSync(`/proc/${pid}/ns/net`).ino === fs.statSync(`/run/netns/${netns}`).ino;
+        return fs.statSync(`/proc/${pid}/ns/net`).ino === fs.statSync(netns === HERE ? "/proc/self/ns/net" : `/run/netns/${netns}`).ino;
     } catch {
         return false;
     }
@@ -99,7 +111,7 @@ function startNode(what: string, netns: string, dir: string, args: string[], rea
     // `ip netns exec` execs the command, so the child's PID is node's.
     // NUBLAR_DAEMON_NODE_ARGS: extra node flags for debugging, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
     const extra = (process.env.NUBLAR_DAEMON_NODE_ARGS ?? "").split(" ").filter(Boolean);
-    const cmd = ["ip", "netns", "exec", netns, process.execPath, ...extra, "--import", "tsx", ...args];
+    const cmd = [...inside(netns), process.execPath, ...extra, "--import", "tsx", ...args];
     const child = spawn(cmd[0], cmd.slice(1), { cwd: PROJECT_DIR, detached: true, stdio: ["ignore", out, out] });
     fs.closeSync(out);
     child.unref();
@@ -181,7 +193,7 @@ export function startBfdd(netns: string, dir: string, conf: string): number {
     spawnSync("chown", ["-R", "frr:frr", dir]);
     fs.rmSync(pidFile, { force: true });
     const log = path.join(dir, "bfdd.log");
-    const cmd = ["ip", "netns", "exec", netns, "/usr/lib/frr/bfdd", "-d", "-f", d.marker, "--vty_socket", dir, "-i", pidFile,
+    const cmd = [...inside(netns), "/usr/lib/frr/bfdd", "-d", "-f", d.marker, "--vty_socket", dir, "-i", pidFile,
         "--bfdctl", path.join(dir, "bfdd.sock"), "-z", path.join(dir, "zserv.api"), "-u", "frr", "-g", "frr", "--log", `file:${log}`];
     const r = spawnSync(cmd[0], cmd.slice(1), { encoding: "utf8" });
     if (r.status !== 0) throw new LabCommandError(`starting FRR bfdd in ${netns}`, cmd, r.stderr || r.stdout);
@@ -217,7 +229,7 @@ export function startNginx(netns: string, dir: string, conf: string, controlSock
     for (const sub of ["logs", "temp"]) fs.mkdirSync(path.join(dir, sub), { recursive: true });
     fs.writeFileSync(d.marker, conf);
     fs.rmSync(controlSocket, { force: true });
-    const cmd = ["ip", "netns", "exec", netns, "nginx", "-p", dir, "-c", d.marker];
+    const cmd = [...inside(netns), "nginx", "-p", dir, "-c", d.marker];
     const r = spawnSync(cmd[0], cmd.slice(1), { encoding: "utf8" });
     if (r.status !== 0) throw new LabCommandError(`starting nginx in ${netns}`, cmd, r.stderr || r.stdout);
     return waitFor(`starting nginx in ${netns}`, cmd, () => (fs.existsSync(controlSocket) ? daemonPid(d, pidFile) : undefined), path.join(dir, "logs", "error.log"));

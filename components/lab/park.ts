@@ -3,18 +3,15 @@
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import type { AgentConfig } from "../../network/agent/config";
-import { renderNginxConf } from "../../network/agent/nginx-conf";
 import type { LabNodePlan, LabPlan } from "../../network/lab-plan";
 import { nodeRuntimePaths, renderBfddConf } from "./daemons";
-import { LabBridge, LabDaemon, LabFile, LabKeyFile, LabNetns, LabSshd, LabSshKey, LabVeth } from "./providers";
+import { LabBridge, LabDaemon, LabFile, LabNetns, LabSshd, LabSshKey, LabVeth } from "./providers";
 import { labSshPaths, renderKnownHosts, renderSshConfig } from "./ssh-config";
 
 export interface LabParkArgs {
     plan: LabPlan;
-    /** Each node's agent config (network/agent-plan.ts), planned with `labAgentPaths`. */
-    agents: AgentConfig[];
-    /** Where the lab's BFD key lives (see `labAgentPaths`). */
-    bfdKeyFile: string;
+    /** BFD timers for the provider routers' side of the gateway sessions (the agents' own). */
+    timers: AgentConfig["timers"];
     /** HTTP services the lab runs for its ingress: node -> ports. */
     services: Record<string, number[]>;
     /** Absolute path of the project's ignored state folder (.nublar). */
@@ -38,6 +35,10 @@ export interface LabNodeAccess {
 export class LabPark extends pulumi.ComponentResource {
     readonly nodes: pulumi.Output<Record<string, LabNodeAccess>>;
     readonly sshConfigFile: string;
+    /** The operator's key, which the lab's deploys log in with. */
+    readonly clientPublicKey: pulumi.Output<string>;
+    /** Each node's machine identity: its namespace and sshd process. A rebuilt node gets a new one. */
+    readonly machines: pulumi.Output<Record<string, string>>;
 
     constructor(name: string, args: LabParkArgs, opts?: pulumi.ComponentResourceOptions) {
         super("nublar:lab:LabPark", name, {}, opts);
@@ -58,11 +59,12 @@ export class LabPark extends pulumi.ComponentResource {
             comment: `nublar-lab-${plan.tag}-operator`,
         }, child);
 
+        this.clientPublicKey = clientKey.publicKey;
         const nodeResources = plan.nodes.map((node) => this.node(id(`node-${node.name}`), node, { dir, bridge, bridgeName: plan.mgmt.bridge, routers, clientKey }));
 
         // The providers' side: routes to the nodes' loopbacks, and FRR's bfdd answering each
         // node's gateway session.
-        const timers = args.agents[0]?.timers;
+        const timers = args.timers;
         for (const r of plan.routers) {
             const links = nodeResources.flatMap((n) => n.uplinks.filter((_, k) => n.plan.uplinks[k].provider === r.provider));
             const peers = plan.nodes.flatMap((n) => n.uplinks.filter((u) => u.provider === r.provider).map((u) => ({ peer: u.address, local: u.routerAddress, ...timers })));
@@ -71,21 +73,19 @@ export class LabPark extends pulumi.ComponentResource {
             }, { parent: this, dependsOn: links });
         }
 
-        const bfdKey = new LabKeyFile(id("bfd-key"), { file: args.bfdKeyFile, bytes: 20 }, child);
+        // The apps the lab's ingress balances. The node's system (overlay, agent, Nginx) is not
+        // the park's: components/nixos deploys it over SSH, as it would to a real node.
         for (const n of nodeResources) {
-            const agent = args.agents.find((a) => a.node === n.plan.name)!;
             const rt = nodeRuntimePaths(path.join(dir, "nodes", n.plan.name));
-            const services = (args.services[n.plan.name] ?? []).map((port) => new LabDaemon(`${n.name}-hello-${port}`, {
-                kind: "hello", netns: n.plan.netns, dir: path.join(rt.helloDir, String(port)), config: "", port, name: n.plan.name,
-            }, { parent: this, dependsOn: [n.netns] }));
-            const nginx = agent.ingress.length ? [new LabDaemon(`${n.name}-nginx`, {
-                kind: "nginx", netns: n.plan.netns, dir: rt.nginxDir, socket: rt.nginxControl,
-                config: renderNginxConf({ upstreams: agent.ingress, controlSocket: rt.nginxControl }),
-            }, { parent: this, dependsOn: [n.netns] })] : [];
-            new LabDaemon(`${n.name}-agent`, {
-                kind: "agent", netns: n.plan.netns, dir: rt.agentDir, socket: rt.agentSocket, config: JSON.stringify(agent, null, 2),
-            }, { parent: this, dependsOn: [...n.uplinks, bfdKey, ...nginx, ...services] });
+            for (const port of args.services[n.plan.name] ?? []) {
+                new LabDaemon(`${n.name}-hello-${port}`, {
+                    kind: "hello", netns: n.plan.netns, dir: path.join(rt.helloDir, String(port)), config: "", port, name: n.plan.name,
+                }, { parent: this, dependsOn: [n.netns] });
+            }
         }
+
+        this.machines = pulumi.all(nodeResources.map((n) => n.sshd.pid)).apply((pids) =>
+            Object.fromEntries(plan.nodes.map((node, i) => [node.name, `${node.netns}/sshd:${pids[i]}`])));
 
         const paths = labSshPaths(plan, args.stateRoot);
         this.sshConfigFile = paths.configFile;
@@ -119,7 +119,7 @@ export class LabPark extends pulumi.ComponentResource {
 
         // Wait for the config file so that the ssh commands in the outputs work once `up` returns.
         this.nodes = pulumi.all([nodes, sshConfig.urn]).apply(([n]) => n);
-        this.registerOutputs({ nodes: this.nodes, sshConfigFile: this.sshConfigFile });
+        this.registerOutputs({ nodes: this.nodes, sshConfigFile: this.sshConfigFile, machines: this.machines });
     }
 
     private node(
@@ -159,15 +159,20 @@ export class LabPark extends pulumi.ComponentResource {
     }
 }
 
-/** Where a lab node's agent files live, for network/agent-plan.ts's `paths` option. */
-export function labAgentPaths(plan: LabPlan, stateRoot: string) {
-    const dir = path.join(stateRoot, plan.stateSubdir);
-    const bfdKeyFile = path.join(dir, "keys", "bfd.key");
-    return {
-        bfdKeyFile,
-        paths: (node: string) => {
-            const rt = nodeRuntimePaths(path.join(dir, "nodes", node));
-            return { socket: rt.agentSocket, events: rt.events, nginxControl: rt.nginxControl, bfdKeyFile };
-        },
+/** The lab deploy's layout on a node: its runtime folder and its generations (components/nixos). */
+export function labNodeDirs(plan: LabPlan, stateRoot: string, node: string) {
+    const nodeDir = path.join(stateRoot, plan.stateSubdir, "nodes", node);
+    return { nodeDir, systemRoot: path.join(nodeDir, "system"), runtime: nodeRuntimePaths(nodeDir) };
+}
+
+/**
+ * Where a lab node's agent files live, for network/agent-plan.ts's `paths` option. The BFD key
+ * is a Pulumi secret the deploy puts in /run/keys, as on NixOS (the lab node's sshd has a
+ * private /run, which the daemons it starts share).
+ */
+export function labAgentPaths(plan: LabPlan, stateRoot: string, bfdKeyFile: string) {
+    return (node: string) => {
+        const rt = labNodeDirs(plan, stateRoot, node).runtime;
+        return { socket: rt.agentSocket, events: rt.events, nginxControl: rt.nginxControl, bfdKeyFile };
     };
 }

@@ -23,6 +23,10 @@ export interface NginxConfInput {
      * balancer: the benchmark's baseline, never what nublar deploys.
      */
     passive?: { maxFails: number; failTimeoutS: number };
+    /** Where balancer.lua is (default: this repository's copy; NixOS nodes get it in their bundle). */
+    luaDir?: string;
+    /** Dynamic modules to load (default: Debian's lua and ndk; NixOS builds them into its Nginx). */
+    modules?: string[];
 }
 
 export function renderNginxConf(input: NginxConfInput): string {
@@ -46,7 +50,7 @@ export function renderNginxConf(input: NginxConfInput): string {
     return [
         "# Written by nublar from the site plan; do not edit. Members change at run time through",
         "# the control socket (nublar-agent), never by reloading.",
-        ...MODULES.map((m) => `load_module ${m};`),
+        ...(input.modules ?? MODULES).map((m) => `load_module ${m};`),
         `worker_processes ${input.workers ?? 2};`,
         "pid nginx.pid;",
         "error_log logs/error.log warn;",
@@ -60,7 +64,7 @@ export function renderNginxConf(input: NginxConfInput): string {
         "    # Which members each request tried ($upstream_addr lists retries), and when it ended.",
         "    log_format nublar '$msec $request_time $status \"$upstream_addr\" \"$upstream_status\" $remote_addr \"$request\"';",
         `    access_log logs/access.log nublar${input.accessLogBuffered === false ? "" : " buffer=64k flush=1s"};`,
-        `    lua_package_path "${LUA_DIR}/?.lua;;";`,
+        `    lua_package_path "${input.luaDir ?? LUA_DIR}/?.lua;;";`,
         "    lua_shared_dict dynups 1m;",
         "    lua_shared_dict dynups_fail 1m;",
         "    init_by_lua_block { balancer = require \"balancer\"; balancer.init() }",

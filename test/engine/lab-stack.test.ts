@@ -23,8 +23,10 @@ const STACK = `engine-${tag}`;
 
 const labSite = parse(fs.readFileSync(path.join(ROOT, "stacks", "Pulumi.lab.yaml"), "utf8")).config["nublar:site"];
 labSite.lab = { ...labSite.lab, tag, managementPrefix: "fd6e:626c:656e::/64" };
+// A restarted agent's path sessions come back in 5-10 s (RFC 5880 §6.8.1 replay window); a
+// broken deploy should fail the test's `up` in less than the default minute.
+labSite.deploy = { ...labSite.deploy, confirmTimeoutMs: 20_000 };
 const plan = planLab(parseSite(labSite));
-const edges = labSite.nodes.filter((n: { role: string }) => n.role === "edge").length;
 const services = new Set(labSite.ingress.flatMap((i: { port: number; upstreams: string[] }) => i.upstreams.map((u) => `${u}:${i.port}`))).size;
 
 function pulumi(args: string[], stack = STACK) {
@@ -76,9 +78,12 @@ test("preview plans the whole park and creates nothing", () => {
     const creates = steps.filter((s) => s.op === "create").map((s) => s.urn);
     const expectedCustom = 1 /* bridge */ + plan.routers.length + 1 /* client key */ + 2 /* files */ +
         plan.nodes.reduce((n, node) => n + 1 /* netns */ + 1 /* mgmt */ + node.uplinks.length + 1 /* host key */ + 1 /* sshd */, 0) +
-        plan.routers.length * 2 /* loopback routes, FRR bfdd */ + 1 /* BFD key */ + plan.nodes.length /* agents */ +
-        edges /* Nginx */ + services /* HTTP services */;
+        plan.routers.length /* FRR bfdd */ + services /* HTTP services */;
     assert.equal(creates.filter((u) => u.includes("pulumi-nodejs:dynamic/lab:")).length, expectedCustom);
+    // The nodes' systems (overlay, agent, Nginx) are deployed over SSH, one NixosNode each, with one generated BFD key.
+    assert.equal(creates.filter((u) => u.includes("nublar:nixos:NixosNode")).length, plan.nodes.length);
+    assert.equal(creates.filter((u) => u.includes("pulumi-nodejs:dynamic/nixos:Deployment")).length, plan.nodes.length);
+    assert.equal(creates.filter((u) => u.includes("pulumi-nodejs:dynamic/nixos:GeneratedKey")).length, 1);
     assert.ok(creates.some((u) => u.includes("nublar:site:Site")) && creates.some((u) => u.includes("nublar:lab:LabPark")));
     assert.ok(!plan.nodes.some((n) => netnsExists(n.netns)), "preview changed nothing on the machine");
 });
@@ -161,6 +166,54 @@ test("`nublar lab cut` and `restore`: a path goes down and its member stays live
 test("a second up changes nothing", () => {
     ok(pulumi(["up", "--yes", "--expect-no-changes", "--skip-preview"]), "second up");
     ok(pulumi(["preview", "--expect-no-changes"]), "preview after up");
+});
+
+/** Each node's generation as the node itself records it (components/nixos/lab-system.ts). */
+function nodeSystem(node: string) {
+    const root = path.join(stateDir, plan.stateSubdir, "nodes", node, "system");
+    const current = Number(fs.readFileSync(path.join(root, "current"), "utf8").trim());
+    return { current, root, has: (gen: number, file: string) => fs.existsSync(path.join(root, "generations", String(gen), file)) };
+}
+
+test("a deploy with a wrong BFD key is rolled back on its own at the canary, and `pulumi up` says so; a good config then sticks", async () => {
+    const before = Object.fromEntries(plan.nodes.map((n) => [n.name, nodeSystem(n.name).current]));
+    const canary = labSite.nodes[0].name;
+    const wrongKey = `0x${"5a".repeat(20)}`;
+    ok(pulumi(["config", "set", "--secret", "nublar:bfdKey", wrongKey]), "config set --secret");
+    const failed = pulumi(["up", "--yes", "--skip-preview"]);
+    assert.notEqual(failed.status, 0, "up must fail");
+    const attempted = before[canary] + 1;
+    assert.match(failed.output, new RegExp(`node '${canary}' .*generation ${attempted} was not confirmed`));
+    assert.match(failed.output, /BFD sessions that must be Up were not: path\//);
+    assert.match(failed.output, /rolled back by the deploy\. It runs the previous generation again/);
+    assert.ok(!failed.output.includes(wrongKey.slice(2)), "the key never appears in the output");
+    // The canary runs its previous generation again; the others were never touched.
+    assert.equal(nodeSystem(canary).current, before[canary]);
+    assert.ok(nodeSystem(canary).has(attempted, "rolled-back"));
+    for (const n of plan.nodes.filter((x) => x.name !== canary)) assert.equal(nodeSystem(n.name).current, before[n.name], `${n.name} untouched`);
+    await eventually(`bfd peers --check on ${canary} after the rollback`, () => nublar(["bfd", "peers", "--node", canary, "--check"]));
+    // The key never reached the state in plaintext.
+    const exported = ok(pulumi(["stack", "export"]), "export").stdout;
+    assert.ok(!exported.includes(wrongKey.slice(2)));
+
+    // A good change: the key back as it was, and a second ingress port. It deploys and sticks.
+    ok(pulumi(["config", "rm", "nublar:bfdKey"]), "config rm");
+    const file = path.join(work, "stacks", `Pulumi.${STACK}.yaml`);
+    const stack = parse(fs.readFileSync(file, "utf8"));
+    stack.config["nublar:site"].ingress.push({ name: "visitor-api", port: 8080, upstreams: labSite.ingress[0].upstreams });
+    fs.writeFileSync(file, stringify(stack));
+    try {
+        ok(pulumi(["up", "--yes", "--skip-preview"]), "up with a good config");
+        const after = nodeSystem(canary);
+        assert.ok(after.current > attempted && after.has(after.current, "confirmed"), `canary on a new confirmed generation (${after.current})`);
+        const served = spawnSync("ip", ["netns", "exec", plan.nodes.find((n) => n.name === canary)!.netns, "curl", "-s", "http://[::1]:8080/"], { encoding: "utf8" });
+        assert.match(served.stdout, /hello from/);
+        await eventually(`bfd peers --check on ${canary}`, () => nublar(["bfd", "peers", "--node", canary, "--check"]));
+    } finally {
+        stack.config["nublar:site"].ingress.pop();
+        fs.writeFileSync(file, stringify(stack));
+    }
+    ok(pulumi(["up", "--yes", "--skip-preview"]), "up back to the committed config");
 });
 
 test("up --refresh rebuilds a node lost behind Pulumi's back (as after a reboot)", async () => {

@@ -1,0 +1,160 @@
+// Benchmark: how planning, rendering and `pulumi preview` grow with the size of a park.
+//
+//   node --import tsx bench/site-plan.ts [--sizes 100,1000,5000] [--runs 5] [--preview-sizes 100,1000,5000]
+//
+// Each (size, run) plans in a fresh child process, so peak memory (maxRSS) is that run's own.
+// Phases: validate the site (zod schema), planSite (addresses, overlay), planAgents (sessions,
+// routes, ingress), render (every node's NixOS bundle and Nginx config). Then `pulumi preview`
+// of the same park with the real engine, once per size (it is slow). The growth between sizes
+// is a ratio measured in the same run, so the machine's noise mostly cancels out.
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { stringify } from "yaml";
+import { machine, summary, writeResult } from "./machine";
+
+const ROOT = path.resolve(__dirname, "..");
+
+/** A park of n nodes: 2 edge and 2 core hubs, the rest app nodes, two providers. */
+export function benchSite(n: number) {
+    const hostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBz2Q0hZFSOPggsoAlK8BkxfAVXfuggFwVHG79+hT3uw";
+    const roles = (i: number) => (i < 2 ? "edge" : i < 4 ? "core" : "app");
+    const nodes = Array.from({ length: n }, (_, i) => ({
+        name: i < 4 ? `${roles(i)}-${i}` : `node-${i}`,
+        id: i + 1,
+        role: roles(i),
+        failureDomain: `rack-${i % 8}`,
+        uplinks: [{ provider: "provider-a" }, { provider: "provider-b" }],
+        ssh: { host: `2001:db8:1100:${(i + 1).toString(16)}::2`, hostKey },
+    }));
+    return {
+        name: `bench-${n}`,
+        kind: "park",
+        sla: { availability: 0.999999, failoverBudgetMs: 300 },
+        providers: [{ name: "provider-a", prefix: "2001:db8:1100::/48" }, { name: "provider-b", prefix: "2001:db8:1200::/48" }],
+        nodes,
+        ingress: [{ name: "visitor-web", port: 443, upstreams: nodes.slice(4, 8).map((x) => x.name) }],
+    };
+}
+
+/** One measured run, in this (child) process. */
+async function measureOnce(n: number) {
+    const { parseSite } = await import("../site/load");
+    const { planSite } = await import("../network/site-plan");
+    const { planAgents } = await import("../network/agent-plan");
+    const { renderNginxConf } = await import("../network/agent/nginx-conf");
+    const { NIXOS_PATHS, renderNixosNode } = await import("../nix/render");
+    const raw = benchSite(n);
+    global.gc?.();
+    const rssBefore = process.memoryUsage().rss;
+    const t = [performance.now()];
+    const site = parseSite(raw);
+    t.push(performance.now());
+    const plan = planSite(site);
+    t.push(performance.now());
+    const paths = () => ({ socket: NIXOS_PATHS.agentSocket, events: NIXOS_PATHS.events, nginxControl: NIXOS_PATHS.nginxControl, bfdKeyFile: NIXOS_PATHS.bfdKeyFile });
+    const agents = planAgents(site, { paths }, plan);
+    t.push(performance.now());
+    let bytes = 0;
+    const wg: Record<string, Record<string, string>> = {};
+    for (const node of plan.nodes) wg[node.name] = Object.fromEntries(node.overlays.map((o) => [o.provider, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]));
+    plan.nodes.forEach((node, i) => {
+        const agent = agents[i];
+        const nginxConf = agent.ingress.length ? renderNginxConf({ upstreams: agent.ingress, controlSocket: NIXOS_PATHS.nginxControl, luaDir: NIXOS_PATHS.luaDir, modules: [] }) : undefined;
+        const files = renderNixosNode({ site, node, agent, nginxConf, authorizedKeys: [], wireguardPublicKeys: wg, profile: { label: "bench" } });
+        for (const v of Object.values(files)) bytes += v.length;
+    });
+    t.push(performance.now());
+    const sessions = agents.reduce((s, a) => s + a.sessions.length, 0);
+    const routes = agents.reduce((s, a) => s + a.routes.length, 0);
+    return {
+        ms: { validate: t[1] - t[0], planSite: t[2] - t[1], planAgents: t[3] - t[2], render: t[4] - t[3], total: t[4] - t[0] },
+        peakRssMiB: process.resourceUsage().maxRSS / 1024,
+        rssGrowthMiB: (process.memoryUsage().rss - rssBefore) / 2 ** 20,
+        sessions, routes, renderedMiB: bytes / 2 ** 20,
+    };
+}
+
+function previewOnce(n: number): { ms: number; resources: number; ok: boolean; error?: string } {
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), "nublar-bench-preview-"));
+    try {
+        fs.mkdirSync(path.join(work, "stacks"));
+        fs.mkdirSync(path.join(work, "state"));
+        fs.writeFileSync(path.join(work, "Pulumi.yaml"), stringify({
+            name: "nublar", runtime: { name: "nodejs", options: { typescript: true } }, main: ROOT, stackConfigDir: "stacks",
+            backend: { url: `file://${path.join(work, "state")}` },
+        }));
+        fs.writeFileSync(path.join(work, "stacks", "Pulumi.bench.yaml"), stringify({ config: { "nublar:site": benchSite(n) } }));
+        const env: NodeJS.ProcessEnv = {
+            ...process.env, PATH: `${path.join(ROOT, ".tools", "bin")}:${process.env.PATH}`, PULUMI_HOME: path.join(ROOT, ".nublar", "pulumi-home"),
+            PULUMI_CONFIG_PASSPHRASE: "bench", PULUMI_SKIP_UPDATE_CHECK: "true", PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+            NUBLAR_STATE_DIR: path.join(work, "files"),
+        };
+        delete env.PULUMI_BACKEND_URL;
+        const run = (args: string[]) => spawnSync("pulumi", [...args, "--stack", "bench", "--non-interactive"], { cwd: work, env, encoding: "utf8", timeout: 3_600_000, maxBuffer: 1 << 30 });
+        const init = run(["stack", "init", "--secrets-provider", "passphrase"]);
+        if (init.status !== 0) return { ms: NaN, resources: 0, ok: false, error: init.stderr };
+        const start = performance.now();
+        const res = run(["preview", "--json"]);
+        const ms = performance.now() - start;
+        if (res.status !== 0) return { ms, resources: 0, ok: false, error: (res.stderr || res.stdout).slice(-2000) };
+        return { ms, resources: JSON.parse(res.stdout).steps.length, ok: true };
+    } finally {
+        fs.rmSync(work, { recursive: true, force: true });
+    }
+}
+
+function option(name: string, fallback: string): string {
+    const i = process.argv.indexOf(`--${name}`);
+    return i >= 0 ? process.argv[i + 1] : fallback;
+}
+
+async function main() {
+    if (process.argv[2] === "--child") {
+        process.stdout.write(JSON.stringify(await measureOnce(Number(process.argv[3]))));
+        return;
+    }
+    const sizes = option("sizes", "100,1000,5000").split(",").map(Number);
+    const runs = Number(option("runs", "5"));
+    const previewSizes = option("preview-sizes", sizes.join(",")).split(",").filter(Boolean).map(Number);
+    const plan: Record<number, unknown> = {};
+    for (const n of sizes) {
+        const samples: Awaited<ReturnType<typeof measureOnce>>[] = [];
+        for (let r = 0; r < runs; r++) {
+            const child = spawnSync(process.execPath, ["--expose-gc", "--import", "tsx", __filename, "--child", String(n)], { cwd: ROOT, encoding: "utf8", maxBuffer: 1 << 26 });
+            if (child.status !== 0) throw new Error(`size ${n}: ${child.stderr}`);
+            samples.push(JSON.parse(child.stdout));
+        }
+        const phases = ["validate", "planSite", "planAgents", "render", "total"] as const;
+        plan[n] = {
+            ms: Object.fromEntries(phases.map((p) => [p, summary(samples.map((s) => s.ms[p]))])),
+            peakRssMiB: summary(samples.map((s) => s.peakRssMiB)),
+            sessions: samples[0].sessions, routes: samples[0].routes, renderedMiB: Math.round(samples[0].renderedMiB * 10) / 10,
+        };
+        process.stderr.write(`plan+render ${n} nodes: ${JSON.stringify(plan[n])}\n`);
+    }
+    const preview: Record<number, unknown> = {};
+    for (const n of previewSizes) {
+        const p = previewOnce(n);
+        preview[n] = p;
+        process.stderr.write(`preview ${n} nodes: ${JSON.stringify(p)}\n`);
+    }
+    // Growth: each size against the smallest, per phase (p50), and per node.
+    const base = sizes[0];
+    const growth = Object.fromEntries(sizes.map((n) => {
+        const cur = plan[n] as any;
+        const b = plan[base] as any;
+        const phases = Object.fromEntries(Object.keys(cur.ms).map((p) => [p, Math.round((cur.ms[p].p50 / b.ms[p].p50) * 10) / 10]));
+        const pv = preview[n] as any;
+        const pb = preview[base] as any;
+        return [n, { nodesRatio: n / base, phasesP50Ratio: phases, previewRatio: pv?.ok && pb?.ok ? Math.round((pv.ms / pb.ms) * 10) / 10 : null }];
+    }));
+    const file = writeResult("site-plan", { machine: machine(), sizes, runs, plan, preview, growth });
+    process.stderr.write(`wrote ${file}\n`);
+}
+
+main().catch((err) => {
+    process.stderr.write(`${err.stack ?? err}\n`);
+    process.exit(1);
+});

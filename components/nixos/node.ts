@@ -1,0 +1,185 @@
+// NixosNode: one node's system, deployed over SSH by `pulumi up` (./deploy.ts), with the
+// activation the stack chose (./activation.ts). A change to the rendered bundle or to a
+// secret deploys a new generation; a deploy that does not confirm is rolled back and fails
+// the update with a message saying what was seen, so `pulumi up` reports it.
+//
+// The deploy itself runs in a dynamic provider (Pulumi's Node.js provider host), which loads
+// ./deploy.ts by absolute path through tsx, as the lab's providers do.
+import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import type { NodeAccess } from "../../cli/agent-client";
+import type { DeployMode } from "./activation";
+
+const DEPLOY_MODULE = path.join(__dirname, "deploy.ts");
+const ACTIVATION_MODULE = path.join(__dirname, "activation.ts");
+const TSX_HOOK = require.resolve("tsx/cjs");
+const PROJECT_DIR = path.resolve(__dirname, "../..");
+
+export type ActivationSpec =
+    | { kind: "nixos"; root?: string }
+    | { kind: "lab"; root: string; nodeDir: string; projectDir: string; nodeBinary: string };
+
+export interface NixosNodeArgs {
+    node: string;
+    access: pulumi.Input<Omit<NodeAccess, "agentSocket">>;
+    agentSocket: pulumi.Input<string>;
+    /**
+     * Identifies the machine itself (a lab node's sshd process, a real node's host key): when
+     * it changes, the node was rebuilt or reinstalled, and is deployed again.
+     */
+    machine: pulumi.Input<string>;
+    activation: ActivationSpec;
+    mode: DeployMode;
+    confirmTimeoutMs: number;
+    /** The rendered bundle (nix/render.ts, plus the lab's overlay.json): relative path -> content. */
+    files: pulumi.Input<Record<string, pulumi.Input<string>>>;
+    /** Secrets for /run/keys: name -> content. Pass Pulumi secrets; they stay encrypted in state. */
+    secrets: pulumi.Input<Record<string, pulumi.Input<string>>>;
+}
+
+interface DeploymentInputs {
+    node: string;
+    access: Omit<NodeAccess, "agentSocket">;
+    agentSocket: string;
+    machine: string;
+    activation: ActivationSpec;
+    mode: DeployMode;
+    confirmTimeoutMs: number;
+    files: Record<string, string>;
+    secrets: Record<string, string>;
+}
+
+interface DeploymentOutputs extends Omit<DeploymentInputs, "secrets" | "files"> {
+    digest: string;
+    /** A digest of the secrets (itself kept secret), so that a rotated key redeploys. */
+    secretsDigest: string;
+    generation: number;
+    confirmedInMs?: number;
+}
+
+function modules() {
+    require(TSX_HOOK);
+    return { deploy: require(DEPLOY_MODULE) as typeof import("./deploy"), activation: require(ACTIVATION_MODULE) as typeof import("./activation") };
+}
+
+function activationFor(spec: ActivationSpec) {
+    const { activation } = modules();
+    return spec.kind === "nixos" ? activation.nixosActivation(spec.root) : activation.labActivation(spec);
+}
+
+function digests(inputs: DeploymentInputs) {
+    const { deploy } = modules();
+    return { digest: deploy.bundleDigest(inputs.files), secretsDigest: deploy.bundleDigest(inputs.secrets) };
+}
+
+async function run(inputs: DeploymentInputs): Promise<DeploymentOutputs> {
+    const { deploy } = modules();
+    const result = await deploy.deploy({
+        target: { node: inputs.node, access: inputs.access, agentSocket: inputs.agentSocket },
+        activation: activationFor(inputs.activation),
+        mode: inputs.mode,
+        files: inputs.files,
+        secrets: inputs.secrets,
+        confirmTimeoutMs: inputs.confirmTimeoutMs,
+        // The provider host's stderr reaches `pulumi up --debug` and its logs.
+        log: (line) => process.stderr.write(`nublar deploy: ${line}\n`),
+    });
+    const { files: _f, secrets: _s, ...rest } = inputs;
+    return { ...rest, ...digests(inputs), generation: result.generation, confirmedInMs: result.confirmedInMs };
+}
+
+const deploymentProvider: pulumi.dynamic.ResourceProvider<DeploymentInputs, DeploymentOutputs> = {
+    async create(inputs) {
+        const outs = await run(inputs);
+        return { id: `${inputs.node}`, outs };
+    },
+    async update(_id, _olds, news) {
+        return { outs: await run(news) };
+    },
+    async diff(_id, olds, news) {
+        const now = digests(news);
+        const changed = [
+            ...(now.digest !== olds.digest ? ["files"] : []),
+            ...(now.secretsDigest !== olds.secretsDigest ? ["secrets"] : []),
+            ...(["machine", "mode", "activation", "access", "agentSocket", "confirmTimeoutMs"] as const).filter((k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k])),
+        ];
+        return { changes: changed.length > 0, replaces: [], stables: ["node"] };
+    },
+    async read(id, props) {
+        // Refresh asks whether the node still runs what we deployed. A lab node rebuilt behind
+        // Pulumi's back (or a node reinstalled) does not: an empty id makes the next `up` deploy
+        // again. An unreachable node is left as it is: refresh must not forget a deploy because
+        // of a network blip.
+        if (!props) return { id, props };
+        try {
+            const { deploy } = modules();
+            const { connectPinned, describeNode } = require(path.join(PROJECT_DIR, "cli/agent-client.ts")) as typeof import("../../cli/agent-client");
+            const where = describeNode(props.node, props.access);
+            const conn = await connectPinned(props.access, where, 8000);
+            try {
+                const act = activationFor(props.activation);
+                const r = await deploy.exec(conn, `${act.statusCmd()} && cat ${JSON.stringify(`${act.root}/generations/${props.generation}/nublar-digest`)} 2>/dev/null || true`);
+                const [statusLine, digestLine] = r.stdout.trim().split("\n");
+                const status = JSON.parse(statusLine) as { current: number | null };
+                const running = status.current === props.generation && digestLine?.trim() === props.digest;
+                return running ? { id, props } : { id: "", props };
+            } finally {
+                conn.end();
+            }
+        } catch {
+            return { id, props };
+        }
+    },
+    async delete(_id, props) {
+        const act = activationFor(props.activation);
+        if (!act.deactivateCmd) return; // a real node keeps running its system; only Pulumi forgets it
+        try {
+            const { deploy } = modules();
+            const { connectPinned, describeNode } = require(path.join(PROJECT_DIR, "cli/agent-client.ts")) as typeof import("../../cli/agent-client");
+            const conn = await connectPinned(props.access, describeNode(props.node, props.access), 8000);
+            try {
+                await deploy.exec(conn, act.deactivateCmd());
+            } finally {
+                conn.end();
+            }
+        } catch {
+            // The lab node is already gone (its namespace was deleted first): nothing runs there.
+        }
+    },
+};
+
+class NixosDeployment extends pulumi.dynamic.Resource {
+    declare readonly generation: pulumi.Output<number>;
+    declare readonly digest: pulumi.Output<string>;
+    constructor(name: string, args: Record<string, pulumi.Input<unknown>>, opts?: pulumi.CustomResourceOptions) {
+        super(deploymentProvider, name, { ...args, generation: undefined, digest: undefined, secretsDigest: undefined, confirmedInMs: undefined }, {
+            ...opts, additionalSecretOutputs: ["secretsDigest"],
+        }, "nixos", "Deployment");
+    }
+}
+
+export class NixosNode extends pulumi.ComponentResource {
+    readonly generation: pulumi.Output<number>;
+    readonly digest: pulumi.Output<string>;
+
+    constructor(name: string, args: NixosNodeArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("nublar:nixos:NixosNode", name, {}, opts);
+        const deployment = new NixosDeployment(`${name}-deployment`, {
+            node: args.node,
+            access: args.access,
+            agentSocket: args.agentSocket,
+            machine: args.machine,
+            activation: args.activation,
+            mode: args.mode,
+            confirmTimeoutMs: args.confirmTimeoutMs,
+            files: args.files,
+            // Secret in, never out: the provider returns only their digest.
+            secrets: pulumi.secret(args.secrets),
+        }, { parent: this });
+        this.generation = deployment.generation;
+        this.digest = deployment.digest;
+        this.registerOutputs({ generation: this.generation, digest: this.digest });
+    }
+}
+
+export const NIXOS_PROJECT_DIR = PROJECT_DIR;

@@ -1,0 +1,114 @@
+// Deploys every node of a site: renders each node's bundle from the plans, then creates one
+// NixosNode per node in waves. The canary goes first, alone; the others follow in groups of
+// `maxParallel`, each group after the previous one confirmed. A node that does not confirm
+// fails `pulumi up`, and the engine starts nothing that depends on it: one bad config stops
+// at the canary.
+import * as pulumi from "@pulumi/pulumi";
+import type { NodeAccess } from "../../cli/agent-client";
+import type { AgentConfig } from "../../network/agent/config";
+import { renderNginxConf } from "../../network/agent/nginx-conf";
+import type { SitePlan } from "../../network/site-plan";
+import { NIXOS_PATHS, renderNixosNode } from "../../nix/render";
+import type { Site } from "../../site/model";
+import type { ActivationSpec } from "./node";
+import { NixosNode } from "./node";
+import { GeneratedKey } from "./secrets";
+
+export interface SiteDeployArgs {
+    site: Site;
+    plan: SitePlan;
+    agents: AgentConfig[];
+    /** How to reach each node (the lab's outputs, or the site's ssh settings). */
+    access: (node: string) => pulumi.Input<Omit<NodeAccess, "agentSocket">>;
+    activation: (node: string) => ActivationSpec;
+    /** What identifies each node's machine (see NixosNodeArgs.machine). */
+    machine: (node: string) => pulumi.Input<string>;
+    /** Public keys allowed to log in as root on the nodes. */
+    authorizedKeys: pulumi.Input<string[]>;
+    /** The program's commit, recorded in each system profile. */
+    revision?: string;
+    /** Nginx's Lua folder and modules, when they differ from a NixOS node's (the lab uses Debian's). */
+    nginx?: { luaDir?: string; modules?: string[] };
+}
+
+/** Nodes in deploy order, grouped in waves: [canary], then groups of maxParallel. */
+export function deployWaves(site: Site): string[][] {
+    const names = site.nodes.map((n) => n.name);
+    const { canary, maxParallel } = site.deploy;
+    const first = canary === false ? undefined : canary === true ? names[0] : canary;
+    const rest = names.filter((n) => n !== first);
+    const waves: string[][] = first ? [[first]] : [];
+    for (let i = 0; i < rest.length; i += maxParallel) waves.push(rest.slice(i, i + maxParallel));
+    return waves;
+}
+
+export class SiteDeploy extends pulumi.ComponentResource {
+    readonly generations: pulumi.Output<Record<string, number>>;
+
+    constructor(name: string, args: SiteDeployArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("nublar:nixos:SiteDeploy", name, {}, opts);
+        const { site, plan } = args;
+        const child = { parent: this };
+
+        // The BFD key: the stack's `nublar:bfdKey` secret when set (to rotate it), else generated.
+        const configured = new pulumi.Config("nublar").getSecret("bfdKey");
+        const bfdKey = configured ?? new GeneratedKey(`${name}-bfd-key`, "bfd", child).value;
+
+        const wireguard = new Map<string, Map<string, GeneratedKey>>();
+        if (site.overlay.transport === "wireguard") {
+            for (const n of plan.nodes) {
+                wireguard.set(n.name, new Map(n.overlays.map((o) => [o.provider, new GeneratedKey(`${name}-${n.name}-wg-${o.ifname}`, "wireguard", child)])));
+            }
+        }
+        const publicKeys = pulumi.all(Object.fromEntries(plan.nodes.map((n) => [n.name, pulumi.all(Object.fromEntries(
+            [...(wireguard.get(n.name) ?? new Map<string, GeneratedKey>())].map(([p, k]) => [p, k.publicKey])))])));
+
+        const byName = new Map(plan.nodes.map((n) => [n.name, n]));
+        const agentByName = new Map(args.agents.map((a) => [a.node, a]));
+        const deployed = new Map<string, NixosNode>();
+        let previousWave: NixosNode[] = [];
+        for (const wave of deployWaves(site)) {
+            const current = wave.map((nodeName) => {
+                const node = byName.get(nodeName)!;
+                const agent = agentByName.get(nodeName)!;
+                const files = pulumi.all([args.authorizedKeys, publicKeys]).apply(([authorizedKeys, wg]) => {
+                    const nginxConf = agent.ingress.length
+                        ? renderNginxConf({ upstreams: agent.ingress, controlSocket: agent.paths.nginxControl!, ...args.nginx })
+                        : undefined;
+                    const bundle = renderNixosNode({
+                        site, node, agent, nginxConf, authorizedKeys,
+                        wireguardPublicKeys: site.overlay.transport === "wireguard" ? wg : undefined,
+                        profile: { label: `nublar-${site.name}`, revision: args.revision },
+                    });
+                    // The lab applies the overlay itself (components/lab/overlay.ts) from this file.
+                    return { ...bundle, "overlay.json": `${JSON.stringify({ hub: node.hub, overlays: node.overlays }, null, 2)}\n` };
+                });
+                const secrets: Record<string, pulumi.Input<string>> = { [basename(NIXOS_PATHS.bfdKeyFile)]: bfdKey };
+                for (const o of node.overlays) {
+                    const key = wireguard.get(nodeName)?.get(o.provider);
+                    if (key) secrets[basename(NIXOS_PATHS.wireguardKeyFile(o.ifname))] = key.value;
+                }
+                const n = new NixosNode(`${name}-${nodeName}`, {
+                    node: nodeName,
+                    access: args.access(nodeName),
+                    agentSocket: agent.paths.socket,
+                    machine: args.machine(nodeName),
+                    activation: args.activation(nodeName),
+                    mode: site.deploy.mode,
+                    confirmTimeoutMs: site.deploy.confirmTimeoutMs,
+                    files,
+                    secrets,
+                }, { parent: this, dependsOn: previousWave });
+                deployed.set(nodeName, n);
+                return n;
+            });
+            previousWave = current;
+        }
+        this.generations = pulumi.all(Object.fromEntries([...deployed].map(([k, v]) => [k, v.generation])));
+        this.registerOutputs({ generations: this.generations });
+    }
+}
+
+function basename(p: string): string {
+    return p.slice(p.lastIndexOf("/") + 1);
+}
