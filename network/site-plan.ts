@@ -65,6 +65,11 @@ export interface OverlayPlan {
     underlay: { ifname: string; local: string };
     /** VXLAN network identifier (stable by provider name); unused by WireGuard. */
     vni: number;
+    /**
+     * The tunnel device's MAC (VXLAN): stable by node and provider, so that a rebuilt node
+     * keeps it and its peers' neighbour and forwarding entries stay right.
+     */
+    mac: string;
     port: number;
     mtu: number;
     /** The segment's /64, and this node's address on it. */
@@ -135,6 +140,7 @@ export function planSite(site: Site): SitePlan {
                 ifname: `ov${k}`,
                 underlay: { ifname: u.ifname, local: u.address },
                 vni: 0x10000 + fnv16(u.provider),
+                mac: tunnelMac(id, u.provider),
                 port: transport === "vxlan" ? VXLAN_PORT : WIREGUARD_PORT + k,
                 mtu: UNDERLAY_MTU - OVERHEAD[transport],
                 prefix,
@@ -198,6 +204,12 @@ function checkPools(site: Site): void {
             if (!site.providers.some((p) => p.name === u.provider)) throw new PlanError(`node '${n.name}': uplink to unknown provider '${u.provider}'`);
         }
     }
+}
+
+/** A locally administered unicast MAC (02:...) from the node's number and the provider's name. */
+function tunnelMac(id: number, provider: string): string {
+    const p = fnv16(provider);
+    return [0x02, 0x6e, p >> 8, p & 0xff, id >> 8, id & 0xff].map((b) => b.toString(16).padStart(2, "0")).join(":");
 }
 
 /** One node's plan, by name. */

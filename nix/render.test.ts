@@ -240,7 +240,7 @@ test("VXLAN transport: the bundle parses and the start script creates the planne
             for (const f of Object.keys(files).filter((x) => x.endsWith(".nix"))) assert.ok(nix(["--parse", path.join(dir, f)]).ok, `${input.node.name}/${f}`);
             input.node.overlays.forEach((o, k) => {
                 const script = evalJson(`import ${path.join(dir, "modules/vxlan-script.nix")} (builtins.elemAt (import ${path.join(dir, "node.nix")}).overlays ${k})`) as string;
-                assert.ok(script.includes(`ip link add ${o.ifname} type vxlan id ${o.vni} local ${o.underlay.local} dstport 4789 dev ${o.underlay.ifname}`), script);
+                assert.ok(script.includes(`ip link add ${o.ifname} address ${o.mac} type vxlan id ${o.vni} local ${o.underlay.local} dstport 4789 dev ${o.underlay.ifname}`), script);
                 assert.ok(script.includes(`ip -6 addr replace ${o.address}/64 dev ${o.ifname} nodad`), script);
                 assert.ok(script.includes(`ip link set dev ${o.ifname} mtu ${o.mtu} up`), script);
                 const fdb = script.split("\n").filter((l) => l.startsWith("bridge fdb append"));

@@ -235,6 +235,25 @@ export function startNginx(netns: string, dir: string, conf: string, controlSock
     return waitFor(`starting nginx in ${netns}`, cmd, () => (fs.existsSync(controlSocket) ? daemonPid(d, pidFile) : undefined), path.join(dir, "logs", "error.log"));
 }
 
+/**
+ * Load a new config into a running Nginx (SIGHUP through `nginx -s reload`), after `nginx -t`
+ * accepted it. Its shared dicts, and so the member sets the agent pushed, survive the reload:
+ * a restart would empty them and fail requests until the agent pushes again.
+ */
+export function reloadNginx(netns: string, dir: string, conf: string): void {
+    const d = nginxDaemon(dir);
+    const previous = fs.readFileSync(d.marker, "utf8");
+    fs.writeFileSync(d.marker, conf);
+    for (const args of [["-t"], ["-s", "reload"]]) {
+        const cmd = [...inside(netns), "nginx", "-p", dir, "-c", d.marker, ...args];
+        const r = spawnSync(cmd[0], cmd.slice(1), { encoding: "utf8" });
+        if (r.status !== 0) {
+            fs.writeFileSync(d.marker, previous);
+            throw new LabCommandError(`reloading nginx in ${netns}`, cmd, r.stderr || r.stdout);
+        }
+    }
+}
+
 export function stopNginx(dir: string): void {
     stopDaemon(nginxDaemon(dir), path.join(dir, "nginx.pid"));
 }

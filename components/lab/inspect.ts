@@ -4,6 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import type { LabPlan } from "../../network/lab-plan";
+import { agentDaemon, bfddDaemon, daemonPid, helloDaemon, nginxDaemon, nodeRuntimePaths, stopDaemon, type Daemon } from "./daemons";
 import { deleteLink, deleteNetns, netnsExists, sshdPid, stopSshd } from "./ops";
 
 export interface LinkState {
@@ -52,8 +53,9 @@ export function inspectLab(plan: LabPlan, stateRoot: string): NodeState[] {
 }
 
 /**
- * Remove everything a lab with this tag may have left on the machine: our sshd processes
- * (by the PIDs in our own pid files), namespaces named nbl-<tag>-*, the management bridge,
+ * Remove everything a lab with this tag may have left on the machine: our sshd processes and
+ * daemons (agent, Nginx, HTTP services, bfdd, rollback watchdogs; by the PIDs in our own pid
+ * files), namespaces named nbl-<tag>-*, the management bridge,
  * and the lab's files under the state folder. Returns what it removed. Processes that are
  * not ours are never signalled: a namespace still holding one is reported and kept.
  */
@@ -63,13 +65,34 @@ export function cleanLab(tag: string, stateRoot: string): { removed: string[]; k
     const dir = path.join(stateRoot, "lab", tag);
 
     const nodesDir = path.join(dir, "nodes");
-    for (const node of fs.existsSync(nodesDir) ? fs.readdirSync(nodesDir) : []) {
+    const ls = (d: string) => (fs.existsSync(d) ? fs.readdirSync(d) : []);
+    // Our daemons, each found by its own pid file and checked against its command line.
+    const stop = (what: string, d: Daemon, pidFile?: string) => {
+        const pid = daemonPid(d, pidFile);
+        if (pid === undefined) return;
+        stopDaemon(d, pidFile);
+        removed.push(`${what} pid ${pid}`);
+    };
+    for (const node of ls(nodesDir)) {
         const nodeDir = path.join(nodesDir, node);
+        const rt = nodeRuntimePaths(nodeDir);
+        const root = path.join(nodeDir, "system");
+        for (const gen of ls(path.join(root, "generations"))) {
+            const genDir = path.join(root, "generations", gen);
+            stop(`rollback watchdog (${node}, generation ${gen})`, { dir: genDir, marker: `watchdog --root ${root} ` }, path.join(genDir, "watchdog.pid"));
+        }
+        stop(`nublar-agent (${node})`, agentDaemon(rt.agentDir));
+        stop(`nginx (${node})`, nginxDaemon(rt.nginxDir), path.join(rt.nginxDir, "nginx.pid"));
+        for (const port of ls(rt.helloDir)) stop(`HTTP service :${port} (${node})`, helloDaemon(path.join(rt.helloDir, port)));
         const pid = sshdPid(nodeDir);
         if (pid !== undefined) {
             stopSshd(nodeDir);
             removed.push(`sshd pid ${pid} (${node})`);
         }
+    }
+    for (const provider of ls(path.join(dir, "routers"))) {
+        const bfdd = path.join(dir, "routers", provider, "bfdd");
+        stop(`bfdd (${provider})`, bfddDaemon(bfdd), path.join(bfdd, "bfdd.pid"));
     }
 
     const prefix = `nbl-${tag}-`;
@@ -91,7 +114,8 @@ export function cleanLab(tag: string, stateRoot: string): { removed: string[]; k
         if (link.ifname.startsWith(`${bridge}.`) && deleteLink(undefined, link.ifname)) removed.push(`link ${link.ifname}`);
     }
 
-    if (fs.existsSync(dir)) {
+    // The files hold the pid files that find our processes: keep them while a namespace had to be kept.
+    if (fs.existsSync(dir) && kept.length === 0) {
         fs.rmSync(dir, { recursive: true, force: true });
         removed.push(`files ${dir}`);
     }

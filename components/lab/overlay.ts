@@ -35,6 +35,7 @@ function run(netns: string | undefined, tool: "ip" | "bridge" | "sysctl", args: 
 
 interface LinkInfo {
     ifname: string;
+    address?: string;
     mtu: number;
     operstate: string;
     linkinfo?: { info_kind?: string; info_data?: { id?: number; local?: string; port?: number; link?: string } };
@@ -58,10 +59,11 @@ export function applyOverlay(netns: string | undefined, overlays: OverlayPlan[],
     for (const o of overlays) {
         const have = existing.find((l) => l.ifname === o.ifname);
         const data = have?.linkinfo?.info_data;
-        const matches = have?.linkinfo?.info_kind === "vxlan" && data?.id === o.vni && data?.local === o.underlay.local && data?.port === o.port;
+        const matches = have?.linkinfo?.info_kind === "vxlan" && data?.id === o.vni && data?.local === o.underlay.local && data?.port === o.port && have.address === o.mac;
         if (have && !matches) run(netns, "ip", ["link", "del", "dev", o.ifname]);
         if (!matches) {
-            run(netns, "ip", ["link", "add", o.ifname, "type", "vxlan", "id", String(o.vni), "local", o.underlay.local, "dstport", String(o.port), "dev", o.underlay.ifname]);
+            // A fixed MAC: a rebuilt node keeps it, so peers' cached neighbour entries stay valid.
+            run(netns, "ip", ["link", "add", o.ifname, "address", o.mac, "type", "vxlan", "id", String(o.vni), "local", o.underlay.local, "dstport", String(o.port), "dev", o.underlay.ifname]);
         }
         run(netns, "ip", ["link", "set", "dev", o.ifname, "mtu", String(o.mtu), "up"]);
         run(netns, "ip", ["-6", "addr", "replace", `${o.address}/64`, "dev", o.ifname, "nodad"]);

@@ -29,6 +29,18 @@ export interface Activation {
     changesRunningSystem(mode: DeployMode): boolean;
 }
 
+/**
+ * Point <keys>/<name> at generation n's copies (<keys>/nublar-generations/<n>/<name>), and
+ * drop the copies of generations other than n and `keep`.
+ */
+export function linkKeysScript(keysDir: string, n: string, keep: string): string {
+    const gens = `${keysDir}/nublar-generations`;
+    return [
+        `if [ -d ${sh(gens)}/${n} ]; then for f in ${sh(gens)}/${n}/*; do [ -e "$f" ] && ln -sfn "$f" ${sh(keysDir)}/"$(basename "$f")"; done; fi`,
+        `for d in ${sh(gens)}/*; do b=$(basename "$d"); if [ "$b" != ${n} ] && [ "$b" != "${keep}" ] && [ -d "$d" ]; then rm -rf "$d"; fi; done`,
+    ].join("\n");
+}
+
 /** Quote for a POSIX shell. */
 export function sh(value: string): string {
     return `'${value.replace(/'/g, `'\\''`)}'`;
@@ -64,6 +76,8 @@ export function nixosActivation(root = "/var/lib/nublar/system"): Activation {
                 ...(mode === "switch" || mode === "boot" ? [`nix-env -p /nix/var/nix/profiles/system --set "$prev"`] : []),
                 `"$prev/bin/switch-to-configuration" ${mode === "boot" ? "boot" : "switch"}`,
                 `if [ -f "$G/previous" ]; then cp "$G/previous" "$R/current"; else rm -f "$R/current"; fi`,
+                // The previous generation's keys, and a restart of what reads them.
+                `if [ -f "$G/previous" ]; then p=$(cat "$G/previous"); ${linkKeysScript("/run/keys", "$p", "$p").split("\n").join("; ")}; systemctl restart nublar-agent.service 'wireguard-*.service' || true; fi`,
                 `date -u +%FT%TZ > "$G/rolled-back"`,
                 "",
             ].join("\n"),
@@ -74,9 +88,16 @@ export function nixosActivation(root = "/var/lib/nublar/system"): Activation {
             `readlink -f /nix/var/nix/profiles/system > "$G/previous-system"`,
             `cur=$(cat "$R/current" 2>/dev/null || true); if [ -n "$cur" ]; then echo "$cur" > "$G/previous"; fi`,
             `echo ${n} > "$R/current"`,
+            linkKeysScript("/run/keys", String(n), "${cur:-none}"),
             // The watchdog: a transient timer that outlives this SSH session and any network change.
             ...(watchdogS > 0 ? [`systemd-run --quiet --unit=nublar-rollback-${n} --on-active=${watchdogS}s /bin/sh "$G/nublar-rollback.sh"`] : []),
             `nixos-rebuild ${mode} -I nixos-config="$G/configuration.nix"`,
+            // Keys are not part of the system closure: a new key alone changes no unit, so
+            // restart what reads them when their fingerprints changed (kept on the node only).
+            ...(mode === "switch" || mode === "test" ? [
+                `mkdir -p /run/nublar && new=$(sha256sum /run/keys/nublar-* 2>/dev/null || true)`,
+                `if [ "$new" != "$(cat /run/nublar/keys.sha256 2>/dev/null || true)" ]; then systemctl restart nublar-agent.service 'wireguard-*.service' || true; printf '%s' "$new" > /run/nublar/keys.sha256; fi`,
+            ] : []),
         ].join("\n"),
         confirmCmd: (n) => `set -e; touch ${sh(`${gen(n)}/confirmed`)}; systemctl stop nublar-rollback-${n}.timer 2>/dev/null || true`,
         rollbackCmd: (n) => `systemctl stop nublar-rollback-${n}.timer 2>/dev/null || true; /bin/sh ${sh(`${gen(n)}/nublar-rollback.sh`)}`,

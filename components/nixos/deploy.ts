@@ -165,11 +165,14 @@ export async function deploy(req: DeployRequest): Promise<DeployResult> {
         log(`${target.node}: uploading generation ${gen} (${Object.keys(files).length} files, digest ${digest})`);
         await upload(conn, dir, files);
 
+        // Secrets belong to the generation, so that a rollback brings the old keys back too:
+        // <keysDir>/nublar-generations/<n>/<name>, linked to <keysDir>/<name> at switch time.
+        const keysDir = `${activation.keysDir}/nublar-generations/${gen}`;
         for (const [name, content] of Object.entries(req.secrets)) {
             if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new Error(`secret name '${name}' is not a plain file name`);
-            const file = `${activation.keysDir}/${name}`;
+            const file = `${keysDir}/${name}`;
             await mustExec(conn, where, `installing secret ${name}`,
-                `umask 077 && mkdir -p ${sh(activation.keysDir)} && cat > ${sh(`${file}.new`)} && mv ${sh(`${file}.new`)} ${sh(file)}`, content);
+                `umask 077 && mkdir -p ${sh(keysDir)} && cat > ${sh(`${file}.new`)} && mv ${sh(`${file}.new`)} ${sh(file)}`, content);
         }
 
         const watchdogS = Math.ceil(req.confirmTimeoutMs / 1000) + 30;
@@ -219,18 +222,24 @@ async function rollbackAndVerify(req: DeployRequest, where: string, gen: number,
         try {
             const r = await exec(conn, activation.rollbackCmd(gen), undefined, 180_000);
             if (r.code !== 0) throw new Error(`exit ${r.code}: ${(r.stderr || r.stdout).trim()}`);
-            how = "rolled back by the deploy";
+            // The lab says what runs now; null means there was no earlier generation.
+            const running = /"running":\s*null/.test(r.stdout);
+            if (running) {
+                throw new DeployError(`${where}: generation ${gen} was not confirmed: ${why}. It was the node's first generation, so there was nothing to go back to: the deploy stopped its system.`, true);
+            }
+            how = "It was rolled back by the deploy.";
         } finally {
             conn.end();
         }
     } catch (err) {
+        if (err instanceof DeployError) throw err;
         // Cut off, most likely by the new generation itself: the node's watchdog rolls it back.
-        how = `the deploy could not roll back (${(err as Error).message}), so the node's watchdog does`;
+        how = `The deploy could not roll it back (${(err as Error).message}), so the node's watchdog does.`;
     }
     const watchdogS = Math.ceil(req.confirmTimeoutMs / 1000) + 30;
     const after = await waitHealthy(target, where, Date.now() + (watchdogS + 60) * 1000, required);
     const state = after.ok
         ? `It runs the previous generation again, reachable, with its BFD sessions Up (${after.sessions!.filter((s) => s.bfd?.status === "up").length} of ${after.sessions!.length}).`
         : `After the rollback the node is still not healthy: ${after.sessions ? describeSessions(notUp(after.sessions, required)) : after.problem}. Look at it now.`;
-    throw new DeployError(`${where}: generation ${gen} was not confirmed: ${why}. It was ${how}. ${state}`, true);
+    throw new DeployError(`${where}: generation ${gen} was not confirmed: ${why}. ${how} ${state}`, true);
 }

@@ -10,12 +10,14 @@
 // the node goes back to the previous generation on its own, even if the deploy cut it off.
 //
 // Usage: lab-system.ts <status|switch|confirm|rollback|watchdog|deactivate> --root DIR --node-dir DIR [--gen N] [--watchdog-s S]
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { agentDaemon, daemonPid, HERE, nginxDaemon, nodeRuntimePaths, startAgent, startNginx, stopDaemon, stopNginx } from "../lab/daemons";
+import { agentDaemon, daemonPid, HERE, nginxDaemon, nodeRuntimePaths, reloadNginx, startAgent, startNginx, stopDaemon, stopNginx } from "../lab/daemons";
 import { applyOverlay, removeOverlay } from "../lab/overlay";
 import type { OverlayPlan } from "../../network/site-plan";
+import { linkKeysScript } from "./activation";
 
 export interface LabOverlayFile {
     hub: boolean;
@@ -77,31 +79,49 @@ function activate(root: string, nodeDir: string, n: number): void {
     const overlayJson = read("overlay.json");
     if (!agentJson || !overlayJson) throw new Error(`generation ${n} at ${dir} is incomplete (needs agent.json and overlay.json)`);
     const overlay = JSON.parse(overlayJson) as LabOverlayFile;
-    const agent = JSON.parse(agentJson) as { paths: { socket: string; nginxControl?: string } };
+    const agent = JSON.parse(agentJson) as { paths: { socket: string; nginxControl?: string }; pathAuth?: { keyFile: string } };
     const rt = nodeRuntimePaths(nodeDir);
 
-    applyOverlay(HERE, overlay.overlays, overlay.hub);
+    // undefined: the namespace this process runs in (the node's, over SSH).
+    applyOverlay(undefined, overlay.overlays, overlay.hub);
 
     const nginxConf = read("nginx.conf");
     const nginxMarker = nginxDaemon(rt.nginxDir).marker;
     if (!nginxConf) stopNginx(rt.nginxDir);
     else {
-        if (fs.existsSync(nginxMarker) && fs.readFileSync(nginxMarker, "utf8") !== nginxConf) stopNginx(rt.nginxDir);
-        const lua = read("balancer.lua");
-        if (lua) fs.writeFileSync(path.join(rt.nginxDir, "balancer.lua"), lua);
-        startNginx(HERE, rt.nginxDir, nginxConf, agent.paths.nginxControl!);
+        // The lab's nginx.conf names this checkout's balancer.lua (the bundle's copy is for NixOS).
+        const running = daemonPid(nginxDaemon(rt.nginxDir), path.join(rt.nginxDir, "nginx.pid")) !== undefined;
+        if (running && fs.readFileSync(nginxMarker, "utf8") !== nginxConf) reloadNginx(HERE, rt.nginxDir, nginxConf);
+        else startNginx(HERE, rt.nginxDir, nginxConf, agent.paths.nginxControl!);
     }
 
     const marker = agentDaemon(rt.agentDir).marker;
+    // The agent reads its BFD key at start: a new key (a secret, not in agent.json) needs a
+    // restart too. Only a fingerprint of it is kept, on the node.
+    const keyFile = agent.pathAuth?.keyFile;
+    const keyPrint = keyFile && fs.existsSync(keyFile) ? createHash("sha256").update(fs.readFileSync(keyFile)).digest("hex") : "";
+    const printFile = path.join(rt.agentDir, "key.sha256");
+    const keyChanged = fs.existsSync(printFile) && fs.readFileSync(printFile, "utf8") !== keyPrint;
     // SIGTERM: the agent takes its sessions AdminDown, so peers keep their routes while it restarts.
-    if (fs.existsSync(marker) && fs.readFileSync(marker, "utf8") !== agentJson) stopDaemon(agentDaemon(rt.agentDir));
+    if ((fs.existsSync(marker) && fs.readFileSync(marker, "utf8") !== agentJson) || keyChanged) stopDaemon(agentDaemon(rt.agentDir));
     startAgent(HERE, rt.agentDir, agent.paths.socket, agentJson);
+    fs.writeFileSync(printFile, keyPrint, { mode: 0o600 });
+}
+
+/** Where the deploy puts secrets: a tmpfs (the node sshd's private /run). */
+const KEYS_DIR = "/run/keys";
+
+/** Point /run/keys/<name> at generation n's keys; keep only n's and `keep`'s copies. */
+function linkKeys(n: number, keep: number | null): void {
+    const r = spawnSync("sh", ["-c", linkKeysScript(KEYS_DIR, String(n), String(keep ?? "none"))], { encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`linking the keys of generation ${n}: ${r.stderr.trim()}`);
 }
 
 function switchTo(root: string, nodeDir: string, n: number, watchdogS: number): void {
     if (!fs.existsSync(genDir(root, n))) throw new Error(`no generation ${n} under ${root}`);
     const current = readNumber(path.join(root, "current"));
     if (current !== null && current !== n) fs.writeFileSync(path.join(genDir(root, n), "previous"), `${current}\n`);
+    linkKeys(n, current);
     fs.rmSync(path.join(genDir(root, n), "confirmed"), { force: true });
     fs.writeFileSync(path.join(root, "current"), `${n}\n`);
     if (watchdogS > 0) {
@@ -127,6 +147,7 @@ function rollback(root: string, nodeDir: string, n: number): number | null {
         return null;
     }
     fs.writeFileSync(path.join(root, "current"), `${previous}\n`);
+    linkKeys(previous, n);
     activate(root, nodeDir, previous);
     return previous;
 }
@@ -136,7 +157,7 @@ function deactivate(root: string, nodeDir: string, forget = false): void {
     const rt = nodeRuntimePaths(nodeDir);
     stopDaemon(agentDaemon(rt.agentDir));
     stopNginx(rt.nginxDir);
-    removeOverlay(HERE);
+    removeOverlay(undefined);
     fs.rmSync(path.join(root, "current"), { force: true });
     if (forget) for (const dir of [root, rt.agentDir, rt.nginxDir]) fs.rmSync(dir, { recursive: true, force: true });
 }

@@ -19,7 +19,7 @@ in
     tries=$((tries + 1))
   done
   ip link del dev ${overlay.ifname} 2>/dev/null || true
-  ip link add ${overlay.ifname} type vxlan id ${toString overlay.vni} local ${overlay.underlay.local} dstport ${toString overlay.port} dev ${overlay.underlay.ifname}
+  ip link add ${overlay.ifname} address ${overlay.mac} type vxlan id ${toString overlay.vni} local ${overlay.underlay.local} dstport ${toString overlay.port} dev ${overlay.underlay.ifname}
   ip link set dev ${overlay.ifname} mtu ${toString overlay.mtu} up
   ip -6 addr replace ${overlay.address}/64 dev ${overlay.ifname} nodad
   ${builtins.concatStringsSep "\n" peerLines}

@@ -7,7 +7,7 @@ import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { parse, stringify } from "yaml";
 import { cleanLab } from "../../components/lab/inspect";
 import { netnsExists, linkExists, sshdPid } from "../../components/lab/ops";
@@ -81,7 +81,7 @@ test("preview plans the whole park and creates nothing", () => {
         plan.routers.length /* FRR bfdd */ + services /* HTTP services */;
     assert.equal(creates.filter((u) => u.includes("pulumi-nodejs:dynamic/lab:")).length, expectedCustom);
     // The nodes' systems (overlay, agent, Nginx) are deployed over SSH, one NixosNode each, with one generated BFD key.
-    assert.equal(creates.filter((u) => u.includes("nublar:nixos:NixosNode")).length, plan.nodes.length);
+    assert.equal(creates.filter((u) => u.includes("nublar:nixos:NixosNode::")).length, plan.nodes.length);
     assert.equal(creates.filter((u) => u.includes("pulumi-nodejs:dynamic/nixos:Deployment")).length, plan.nodes.length);
     assert.equal(creates.filter((u) => u.includes("pulumi-nodejs:dynamic/nixos:GeneratedKey")).length, 1);
     assert.ok(creates.some((u) => u.includes("nublar:site:Site")) && creates.some((u) => u.includes("nublar:lab:LabPark")));
@@ -185,7 +185,7 @@ test("a deploy with a wrong BFD key is rolled back on its own at the canary, and
     const attempted = before[canary] + 1;
     assert.match(failed.output, new RegExp(`node '${canary}' .*generation ${attempted} was not confirmed`));
     assert.match(failed.output, /BFD sessions that must be Up were not: path\//);
-    assert.match(failed.output, /rolled back by the deploy\. It runs the previous generation again/);
+    assert.match(failed.output, /It was rolled back by the deploy\. It runs the previous generation again/);
     assert.ok(!failed.output.includes(wrongKey.slice(2)), "the key never appears in the output");
     // The canary runs its previous generation again; the others were never touched.
     assert.equal(nodeSystem(canary).current, before[canary]);
@@ -202,14 +202,28 @@ test("a deploy with a wrong BFD key is rolled back on its own at the canary, and
     const stack = parse(fs.readFileSync(file, "utf8"));
     stack.config["nublar:site"].ingress.push({ name: "visitor-api", port: 8080, upstreams: labSite.ingress[0].upstreams });
     fs.writeFileSync(file, stringify(stack));
+    // Clients of the existing service, through the whole deploy: Nginx reloads, the agent restarts gracefully.
+    const gateNetns = plan.nodes.find((n) => n.name === canary)!.netns;
+    const codes = path.join(work, "codes.txt");
+    const load = spawn("ip", ["netns", "exec", gateNetns, "sh", "-c", `while :; do curl -s -o /dev/null -w '%{http_code}\\n' --max-time 2 http://[::1]:${labSite.ingress[0].port}/ >> ${codes}; sleep 0.1; done`], { stdio: "ignore", detached: true });
+    // Its own process group: the shell and any curl still running end together.
+    const stopLoad = () => { try { process.kill(-load.pid!, "SIGTERM"); } catch { /* already ended */ } };
     try {
         ok(pulumi(["up", "--yes", "--skip-preview"]), "up with a good config");
+        stopLoad();
+        const seen = fs.readFileSync(codes, "utf8").trim().split("\n");
+        assert.ok(seen.length > 20 && seen.every((c) => c === "200"), `requests during the deploy: ${seen.filter((c) => c !== "200").length} of ${seen.length} failed (${[...new Set(seen)].join(", ")})`);
         const after = nodeSystem(canary);
         assert.ok(after.current > attempted && after.has(after.current, "confirmed"), `canary on a new confirmed generation (${after.current})`);
-        const served = spawnSync("ip", ["netns", "exec", plan.nodes.find((n) => n.name === canary)!.netns, "curl", "-s", "http://[::1]:8080/"], { encoding: "utf8" });
-        assert.match(served.stdout, /hello from/);
+        // The new service's members go live once the restarted agent's path sessions are Up.
+        const gateNs = plan.nodes.find((n) => n.name === canary)!.netns;
+        await eventually("the new service answers through Nginx", () => {
+            const r = spawnSync("ip", ["netns", "exec", gateNs, "curl", "-s", "http://[::1]:8080/"], { encoding: "utf8" });
+            return { status: /hello from/.test(r.stdout) ? 0 : 1, stdout: r.stdout, output: r.stdout + r.stderr };
+        }, 20_000);
         await eventually(`bfd peers --check on ${canary}`, () => nublar(["bfd", "peers", "--node", canary, "--check"]));
     } finally {
+        stopLoad();
         stack.config["nublar:site"].ingress.pop();
         fs.writeFileSync(file, stringify(stack));
     }
