@@ -38,7 +38,9 @@ interface LinkInfo {
     address?: string;
     mtu: number;
     operstate: string;
-    linkinfo?: { info_kind?: string; info_data?: { id?: number; local?: string; port?: number; link?: string } };
+    ifindex: number;
+    /** `local6` when the tunnel runs over IPv6, as ours do. */
+    linkinfo?: { info_kind?: string; info_data?: { id?: number; local?: string; local6?: string; port?: number; link?: string } };
 }
 
 function links(netns: string | undefined): LinkInfo[] {
@@ -59,7 +61,7 @@ export function applyOverlay(netns: string | undefined, overlays: OverlayPlan[],
     for (const o of overlays) {
         const have = existing.find((l) => l.ifname === o.ifname);
         const data = have?.linkinfo?.info_data;
-        const matches = have?.linkinfo?.info_kind === "vxlan" && data?.id === o.vni && data?.local === o.underlay.local && data?.port === o.port && have.address === o.mac;
+        const matches = have?.linkinfo?.info_kind === "vxlan" && data?.id === o.vni && (data?.local6 ?? data?.local) === o.underlay.local && data?.port === o.port && have.address === o.mac;
         if (have && !matches) run(netns, "ip", ["link", "del", "dev", o.ifname]);
         if (!matches) {
             // A fixed MAC: a rebuilt node keeps it, so peers' cached neighbour entries stay valid.

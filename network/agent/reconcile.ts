@@ -99,7 +99,7 @@ export function desiredState(cfg: AgentConfig, health: ReadonlyMap<string, Sessi
         return v;
     };
     const routes = cfg.routes.map((route): RouteVerdict => (route.session === undefined
-        ? { route, decision: "use", why: "always installed (carries BFD path sessions)" }
+        ? { route, decision: "use", why: "always installed (not gated by BFD)" }
         : { route, ...verdict(route.session) }));
     const members: MemberVerdict[] = [];
     for (const u of cfg.ingress) {

@@ -6,6 +6,7 @@ import { after, before, describe, test } from "node:test";
 import * as assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { cutUplink, restoreUplink } from "../../components/lab/ops";
+import { applyOverlay } from "../../components/lab/overlay";
 import { Park, requireParkTools, sh, testSite } from "./park";
 
 const allUp = (s: any) => s.sessions.every((x: any) => x.bfd?.status === "up") && s.routes.every((r: any) => r.installed);
@@ -42,6 +43,16 @@ describe("the overlay", { timeout: 180_000 }, () => {
             const table = sh(["ip", "-n", r.netns, "-6", "route", "show"]);
             assert.ok(!table.includes(park.plan.nodes[0].loopback.split("::")[0] + "::"), `router ${r.provider} has no loopback route:\n${table}`);
         }
+    });
+
+    test("applying the same overlay again changes nothing (a redeploy must not flap the tunnels)", async () => {
+        const node = park.plan.nodes.find((n) => n.name === "cr")!;
+        const ifindexes = () => JSON.parse(sh(["ip", "-n", node.netns, "-j", "link", "show"])).filter((l: any) => /^ov\d$/.test(l.ifname)).map((l: any) => `${l.ifname}:${l.ifindex}`);
+        const before = ifindexes();
+        applyOverlay(node.netns, node.overlays, node.hub);
+        assert.deepEqual(ifindexes(), before);
+        const events = (await park.agent("cr", "/events?limit=50")).trim().split("\n").map((l: string) => JSON.parse(l));
+        assert.ok(!events.some((e: any) => e.type === "agent" && e.event === "link-down"), "no tunnel went down");
     });
 
     test("spokes reach each other through a hub", async () => {
