@@ -21,7 +21,7 @@
 // full mesh.
 import { IPv6CidrRange } from "ip-num";
 import type { Site, SiteNode } from "../site/model";
-import { fnv16, hostAddress, NODE_ID_MAX, nodeIds, PlanError, subnet } from "./addressing";
+import { fnv16, formatIpv6, NODE_ID_MAX, nodeIds, PlanError, prefixBase, subnet } from "./addressing";
 
 export const LOOPBACK_SUBNET = 0;
 export const OVERLAY_SUBNET = 0x4000;
@@ -110,9 +110,22 @@ export function planSite(site: Site): SitePlan {
         throw new PlanError(`site '${site.name}' has no edge or core node: the overlay needs at least one hub (nodes: ${site.nodes.map((n) => `${n.name} (${n.role})`).join(", ")})`);
     }
     const hubSet = new Set(hubs);
-    const providers = new Map(site.providers.map((p) => [p.name, p]));
-    const loopback = (name: string) => hostAddress(loopbackPrefix, ids.get(name)!);
-    const uplinkAddress = (name: string, provider: string) => hostAddress(subnet(providers.get(provider)!.prefix, 64, ids.get(name)!), 2);
+    // Addresses are computed as numbers from each provider's base, and each is formatted once:
+    // a hub lists every node as a peer, so text re-derived per peer would cost O(hubs x nodes)
+    // parses (bench/site-plan.ts).
+    const base = new Map(site.providers.map((p) => [p.name, prefixBase(p.prefix)]));
+    const net64 = (provider: string, index: number) => base.get(provider)! + (BigInt(index) << 64n);
+    const loopbackBase = prefixBase(loopbackPrefix);
+    const overlayPrefix = new Map(site.providers.map((p) => [p.name, `${formatIpv6(net64(p.name, OVERLAY_SUBNET))}/64`]));
+    const addressed = new Map(site.nodes.map((node) => {
+        const id = ids.get(node.name)!;
+        const uplinks = node.uplinks.map((u, k): UplinkPlan => {
+            const net = net64(u.provider, id);
+            return { provider: u.provider, ifname: `up${k}`, prefix: `${formatIpv6(net)}/64`, address: formatIpv6(net + 2n), gateway: formatIpv6(net + 1n) };
+        });
+        const overlayAddress = new Map(node.uplinks.map((u) => [u.provider, formatIpv6(net64(u.provider, OVERLAY_SUBNET) + BigInt(id))]));
+        return [node.name, { id, loopback: formatIpv6(loopbackBase + BigInt(id)), uplinks, overlayAddress }];
+    }));
 
     // Who is on each provider's segment, so that peers are found without a scan per node.
     const onProvider = new Map<string, SiteNode[]>();
@@ -122,48 +135,46 @@ export function planSite(site: Site): SitePlan {
         onProvider.set(u.provider, list);
     }
     const hubsOnProvider = new Map([...onProvider].map(([p, list]) => [p, list.filter((n) => hubSet.has(n.name))]));
+    const transport = site.overlay.transport!;
 
     const nodes = site.nodes.map((node): NodePlan => {
-        const id = ids.get(node.name)!;
+        const me = addressed.get(node.name)!;
         const hub = hubSet.has(node.name);
-        const uplinks = node.uplinks.map((u, k): UplinkPlan => {
-            const prefix = subnet(providers.get(u.provider)!.prefix, 64, id);
-            return { provider: u.provider, ifname: `up${k}`, prefix, address: hostAddress(prefix, 2), gateway: hostAddress(prefix, 1) };
-        });
-        const overlays = uplinks.map((u, k): OverlayPlan => {
-            const prefix = subnet(providers.get(u.provider)!.prefix, 64, OVERLAY_SUBNET);
+        const overlays = me.uplinks.map((u, k): OverlayPlan => {
             const candidates = hub ? onProvider.get(u.provider)! : hubsOnProvider.get(u.provider)!;
-            const transport = site.overlay.transport!;
             return {
                 provider: u.provider,
                 transport,
                 ifname: `ov${k}`,
                 underlay: { ifname: u.ifname, local: u.address },
                 vni: 0x10000 + fnv16(u.provider),
-                mac: tunnelMac(id, u.provider),
+                mac: tunnelMac(me.id, u.provider),
                 port: transport === "vxlan" ? VXLAN_PORT : WIREGUARD_PORT + k,
                 mtu: UNDERLAY_MTU - OVERHEAD[transport],
-                prefix,
-                address: hostAddress(prefix, id),
-                peers: candidates.filter((p) => p.name !== node.name).map((p) => ({
-                    node: p.name,
-                    endpoint: uplinkAddress(p.name, u.provider),
-                    address: hostAddress(prefix, ids.get(p.name)!),
-                    loopback: loopback(p.name),
-                    hub: hubSet.has(p.name),
-                })),
+                prefix: overlayPrefix.get(u.provider)!,
+                address: me.overlayAddress.get(u.provider)!,
+                peers: candidates.filter((p) => p.name !== node.name).map((p) => {
+                    const peer = addressed.get(p.name)!;
+                    return {
+                        node: p.name,
+                        endpoint: peer.uplinks.find((x) => x.provider === u.provider)!.address,
+                        address: peer.overlayAddress.get(u.provider)!,
+                        loopback: peer.loopback,
+                        hub: hubSet.has(p.name),
+                    };
+                }),
             };
         });
         return {
             name: node.name,
-            id,
+            id: me.id,
             role: node.role,
             failureDomain: node.failureDomain,
             hub,
-            loopback: loopback(node.name),
-            uplinks,
+            loopback: me.loopback,
+            uplinks: me.uplinks,
             overlays,
-            sensors: node.uplinks.map((u) => ({ provider: u.provider, prefix: subnet(providers.get(u.provider)!.prefix, 64, SENSOR_SUBNET_BASE + id) })),
+            sensors: node.uplinks.map((u) => ({ provider: u.provider, prefix: `${formatIpv6(net64(u.provider, SENSOR_SUBNET_BASE + me.id))}/64` })),
         };
     });
 

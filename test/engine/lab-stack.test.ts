@@ -212,7 +212,11 @@ test("a deploy with a wrong BFD key is rolled back on its own at the canary, and
         ok(pulumi(["up", "--yes", "--skip-preview"]), "up with a good config");
         stopLoad();
         const seen = fs.readFileSync(codes, "utf8").trim().split("\n");
-        assert.ok(seen.length > 20 && seen.every((c) => c === "200"), `requests during the deploy: ${seen.filter((c) => c !== "200").length} of ${seen.length} failed (${[...new Set(seen)].join(", ")})`);
+        if (!(seen.length > 20 && seen.every((c) => c === "200"))) {
+            const events = nublar(["events", "--node", canary, "--limit", "150", "--json"]).stdout.trim().split("\n")
+                .filter((l) => /"type":"(bfd|nginx|agent|error)"/.test(l)).join("\n");
+            assert.fail(`requests during the deploy: ${seen.filter((c) => c !== "200").length} of ${seen.length} failed (${[...new Set(seen)].join(", ")}); ${canary}'s events:\n${events}`);
+        }
         const after = nodeSystem(canary);
         assert.ok(after.current > attempted && after.has(after.current, "confirmed"), `canary on a new confirmed generation (${after.current})`);
         // The new service's members go live once the restarted agent's path sessions are Up.
