@@ -60,6 +60,29 @@ test("site show prints the site with defaults; unknown stacks get a clear messag
     assert.match(missing.stderr, /no stack file .*Pulumi\.nowhere\.yaml; stacks are: .*lab/);
 });
 
+test("site plan shows the address and overlay plan; a site that cannot be planned exits 1 saying why", () => {
+    const plan = JSON.parse(nublar("site", "plan", "--stack", "lab", "--json").stdout);
+    const { planSite } = require("../network/site-plan") as typeof import("../network/site-plan");
+    const { loadSiteFromStackFile, stackFile } = require("../site/load") as typeof import("../site/load");
+    assert.deepEqual(plan, JSON.parse(JSON.stringify(planSite(loadSiteFromStackFile(stackFile(path.join(__dirname, ".."), "lab"))))));
+    const one = nublar("site", "plan", "--stack", "lab", "--node", "visitor-center");
+    assert.equal(one.status, 0);
+    assert.match(one.stdout, /ov0\s+vxlan\s+gate \(hub\)/);
+    assert.equal(nublar("site", "plan", "--stack", "lab", "--node", "nope").status, 1);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nublar-cli-"));
+    try {
+        const raw = labSiteInput(["a", "b"]);
+        raw.nodes[0].role = "app"; // no hub left
+        const file = path.join(dir, "Pulumi.nohub.yaml");
+        fs.writeFileSync(file, stringify({ config: { "nublar:site": raw } }));
+        const r = nublar("site", "plan", "--file", file);
+        assert.equal(r.status, 1);
+        assert.match(r.stderr, /cannot be planned: .*no edge or core node/);
+    } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+});
+
 test("network commands: --help, usage errors exit 2, an unreachable agent exits 3", () => {
     const help = nublar("--help").stdout;
     for (const cmd of ["bfd", "routes", "ingress", "events", "agent"]) assert.match(help, new RegExp(`\\b${cmd}\\b`));

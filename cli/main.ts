@@ -10,6 +10,7 @@ import { cleanLab, inspectLab } from "../components/lab/inspect";
 import { cutUplink, restoreUplink } from "../components/lab/ops";
 import { labSshPaths } from "../components/lab/ssh-config";
 import { planLab } from "../network/lab-plan";
+import { planSite, type SitePlan } from "../network/site-plan";
 import { PlanError } from "../network/addressing";
 import { loadSiteFromStackFile, SiteConfigError, stackFile } from "../site/load";
 import type { Site } from "../site/model";
@@ -94,6 +95,33 @@ export function buildProgram(): Command {
                 table([["NODE", "ROLE", "FAILURE DOMAIN", "UPLINKS", "SSH"],
                     ...s.nodes.map((n) => [n.name, n.role, n.failureDomain, n.uplinks.map((u) => u.provider).join(","),
                         n.ssh ? `${n.ssh.user}@${n.ssh.host.includes(":") ? `[${n.ssh.host}]` : n.ssh.host}:${n.ssh.port}` : "(lab)"])]),
+            ].join("\n"));
+        });
+
+    site.command("plan")
+        .description("the site's address and overlay plan: loopbacks, uplinks, tunnels and their peers, sensor subnets")
+        .addOption(stackOpt()).addOption(fileOpt()).addOption(jsonOpt())
+        .addOption(new Option("--node <name>", "one node, with its tunnel peers"))
+        .action((opts: { stack: string; file?: string; json?: boolean; node?: string }) => {
+            let plan: SitePlan;
+            try {
+                plan = planSite(siteFor(opts));
+            } catch (err) {
+                if (err instanceof PlanError) throw new UserError(`the site cannot be planned: ${err.message}`);
+                throw err;
+            }
+            const nodes = opts.node ? plan.nodes.filter((n) => n.name === opts.node) : plan.nodes;
+            if (opts.node && nodes.length === 0) throw new UserError(`no node '${opts.node}'; nodes are: ${plan.nodes.map((n) => n.name).join(", ")}`);
+            print(!!opts.json, opts.node ? nodes[0] : plan, () => [
+                `site ${plan.site}: loopbacks from ${plan.loopbackPrefix}, overlay hubs ${plan.hubs.join(", ")}`,
+                "",
+                table([["NODE", "ID", "ROLE", "LOOPBACK", "UPLINKS", "TUNNELS (PEERS)", "SENSORS"],
+                    ...nodes.map((n) => [n.name, String(n.id), `${n.role}${n.hub ? " (hub)" : ""}`, n.loopback,
+                        n.uplinks.map((u) => `${u.ifname}=${u.address}`).join(" "),
+                        n.overlays.map((o) => `${o.ifname}=${o.address} (${o.peers.length})`).join(" "),
+                        n.sensors.map((x) => x.prefix).join(" ")])]),
+                ...(opts.node ? ["", table([["TUNNEL", "TRANSPORT", "PEER", "PEER ADDRESS", "ENDPOINT", "PEER LOOPBACK"],
+                    ...nodes[0].overlays.flatMap((o) => o.peers.map((p) => [o.ifname, o.transport, `${p.node}${p.hub ? " (hub)" : ""}`, p.address, p.endpoint, p.loopback]))])] : []),
             ].join("\n"));
         });
 
