@@ -76,7 +76,7 @@ async function measureOnce(n: number) {
     };
 }
 
-function previewOnce(n: number): { ms: number; resources: number; ok: boolean; error?: string } {
+function previewOnce(n: number): { ms: number; resources: number; ok: boolean; peakRssMiB?: number; error?: string } {
     const work = fs.mkdtempSync(path.join(os.tmpdir(), "nublar-bench-preview-"));
     try {
         fs.mkdirSync(path.join(work, "stacks"));
@@ -95,11 +95,15 @@ function previewOnce(n: number): { ms: number; resources: number; ok: boolean; e
         const run = (args: string[]) => spawnSync("pulumi", [...args, "--stack", "bench", "--non-interactive"], { cwd: work, env, encoding: "utf8", timeout: 3_600_000, maxBuffer: 1 << 30 });
         const init = run(["stack", "init", "--secrets-provider", "passphrase"]);
         if (init.status !== 0) return { ms: NaN, resources: 0, ok: false, error: init.stderr };
+        // GNU time's %M: the peak RSS of the largest process in the preview's tree (the engine,
+        // the language host or the program), written to a file so stdout stays pulumi's JSON.
+        const timeFile = path.join(work, "time.txt");
         const start = performance.now();
-        const res = run(["preview", "--json"]);
+        const res = spawnSync("/usr/bin/time", ["-f", "%M", "-o", timeFile, "pulumi", "preview", "--json", "--stack", "bench", "--non-interactive"], { cwd: work, env, encoding: "utf8", timeout: 3_600_000, maxBuffer: 1 << 30 });
         const ms = performance.now() - start;
-        if (res.status !== 0) return { ms, resources: 0, ok: false, error: (res.stderr || res.stdout).slice(-2000) };
-        return { ms, resources: JSON.parse(res.stdout).steps.length, ok: true };
+        const peakRssMiB = fs.existsSync(timeFile) ? Number(fs.readFileSync(timeFile, "utf8").trim().split("\n").pop()) / 1024 : undefined;
+        if (res.status !== 0) return { ms, resources: 0, ok: false, peakRssMiB, error: (res.stderr || res.stdout).slice(-2000) };
+        return { ms, resources: JSON.parse(res.stdout).steps.length, ok: true, peakRssMiB };
     } finally {
         fs.rmSync(work, { recursive: true, force: true });
     }

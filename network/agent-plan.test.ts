@@ -162,3 +162,14 @@ test("an edge node cannot also be an upstream of its own Nginx on the same port"
     raw.ingress = [{ name: "web", port: 80, upstreams: ["gate", "visitor-center"] }];
     assert.throws(() => planAgent(parseSite(raw), "gate", { paths }), /edge node 'gate' runs Nginx on port 80/);
 });
+
+test("with WireGuard, a spoke sends other loopbacks only through the hub that WireGuard gives the /64 to", () => {
+    const raw = labSiteInput(["gate", "visitor-center", "control-room"], { lab: { tag: "t1" }, overlay: { transport: "wireguard" } });
+    raw.nodes[2].role = "core"; // two hubs: gate, then control-room
+    const wg = planAgent(parseSite(raw), "visitor-center", { paths });
+    const viaHubs = wg.routes.filter((r) => r.id.startsWith("loopbacks/"));
+    assert.deepEqual(viaHubs.map((r) => r.id).sort(), ["loopbacks/gate/provider-a", "loopbacks/gate/provider-b"]);
+    // VXLAN: every hub, over every provider.
+    const vx = planAgent(parseSite({ ...raw, overlay: { transport: "vxlan" } }), "visitor-center", { paths });
+    assert.equal(vx.routes.filter((r) => r.id.startsWith("loopbacks/")).length, 4);
+});

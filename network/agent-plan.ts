@@ -118,7 +118,13 @@ function agentConfigFor(site: Site, plan: SitePlan, node: NodePlan, opts: AgentP
     if (!node.hub) {
         // Spokes reach every other loopback through a hub; more specific /128s win where a direct
         // tunnel exists. Spokes spread over hubs and providers by a hash of their own name.
-        const viaHubs = [...byPeer.values()].flat().filter((x) => x.peer.hub);
+        // WireGuard gives a prefix to one peer per interface (nix/render.ts: the first hub in
+        // site order), so with WireGuard the whole /64 can only go through that hub on each
+        // tunnel; a route through another hub on the same interface would be sent to the
+        // designated one anyway. VXLAN is Ethernet and has no such limit.
+        const designated = new Map(node.overlays.map((o) => [o.ifname, o.peers.find((p) => p.hub)?.node]));
+        const viaHubs = [...byPeer.values()].flat()
+            .filter((x) => x.peer.hub && (x.overlay.transport !== "wireguard" || designated.get(x.overlay.ifname) === x.peer.node));
         const offset = viaHubs.length ? fnv16(node.name) % viaHubs.length : 0;
         viaHubs.forEach((_, rank) => {
             const { overlay, peer, session } = viaHubs[(rank + offset) % viaHubs.length];
