@@ -4,14 +4,16 @@ import { spawnSync } from "node:child_process";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { Site } from "./components/site";
-import { parseSite, SiteConfigError } from "./site/load";
+import { siteFromConfig, SiteConfigError } from "./site/load";
 import type { Site as SiteModel } from "./site/model";
 
 const stateRoot = process.env.NUBLAR_STATE_DIR ?? path.join(__dirname, ".nublar");
 
 function loadSite(): SiteModel {
     try {
-        return parseSite(new pulumi.Config("nublar").getObject("site"), `stack '${pulumi.getStack()}'`);
+        const config = new pulumi.Config("nublar");
+        const projectDir = pulumi.runtime.getRootDirectory() || process.cwd();
+        return siteFromConfig({ site: config.getObject("site"), siteFile: config.get("siteFile") }, projectDir, `stack '${pulumi.getStack()}'`);
     } catch (err) {
         // RunError prints the message alone, without a stack trace: the problem is the config.
         if (err instanceof SiteConfigError) throw new pulumi.RunError(err.message);

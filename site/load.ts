@@ -8,6 +8,12 @@ import { SiteSchema, type Site } from "./model";
 
 /** The stack config key that holds the site description. */
 export const SITE_CONFIG_KEY = "nublar:site";
+/**
+ * Or: a YAML file holding it, relative to the project folder. For large sites: Pulumi hands
+ * all of a stack's config to the program in one environment variable, which Linux caps at
+ * 128 KiB, about 400 nodes (bench/site-plan.ts found it).
+ */
+export const SITE_FILE_KEY = "nublar:siteFile";
 
 export class SiteConfigError extends Error {
     constructor(
@@ -78,5 +84,21 @@ export function loadSiteFromStackFile(file: string): Site {
         throw new SiteConfigError(file, [`cannot read the stack file: ${(err as Error).message}`]);
     }
     const config = (doc as { config?: Record<string, unknown> } | null)?.config ?? {};
-    return parseSite(config[SITE_CONFIG_KEY], file);
+    // Stack files live in <project>/stacks (Pulumi.yaml: stackConfigDir).
+    return siteFromConfig({ site: config[SITE_CONFIG_KEY], siteFile: config[SITE_FILE_KEY] }, path.dirname(path.dirname(path.resolve(file))), file);
+}
+
+/** The site from a stack's config: `nublar:site` inline, or the file `nublar:siteFile` names. */
+export function siteFromConfig(config: { site?: unknown; siteFile?: unknown }, projectDir: string, source: string): Site {
+    if (config.siteFile === undefined) return parseSite(config.site, source);
+    if (config.site !== undefined) throw new SiteConfigError(source, [`set either ${SITE_CONFIG_KEY} or ${SITE_FILE_KEY}, not both`]);
+    if (typeof config.siteFile !== "string" || !config.siteFile) throw new SiteConfigError(source, [`${SITE_FILE_KEY} must be a path to a YAML file`]);
+    const file = path.resolve(projectDir, config.siteFile);
+    let raw: unknown;
+    try {
+        raw = parseYaml(fs.readFileSync(file, "utf8"));
+    } catch (err) {
+        throw new SiteConfigError(source, [`${SITE_FILE_KEY} = ${JSON.stringify(config.siteFile)}: cannot read ${file}: ${(err as Error).message}`]);
+    }
+    return parseSite(raw, `${source} (${SITE_FILE_KEY} ${config.siteFile})`);
 }

@@ -123,3 +123,25 @@ test("a datacenter needs its AWS regions; lab settings belong to labs only", () 
     assert.ok(ps.some((p) => p.startsWith("nublar:site.aws = (missing)")), ps.join("\n"));
     assert.ok(ps.some((p) => p.startsWith("nublar:site.lab = ") && p.includes("only allowed")), ps.join("\n"));
 });
+
+test("a large site can live in its own file (nublar:siteFile), read relative to the project", () => {
+    const os = require("node:os") as typeof import("node:os");
+    const { stringify } = require("yaml") as typeof import("yaml");
+    const { siteFromConfig } = require("./load") as typeof import("./load");
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nublar-sitefile-"));
+    try {
+        fs.mkdirSync(path.join(dir, "stacks"));
+        fs.mkdirSync(path.join(dir, "sites"));
+        fs.writeFileSync(path.join(dir, "sites", "park.yaml"), stringify(labSite()));
+        fs.writeFileSync(path.join(dir, "stacks", "Pulumi.park.yaml"), stringify({ config: { "nublar:siteFile": "sites/park.yaml" } }));
+        assert.deepEqual(loadSiteFromStackFile(path.join(dir, "stacks", "Pulumi.park.yaml")), parseSite(labSite()));
+        assert.throws(() => siteFromConfig({ site: labSite(), siteFile: "sites/park.yaml" }, dir, "test"), /either nublar:site or nublar:siteFile/);
+        assert.throws(() => siteFromConfig({ siteFile: "sites/none.yaml" }, dir, "test"), /nublar:siteFile = "sites\/none.yaml": cannot read/);
+        const bad = labSite();
+        bad.providers[0].prefix = "10.0.0.0/8";
+        fs.writeFileSync(path.join(dir, "sites", "bad.yaml"), stringify(bad));
+        assert.throws(() => siteFromConfig({ siteFile: "sites/bad.yaml" }, dir, "test"), (e: Error) => e instanceof SiteConfigError && /\(nublar:siteFile sites\/bad.yaml\)/.test(e.message) && /IPv6-only/.test(e.message));
+    } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+});

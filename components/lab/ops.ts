@@ -4,7 +4,6 @@
 // printed. The dynamic providers in ./providers.ts call these; nothing here
 // plans anything: names and addresses arrive already decided by network/lab-plan.
 import { spawnSync } from "node:child_process";
-import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 
@@ -272,48 +271,6 @@ export function stopSshd(dir: string): void {
 
 function sleepMs(ms: number): void {
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
-// ---- static routes in a namespace (the provider routers' routes to node loopbacks) ----
-
-export interface StaticRoute {
-    destination: string;
-    via: string;
-    dev: string;
-}
-
-export function addRoutes(netns: string, routes: StaticRoute[]): void {
-    if (!routes.length) return;
-    run(`adding routes in ${netns}`, ["ip", "-6", "-n", netns, "-batch", "-"], routes.map((r) => `route replace ${r.destination} via ${r.via} dev ${r.dev}`).join("\n") + "\n");
-}
-
-export function routesPresent(netns: string, routes: StaticRoute[]): boolean {
-    if (!netnsExists(netns)) return false;
-    const table = spawnSync("ip", ["-6", "-n", netns, "route", "show"], { encoding: "utf8" }).stdout;
-    return routes.every((r) => table.includes(`${r.destination.replace(/\/128$/, "")} via ${r.via} dev ${r.dev}`));
-}
-
-export function removeRoutes(netns: string, routes: StaticRoute[]): void {
-    if (!netnsExists(netns)) return;
-    for (const r of routes) spawnSync("ip", ["-6", "-n", netns, "route", "del", r.destination, "via", r.via, "dev", r.dev]);
-}
-
-// ---- a random key file (the lab's BFD key): only its fingerprint enters Pulumi state ----
-
-export function ensureKeyFile(file: string, bytes: number): string {
-    if (!fs.existsSync(file)) {
-        fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-        fs.writeFileSync(file, `0x${crypto.randomBytes(bytes).toString("hex")}\n`, { mode: 0o600 });
-    }
-    return keyFingerprint(file);
-}
-
-export function keyFingerprint(file: string): string {
-    try {
-        return `sha256:${crypto.createHash("sha256").update(fs.readFileSync(file)).digest("hex").slice(0, 16)}`;
-    } catch {
-        return "";
-    }
 }
 
 // ---- cutting an uplink on purpose, to watch a failover (`nublar lab cut`) ----

@@ -62,8 +62,8 @@ export class LabPark extends pulumi.ComponentResource {
         this.clientPublicKey = clientKey.publicKey;
         const nodeResources = plan.nodes.map((node) => this.node(id(`node-${node.name}`), node, { dir, bridge, bridgeName: plan.mgmt.bridge, routers, clientKey }));
 
-        // The providers' side: routes to the nodes' loopbacks, and FRR's bfdd answering each
-        // node's gateway session.
+        // The providers' side: FRR's bfdd answering each node's gateway session. The routers
+        // route only the uplink /64s (connected): loopbacks travel inside the overlay.
         const timers = args.timers;
         for (const r of plan.routers) {
             const links = nodeResources.flatMap((n) => n.uplinks.filter((_, k) => n.plan.uplinks[k].provider === r.provider));

@@ -203,58 +203,8 @@ export class LabFile extends pulumi.dynamic.Resource {
     }
 }
 
-// ---- static routes in a namespace ----
-
-export interface RoutesInputs {
-    netns: string;
-    routes: Ops.StaticRoute[];
-}
-
-const routesProvider: pulumi.dynamic.ResourceProvider<RoutesInputs, RoutesInputs> = {
-    async create(inputs) {
-        ops().addRoutes(inputs.netns, inputs.routes);
-        return { id: `${inputs.netns}/routes`, outs: inputs };
-    },
-    async delete(_id, props) {
-        ops().removeRoutes(props.netns, props.routes);
-    },
-    async read(id, props) {
-        return present(id, props, (p) => ops().routesPresent(p.netns, p.routes));
-    },
-    diff: replaceOnChange as never,
-};
-
-export class LabRoutes extends pulumi.dynamic.Resource {
-    constructor(name: string, args: { netns: pulumi.Input<string>; routes: pulumi.Input<Ops.StaticRoute[]> }, opts?: pulumi.CustomResourceOptions) {
-        super(routesProvider, name, args, opts, "lab", "Routes");
-    }
-}
-
-// ---- a random key file: the secret stays on disk, its fingerprint in state ----
-
-const keyFileProvider: pulumi.dynamic.ResourceProvider<{ file: string; bytes: number }, { file: string; bytes: number; fingerprint: string }> = {
-    async create(inputs) {
-        return { id: inputs.file, outs: { ...inputs, fingerprint: ops().ensureKeyFile(inputs.file, inputs.bytes) } };
-    },
-    async delete(_id, props) {
-        ops().removeFiles(props.file);
-    },
-    async read(id, props) {
-        return present(id, props, (p) => ops().keyFingerprint(p.file) === p.fingerprint);
-    },
-    diff: replaceOnChange as never,
-};
-
-/** A random secret in a 0600 file (the lab's BFD key). It never enters Pulumi state. */
-export class LabKeyFile extends pulumi.dynamic.Resource {
-    declare readonly file: pulumi.Output<string>;
-    declare readonly fingerprint: pulumi.Output<string>;
-    constructor(name: string, args: { file: pulumi.Input<string>; bytes: pulumi.Input<number> }, opts?: pulumi.CustomResourceOptions) {
-        super(keyFileProvider, name, { ...args, fingerprint: undefined }, opts, "lab", "KeyFile");
-    }
-}
-
-// ---- daemons: the agent, Nginx, FRR's bfdd, the small HTTP service ----
+// ---- daemons: FRR's bfdd on the provider routers, the small HTTP service on nodes ----
+// (A node's agent and Nginx are its system: components/nixos deploys them over SSH.)
 
 const DAEMONS_MODULE = path.join(__dirname, "daemons.ts");
 
@@ -264,14 +214,12 @@ function daemons(): typeof import("./daemons") {
 }
 
 export interface DaemonInputs {
-    kind: "agent" | "nginx" | "bfdd" | "hello";
+    kind: "bfdd" | "hello";
     netns: string;
     /** The daemon's folder (pid file, config, log). */
     dir: string;
-    /** Its config file's content (agent.json, nginx.conf, bfdd.conf); unused by hello. */
+    /** Its config file's content (bfdd.conf); unused by hello. */
     config: string;
-    /** agent: its API socket; nginx: its control socket. */
-    socket?: string;
     /** hello: port and node name. */
     port?: number;
     name?: string;
@@ -280,10 +228,6 @@ export interface DaemonInputs {
 function startDaemon(i: DaemonInputs): number {
     const d = daemons();
     switch (i.kind) {
-        case "agent":
-            return d.startAgent(i.netns, i.dir, i.socket!, i.config);
-        case "nginx":
-            return d.startNginx(i.netns, i.dir, i.config, i.socket!);
         case "bfdd":
             return d.startBfdd(i.netns, i.dir, i.config);
         case "hello":
@@ -294,8 +238,6 @@ function startDaemon(i: DaemonInputs): number {
 function daemonRunning(i: DaemonInputs): number | undefined {
     const d = daemons();
     switch (i.kind) {
-        case "agent": return d.daemonPid(d.agentDaemon(i.dir));
-        case "nginx": return d.daemonPid(d.nginxDaemon(i.dir), path.join(i.dir, "nginx.pid"));
         case "bfdd": return d.daemonPid(d.bfddDaemon(i.dir), path.join(i.dir, "bfdd.pid"));
         case "hello": return d.daemonPid(d.helloDaemon(i.dir));
     }
@@ -309,8 +251,6 @@ const daemonProvider: pulumi.dynamic.ResourceProvider<DaemonInputs, DaemonInputs
     async delete(_id, props) {
         const d = daemons();
         switch (props.kind) {
-            case "agent": d.stopDaemon(d.agentDaemon(props.dir)); break;
-            case "nginx": d.stopNginx(props.dir); break;
             case "bfdd": d.stopBfdd(props.dir); break;
             case "hello": d.stopDaemon(d.helloDaemon(props.dir)); break;
         }
