@@ -11,7 +11,7 @@ export const SITE_CONFIG_KEY = "nublar:site";
 /**
  * Or: a YAML file holding it, relative to the project folder. For large sites: Pulumi hands
  * all of a stack's config to the program in one environment variable, which Linux caps at
- * 128 KiB, about 400 nodes (bench/site-plan.ts found it).
+ * 128 KiB, about 500 nodes (bench/site-plan.ts found it).
  */
 export const SITE_FILE_KEY = "nublar:siteFile";
 
