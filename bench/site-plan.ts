@@ -44,7 +44,7 @@ async function measureOnce(n: number) {
     const { planSite } = await import("../network/site-plan");
     const { planAgents } = await import("../network/agent-plan");
     const { renderNginxConf } = await import("../network/agent/nginx-conf");
-    const { NIXOS_PATHS, renderNixosNode } = await import("../nix/render");
+    const { NIXOS_PATHS, nixosAgentPaths, renderNixosNode } = await import("../nix/render");
     const raw = benchSite(n);
     global.gc?.();
     const rssBefore = process.memoryUsage().rss;
@@ -53,8 +53,7 @@ async function measureOnce(n: number) {
     t.push(performance.now());
     const plan = planSite(site);
     t.push(performance.now());
-    const paths = () => ({ socket: NIXOS_PATHS.agentSocket, events: NIXOS_PATHS.events, nginxControl: NIXOS_PATHS.nginxControl, bfdKeyFile: NIXOS_PATHS.bfdKeyFile });
-    const agents = planAgents(site, { paths }, plan);
+    const agents = planAgents(site, { paths: nixosAgentPaths }, plan);
     t.push(performance.now());
     let bytes = 0;
     const wg: Record<string, Record<string, string>> = {};

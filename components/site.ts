@@ -5,7 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { planAgents } from "../network/agent-plan";
 import { planLab } from "../network/lab-plan";
 import { planSite } from "../network/site-plan";
-import { NIXOS_PATHS } from "../nix/render";
+import { NIXOS_PATHS, nixosAgentPaths } from "../nix/render";
 import type { Site as SiteModel } from "../site/model";
 import { labAgentPaths, labNodeDirs, LabPark, type LabNodeAccess } from "./lab/park";
 import { NIXOS_PROJECT_DIR } from "./nixos/node";
@@ -57,7 +57,7 @@ export class Site extends pulumi.ComponentResource {
             }, { parent: this, dependsOn: [park] });
             this.generations = deploy.generations;
         } else {
-            const agents = planAgents(site, { paths: () => ({ socket: NIXOS_PATHS.agentSocket, events: NIXOS_PATHS.events, nginxControl: NIXOS_PATHS.nginxControl, bfdKeyFile: NIXOS_PATHS.bfdKeyFile }) }, plan);
+            const agents = planAgents(site, { paths: nixosAgentPaths }, plan);
             const operatorKeys = new pulumi.Config("nublar").getObject<string[]>("operatorKeys") ?? [];
             // Real nodes are reached at their configured endpoints with their pinned keys, as the
             // operator (SSH agent, or `nublar:sshIdentityFile`).

@@ -90,6 +90,10 @@ function agentConfigFor(site: Site, plan: SitePlan, node: NodePlan, opts: AgentP
         list.push({ overlay: o, peer: p, session: sid });
         byPeer.set(p.node, list);
     }
+    // Last resort, ungated: when BFD sees every path to a node down (its agent died, say), its
+    // traffic still tries the primary tunnel rather than finding no route at all. The gated
+    // routes win whenever any of them is installed.
+    const lastResort: AgentRoute[] = [];
     for (const [peerNode, paths] of byPeer) {
         // Spread primaries across providers by a hash of the pair, the same from both ends, so
         // that traffic between two nodes takes the same provider both ways.
@@ -101,20 +105,16 @@ function agentConfigFor(site: Site, plan: SitePlan, node: NodePlan, opts: AgentP
                 via: peer.address, dev: overlay.ifname, metric: 100 + rank, session,
                 reason: `${peerNode}'s loopback through the ${overlay.provider} tunnel (${rank === 0 ? "primary" : "backup"})`,
             });
+            if (rank === 0) {
+                lastResort.push({
+                    id: `last-resort/${peerNode}`, destination: `${peer.loopback}/128`, preferredSource: node.loopback,
+                    via: peer.address, dev: overlay.ifname, metric: LAST_RESORT_METRIC,
+                    reason: `${peerNode}'s loopback when no path session to it is up (not gated)`,
+                });
+            }
         });
     }
-    // Last resort, ungated: when BFD sees every path to a node down (its agent died, say), its
-    // traffic still tries the primary tunnel rather than finding no route at all. The gated
-    // routes above win whenever any of them is installed.
-    for (const [peerNode, paths] of byPeer) {
-        const offset = fnv16([node.name, peerNode].sort().join("|")) % paths.length;
-        const { overlay, peer } = paths[offset];
-        routes.push({
-            id: `last-resort/${peerNode}`, destination: `${peer.loopback}/128`, preferredSource: node.loopback,
-            via: peer.address, dev: overlay.ifname, metric: LAST_RESORT_METRIC,
-            reason: `${peerNode}'s loopback when no path session to it is up (not gated)`,
-        });
-    }
+    routes.push(...lastResort);
     if (!node.hub) {
         // Spokes reach every other loopback through a hub; more specific /128s win where a direct
         // tunnel exists. Spokes spread over hubs and providers by a hash of their own name.

@@ -16,7 +16,7 @@ import { planSite, type SitePlan } from "../network/site-plan";
 import { loadSiteFromStackFile } from "../site/load";
 import type { Site } from "../site/model";
 import { toNix, type NixValue } from "./nix-value";
-import { NIXOS_PATHS, NixosRenderError, renderNixosNode, type NixosNodeInput } from "./render";
+import { NIXOS_PATHS, nixosAgentPaths, NixosRenderError, renderNixosNode, type NixosNodeInput } from "./render";
 
 const REPO = path.join(__dirname, "..");
 const STACK = path.join(REPO, "stacks", "Pulumi.isla-nublar.yaml");
@@ -32,7 +32,7 @@ function fakeWireguardKeys(site: Site): Record<string, Record<string, string>> {
 
 function inputs(site: Site, plan: SitePlan = planSite(site)): NixosNodeInput[] {
     const agents = planAgents(site, {
-        paths: () => ({ socket: NIXOS_PATHS.agentSocket, events: NIXOS_PATHS.events, nginxControl: NIXOS_PATHS.nginxControl, bfdKeyFile: NIXOS_PATHS.bfdKeyFile }),
+        paths: nixosAgentPaths,
     }, plan);
     const keys = site.overlay.transport === "wireguard" ? fakeWireguardKeys(site) : undefined;
     return plan.nodes.map((node, i) => {

@@ -25,6 +25,11 @@ export const NIXOS_PATHS = {
     luaDir: "/etc/nublar/lua",
 };
 
+/** The agent's file locations on a NixOS node, for network/agent-plan.ts's `paths` option. */
+export function nixosAgentPaths() {
+    return { socket: NIXOS_PATHS.agentSocket, events: NIXOS_PATHS.events, nginxControl: NIXOS_PATHS.nginxControl, bfdKeyFile: NIXOS_PATHS.bfdKeyFile };
+}
+
 const MODULES_DIR = path.join(__dirname, "modules");
 /** NixOS's type for system.nixos.label. */
 const PROFILE_LABEL = /^[a-zA-Z0-9:_.-]*$/;

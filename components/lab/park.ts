@@ -76,7 +76,7 @@ export class LabPark extends pulumi.ComponentResource {
         // The apps the lab's ingress balances. The node's system (overlay, agent, Nginx) is not
         // the park's: components/nixos deploys it over SSH, as it would to a real node.
         for (const n of nodeResources) {
-            const rt = nodeRuntimePaths(path.join(dir, "nodes", n.plan.name));
+            const rt = labNodeDirs(plan, args.stateRoot, n.plan.name).runtime;
             for (const port of args.services[n.plan.name] ?? []) {
                 new LabDaemon(`${n.name}-hello-${port}`, {
                     kind: "hello", netns: n.plan.netns, dir: path.join(rt.helloDir, String(port)), config: "", port, name: n.plan.name,
@@ -113,7 +113,7 @@ export class LabPark extends pulumi.ComponentResource {
                 ssh: `ssh -F ${this.sshConfigFile} ${node.name}`,
                 access: {
                     host: node.mgmt.address, port: 22, user: "root", hostKey: keys[i], identityFile: paths.identityFile,
-                    agentSocket: nodeRuntimePaths(path.join(dir, "nodes", node.name)).agentSocket,
+                    agentSocket: labNodeDirs(plan, args.stateRoot, node.name).runtime.agentSocket,
                 },
             }])));
 

@@ -85,6 +85,16 @@ export function exec(conn: Client, command: string, stdin?: string, timeoutMs = 
     });
 }
 
+/** Run one command on a node over a pinned SSH connection (refresh and removal use it). */
+export async function execOnNode(node: string, access: DeployTarget["access"], command: string, timeoutMs = 60_000): Promise<ExecResult> {
+    const conn = await connectPinned(access, describeNode(node, access), 8000);
+    try {
+        return await exec(conn, command, undefined, timeoutMs);
+    } finally {
+        conn.end();
+    }
+}
+
 async function mustExec(conn: Client, where: string, what: string, command: string, stdin?: string): Promise<string> {
     const r = await exec(conn, command, stdin);
     if (r.code !== 0) throw new Error(`${where}: ${what} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().split("\n").slice(-5).join(" | ")}`);
@@ -111,21 +121,13 @@ interface SessionView {
     bfd?: { status?: string; diagnostic?: string };
 }
 
-/** The agent's sessions, or why they could not be read. */
-async function agentSessions(target: DeployTarget, where: string): Promise<{ sessions?: SessionView[]; problem?: string }> {
-    let conn: Client | undefined;
-    try {
-        conn = await connectPinned(target.access, where, 5000);
-        const res = await agentGetOver(conn, target.agentSocket, "/state", where, 5000);
-        let body = "";
-        res.setEncoding("utf8");
-        for await (const chunk of res) body += chunk;
-        return { sessions: JSON.parse(body).sessions as SessionView[] };
-    } catch (err) {
-        return { problem: (err as Error).message };
-    } finally {
-        conn?.end();
-    }
+/** The agent's sessions, read through its socket over an open SSH connection. */
+async function readSessions(conn: Client, target: DeployTarget, where: string): Promise<SessionView[]> {
+    const res = await agentGetOver(conn, target.agentSocket, "/state", where, 5000);
+    let body = "";
+    res.setEncoding("utf8");
+    for await (const chunk of res) body += chunk;
+    return JSON.parse(body).sessions as SessionView[];
 }
 
 /** Sessions that must be Up to confirm: gateways, and those that were Up before the deploy. */
@@ -134,14 +136,30 @@ const notUp = (sessions: SessionView[], required: Required = () => true) => sess
 const describeSessions = (sessions: SessionView[]) =>
     sessions.map((s) => `${s.id} (${s.bfd?.status ?? "unknown"}${s.bfd?.diagnostic && s.bfd.diagnostic !== "ok" ? `: ${s.bfd.diagnostic}` : ""})`).join(", ");
 
-/** Poll until the node is reachable and all its sessions are Up, or the deadline passes. */
+/**
+ * Poll until the node is reachable and its required sessions are Up, or the deadline passes.
+ * One connection, opened after activation (the deploy's own connection proves nothing about
+ * the new network config), and opened again whenever it fails.
+ */
 async function waitHealthy(target: DeployTarget, where: string, deadline: number, required: Required): Promise<{ ok: boolean; sessions?: SessionView[]; problem?: string; atMs: number }> {
+    let conn: Client | undefined;
     let last: { sessions?: SessionView[]; problem?: string } = {};
-    for (;;) {
-        last = await agentSessions(target, where);
-        if (last.sessions && last.sessions.length > 0 && notUp(last.sessions, required).length === 0) return { ok: true, ...last, atMs: Date.now() };
-        if (Date.now() >= deadline) return { ok: false, ...last, atMs: Date.now() };
-        await new Promise((r) => setTimeout(r, 500));
+    try {
+        for (;;) {
+            try {
+                conn ??= await connectPinned(target.access, where, 5000);
+                last = { sessions: await readSessions(conn, target, where) };
+            } catch (err) {
+                last = { problem: (err as Error).message };
+                conn?.end();
+                conn = undefined;
+            }
+            if (last.sessions && last.sessions.length > 0 && notUp(last.sessions, required).length === 0) return { ok: true, ...last, atMs: Date.now() };
+            if (Date.now() >= deadline) return { ok: false, ...last, atMs: Date.now() };
+            await new Promise((r) => setTimeout(r, 500));
+        }
+    } finally {
+        conn?.end();
     }
 }
 
@@ -151,15 +169,16 @@ export async function deploy(req: DeployRequest): Promise<DeployResult> {
     const log = req.log ?? (() => {});
     const conn = await connectPinned(target.access, where, 15_000);
     let gen = 0;
+    const digest = bundleDigest(req.files);
     let activatedAt = 0;
-    const before = await agentSessions(target, where);
-    const upBefore = new Set((before.sessions ?? []).filter((s) => s.bfd?.status === "up").map((s) => s.id));
+    // No agent yet (a first deploy): nothing was Up before.
+    const before = await readSessions(conn, target, where).catch(() => [] as SessionView[]);
+    const upBefore = new Set(before.filter((s) => s.bfd?.status === "up").map((s) => s.id));
     const required: Required = (s) => s.kind === "gateway" || upBefore.has(s.id);
     try {
         const status = JSON.parse(await mustExec(conn, where, "reading its generations", activation.statusCmd())) as { current: number | null; generations: number[] };
         gen = Math.max(0, ...status.generations) + 1;
         const files = { ...req.files, ...activation.extraFiles(gen, req.mode) };
-        const digest = bundleDigest(req.files);
         files["nublar-digest"] = `${digest}\n`;
         const dir = `${activation.root}/generations/${gen}`;
         log(`${target.node}: uploading generation ${gen} (${Object.keys(files).length} files, digest ${digest})`);
@@ -210,7 +229,7 @@ export async function deploy(req: DeployRequest): Promise<DeployResult> {
     }
     const up = health.sessions!.filter((s) => s.bfd?.status === "up").length;
     log(`${target.node}: generation ${gen} confirmed after ${health.atMs - activatedAt} ms (${up} of ${health.sessions!.length} sessions Up)`);
-    return { generation: gen, digest: bundleDigest(req.files), confirmedInMs: health.atMs - activatedAt, sessions: up };
+    return { generation: gen, digest, confirmedInMs: health.atMs - activatedAt, sessions: up };
 }
 
 /** Roll back generation `gen`, wait for the node to be healthy on the old one, then throw. */

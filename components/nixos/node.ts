@@ -85,7 +85,7 @@ async function run(inputs: DeploymentInputs): Promise<DeploymentOutputs> {
         log: (line) => process.stderr.write(`nublar deploy: ${line}\n`),
     });
     const { files: _f, secrets: _s, ...rest } = inputs;
-    return { ...rest, ...digests(inputs), generation: result.generation, confirmedInMs: result.confirmedInMs };
+    return { ...rest, digest: result.digest, secretsDigest: deploy.bundleDigest(inputs.secrets), generation: result.generation, confirmedInMs: result.confirmedInMs };
 }
 
 const deploymentProvider: pulumi.dynamic.ResourceProvider<DeploymentInputs, DeploymentOutputs> = {
@@ -111,21 +111,15 @@ const deploymentProvider: pulumi.dynamic.ResourceProvider<DeploymentInputs, Depl
         // again. An unreachable node is left as it is: refresh must not forget a deploy because
         // of a network blip.
         if (!props) return { id, props };
+        const { deploy, activation } = modules();
+        const act = activationFor(props.activation);
         try {
-            const { deploy } = modules();
-            const { connectPinned, describeNode } = require(path.join(PROJECT_DIR, "cli/agent-client.ts")) as typeof import("../../cli/agent-client");
-            const where = describeNode(props.node, props.access);
-            const conn = await connectPinned(props.access, where, 8000);
-            try {
-                const act = activationFor(props.activation);
-                const r = await deploy.exec(conn, `${act.statusCmd()} && cat ${JSON.stringify(`${act.root}/generations/${props.generation}/nublar-digest`)} 2>/dev/null || true`);
-                const [statusLine, digestLine] = r.stdout.trim().split("\n");
-                const status = JSON.parse(statusLine) as { current: number | null };
-                const running = status.current === props.generation && digestLine?.trim() === props.digest;
-                return running ? { id, props } : { id: "", props };
-            } finally {
-                conn.end();
-            }
+            const r = await deploy.execOnNode(props.node, props.access,
+                `${act.statusCmd()} && cat ${activation.sh(`${act.root}/generations/${props.generation}/nublar-digest`)} 2>/dev/null || true`);
+            const [statusLine, digestLine] = r.stdout.trim().split("\n");
+            const status = JSON.parse(statusLine) as { current: number | null };
+            const running = status.current === props.generation && digestLine?.trim() === props.digest;
+            return running ? { id, props } : { id: "", props };
         } catch {
             return { id, props };
         }
@@ -134,14 +128,7 @@ const deploymentProvider: pulumi.dynamic.ResourceProvider<DeploymentInputs, Depl
         const act = activationFor(props.activation);
         if (!act.deactivateCmd) return; // a real node keeps running its system; only Pulumi forgets it
         try {
-            const { deploy } = modules();
-            const { connectPinned, describeNode } = require(path.join(PROJECT_DIR, "cli/agent-client.ts")) as typeof import("../../cli/agent-client");
-            const conn = await connectPinned(props.access, describeNode(props.node, props.access), 8000);
-            try {
-                await deploy.exec(conn, act.deactivateCmd());
-            } finally {
-                conn.end();
-            }
+            await modules().deploy.execOnNode(props.node, props.access, act.deactivateCmd());
         } catch {
             // The lab node is already gone (its namespace was deleted first): nothing runs there.
         }
