@@ -163,6 +163,7 @@ export class ChainVerifier {
 
     push(row: VerifyRow): void {
         const seq = row.seq;
+        let linkBroken = false;
         if (seq !== this.expected) {
             if (seq > this.expected) {
                 this.find({ seq: this.expected, kind: "missing", message: seq === this.expected + 1 ? `entry ${this.expected} is missing` : `entries ${this.expected}..${seq - 1} are missing` });
@@ -172,11 +173,16 @@ export class ChainVerifier {
                 this.find({ seq, kind: "altered", message: `seq ${seq} appears again after ${this.expected - 1}` });
                 return;
             }
-        } else if (!row.input.subarray(0, HASH_BYTES).equals(this.prevStored)) {
-            this.find({ seq, kind: "broken-link", message: `prev hash of ${seq} is not the hash of entry ${seq - 1}: an entry before it was replaced or reordered` });
+        } else {
+            linkBroken = !row.input.subarray(0, HASH_BYTES).equals(this.prevStored);
         }
+        // One finding per seq: a changed entry usually breaks its link too; say the stronger thing.
         if (sha256Latin1(row.input) !== row.hash.toString("latin1")) {
-            this.find({ seq, kind: "altered", message: `entry ${seq} does not hash to its stored hash: its seq, time, source or payload was changed` });
+            this.find({ seq, kind: "altered", message: `entry ${seq} does not hash to its stored hash: its seq, time, source or payload was changed${linkBroken ? ", and its prev hash is not the hash of the entry before it (moved or replaced)" : ""}` });
+            this.markWindow(seq);
+        } else if (linkBroken) {
+            this.find({ seq, kind: "broken-link", message: `prev hash of ${seq} is not the hash of entry ${seq - 1}: the entry before it was replaced or moved` });
+            this.markWindow(seq);
         }
         this.entries++;
         this.lastSeq = seq;
@@ -196,6 +202,12 @@ export class ChainVerifier {
         }
     }
 
+    /** A finding inside the open checkpoint range already explains its mismatch: do not report it twice. */
+    private markWindow(seq: number): void {
+        const open = this.due[this.dueIndex]?.signed.checkpoint;
+        if (open && seq >= open.from && seq <= open.seq) this.windowBroken = true;
+    }
+
     /** The due checkpoint's range has been read (or skipped past): compare it with what was signed. */
     private closeWindow(): void {
         const rec = this.due[this.dueIndex];
@@ -206,7 +218,7 @@ export class ChainVerifier {
         const broken = this.windowBroken;
         this.windowBroken = false;
         this.dueIndex++;
-        if (broken) return; // missing entries inside it are already reported at their seq
+        if (broken) return; // what is wrong inside it is already reported at its seq
         const headOk = window.length > 0 && hex(window[window.length - 1]) === cp.head && this.lastSeq === cp.seq;
         if (headOk && hex(merkleRoot(window)) === cp.root) return;
         // The stored hashes are not what was signed. With the signed leaves we can say where.

@@ -25,6 +25,14 @@ export async function startTestCluster(shards: string[], standbys = 2): Promise<
     const pgPorts: number[] = [];
     for (let i = 0; i <= standbys; i++) pgPorts.push(await freePort());
     const cluster = new LedgerCluster({ dir, pgPorts, redisPort: await freePort(), shards, passwords: newPasswords() });
+    // Safety net for a test process that dies before its after() hook: the daemons are detached,
+    // so stop exactly the ones this cluster started (by their pid files) on the way out.
+    process.once("exit", () => {
+        for (const i of cluster.instances) { const pid = i.pid(); if (pid) process.kill(pid, "SIGKILL"); }
+        const r = cluster.redisPid();
+        if (r) process.kill(r, "SIGKILL");
+        fs.rmSync(dir, { recursive: true, force: true });
+    });
     try {
         await cluster.create();
     } catch (err) {
