@@ -227,7 +227,7 @@ export class LedgerCluster {
 
     /** Waits until every standby streams and counts for the quorum (a reload takes effect asynchronously). */
     async waitForQuorum(timeoutMs = 30_000): Promise<void> {
-        const want = this.instances.length - 1;
+        const want = this.instances.filter((i) => i.pid()).length - 1;
         const deadline = Date.now() + timeoutMs;
         let last = "";
         while (Date.now() < deadline) {
