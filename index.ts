@@ -38,3 +38,5 @@ export const ssh = site.nodes.apply((all) => Object.fromEntries(Object.entries(a
 export const sshConfig = site.sshConfigFile;
 /** The generation each node runs, as deployed by this stack. */
 export const generations = site.generations;
+/** The Unicorn ledger (lab): shards, endpoints, config and the checkpoint public key file. */
+export const ledger = site.ledger;

@@ -6,6 +6,10 @@ import { spawnSync } from "node:child_process";
 import { Command, CommanderError, Option } from "commander";
 import { ClientError, UnreachableError } from "./agent-client";
 import { EXIT_UNREACHABLE, registerNetworkCommands } from "./network";
+import { LedgerUnreachable, LedgerUserError, registerLedgerCommands } from "./ledger";
+import { LedgerConfigError } from "../ledger/config";
+import { planLedger } from "../ledger/plan";
+import { labLedgerPlan } from "../components/lab/park";
 import { cleanLab, inspectLab } from "../components/lab/inspect";
 import { cutUplink, restoreUplink } from "../components/lab/ops";
 import { labSshPaths } from "../components/lab/ssh-config";
@@ -207,6 +211,13 @@ export function buildProgram(): Command {
         });
 
     registerNetworkCommands(program);
+    registerLedgerCommands(program, {
+        planFor: (stack) => {
+            const site = siteFor({ stack });
+            if (site.kind !== "lab") return planLedger(site);
+            return labLedgerPlan(site, planLab(site), stateRoot());
+        },
+    });
 
     program.command("agent")
         .description("run nublar-agent for one node (the lab and NixOS start it; see network/agent/)")
@@ -231,12 +242,12 @@ export async function main(argv: string[]): Promise<void> {
             process.exitCode = ["commander.helpDisplayed", "commander.help", "commander.version"].includes(err.code) ? 0 : 2;
             return;
         }
-        if (err instanceof UnreachableError) {
+        if (err instanceof UnreachableError || err instanceof LedgerUnreachable) {
             process.stderr.write(`nublar: ${err.message}\n`);
             process.exitCode = EXIT_UNREACHABLE;
             return;
         }
-        if (err instanceof UserError || err instanceof SiteConfigError || err instanceof PlanError || err instanceof ClientError || (err instanceof Error && err.name === "AgentConfigError")) {
+        if (err instanceof UserError || err instanceof LedgerUserError || err instanceof LedgerConfigError || err instanceof SiteConfigError || err instanceof PlanError || err instanceof ClientError || (err instanceof Error && err.name === "AgentConfigError")) {
             process.stderr.write(`nublar: ${err.message}\n`);
             process.exitCode = 1;
             return;

@@ -7,7 +7,8 @@ import { planLab } from "../network/lab-plan";
 import { planSite } from "../network/site-plan";
 import { NIXOS_PATHS, nixosAgentPaths } from "../nix/render";
 import type { Site as SiteModel } from "../site/model";
-import { labAgentPaths, labNodeDirs, LabPark, type LabNodeAccess } from "./lab/park";
+import { LabLedger } from "./lab/ledger";
+import { labAgentPaths, labLedgerPlan, labNodeDirs, LabPark, type LabNodeAccess } from "./lab/park";
 import { NIXOS_PROJECT_DIR } from "./nixos/node";
 import { SiteDeploy } from "./nixos/site-deploy";
 
@@ -26,6 +27,8 @@ export class Site extends pulumi.ComponentResource {
     readonly nodes: pulumi.Output<Record<string, NodeAccess>>;
     readonly sshConfigFile?: string;
     readonly generations: pulumi.Output<Record<string, number>>;
+    /** The Unicorn ledger: where it is and its checkpoint public key (lab sites). */
+    readonly ledger?: pulumi.Output<Record<string, unknown>>;
 
     constructor(name: string, args: SiteArgs, opts?: pulumi.ComponentResourceOptions) {
         super("nublar:site:Site", name, {}, opts);
@@ -56,6 +59,8 @@ export class Site extends pulumi.ComponentResource {
                 nginx: {},
             }, { parent: this, dependsOn: [park] });
             this.generations = deploy.generations;
+            // The ledger, on this machine; agents' events flow into its `network` shard.
+            this.ledger = new LabLedger(`${name}-ledger`, { plan: labLedgerPlan(site, lab, args.stateRoot) }, { parent: this }).info;
         } else {
             const agents = planAgents(site, { paths: nixosAgentPaths }, plan);
             const operatorKeys = new pulumi.Config("nublar").getObject<string[]>("operatorKeys") ?? [];
@@ -82,6 +87,6 @@ export class Site extends pulumi.ComponentResource {
                 access: { host: n.ssh!.host, port: n.ssh!.port, user: n.ssh!.user, hostKey: n.ssh!.hostKey, agentSocket: NIXOS_PATHS.agentSocket },
             }])));
         }
-        this.registerOutputs({ nodes: this.nodes, generations: this.generations });
+        this.registerOutputs({ nodes: this.nodes, generations: this.generations, ledger: this.ledger });
     }
 }

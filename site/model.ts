@@ -143,6 +143,27 @@ export const DeploySettings = z.strictObject({
     confirmTimeoutMs: z.number().int().min(1000).max(3_600_000).default(60_000),
 });
 
+/**
+ * The Unicorn ledger (ledger/): tamper-evident telemetry history on PostgreSQL, one database per
+ * vertical shard, replicated to a quorum, with signed checkpoints. In the lab it runs on this
+ * machine (a primary and standbys on ::1); in parks and data centers on CloudNativePG.
+ */
+export const LedgerSettings = z.strictObject({
+    /** Vertical shards by telemetry domain; each is its own database (and, in production, can be its own cluster). */
+    shards: z.array(z.string().regex(/^[a-z][a-z0-9_]{0,39}$/, "shard names are lowercase letters, digits and _, starting with a letter"))
+        .min(1).default(["habitat", "network", "security", "audit"])
+        .refine((s) => new Set(s).size === s.length, "shard names must be unique"),
+    /** PostgreSQL instances per shard cluster: a primary and (instances - 1) standbys; commits wait for ANY 1 standby. */
+    instances: z.number().int().min(1).max(9).default(3),
+    /** A signed checkpoint every `entries` entries or `ms` milliseconds, whichever comes first. */
+    checkpoint: z.strictObject({
+        entries: z.number().int().min(1).max(1_000_000).default(1000),
+        ms: z.number().int().min(100).max(3_600_000).default(5000),
+    }).default({ entries: 1000, ms: 5000 }),
+    /** Lab only: the first of the ports the ledger uses on ::1 (PostgreSQL instances, then Redis, then ingest). */
+    labBasePort: z.number().int().min(1024).max(32000).default(25430),
+});
+
 const SiteBase = z.strictObject({
     name: Name,
     kind: SiteKind,
@@ -154,6 +175,7 @@ const SiteBase = z.strictObject({
     overlay: OverlaySettings.default({}),
     deploy: DeploySettings.default({ mode: "switch", maxParallel: 4, canary: true, confirmTimeoutMs: 60_000 }),
     lab: LabSettings.optional(),
+    ledger: LedgerSettings.default({ shards: ["habitat", "network", "security", "audit"], instances: 3, checkpoint: { entries: 1000, ms: 5000 }, labBasePort: 25430 }),
     aws: Aws.optional(),
 });
 

@@ -7,6 +7,9 @@ import type { LabNodePlan, LabPlan } from "../../network/lab-plan";
 import { nodeRuntimePaths, renderBfddConf } from "./daemons";
 import { LabBridge, LabDaemon, LabFile, LabNetns, LabSshd, LabSshKey, LabVeth } from "./providers";
 import { labSshPaths, renderKnownHosts, renderSshConfig } from "./ssh-config";
+import { planLedger, type LedgerPlan } from "../../ledger/plan";
+import { NIXOS_PATHS } from "../../nix/render";
+import type { Site } from "../../site/model";
 
 export interface LabParkArgs {
     plan: LabPlan;
@@ -175,4 +178,10 @@ export function labAgentPaths(plan: LabPlan, stateRoot: string, bfdKeyFile: stri
         const rt = labNodeDirs(plan, stateRoot, node).runtime;
         return { socket: rt.agentSocket, events: rt.events, nginxControl: rt.nginxControl, bfdKeyFile };
     };
+}
+
+/** The lab's ledger plan: its files beside the park's, fed by every node's agent event file. */
+export function labLedgerPlan(site: Site, plan: LabPlan, stateRoot: string): LedgerPlan {
+    const agentPaths = labAgentPaths(plan, stateRoot, NIXOS_PATHS.bfdKeyFile);
+    return planLedger(site, { stateDir: path.join(stateRoot, plan.stateSubdir), agentEventsFile: (n) => agentPaths(n).events });
 }

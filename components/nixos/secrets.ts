@@ -1,13 +1,15 @@
 // Keys that nublar generates itself, kept as Pulumi secrets: encrypted in the stack's state,
 // shown as [secret] in every preview and log, and delivered to nodes only into /run/keys.
 //   - the site's BFD authentication key (meticulous keyed SHA1, 20 bytes);
-//   - each node's WireGuard key pair per tunnel (x25519; the public half is not secret).
+//   - each node's WireGuard key pair per tunnel (x25519; the public half is not secret);
+//   - the ledger's passwords (ingest, auditor, replication, Redis) and its checkpoint signing
+//     key (ed25519; PKCS#8 PEM, with the SPKI PEM public half, which auditors get).
 // Generated once, at create, and kept until the resource is replaced: rotating a key is
 // `pulumi up --replace <urn>`, or setting the `nublar:bfdKey` secret in the stack config.
 import * as pulumi from "@pulumi/pulumi";
 
 interface KeyInputs {
-    kind: "bfd" | "wireguard";
+    kind: "bfd" | "wireguard" | "password" | "ed25519";
 }
 
 interface KeyOutputs extends KeyInputs {
@@ -22,6 +24,16 @@ const keyProvider: pulumi.dynamic.ResourceProvider<KeyInputs, KeyOutputs> = {
         const crypto = require("node:crypto") as typeof import("node:crypto");
         if (inputs.kind === "bfd") {
             return { id: crypto.randomUUID(), outs: { ...inputs, value: `0x${crypto.randomBytes(20).toString("hex")}`, publicKey: "" } };
+        }
+        if (inputs.kind === "password") {
+            return { id: crypto.randomUUID(), outs: { ...inputs, value: crypto.randomBytes(24).toString("base64url"), publicKey: "" } };
+        }
+        if (inputs.kind === "ed25519") {
+            const pair = crypto.generateKeyPairSync("ed25519");
+            return {
+                id: crypto.randomUUID(),
+                outs: { ...inputs, value: pair.privateKey.export({ format: "pem", type: "pkcs8" }).toString(), publicKey: pair.publicKey.export({ format: "pem", type: "spki" }).toString() },
+            };
         }
         const { privateKey, publicKey } = crypto.generateKeyPairSync("x25519");
         // The raw 32-byte keys are the last 32 bytes of their DER (PKCS#8 / SPKI) encodings.

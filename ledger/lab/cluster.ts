@@ -270,6 +270,39 @@ export class LedgerCluster {
         chownTree(file, "postgres");
     }
 
+    /**
+     * An existing cluster, brought to the layout: every instance and Redis started, roles and
+     * passwords current, every shard database present, standbys following the current primary.
+     */
+    async ensure(progress: (msg: string) => void = () => undefined): Promise<void> {
+        for (const i of this.instances) await i.start();
+        const primaries: PgInstance[] = [];
+        for (const i of this.instances) if (await i.isPrimary().catch(() => false)) primaries.push(i);
+        if (primaries.length > 1) {
+            // Split brain: an old primary came back after a failover. Never pick one silently.
+            throw new Error(`ledger instances ${primaries.map((p) => p.name).join(" and ")} are both primaries (an old primary restarted after a failover); stop the stale one and rebuild it as a standby: nublar ledger rebuild <name>`);
+        }
+        const primary = primaries[0];
+        if (!primary) throw new Error("no instance of the ledger cluster is a primary; see the postgres.log files under " + this.layout.dir);
+        await primary.superuser("postgres", async (c) => {
+            await c.query(rolesSql(this.layout.passwords));
+            for (const shard of this.layout.shards) {
+                const db = databaseName(shard);
+                if (!(await c.query("SELECT 1 FROM pg_database WHERE datname = $1", [db])).rowCount) {
+                    progress(`new shard ${shard}`);
+                    await c.query(`CREATE DATABASE ${db} OWNER ${ROLES.owner}`);
+                }
+            }
+        });
+        for (const shard of this.layout.shards) await primary.superuser(databaseName(shard), (c) => c.query(shardSql(shard)));
+        for (const f of this.instances.filter((i) => i !== primary)) {
+            await this.setAutoConf(f, { primary_conninfo: this.standbyConninfo(f, primary) });
+            await asUser("postgres", path.join(pgBinDir(), "pg_ctl"), ["-D", f.dataDir, "reload"]);
+        }
+        await this.waitForQuorum();
+        await this.startRedis();
+    }
+
     /** Starts every instance (and Redis) that is not running. */
     async start(): Promise<void> {
         for (const i of this.instances) await i.start();

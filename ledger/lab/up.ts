@@ -1,0 +1,151 @@
+// Bringing the lab's ledger up and down: the cluster (ledger/lab/cluster.ts), the key files, the
+// service config, and the ingest service as a detached daemon. Every operation is idempotent, so
+// `pulumi up --refresh` after a reboot starts what is missing and keeps the data.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { spawn } from "node:child_process";
+import * as http from "node:http";
+import { LedgerCluster, LOOPBACK, type ClusterPasswords } from "./cluster";
+import { ROLES } from "../pg/schema";
+import { writeServiceConfig, type ServiceConfig } from "../config";
+import type { LedgerLabLayout, LedgerPlan } from "../plan";
+
+const PROJECT_DIR = path.resolve(__dirname, "..", "..");
+
+export interface LabLedgerInputs {
+    plan: LedgerPlan;
+    passwords: ClusterPasswords;
+    /** PKCS#8 PEM of the ed25519 checkpoint key, and its SPKI PEM public half. */
+    signingKey: string;
+    publicKey: string;
+}
+
+function layout(plan: LedgerPlan): LedgerLabLayout {
+    if (!plan.lab) throw new Error("the ledger plan has no lab layout (only lab sites run the ledger on this machine)");
+    return plan.lab;
+}
+
+export function clusterFor(plan: LedgerPlan, passwords: ClusterPasswords): LedgerCluster {
+    const lab = layout(plan);
+    return new LedgerCluster({ dir: lab.dir, pgPorts: lab.pgPorts, redisPort: lab.redisPort, shards: plan.shards, passwords });
+}
+
+export function serviceConfig(inputs: LabLedgerInputs): ServiceConfig {
+    const { plan, passwords } = inputs;
+    const lab = layout(plan);
+    return {
+        site: plan.site,
+        shards: plan.shards,
+        endpoints: lab.pgPorts.map((port) => ({ host: LOOPBACK, port })),
+        ingest: { user: ROLES.ingest, password: passwords.ingest },
+        auditor: { user: ROLES.auditor, password: passwords.auditor },
+        redis: { host: LOOPBACK, port: lab.redisPort, password: passwords.redis },
+        checkpoint: plan.checkpoint,
+        signingKeyFile: lab.signingKeyFile,
+        publicKeyFile: lab.publicKeyFile,
+        lakeDir: lab.lakeDir,
+        listen: { socket: lab.socket, port: lab.ingestPort },
+        collect: plan.collect ? { shard: plan.collect.shard, files: plan.collect.files, stateFile: lab.collectStateFile } : undefined,
+        maxBatch: 5000,
+    };
+}
+
+export function servicePid(plan: LedgerPlan): number | undefined {
+    try {
+        const pid = Number(fs.readFileSync(layout(plan).pidFile, "utf8").trim());
+        process.kill(pid, 0);
+        return pid;
+    } catch {
+        return undefined;
+    }
+}
+
+/** GET /v1/status over the service's unix socket. */
+export function serviceStatus(socket: string, timeoutMs = 2000): Promise<Record<string, unknown>> {
+    return new Promise((resolve, reject) => {
+        const req = http.get({ socketPath: socket, path: "/v1/status", timeout: timeoutMs }, (res) => {
+            let body = "";
+            res.on("data", (c) => (body += c));
+            res.on("end", () => {
+                try {
+                    resolve(JSON.parse(body));
+                } catch (err) {
+                    reject(err);
+                }
+            });
+        });
+        req.on("timeout", () => req.destroy(new Error(`no answer from ${socket} within ${timeoutMs} ms`)));
+        req.on("error", reject);
+    });
+}
+
+export async function labLedgerUp(inputs: LabLedgerInputs, progress: (m: string) => void = () => undefined): Promise<void> {
+    const lab = layout(inputs.plan);
+    const cluster = clusterFor(inputs.plan, inputs.passwords);
+    fs.mkdirSync(lab.dir, { recursive: true, mode: 0o755 });
+    if (!fs.existsSync(path.join(cluster.instances[0].dataDir, "PG_VERSION"))) {
+        progress("creating the ledger cluster (PostgreSQL primary + standbys, Redis)");
+        await cluster.create(progress);
+    } else {
+        progress("starting the ledger cluster");
+        await cluster.ensure(progress);
+    }
+    fs.writeFileSync(lab.signingKeyFile, inputs.signingKey, { mode: 0o600 });
+    fs.writeFileSync(lab.publicKeyFile, inputs.publicKey, { mode: 0o644 });
+    fs.mkdirSync(lab.lakeDir, { recursive: true });
+    writeServiceConfig(lab.configFile, serviceConfig(inputs));
+    await startService(inputs.plan, progress);
+}
+
+async function startService(plan: LedgerPlan, progress: (m: string) => void): Promise<void> {
+    const lab = layout(plan);
+    const old = servicePid(plan);
+    if (old) {
+        // A config change (new shards, cadence, passwords) takes a restart.
+        process.kill(old, "SIGTERM");
+        for (let i = 0; i < 100 && servicePid(plan); i++) await new Promise((r) => setTimeout(r, 50));
+    }
+    progress("starting the ledger ingest service");
+    const log = fs.openSync(lab.logFile, "a", 0o640);
+    const child = spawn(process.execPath, [path.join(PROJECT_DIR, "cli", "nublar.js"), "ledger", "serve", "--config", lab.configFile], {
+        detached: true, stdio: ["ignore", log, log], cwd: PROJECT_DIR,
+    });
+    child.unref();
+    fs.closeSync(log);
+    fs.writeFileSync(lab.pidFile, `${child.pid}\n`);
+    const deadline = Date.now() + 30_000;
+    let last: unknown;
+    while (Date.now() < deadline) {
+        if (!servicePid(plan)) break;
+        try {
+            await serviceStatus(lab.socket, 1000);
+            return;
+        } catch (err) {
+            last = err;
+            await new Promise((r) => setTimeout(r, 100));
+        }
+    }
+    const tail = fs.existsSync(lab.logFile) ? fs.readFileSync(lab.logFile, "utf8").split("\n").slice(-8).join("\n") : "";
+    throw new Error(`the ledger ingest service did not come up (${(last as Error)?.message ?? "it exited"}); ${lab.logFile} ends with:\n${tail}`);
+}
+
+export async function labLedgerDown(plan: LedgerPlan, passwords: ClusterPasswords, keepData = false): Promise<void> {
+    const pid = servicePid(plan);
+    if (pid) {
+        process.kill(pid, "SIGTERM");
+        for (let i = 0; i < 200 && servicePid(plan); i++) await new Promise((r) => setTimeout(r, 50));
+        if (servicePid(plan)) process.kill(pid, "SIGKILL");
+    }
+    const cluster = clusterFor(plan, passwords);
+    if (keepData) await cluster.stop();
+    else {
+        await cluster.destroy();
+        fs.rmSync(layout(plan).lakeDir, { recursive: true, force: true });
+    }
+}
+
+/** Is everything running? (What `pulumi refresh` asks.) */
+export function labLedgerAlive(plan: LedgerPlan, passwords: ClusterPasswords): boolean {
+    const cluster = clusterFor(plan, passwords);
+    return !!servicePid(plan) && !!cluster.redisPid() && cluster.instances.every((i) => i.pid());
+}
