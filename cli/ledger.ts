@@ -15,6 +15,8 @@ import { LedgerUnavailableError, ShardStore, type ShardAccess } from "../ledger/
 import { LakeDirectorySink } from "../ledger/sinks";
 import { verifyShard, type ShardVerifyResult } from "../ledger/verify-shard";
 import type { LedgerPlan } from "../ledger/plan";
+import { clusterFor } from "../ledger/lab/up";
+import { runService } from "../ledger/service";
 
 export const EXIT_TAMPERED = 1;
 export const EXIT_UNREACHABLE = 3;
@@ -220,7 +222,6 @@ export function registerLedgerCommands(program: Command, ctx: LedgerCliContext):
             let replication: unknown;
             if (!opts.config) {
                 const plan = ctx.planFor(opts.stack);
-                const { clusterFor } = await import("../ledger/lab/up");
                 const cluster = clusterFor(plan, { ingest: "", auditor: "", replicator: "", redis: "" });
                 replication = await cluster.replication().catch((err) => ({ error: (err as Error).message }));
             }
@@ -279,12 +280,7 @@ export function registerLedgerCommands(program: Command, ctx: LedgerCliContext):
         .option("--kill", "kill the current primary first")
         .addOption(stackOpt()).addOption(jsonOpt())
         .action(async (opts: { kill?: boolean; stack: string; json?: boolean }) => {
-            const plan = ctx.planFor(opts.stack);
-            const cfg = configFor(ctx, opts);
-            const { clusterFor } = await import("../ledger/lab/up");
-            const cluster = clusterFor(plan, { ingest: cfg.ingest.password, auditor: cfg.auditor.password, replicator: "", redis: "" });
-            // The replicator password lives only in the standbys' config; read it back from there.
-            cluster.layout.passwords.replicator = readReplicatorPassword(cluster.instances.map((i) => i.dataDir));
+            const cluster = await labCluster(ctx, opts.stack);
             const old = await cluster.primary();
             if (old && !opts.kill) throw new LedgerUserError(`${old.name} is a running primary; use --kill to crash it first (a drill), or stop it`);
             const t0 = Date.now();
@@ -302,14 +298,41 @@ export function registerLedgerCommands(program: Command, ctx: LedgerCliContext):
                 `primary is now ${promoted.name} (promoted ${promotedMs} ms after the start); rebuilt ${stale.map((s) => s.name).join(", ") || "nothing"}; standbys: ${repl?.standbys.map((s) => `${s.name} ${s.syncState}`).join(", ")}`);
         });
 
+    ledger.command("rebuild")
+        .description("lab: rebuild a stopped or stale instance (e.g. an old primary after a failover) as a standby of the current primary")
+        .argument("<instance>", "n0, n1, ...")
+        .addOption(stackOpt())
+        .action(async (name: string, opts: { stack: string }) => {
+            const cluster = await labCluster(ctx, opts.stack);
+            const inst = cluster.instances.find((i) => i.name === name);
+            if (!inst) throw new LedgerUserError(`no instance ${name}; the lab ledger has ${cluster.instances.map((i) => i.name).join(", ")}`);
+            const primary = await cluster.primary();
+            if (!primary) throw new LedgerUnreachable("no running primary to follow; run nublar ledger failover first");
+            if (primary === inst) throw new LedgerUserError(`${name} is the running primary`);
+            process.stderr.write(`rebuilding ${name} from a base backup of ${primary.name}\n`);
+            await cluster.cloneStandby(inst, primary);
+            await cluster.waitForQuorum();
+            const repl = await cluster.replication();
+            process.stdout.write(`${name} follows ${primary.name}; standbys: ${repl?.standbys.map((s) => `${s.name} ${s.state}/${s.syncState}`).join(", ")}\n`);
+        });
+
     ledger.command("serve")
         .description("run the ingest service (the lab starts it; see ledger/service.ts)")
         .requiredOption("-c, --config <file>", "service config (JSON, mode 0600)")
         .action(async (opts: { config: string }) => {
-            const { runService } = await import("../ledger/service");
             await runService(readServiceConfig(opts.config));
             await new Promise(() => undefined);
         });
+}
+
+/** The lab's cluster, with the passwords it needs to rebuild standbys. */
+async function labCluster(ctx: LedgerCliContext, stack: string) {
+    const plan = ctx.planFor(stack);
+    const cfg = configFor(ctx, { stack });
+    const cluster = clusterFor(plan, { ingest: cfg.ingest.password, auditor: cfg.auditor.password, replicator: "", redis: cfg.redis?.password ?? "" });
+    // The replicator password lives only in the standbys' config; read it back from there.
+    cluster.layout.passwords.replicator = readReplicatorPassword(cluster.instances.map((i) => i.dataDir));
+    return cluster;
 }
 
 function readReplicatorPassword(dataDirs: string[]): string {

@@ -2,6 +2,7 @@
 // sweeping up what a crashed run left behind (for `nublar lab clean` and tests).
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { stopLabLedgerProcesses } from "../../ledger/lab/up";
 import { spawnSync } from "node:child_process";
 import type { LabPlan } from "../../network/lab-plan";
 import { agentDaemon, bfddDaemon, daemonPid, helloDaemon, nginxDaemon, nodeRuntimePaths, stopDaemon, type Daemon } from "./daemons";
@@ -90,6 +91,7 @@ export function cleanLab(tag: string, stateRoot: string): { removed: string[]; k
             removed.push(`sshd pid ${pid} (${node})`);
         }
     }
+    for (const what of stopLabLedgerProcesses(path.join(dir, "ledger"))) removed.push(what);
     for (const provider of ls(path.join(dir, "routers"))) {
         const bfdd = path.join(dir, "routers", provider, "bfdd");
         stop(`bfdd (${provider})`, bfddDaemon(bfdd), path.join(bfdd, "bfdd.pid"));

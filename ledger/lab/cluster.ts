@@ -16,6 +16,24 @@ import { ROLES, databaseName, rolesSql, shardSql } from "../pg/schema";
 const run = promisify(execFile);
 export const LOOPBACK = "::1";
 
+/**
+ * Is this process running? A SIGKILLed daemon stays a zombie until its parent reaps it, and
+ * kill(pid, 0) still succeeds on a zombie, so look at its state too.
+ */
+export function processAlive(pid: number): boolean {
+    try {
+        process.kill(pid, 0);
+    } catch {
+        return false;
+    }
+    try {
+        const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+        return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+    } catch {
+        return false;
+    }
+}
+
 export function pgBinDir(): string {
     const base = "/usr/lib/postgresql";
     const versions = fs.existsSync(base) ? fs.readdirSync(base).filter((v) => fs.existsSync(path.join(base, v, "bin", "initdb"))).sort((a, b) => Number(b) - Number(a)) : [];
@@ -70,8 +88,7 @@ export class PgInstance {
     pid(): number | undefined {
         try {
             const pid = Number(fs.readFileSync(path.join(this.dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
-            process.kill(pid, 0);
-            return pid;
+            return processAlive(pid) ? pid : undefined;
         } catch {
             return undefined;
         }
@@ -402,8 +419,7 @@ export class LedgerCluster {
     redisPid(): number | undefined {
         try {
             const pid = Number(fs.readFileSync(this.redisPidFile, "utf8").trim());
-            process.kill(pid, 0);
-            return pid;
+            return processAlive(pid) ? pid : undefined;
         } catch {
             return undefined;
         }

@@ -5,7 +5,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { spawn } from "node:child_process";
 import * as http from "node:http";
-import { LedgerCluster, LOOPBACK, type ClusterPasswords } from "./cluster";
+import { LedgerCluster, LOOPBACK, processAlive, type ClusterPasswords } from "./cluster";
 import { ROLES } from "../pg/schema";
 import { writeServiceConfig, type ServiceConfig } from "../config";
 import type { LedgerLabLayout, LedgerPlan } from "../plan";
@@ -53,8 +53,7 @@ export function serviceConfig(inputs: LabLedgerInputs): ServiceConfig {
 export function servicePid(plan: LedgerPlan): number | undefined {
     try {
         const pid = Number(fs.readFileSync(layout(plan).pidFile, "utf8").trim());
-        process.kill(pid, 0);
-        return pid;
+        return processAlive(pid) ? pid : undefined;
     } catch {
         return undefined;
     }
@@ -83,6 +82,7 @@ export async function labLedgerUp(inputs: LabLedgerInputs, progress: (m: string)
     const lab = layout(inputs.plan);
     const cluster = clusterFor(inputs.plan, inputs.passwords);
     fs.mkdirSync(lab.dir, { recursive: true, mode: 0o755 });
+    allowTraversal(lab.dir);
     if (!fs.existsSync(path.join(cluster.instances[0].dataDir, "PG_VERSION"))) {
         progress("creating the ledger cluster (PostgreSQL primary + standbys, Redis)");
         await cluster.create(progress);
@@ -95,6 +95,18 @@ export async function labLedgerUp(inputs: LabLedgerInputs, progress: (m: string)
     fs.mkdirSync(lab.lakeDir, { recursive: true });
     writeServiceConfig(lab.configFile, serviceConfig(inputs));
     await startService(inputs.plan, progress);
+}
+
+/**
+ * PostgreSQL and Redis run as their own users, so they must be able to traverse (not list) the
+ * lab's state folders, which other parts of the lab create 0700. Adds o+x up to the .nublar folder.
+ */
+function allowTraversal(dir: string): void {
+    for (let d = dir; d !== path.dirname(d); d = path.dirname(d)) {
+        const st = fs.statSync(d);
+        if (!(st.mode & 0o001)) fs.chmodSync(d, (st.mode & 0o7777) | 0o001);
+        if (path.basename(d) === ".nublar") return;
+    }
 }
 
 async function startService(plan: LedgerPlan, progress: (m: string) => void): Promise<void> {
@@ -148,4 +160,47 @@ export async function labLedgerDown(plan: LedgerPlan, passwords: ClusterPassword
 export function labLedgerAlive(plan: LedgerPlan, passwords: ClusterPasswords): boolean {
     const cluster = clusterFor(plan, passwords);
     return !!servicePid(plan) && !!cluster.redisPid() && cluster.instances.every((i) => i.pid());
+}
+
+/**
+ * Stops whatever a lab ledger in `dir` left running, found by its pid files and checked against
+ * each process's command line (`nublar lab clean`, after a crash or a lost Pulumi state).
+ */
+export function stopLabLedgerProcesses(dir: string): string[] {
+    const stopped: string[] = [];
+    const cmdline = (pid: number) => {
+        try {
+            return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
+        } catch {
+            return "";
+        }
+    };
+    const pidFrom = (file: string) => {
+        try {
+            const pid = Number(fs.readFileSync(file, "utf8").split("\n")[0].trim());
+            return Number.isInteger(pid) && pid > 0 && processAlive(pid) ? pid : undefined;
+        } catch {
+            return undefined;
+        }
+    };
+    const svc = pidFrom(path.join(dir, "ingest.pid"));
+    if (svc && cmdline(svc).includes("ledger serve")) {
+        process.kill(svc, "SIGKILL");
+        stopped.push(`ledger ingest service pid ${svc}`);
+    }
+    const entries = fs.existsSync(dir) ? fs.readdirSync(dir) : [];
+    for (const inst of entries.filter((e) => /^pg-n\d+$/.test(e))) {
+        const data = path.join(dir, inst, "data");
+        const pid = pidFrom(path.join(data, "postmaster.pid"));
+        if (pid && cmdline(pid).includes(data)) {
+            process.kill(pid, "SIGKILL"); // its backends exit when their postmaster dies
+            stopped.push(`postgres ${inst} pid ${pid}`);
+        }
+    }
+    const redis = pidFrom(path.join(dir, "redis", "redis.pid"));
+    if (redis && cmdline(redis).includes("redis-server")) {
+        process.kill(redis, "SIGKILL");
+        stopped.push(`redis pid ${redis}`);
+    }
+    return stopped;
 }

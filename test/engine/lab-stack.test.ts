@@ -30,6 +30,8 @@ labSite.deploy = { ...labSite.deploy, confirmTimeoutMs: 20_000 };
 // deploy, a compile) can flap 60 ms sessions, and this test counts failed requests through a
 // deploy. The network tests do the same (test/network/park.ts); the benchmark runs 10 ms x 3.
 labSite.sla = { ...labSite.sla, failoverBudgetMs: 1000 };
+// The ledger on ports of its own (not the user's lab's), checkpointing often enough to see.
+labSite.ledger = { labBasePort: 27000 + (process.pid % 500) * 8, checkpoint: { entries: 50, ms: 1000 } };
 const plan = planLab(parseSite(labSite));
 const services = new Set(labSite.ingress.flatMap((i: { port: number; upstreams: string[] }) => i.upstreams.map((u) => `${u}:${i.port}`))).size;
 
@@ -167,6 +169,25 @@ test("`nublar lab cut` and `restore`: a path goes down and its member stays live
     assert.equal(nublar(["lab", "cut", "visitor-center", "no-such-provider", "--file", file]).status, 1);
 });
 
+test("the ledger runs beside the park: the agents' events, the cut's BFD Down included, are in the network shard, and verify proves the chain", async () => {
+    const config = path.join(stateDir, plan.stateSubdir, "ledger", "service.json");
+    const read = () => JSON.parse(nublar(["ledger", "read", "--shard", "network", "--limit", "10000", "--json", "--config", config]).stdout) as { entries: { source: string; payload: { type?: string; to?: string; session?: string } }[] };
+    await eventually("a BFD Down event of the cut reaches the ledger", () => {
+        const down = read().entries.find((e) => e.payload.type === "bfd" && e.payload.to === "down" && e.payload.session === "path/visitor-center/provider-a");
+        return { status: down ? 0 : 1, stdout: "", output: "no bfd down event for path/visitor-center/provider-a in the network shard" };
+    });
+    const sources = new Set(read().entries.map((e) => e.source));
+    for (const n of plan.nodes) assert.ok(sources.has(`agent/${n.name}`), `events of ${n.name} collected`);
+    await new Promise((r) => setTimeout(r, 1500)); // a timed checkpoint covers the tail
+    const v = nublar(["ledger", "verify", "--shard", "network", "--json", "--config", config]);
+    assert.equal(v.status, 0, v.output);
+    const report = JSON.parse(v.stdout);
+    assert.ok(report.ok && report.entries > 0 && report.checkpoints.checked > 0, v.output);
+    const proof = nublar(["ledger", "proof", "--shard", "network", "--seq", "1", "--config", config]);
+    assert.equal(proof.status, 0, proof.output);
+    assert.equal(JSON.parse(proof.stdout).entry.seq, 1);
+});
+
 test("a second up changes nothing", () => {
     ok(pulumi(["up", "--yes", "--expect-no-changes", "--skip-preview"]), "second up");
     ok(pulumi(["preview", "--expect-no-changes"]), "preview after up");
@@ -283,6 +304,14 @@ test("destroy leaves no namespace, link, process or file behind", () => {
         const stat = fs.existsSync(`/proc/${pid}/stat`) ? fs.readFileSync(`/proc/${pid}/stat`, "utf8") : "";
         assert.ok(stat === "" || / Z /.test(stat), `sshd ${pid} ended`);
     }
+    const ours = fs.readdirSync("/proc").filter((p) => /^\d+$/.test(p)).filter((p) => {
+        try {
+            return fs.readFileSync(`/proc/${p}/cmdline`, "utf8").includes(stateDir) && !/ Z /.test(fs.readFileSync(`/proc/${p}/stat`, "utf8"));
+        } catch {
+            return false;
+        }
+    });
+    assert.deepEqual(ours, [], "no process of the lab (postgres, redis, the ledger service) still runs");
     const leftovers: string[] = [];
     const walk = (d: string) => fs.existsSync(d) && fs.readdirSync(d, { withFileTypes: true })
         .forEach((e) => (e.isDirectory() ? walk(path.join(d, e.name)) : leftovers.push(path.join(d, e.name))));
