@@ -84,13 +84,14 @@ test("preview plans the whole park and creates nothing", () => {
     const creates = steps.filter((s) => s.op === "create").map((s) => s.urn);
     const expectedCustom = 1 /* bridge */ + plan.routers.length + 1 /* client key */ + 2 /* files */ +
         plan.nodes.reduce((n, node) => n + 1 /* netns */ + 1 /* mgmt */ + node.uplinks.length + 1 /* host key */ + 1 /* sshd */, 0) +
-        plan.routers.length /* FRR bfdd */ + services /* HTTP services */;
+        plan.routers.length /* FRR bfdd */ + services /* HTTP services */ + 1 /* the ledger's cluster and service */;
     assert.equal(creates.filter((u) => u.includes("pulumi-nodejs:dynamic/lab:")).length, expectedCustom);
     // The nodes' systems (overlay, agent, Nginx) are deployed over SSH, one NixosNode each, with one generated BFD key.
     assert.equal(creates.filter((u) => u.includes("nublar:nixos:NixosNode::")).length, plan.nodes.length);
     assert.equal(creates.filter((u) => u.includes("pulumi-nodejs:dynamic/nixos:Deployment")).length, plan.nodes.length);
-    assert.equal(creates.filter((u) => u.includes("pulumi-nodejs:dynamic/nixos:GeneratedKey")).length, 1);
-    assert.ok(creates.some((u) => u.includes("nublar:site:Site")) && creates.some((u) => u.includes("nublar:lab:LabPark")));
+    // The BFD key, and the ledger's four passwords and checkpoint signing key.
+    assert.equal(creates.filter((u) => u.includes("pulumi-nodejs:dynamic/nixos:GeneratedKey")).length, 1 + 5);
+    assert.ok(creates.some((u) => u.includes("nublar:site:Site")) && creates.some((u) => u.includes("nublar:lab:LabPark")) && creates.some((u) => u.includes("nublar:lab:Ledger")));
     assert.ok(!plan.nodes.some((n) => netnsExists(n.netns)), "preview changed nothing on the machine");
 });
 

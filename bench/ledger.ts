@@ -1,0 +1,171 @@
+// bench/ledger: the Unicorn ledger on a real PostgreSQL 15 primary + 2 standbys (ANY 1 quorum
+// commit, fsync on) and Redis, all on ::1, started fresh for the run.
+//   1. Ingest throughput, closed loop: producers append batches of B entries and wait for the
+//      acknowledgement, for B = 1, 10, 100, 1000, on 1 shard and on 4 shards. The peer in the
+//      same run: plain INSERTs of the same rows into a plain table (no chain, no triggers, no
+//      idempotency keys) by the same number of producers, at the same quorum commit.
+//   2. Append latency, open loop: single events arriving at a fixed rate (5k, 17k and 50k per
+//      second) on 1 shard; latency from arrival to acknowledgement, p50 and p99.
+//   3. Verify speed: `nublar ledger verify`'s code over a shard of N entries, beside the peer
+//      that only reads the same rows with the same COPY and does nothing with them.
+// Usage: node --import tsx bench/ledger.ts [--seconds S] [--verify-entries N] [--producers P]
+import * as os from "node:os";
+import pg from "pg";
+import { generateSigningKey } from "../ledger/core/checkpoint";
+import { LakeDirectorySink } from "../ledger/sinks";
+import { ShardStore } from "../ledger/pg/store";
+import { databaseName } from "../ledger/pg/schema";
+import { verifyShard } from "../ledger/verify-shard";
+import { ShardWriter, type AppendItem } from "../ledger/writer";
+import { LOOPBACK } from "../ledger/lab/cluster";
+import { auditorAccess, ingestAccess, startTestCluster } from "../test/ledger/fixture";
+import { summary, writeResult } from "./machine";
+
+const args = process.argv.slice(2);
+const arg = (name: string, def: number) => {
+    const i = args.indexOf(`--${name}`);
+    return i >= 0 ? Number(args[i + 1]) : def;
+};
+const SECONDS = arg("seconds", 5);
+const VERIFY_ENTRIES = arg("verify-entries", 1_000_000);
+const PRODUCERS = arg("producers", 32);
+const BATCHES = [1, 10, 100, 1000];
+const RATES = [5_000, 17_000, 50_000];
+const log = (m: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`);
+
+// A park-like payload: one sensor reading, about 120 bytes of canonical JSON.
+let counter = 0;
+const item = (): AppendItem => {
+    const n = counter++;
+    return { source: `sensor-${n % 64}`, payload: { kind: "reading", paddock: `p-${n % 12}`, temperature_c: 20 + (n % 100) / 10, fence_kv: 10, n } };
+};
+
+interface Run { entriesPerSecond: number; latencyMs: ReturnType<typeof summary>; entries: number }
+
+/** Closed loop: each producer appends a batch, waits for its ack, repeats, for SECONDS. */
+async function closedLoop(append: (batch: AppendItem[], producer: number) => Promise<unknown>, batch: number, producers: number): Promise<Run> {
+    const latencies: number[] = [];
+    let entries = 0;
+    const end = performance.now() + SECONDS * 1000;
+    const start = performance.now();
+    await Promise.all(Array.from({ length: producers }, async (_, p) => {
+        while (performance.now() < end) {
+            const items = Array.from({ length: batch }, item);
+            const t = performance.now();
+            await append(items, p);
+            latencies.push(performance.now() - t);
+            entries += batch;
+        }
+    }));
+    const secs = (performance.now() - start) / 1000;
+    return { entriesPerSecond: Math.round(entries / secs), latencyMs: summary(latencies), entries };
+}
+
+/** Open loop: single events arrive every 1/rate s (in 1 ms ticks); latency from arrival to ack. */
+async function openLoop(writer: ShardWriter, rate: number): Promise<Run & { offered: number; backlogged: boolean }> {
+    const latencies: number[] = [];
+    const pending: Promise<void>[] = [];
+    const start = performance.now();
+    const end = start + SECONDS * 1000;
+    let sent = 0;
+    let acked = 0;
+    while (performance.now() < end) {
+        const due = Math.floor(((performance.now() - start) / 1000) * rate);
+        for (; sent < due; sent++) {
+            const arrival = start + (sent / rate) * 1000; // when the event arrived, not when we got to it
+            pending.push(writer.append([item()]).then(() => { latencies.push(performance.now() - arrival); acked++; }));
+        }
+        await new Promise((r) => setImmediate(r));
+    }
+    const sentBy = sent;
+    await Promise.all(pending);
+    const secs = (performance.now() - start) / 1000;
+    return { offered: rate, entriesPerSecond: Math.round(acked / secs), latencyMs: summary(latencies), entries: acked, backlogged: secs > SECONDS * 1.2 || sentBy < rate * SECONDS * 0.95 };
+}
+
+async function main() {
+    const shards = ["b1", "b2", "b3", "b4", "verify"];
+    log(`starting PostgreSQL primary + 2 standbys and Redis on ::1 (${os.cpus().length} CPUs)`);
+    const cluster = await startTestCluster(shards);
+    const keys = generateSigningKey();
+    const lake = new LakeDirectorySink(`${cluster.layout.dir}/lake`);
+    const result: Record<string, unknown> = { seconds: SECONDS, producers: PRODUCERS, commit: "synchronous_commit=on, synchronous_standby_names='ANY 1 (n1, n2)', fsync=on", checkpointEvery: { entries: 1000, ms: 5000 } };
+    try {
+        // The peer: a plain table with the same columns and no ledger machinery.
+        const primary = cluster.instances[0];
+        await primary.superuser(databaseName("b1"), async (c) => {
+            await c.query("CREATE TABLE ledger.plain (id bigserial PRIMARY KEY, time timestamptz NOT NULL, source text NOT NULL, payload jsonb NOT NULL)");
+            await c.query("GRANT INSERT, SELECT ON ledger.plain TO unicorn_ingest; GRANT USAGE ON SEQUENCE ledger.plain_id_seq TO unicorn_ingest");
+        });
+        const pool = new pg.Pool({ host: LOOPBACK, port: cluster.layout.pgPorts[0], user: "unicorn_ingest", password: cluster.layout.passwords.ingest, database: databaseName("b1"), max: 8 });
+        const plainInsert = async (batch: AppendItem[]) => {
+            await pool.query("INSERT INTO ledger.plain (time, source, payload) SELECT now(), s, p::jsonb FROM unnest($1::text[], $2::text[]) AS u(s, p)",
+                [batch.map((b) => b.source), batch.map((b) => JSON.stringify(b.payload))]);
+        };
+
+        const writers: ShardWriter[] = [];
+        for (const s of ["b1", "b2", "b3", "b4"]) {
+            writers.push(await ShardWriter.open({ access: ingestAccess(cluster, s), signingKey: keys.privateKey, checkpointEvery: { entries: 1000, ms: 5000 }, sinks: [lake] }));
+        }
+        const throughput: unknown[] = [];
+        for (const batch of BATCHES) {
+            const producers = batch >= 1000 ? Math.min(PRODUCERS, 8) : PRODUCERS;
+            const plain = await closedLoop((b) => plainInsert(b), batch, producers);
+            const one = await closedLoop((b) => writers[0].append(b), batch, producers);
+            const four = await closedLoop((b, p) => writers[p % 4].append(b), batch, producers);
+            const row = { batch, producers, plainInsert: plain, ledger1Shard: one, ledger4Shards: four, ratio1ShardToPlain: +(one.entriesPerSecond / plain.entriesPerSecond).toFixed(2) };
+            throughput.push(row);
+            log(`batch ${batch} x ${producers} producers: plain ${plain.entriesPerSecond}/s (p50 ${plain.latencyMs.p50} ms, p99 ${plain.latencyMs.p99}), ledger 1 shard ${one.entriesPerSecond}/s (p50 ${one.latencyMs.p50}, p99 ${one.latencyMs.p99}), 4 shards ${four.entriesPerSecond}/s (p50 ${four.latencyMs.p50}, p99 ${four.latencyMs.p99})`);
+        }
+        result.throughput = throughput;
+
+        const latency: unknown[] = [];
+        for (const rate of RATES) {
+            const r = await openLoop(writers[0], rate);
+            latency.push(r);
+            log(`open loop ${rate}/s on 1 shard: achieved ${r.entriesPerSecond}/s, latency p50 ${r.latencyMs.p50} ms p99 ${r.latencyMs.p99} ms${r.backlogged ? " (could not keep up)" : ""}`);
+        }
+        result.openLoopLatency = latency;
+        result.writerStats = writers.map((w) => ({ shard: w.shard, ...w.stats }));
+        for (const w of writers) await w.close();
+        await pool.end();
+
+        // Verify: fill a shard with N entries, then verify it, beside a bare COPY of the same rows.
+        log(`filling the verify shard with ${VERIFY_ENTRIES} entries`);
+        const vw = await ShardWriter.open({ access: ingestAccess(cluster, "verify"), signingKey: keys.privateKey, checkpointEvery: { entries: 1000, ms: 60_000 }, sinks: [lake], maxBatch: 10_000 });
+        const fill = performance.now();
+        for (let n = 0; n < VERIFY_ENTRIES; n += 10_000) {
+            await Promise.all([0, 1].map(() => vw.append(Array.from({ length: 5_000 }, item))));
+        }
+        await vw.checkpointNow();
+        const fillSecs = (performance.now() - fill) / 1000;
+        await vw.close();
+        const runs: { verify: number; copyOnly: number }[] = [];
+        for (let i = 0; i < 3; i++) {
+            const store = await ShardStore.open(auditorAccess(cluster, "verify"), "any");
+            const t = performance.now();
+            const rows = await store.copyRows(1, null, () => undefined);
+            const copyOnly = rows / ((performance.now() - t) / 1000);
+            await store.close();
+            const r = await verifyShard({ access: auditorAccess(cluster, "verify"), publicKey: keys.publicKey, lake });
+            if (!r.ok) throw new Error(`verify found problems in an untouched shard: ${JSON.stringify(r.findings.slice(0, 3))}`);
+            runs.push({ verify: Math.round(r.entriesPerSecond), copyOnly: Math.round(copyOnly) });
+            log(`verify run ${i + 1}: ${r.entries} entries, ${r.checkpoints.checked} checkpoints: ${Math.round(r.entriesPerSecond)} entries/s; COPY alone ${Math.round(copyOnly)} rows/s`);
+        }
+        const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+        result.verify = {
+            entries: VERIFY_ENTRIES, fillSeconds: +fillSecs.toFixed(1), fillEntriesPerSecond: Math.round(VERIFY_ENTRIES / fillSecs), runs,
+            medianEntriesPerSecond: med(runs.map((r) => r.verify)), medianCopyOnlyRowsPerSecond: med(runs.map((r) => r.copyOnly)),
+            ratioToCopyOnly: +(med(runs.map((r) => r.verify)) / med(runs.map((r) => r.copyOnly))).toFixed(2),
+        };
+        const file = writeResult("ledger", result);
+        log(`results in ${file}`);
+    } finally {
+        await cluster.destroy();
+    }
+}
+
+main().catch((err) => {
+    console.error(err);
+    process.exit(1);
+});
