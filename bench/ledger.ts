@@ -17,7 +17,6 @@ import { ShardStore } from "../ledger/pg/store";
 import { databaseName } from "../ledger/pg/schema";
 import { verifyShard } from "../ledger/verify-shard";
 import { ShardWriter, type AppendItem } from "../ledger/writer";
-import { LOOPBACK } from "../ledger/lab/cluster";
 import { auditorAccess, ingestAccess, startTestCluster } from "../test/ledger/fixture";
 import { summary, writeResult } from "./machine";
 
@@ -29,6 +28,8 @@ const arg = (name: string, def: number) => {
 const SECONDS = arg("seconds", 5);
 const VERIFY_ENTRIES = arg("verify-entries", 1_000_000);
 const PRODUCERS = arg("producers", 32);
+const CHECKPOINT_ENTRIES = arg("checkpoint-entries", 1000);
+const ONLY = args.includes("--only") ? args[args.indexOf("--only") + 1] : undefined;
 const BATCHES = [1, 10, 100, 1000];
 const RATES = [5_000, 17_000, 50_000];
 const log = (m: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`);
@@ -89,15 +90,15 @@ async function main() {
     const cluster = await startTestCluster(shards);
     const keys = generateSigningKey();
     const lake = new LakeDirectorySink(`${cluster.layout.dir}/lake`);
-    const result: Record<string, unknown> = { seconds: SECONDS, producers: PRODUCERS, commit: "synchronous_commit=on, synchronous_standby_names='ANY 1 (n1, n2)', fsync=on", checkpointEvery: { entries: 1000, ms: 5000 } };
+    const result: Record<string, unknown> = { seconds: SECONDS, producers: PRODUCERS, commit: "synchronous_commit=on, synchronous_standby_names='ANY 1 (n1, n2)', fsync=on", checkpointEvery: { entries: CHECKPOINT_ENTRIES, ms: 5000 } };
     try {
         // The peer: a plain table with the same columns and no ledger machinery.
         const primary = cluster.instances[0];
         await primary.superuser(databaseName("b1"), async (c) => {
             await c.query("CREATE TABLE ledger.plain (id bigserial PRIMARY KEY, time timestamptz NOT NULL, source text NOT NULL, payload jsonb NOT NULL)");
-            await c.query("GRANT INSERT, SELECT ON ledger.plain TO unicorn_ingest; GRANT USAGE ON SEQUENCE ledger.plain_id_seq TO unicorn_ingest");
         });
-        const pool = new pg.Pool({ host: LOOPBACK, port: cluster.layout.pgPorts[0], user: "unicorn_ingest", password: cluster.layout.passwords.ingest, database: databaseName("b1"), max: 8 });
+        // (As the superuser over the unix socket: the ingest role's connection limit is for the ledger.)
+        const pool = new pg.Pool({ host: primary.socketDir, port: primary.port, user: "postgres", database: databaseName("b1"), max: 8 });
         const plainInsert = async (batch: AppendItem[]) => {
             await pool.query("INSERT INTO ledger.plain (time, source, payload) SELECT now(), s, p::jsonb FROM unnest($1::text[], $2::text[]) AS u(s, p)",
                 [batch.map((b) => b.source), batch.map((b) => JSON.stringify(b.payload))]);
@@ -105,10 +106,10 @@ async function main() {
 
         const writers: ShardWriter[] = [];
         for (const s of ["b1", "b2", "b3", "b4"]) {
-            writers.push(await ShardWriter.open({ access: ingestAccess(cluster, s), signingKey: keys.privateKey, checkpointEvery: { entries: 1000, ms: 5000 }, sinks: [lake] }));
+            writers.push(await ShardWriter.open({ access: ingestAccess(cluster, s), signingKey: keys.privateKey, checkpointEvery: { entries: CHECKPOINT_ENTRIES, ms: 5000 }, sinks: [lake] }));
         }
         const throughput: unknown[] = [];
-        for (const batch of BATCHES) {
+        for (const batch of ONLY && ONLY !== "throughput" ? [] : BATCHES) {
             const producers = batch >= 1000 ? Math.min(PRODUCERS, 8) : PRODUCERS;
             const plain = await closedLoop((b) => plainInsert(b), batch, producers);
             const one = await closedLoop((b) => writers[0].append(b), batch, producers);
@@ -120,7 +121,7 @@ async function main() {
         result.throughput = throughput;
 
         const latency: unknown[] = [];
-        for (const rate of RATES) {
+        for (const rate of ONLY && ONLY !== "latency" ? [] : RATES) {
             const r = await openLoop(writers[0], rate);
             latency.push(r);
             log(`open loop ${rate}/s on 1 shard: achieved ${r.entriesPerSecond}/s, latency p50 ${r.latencyMs.p50} ms p99 ${r.latencyMs.p99} ms${r.backlogged ? " (could not keep up)" : ""}`);
@@ -130,6 +131,10 @@ async function main() {
         for (const w of writers) await w.close();
         await pool.end();
 
+        if (ONLY && ONLY !== "verify") {
+            log("(--only: no verify run, no results file)");
+            return;
+        }
         // Verify: fill a shard with N entries, then verify it, beside a bare COPY of the same rows.
         log(`filling the verify shard with ${VERIFY_ENTRIES} entries`);
         const vw = await ShardWriter.open({ access: ingestAccess(cluster, "verify"), signingKey: keys.privateKey, checkpointEvery: { entries: 1000, ms: 60_000 }, sinks: [lake], maxBatch: 10_000 });

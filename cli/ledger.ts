@@ -129,8 +129,9 @@ export function registerLedgerCommands(program: Command, ctx: LedgerCliContext):
         .addOption(new Option("--public-key <file>", "the checkpoint signer's public key (PEM) you trust; default: the ledger config's"))
         .addOption(new Option("--lake <dir>", "data lake folder with the published checkpoints; default: the ledger config's"))
         .addOption(new Option("--no-lake", "use only the database's own checkpoints"))
+        .option("--roots", "also recompute every checkpoint's Merkle root (what inclusion proofs rest on); slower")
         .addOption(stackOpt()).addOption(configOpt()).addOption(jsonOpt())
-        .action(async (opts: { shard: string; from?: number; to?: number; publicKey?: string; lake?: string | false; stack: string; config?: string; json?: boolean }) => {
+        .action(async (opts: { shard: string; from?: number; to?: number; publicKey?: string; lake?: string | false; roots?: boolean; stack: string; config?: string; json?: boolean }) => {
             if (opts.from && opts.to && opts.from > opts.to) throw new LedgerUserError(`--from ${opts.from} is after --to ${opts.to}`);
             const cfg = configFor(ctx, opts);
             const access = shardAccess(cfg, opts.shard);
@@ -138,7 +139,7 @@ export function registerLedgerCommands(program: Command, ctx: LedgerCliContext):
             const publicKey = fs.existsSync(keyFile) ? readPublicKey(keyFile) : undefined;
             if (!publicKey && opts.publicKey) throw new LedgerUserError(`no public key at ${opts.publicKey}`);
             const lake = opts.lake === false ? undefined : new LakeDirectorySink(typeof opts.lake === "string" ? opts.lake : cfg.lakeDir);
-            const r = await reachable(() => verifyShard({ access, from: opts.from, to: opts.to, publicKey, lake }));
+            const r = await reachable(() => verifyShard({ access, from: opts.from, to: opts.to, publicKey, lake, checkRoots: opts.roots }));
             out(!!opts.json, r, () => verifyText(r, publicKey ? keyId(publicKey) : undefined));
             process.exitCode = !r.ok ? EXIT_TAMPERED : r.checkpoints.checked === 0 || !publicKey ? EXIT_INCONCLUSIVE : 0;
         });

@@ -13,6 +13,8 @@ export interface ShardVerifyOptions {
     publicKey?: KeyObject;
     lake?: LakeDirectorySink;
     maxFindings?: number;
+    /** Recompute every checkpoint's Merkle root too (see VerifyOptions.checkRoots). */
+    checkRoots?: boolean;
 }
 
 export interface ShardVerifyResult extends VerifyReport {
@@ -36,7 +38,7 @@ export async function verifyShard(opts: ShardVerifyOptions): Promise<ShardVerify
         if (holding && holding.signed.checkpoint.from < from) from = holding.signed.checkpoint.from;
         const anchor = from === 1 ? genesisHash(opts.access.shard) : (await store.entry(from - 1))?.hash;
         const verifier = new ChainVerifier({
-            shard: opts.access.shard, from, to: opts.to, checkpoints: merged.records, publicKey: opts.publicKey, maxFindings: opts.maxFindings,
+            shard: opts.access.shard, from, to: opts.to, checkpoints: merged.records, publicKey: opts.publicKey, maxFindings: opts.maxFindings, checkRoots: opts.checkRoots,
             // A missing anchor shows up as a broken link at `from`.
             anchor: anchor ?? Buffer.alloc(32),
         });

@@ -19,15 +19,35 @@ export function nodeHash(left: Buffer, right: Buffer): Buffer {
 
 /**
  * The root over `data` (the entry hashes, in seq order). Bottom-up, carrying an odd last node
- * up a level unchanged: this builds exactly RFC 9162's left-heavy tree in O(n) hashes.
+ * up a level unchanged: this builds exactly RFC 9162's left-heavy tree in O(n) hashes. Verify
+ * runs this over every entry, so it hashes out of one scratch buffer instead of concatenating.
  */
 export function merkleRoot(data: readonly Buffer[]): Buffer {
     if (data.length === 0) return sha256(Buffer.alloc(0));
-    let level = data.map(leafHash);
+    if (data.some((d) => d.length !== 32)) return merkleRootOf(data.map(leafHash));
+    const scratch = Buffer.allocUnsafe(65);
+    scratch[0] = 0;
+    let level: Buffer[] = new Array(data.length);
+    for (let i = 0; i < data.length; i++) {
+        data[i].copy(scratch, 1);
+        level[i] = sha256(scratch.subarray(0, 1 + data[i].length));
+    }
+    return merkleRootOf(level, scratch);
+}
+
+/** The root above a level of nodes (32-byte hashes). */
+function merkleRootOf(nodes: Buffer[], scratch = Buffer.allocUnsafe(65)): Buffer {
+    let level = nodes;
+    scratch[0] = 1;
     while (level.length > 1) {
-        const next: Buffer[] = [];
-        for (let i = 0; i + 1 < level.length; i += 2) next.push(nodeHash(level[i], level[i + 1]));
-        if (level.length % 2 === 1) next.push(level[level.length - 1]);
+        const next: Buffer[] = new Array(Math.ceil(level.length / 2));
+        let j = 0;
+        for (let i = 0; i + 1 < level.length; i += 2) {
+            level[i].copy(scratch, 1);
+            level[i + 1].copy(scratch, 33);
+            next[j++] = sha256(scratch);
+        }
+        if (level.length % 2 === 1) next[j] = level[level.length - 1];
         level = next;
     }
     return level[0];

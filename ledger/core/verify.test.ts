@@ -31,9 +31,9 @@ function build(n: number, every: number): { entries: LedgerEntry[]; checkpoints:
     return { entries, checkpoints };
 }
 
-function verify(entries: LedgerEntry[], cps: CheckpointRecord[], opts: { from?: number; publicKey?: boolean } = {}) {
+function verify(entries: LedgerEntry[], cps: CheckpointRecord[], opts: { from?: number; publicKey?: boolean; roots?: boolean } = {}) {
     const from = opts.from ?? 1;
-    const v = new ChainVerifier({ shard: SHARD, from, anchor: from === 1 ? genesisHash(SHARD) : entries.find((e) => e.seq === from - 1)!.hash, checkpoints: cps, publicKey: opts.publicKey === false ? undefined : keys.publicKey });
+    const v = new ChainVerifier({ shard: SHARD, from, checkRoots: opts.roots, anchor: from === 1 ? genesisHash(SHARD) : entries.find((e) => e.seq === from - 1)!.hash, checkpoints: cps, publicKey: opts.publicKey === false ? undefined : keys.publicKey });
     for (const e of entries) if (e.seq >= from) v.push({ seq: e.seq, input: hashInput(e.prevHash, e.seq, e.timeUs, e.source, e.payload), hash: e.hash });
     return v.finish();
 }
@@ -144,4 +144,16 @@ test("an inclusion proof checks offline, and fails when anything in it changes",
     assert.match(checkProof(proof, generateSigningKey().publicKey).problems.join(), /not with the given public key/);
     assert.equal(checkProof({ nonsense: true }, keys.publicKey).ok, false);
     assert.equal(checkProof(null, keys.publicKey).ok, false);
+});
+
+test("a checkpoint signing the right head but a wrong Merkle root is a signer fault, found with checkRoots", () => {
+    const { entries, checkpoints } = build(30, 10);
+    const bad = structuredClone(checkpoints);
+    const cp = bad[1].signed.checkpoint;
+    bad[1].signed = signCheckpoint({ shard: cp.shard, from: cp.from, seq: cp.seq, head: cp.head, root: "ab".repeat(32), prev: cp.prev, time: cp.time }, keys.privateKey);
+    bad[2].signed = signCheckpoint({ ...bad[2].signed.checkpoint, prev: checkpointDigest(bad[1].signed.checkpoint) }, keys.privateKey);
+    assert.equal(verify(entries, lake(bad)).ok, true, "the entries are proven by the heads alone");
+    const deep = verify(entries, lake(bad), { roots: true });
+    assert.deepEqual(deep.findings.map((f) => [f.seq, f.kind]), [[20, "checkpoint-root"]]);
+    assert.equal(verify(entries, lake(checkpoints), { roots: true }).ok, true);
 });

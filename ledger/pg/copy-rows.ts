@@ -9,7 +9,9 @@ import { HASH_BYTES, hashInput, type LedgerEntry } from "../core/encoding";
 export const ENTRY_COPY_COLUMNS = "seq, time, source, payload, prev_hash, hash";
 const SIGNATURE = Buffer.from("PGCOPY\n\xff\r\n\0", "latin1");
 /** timestamptz counts microseconds from 2000-01-01; unicorn/1 from 1970-01-01. */
-const PG_EPOCH_US = 946_684_800_000_000n;
+const PG_EPOCH_US = 946_684_800_000_000;
+const PG_EPOCH_HI = Math.floor(PG_EPOCH_US / 4294967296);
+const PG_EPOCH_LO = PG_EPOCH_US - PG_EPOCH_HI * 4294967296;
 
 export class CopyFormatError extends Error {
     override name = "CopyFormatError";
@@ -41,33 +43,39 @@ export class EntryRowParser {
             const fields = buf.readInt16BE(o);
             if (fields === -1) { this.finished = true; o += 2; break; }
             if (fields !== 6) throw new CopyFormatError(`expected 6 columns (${ENTRY_COPY_COLUMNS}), got ${fields}`);
-            // Walk the six length-prefixed fields; stop if the tuple is not all here yet.
-            let p = o + 2;
-            const starts: number[] = [];
-            let complete = true;
-            for (let f = 0; f < 6; f++) {
-                if (p + 4 > n) { complete = false; break; }
-                const len = buf.readInt32BE(p);
-                if (len < 0) throw new CopyFormatError(`column ${f + 1} is NULL`);
-                starts.push(p);
-                p += 4 + len;
-                if (p > n) { complete = false; break; }
-            }
-            if (!complete) break;
-            const [seqAt, timeAt, srcAt, , prevAt, hashAt] = starts;
+            // Fixed-size fields first (seq, time), then source and payload (variable), then the
+            // two hashes; stop if the tuple is not all here yet. Plain locals and no BigInt: this
+            // loop runs once per entry.
+            const seqAt = o + 2;
+            const timeAt = seqAt + 12;
+            const srcAt = timeAt + 12;
+            if (srcAt + 4 > n) break;
+            const srcLen = buf.readInt32BE(srcAt);
+            const payAt = srcAt + 4 + srcLen;
+            if (srcLen < 0 || payAt + 4 > n) { if (srcLen < 0) throw new CopyFormatError("source is NULL"); break; }
+            const payLen = buf.readInt32BE(payAt);
+            const prevAt = payAt + 4 + payLen;
+            if (payLen < 0) throw new CopyFormatError("payload is NULL");
+            const hashAt = prevAt + 36;
+            const end = hashAt + 36;
+            if (end > n) break;
             if (buf.readInt32BE(seqAt) !== 8 || buf.readInt32BE(timeAt) !== 8 || buf.readInt32BE(prevAt) !== HASH_BYTES || buf.readInt32BE(hashAt) !== HASH_BYTES) {
                 throw new CopyFormatError("unexpected column sizes (seq, time must be 8 bytes; hashes 32)");
             }
             const seq = buf.readUInt32BE(seqAt + 4) * 4294967296 + buf.readUInt32BE(seqAt + 8);
             // input = prev || seq || unix time || source (len-prefixed) || payload (len-prefixed)
-            const varStart = srcAt, varEnd = prevAt; // source and payload, with their length words
-            const input = Buffer.allocUnsafe(HASH_BYTES + 16 + (varEnd - varStart));
+            const input = Buffer.allocUnsafe(HASH_BYTES + 16 + (prevAt - srcAt));
             buf.copy(input, 0, prevAt + 4, prevAt + 4 + HASH_BYTES);
             buf.copy(input, HASH_BYTES, seqAt + 4, seqAt + 12);
-            input.writeBigInt64BE(buf.readBigInt64BE(timeAt + 4) + PG_EPOCH_US, HASH_BYTES + 8);
-            buf.copy(input, HASH_BYTES + 16, varStart, varEnd);
-            const hash = buf.subarray(hashAt + 4, hashAt + 4 + HASH_BYTES);
-            o = p;
+            // PostgreSQL's microseconds since 2000 plus the epoch offset, as two 32-bit halves.
+            let lo = buf.readUInt32BE(timeAt + 8) + PG_EPOCH_LO;
+            let hi = buf.readInt32BE(timeAt + 4) + PG_EPOCH_HI;
+            if (lo >= 4294967296) { lo -= 4294967296; hi += 1; }
+            input.writeInt32BE(hi, HASH_BYTES + 8);
+            input.writeUInt32BE(lo, HASH_BYTES + 12);
+            buf.copy(input, HASH_BYTES + 16, srcAt, prevAt);
+            const hash = buf.subarray(hashAt + 4, end);
+            o = end;
             this.rows++;
             this.onRow({ seq, input, hash });
         }
@@ -82,7 +90,7 @@ export class EntryRowParser {
 export const ENTRY_INSERT_COLUMNS = "seq, time, source, payload, prev_hash, hash, idem_key";
 const HEADER = Buffer.concat([SIGNATURE, Buffer.alloc(8)]); // flags 0, no header extension
 const TRAILER = Buffer.from([0xff, 0xff]);
-const PG_EPOCH_US_NUM = Number(PG_EPOCH_US);
+const PG_EPOCH_US_NUM = PG_EPOCH_US;
 
 /** One binary COPY FROM payload holding `entries` (columns ENTRY_INSERT_COLUMNS). */
 export function encodeCopyBatch(entries: readonly (LedgerEntry & { key?: string | null })[]): Buffer {
