@@ -203,13 +203,15 @@ export class ShardWriter {
     private async drain(): Promise<void> {
         while (this.queue.length && !this.closed) {
             // Whole requests, up to maxBatch items (one oversized request still goes alone).
-            const batch: Pending[] = [];
+            // One splice per batch, not a shift per request: under a backlog of many small
+            // requests, shifting one at a time is quadratic.
+            let take = 0;
             let count = 0;
-            while (this.queue.length && (batch.length === 0 || count + this.queue[0].items.length <= this.maxBatch)) {
-                const p = this.queue.shift()!;
-                batch.push(p);
-                count += p.items.length;
+            while (take < this.queue.length && (take === 0 || count + this.queue[take].items.length <= this.maxBatch)) {
+                count += this.queue[take].items.length;
+                take++;
             }
+            const batch = this.queue.splice(0, take);
             try {
                 const results = await this.commit(batch.flatMap((p) => p.items));
                 let i = 0;

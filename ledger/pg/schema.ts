@@ -75,8 +75,10 @@ CREATE TABLE IF NOT EXISTS ledger.entries (
     prev_hash  bytea NOT NULL CHECK (octet_length(prev_hash) = 32),
     hash       bytea NOT NULL CHECK (octet_length(hash) = 32),
     -- A caller's idempotency key: a retried append returns the entry already written.
-    idem_key   text UNIQUE CHECK (octet_length(idem_key) <= 200)
+    idem_key   text CHECK (octet_length(idem_key) <= 200)
 );
+-- Unique among the entries that have one; keyless entries (most agent events) cost no index entry.
+CREATE UNIQUE INDEX IF NOT EXISTS entries_idem_key ON ledger.entries (idem_key) WHERE idem_key IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS ledger.checkpoints (
     seq        bigint PRIMARY KEY,
