@@ -8,8 +8,7 @@ export interface LedgerLabLayout {
     dir: string;
     pgPorts: number[];
     redisPort: number;
-    /** The ingest service's TCP port on ::1 (the unix socket is the main way in). */
-    ingestPort: number;
+    /** The ingest service's unix socket (lab agents in their namespaces reach it through the filesystem). */
     socket: string;
     lakeDir: string;
     /** The service's config (passwords included), mode 0600: what `nublar ledger` reads in the lab. */
@@ -44,7 +43,6 @@ export function planLedger(site: Site, lab?: { stateDir: string; agentEventsFile
             dir,
             pgPorts: Array.from({ length: l.instances }, (_, i) => base + i),
             redisPort: base + l.instances,
-            ingestPort: base + l.instances + 1,
             socket: path.join(dir, "ingest.sock"),
             lakeDir: path.join(lab.stateDir, "lake"),
             configFile: path.join(dir, "service.json"),

@@ -160,7 +160,7 @@ export const LedgerSettings = z.strictObject({
         entries: z.number().int().min(1).max(1_000_000).default(1000),
         ms: z.number().int().min(100).max(3_600_000).default(5000),
     }).default({ entries: 1000, ms: 5000 }),
-    /** Lab only: the first of the ports the ledger uses on ::1 (PostgreSQL instances, then Redis, then ingest). */
+    /** Lab only: the first of the ports the ledger uses on ::1 (the PostgreSQL instances, then Redis). */
     labBasePort: z.number().int().min(1024).max(32000).default(25430),
 });
 

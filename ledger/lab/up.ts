@@ -44,7 +44,8 @@ export function serviceConfig(inputs: LabLedgerInputs): ServiceConfig {
         signingKeyFile: lab.signingKeyFile,
         publicKeyFile: lab.publicKeyFile,
         lakeDir: lab.lakeDir,
-        listen: { socket: lab.socket, port: lab.ingestPort },
+        // The unix socket only (mode 0660): a TCP port, even on ::1, would let any local user append.
+        listen: { socket: lab.socket },
         collect: plan.collect ? { shard: plan.collect.shard, files: plan.collect.files, stateFile: lab.collectStateFile } : undefined,
         maxBatch: 5000,
     };
