@@ -31,7 +31,7 @@ const PRODUCERS = arg("producers", 32);
 const CHECKPOINT_ENTRIES = arg("checkpoint-entries", 1000);
 const ONLY = args.includes("--only") ? args[args.indexOf("--only") + 1] : undefined;
 const BATCHES = args.includes("--batches") ? args[args.indexOf("--batches") + 1].split(",").map(Number) : [1, 10, 100, 1000];
-const RATES = [5_000, 17_000, 50_000];
+const RATES = args.includes("--rates") ? args[args.indexOf("--rates") + 1].split(",").map(Number) : [5_000, 17_000, 50_000];
 const log = (m: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`);
 
 // A park-like payload: one sensor reading, about 120 bytes of canonical JSON.

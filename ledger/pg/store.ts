@@ -110,9 +110,9 @@ export class ShardStore {
     }
 
     /**
-     * One COPY statement, so one transaction: all of the batch or none of it, acknowledged (the
-     * COPY completes) only after the commit, which synchronous_standby_names holds until a
-     * quorum has flushed it.
+     * One COPY statement: all of the batch or none of it. On its own it is its own transaction,
+     * acknowledged (the COPY completes) only after the commit, which synchronous_standby_names
+     * holds until a quorum has flushed it; the writer runs it inside BEGIN ... COMMIT instead.
      */
     async insertBatch(entries: (LedgerEntry & { key?: string | null })[]): Promise<void> {
         if (!entries.length) return;
@@ -122,6 +122,19 @@ export class ShardStore {
             stream.on("finish", resolve);
             stream.end(encodeCopyBatch(entries));
         });
+    }
+
+    /** Explicit transactions, for the writer's pipelined commits. */
+    async begin(): Promise<void> {
+        await this.client.query("BEGIN");
+    }
+
+    async commit(): Promise<void> {
+        await this.client.query("COMMIT");
+    }
+
+    async rollback(): Promise<void> {
+        await this.client.query("ROLLBACK");
     }
 
     async entry(seq: number): Promise<StoredEntry | undefined> {
