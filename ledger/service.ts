@@ -47,7 +47,8 @@ export class IngestService {
                 log: this.log,
             });
             this.writers.set(shard, w);
-            this.readers.set(shard, new ShardReader(this.access(shard), this.cache));
+            // Readers need only SELECT: they use the auditor role, not the writer's.
+            this.readers.set(shard, new ShardReader(this.access(shard, "auditor"), this.cache));
             this.log(`shard ${shard}: writer on [${w.endpoint.host}]:${w.endpoint.port}, head ${w.headSeq}`);
         }
         if (cfg.collect) {

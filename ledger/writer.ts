@@ -81,6 +81,9 @@ interface Inflight {
     error?: Error;
 }
 
+/** Queued entries that justify a second batch in flight (see drain). */
+const PIPELINE_MIN_ITEMS = 500;
+
 /** The batch before this one failed, so this one rolled back; it is planned again. */
 class Superseded extends Error {}
 
@@ -248,7 +251,10 @@ export class ShardWriter {
 
     private async drain(): Promise<void> {
         while (!this.closed) {
-            const pipelineFull = this.inflight.length === 2;
+            // A second batch goes in flight only when enough has queued to make it worth a
+            // transaction of its own; otherwise waiting for the first one lets the queue grow
+            // into a bigger batch (group commit), which is what small appends need.
+            const pipelineFull = this.inflight.length === 2 || (this.inflight.length === 1 && !this.queuedAtLeast(PIPELINE_MIN_ITEMS));
             if (pipelineFull || (!this.queue.length && this.inflight.length)) {
                 await this.settle();
                 continue;
@@ -285,6 +291,12 @@ export class ShardWriter {
             this.inflight.push({ batch, planned, conn, checkpoints, done });
         }
         if (!this.closed && !this.queue.length && !this.inflight.length) await this.checkpointIdle();
+    }
+
+    private queuedAtLeast(n: number): boolean {
+        let count = 0;
+        for (const p of this.queue) if ((count += p.items.length) >= n) return true;
+        return false;
     }
 
     /** One batch: COPY and its checkpoints in a transaction that commits only after the batch before it. */

@@ -39,8 +39,9 @@ END $$;
 ALTER ROLE ${name} ${attrs}${password ? ` PASSWORD ${literal(password)}` : ""};`;
     return [
         role(ROLES.owner, "NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"),
-        role(ROLES.ingest, "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION CONNECTION LIMIT 8", passwords.ingest),
-        role(ROLES.auditor, "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION CONNECTION LIMIT 16", passwords.auditor),
+        // Connection limits as a safety valve: each shard's writer holds 2 connections.
+        role(ROLES.ingest, "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION CONNECTION LIMIT 24", passwords.ingest),
+        role(ROLES.auditor, "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION CONNECTION LIMIT 24", passwords.auditor),
         role(ROLES.replicator, "LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE", passwords.replicator),
     ].join("\n");
 }
