@@ -6,6 +6,8 @@
 //      idempotency keys) by the same number of producers, at the same quorum commit.
 //   2. Append latency, open loop: single events arriving at a fixed rate (5k, 17k and 50k per
 //      second) on 1 shard; latency from arrival to acknowledgement, p50 and p99.
+//   Each cell runs --rounds times (3), interleaved with its peer: this machine is shared and
+//   noisy, so rates are the median of the rounds and ratios are taken round by round.
 //   3. Verify speed: `nublar ledger verify`'s code over a shard of N entries, beside the peer
 //      that only reads the same rows with the same COPY and does nothing with them.
 // Usage: node --import tsx bench/ledger.ts [--seconds S] [--verify-entries N] [--producers P]
@@ -25,7 +27,9 @@ const arg = (name: string, def: number) => {
     const i = args.indexOf(`--${name}`);
     return i >= 0 ? Number(args[i + 1]) : def;
 };
-const SECONDS = arg("seconds", 5);
+const SECONDS = arg("seconds", 4);
+/** Each cell runs this many times, interleaved with its peer, and the medians are reported. */
+const ROUNDS = arg("rounds", 3);
 const VERIFY_ENTRIES = arg("verify-entries", 1_000_000);
 const PRODUCERS = arg("producers", 32);
 const CHECKPOINT_ENTRIES = arg("checkpoint-entries", 1000);
@@ -41,7 +45,7 @@ const item = (): AppendItem => {
     return { source: `sensor-${n % 64}`, payload: { kind: "reading", paddock: `p-${n % 12}`, temperature_c: 20 + (n % 100) / 10, fence_kv: 10, n } };
 };
 
-interface Run { entriesPerSecond: number; latencyMs: ReturnType<typeof summary>; entries: number }
+interface Run { entriesPerSecond: number; latencies: number[]; entries: number }
 
 /** Closed loop: each producer appends a batch, waits for its ack, repeats, for SECONDS. */
 async function closedLoop(append: (batch: AppendItem[], producer: number) => Promise<unknown>, batch: number, producers: number): Promise<Run> {
@@ -59,11 +63,11 @@ async function closedLoop(append: (batch: AppendItem[], producer: number) => Pro
         }
     }));
     const secs = (performance.now() - start) / 1000;
-    return { entriesPerSecond: Math.round(entries / secs), latencyMs: summary(latencies), entries };
+    return { entriesPerSecond: Math.round(entries / secs), latencies, entries };
 }
 
 /** Open loop: single events arrive every 1/rate s (in 1 ms ticks); latency from arrival to ack. */
-async function openLoop(writer: ShardWriter, rate: number): Promise<Run & { offered: number; backlogged: boolean }> {
+async function openLoop(writer: ShardWriter, rate: number): Promise<Run & { backlogged: boolean }> {
     const latencies: number[] = [];
     const pending: Promise<void>[] = [];
     const start = performance.now();
@@ -83,7 +87,7 @@ async function openLoop(writer: ShardWriter, rate: number): Promise<Run & { offe
     const sentBy = sent;
     await Promise.all(pending);
     const secs = (performance.now() - start) / 1000;
-    return { offered: rate, entriesPerSecond: Math.round(acked / secs), latencyMs: summary(latencies), entries: acked, backlogged: secs > SECONDS * 1.2 || sentBy < rate * SECONDS * 0.95 };
+    return { entriesPerSecond: Math.round(acked / secs), latencies, entries: acked, backlogged: secs > SECONDS * 1.2 || sentBy < rate * SECONDS * 0.95 };
 }
 
 async function main() {
@@ -92,7 +96,7 @@ async function main() {
     const cluster = await startTestCluster(shards);
     const keys = generateSigningKey();
     const lake = new LakeDirectorySink(`${cluster.layout.dir}/lake`);
-    const result: Record<string, unknown> = { seconds: SECONDS, producers: PRODUCERS, commit: "synchronous_commit=on, synchronous_standby_names='ANY 1 (n1, n2)', fsync=on", checkpointEvery: { entries: CHECKPOINT_ENTRIES, ms: 5000 } };
+    const result: Record<string, unknown> = { seconds: SECONDS, rounds: ROUNDS, producers: PRODUCERS, commit: "synchronous_commit=on, synchronous_standby_names='ANY 1 (n1, n2)', fsync=on", checkpointEvery: { entries: CHECKPOINT_ENTRIES, ms: 5000 } };
     try {
         // The peer: a plain table with the same columns and no ledger machinery.
         const primary = cluster.instances[0];
@@ -110,23 +114,36 @@ async function main() {
         for (const s of ["b1", "b2", "b3", "b4"]) {
             writers.push(await ShardWriter.open({ access: ingestAccess(cluster, s), signingKey: keys.privateKey, checkpointEvery: { entries: CHECKPOINT_ENTRIES, ms: 5000 }, sinks: [lake] }));
         }
+        const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+        /** Rounds of the same cell: the median rate, latency percentiles over every append. */
+        const pooled = (runs: Run[]) => {
+            const all = runs.flatMap((r) => r.latencies);
+            return { entriesPerSecond: median(runs.map((r) => r.entriesPerSecond)), perRound: runs.map((r) => r.entriesPerSecond), latencyMs: summary(all) };
+        };
         const throughput: unknown[] = [];
         for (const batch of ONLY && ONLY !== "throughput" ? [] : BATCHES) {
             const producers = batch >= 1000 ? Math.min(PRODUCERS, 8) : PRODUCERS;
-            const plain = await closedLoop((b) => plainInsert(b), batch, producers);
-            const one = await closedLoop((b) => writers[0].append(b), batch, producers);
-            const four = await closedLoop((b, p) => writers[p % 4].append(b), batch, producers);
-            const row = { batch, producers, plainInsert: plain, ledger1Shard: one, ledger4Shards: four, ratio1ShardToPlain: +(one.entriesPerSecond / plain.entriesPerSecond).toFixed(2) };
+            const runs = { plain: [] as Run[], one: [] as Run[], four: [] as Run[] };
+            for (let round = 0; round < ROUNDS; round++) {
+                runs.plain.push(await closedLoop((b) => plainInsert(b), batch, producers));
+                runs.one.push(await closedLoop((b) => writers[0].append(b), batch, producers));
+                runs.four.push(await closedLoop((b, p) => writers[p % 4].append(b), batch, producers));
+            }
+            const [plain, one, four] = [pooled(runs.plain), pooled(runs.one), pooled(runs.four)];
+            const ratios = runs.one.map((r, i) => r.entriesPerSecond / runs.plain[i].entriesPerSecond);
+            const row = { batch, producers, plainInsert: plain, ledger1Shard: one, ledger4Shards: four, ratio1ShardToPlainMedian: +median(ratios).toFixed(2), ratio1ShardToPlainPerRound: ratios.map((r) => +r.toFixed(2)) };
             throughput.push(row);
-            log(`batch ${batch} x ${producers} producers: plain ${plain.entriesPerSecond}/s (p50 ${plain.latencyMs.p50} ms, p99 ${plain.latencyMs.p99}), ledger 1 shard ${one.entriesPerSecond}/s (p50 ${one.latencyMs.p50}, p99 ${one.latencyMs.p99}), 4 shards ${four.entriesPerSecond}/s (p50 ${four.latencyMs.p50}, p99 ${four.latencyMs.p99})`);
+            log(`batch ${batch} x ${producers} producers (median of ${ROUNDS}): plain ${plain.entriesPerSecond}/s (p50 ${plain.latencyMs.p50} ms, p99 ${plain.latencyMs.p99}), ledger 1 shard ${one.entriesPerSecond}/s (p50 ${one.latencyMs.p50}, p99 ${one.latencyMs.p99}), 4 shards ${four.entriesPerSecond}/s (p50 ${four.latencyMs.p50}, p99 ${four.latencyMs.p99}); ledger/plain ${row.ratio1ShardToPlainMedian} (${row.ratio1ShardToPlainPerRound.join(", ")})`);
         }
         result.throughput = throughput;
 
         const latency: unknown[] = [];
         for (const rate of ONLY && ONLY !== "latency" ? [] : RATES) {
-            const r = await openLoop(writers[0], rate);
+            const runs: (Run & { backlogged: boolean })[] = [];
+            for (let round = 0; round < ROUNDS; round++) runs.push(await openLoop(writers[0], rate));
+            const r = { offered: rate, ...pooled(runs), backlogged: runs.some((x) => x.backlogged) };
             latency.push(r);
-            log(`open loop ${rate}/s on 1 shard: achieved ${r.entriesPerSecond}/s, latency p50 ${r.latencyMs.p50} ms p99 ${r.latencyMs.p99} ms${r.backlogged ? " (could not keep up)" : ""}`);
+            log(`open loop ${rate}/s on 1 shard (median of ${ROUNDS}): achieved ${r.entriesPerSecond}/s, latency p50 ${r.latencyMs.p50} ms p99 ${r.latencyMs.p99} ms${r.backlogged ? " (could not keep up)" : ""}`);
         }
         result.openLoopLatency = latency;
         result.writerStats = writers.map((w) => ({ shard: w.shard, ...w.stats }));
@@ -159,7 +176,7 @@ async function main() {
             runs.push({ verify: Math.round(r.entriesPerSecond), copyOnly: Math.round(copyOnly) });
             log(`verify run ${i + 1}: ${r.entries} entries, ${r.checkpoints.checked} checkpoints: ${Math.round(r.entriesPerSecond)} entries/s; COPY alone ${Math.round(copyOnly)} rows/s`);
         }
-        const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+        const med = median;
         result.verify = {
             entries: VERIFY_ENTRIES, fillSeconds: +fillSecs.toFixed(1), fillEntriesPerSecond: Math.round(VERIFY_ENTRIES / fillSecs), runs,
             medianEntriesPerSecond: med(runs.map((r) => r.verify)), medianCopyOnlyRowsPerSecond: med(runs.map((r) => r.copyOnly)),

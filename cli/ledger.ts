@@ -101,7 +101,9 @@ function verifyText(r: ShardVerifyResult, key?: string): string {
     const lines: string[] = [];
     const range = r.lastSeq === null ? "no entries" : `${r.from}..${r.lastSeq}`;
     lines.push(`shard ${r.shard}: ${r.entries.toLocaleString("en")} entries (${range}), ${r.checkpoints.checked} of ${r.checkpoints.total} checkpoints checked${key ? ` against key ${key}` : ""}`);
-    if (r.ok) {
+    if (r.ok && r.entries === 0 && r.checkpoints.total === 0) {
+        lines.push("EMPTY: no entries and no checkpoints, in the database or the lake");
+    } else if (r.ok) {
         lines.push(r.checkpoints.checked ? "OK: the chain is intact and matches every signed checkpoint" : "CONSISTENT, NOT PROVEN: the chain is intact but no signed checkpoint was checked");
     } else {
         lines.push(`TAMPERED: first divergent seq ${r.firstDivergentSeq}`);
@@ -141,7 +143,8 @@ export function registerLedgerCommands(program: Command, ctx: LedgerCliContext):
             const lake = opts.lake === false ? undefined : new LakeDirectorySink(typeof opts.lake === "string" ? opts.lake : cfg.lakeDir);
             const r = await reachable(() => verifyShard({ access, from: opts.from, to: opts.to, publicKey, lake, checkRoots: opts.roots }));
             out(!!opts.json, r, () => verifyText(r, publicKey ? keyId(publicKey) : undefined));
-            process.exitCode = !r.ok ? EXIT_TAMPERED : r.checkpoints.checked === 0 || !publicKey ? EXIT_INCONCLUSIVE : 0;
+            const empty = r.entries === 0 && r.checkpoints.total === 0;
+            process.exitCode = !r.ok ? EXIT_TAMPERED : empty ? 0 : r.checkpoints.checked === 0 || !publicKey ? EXIT_INCONCLUSIVE : 0;
         });
 
     ledger.command("proof")

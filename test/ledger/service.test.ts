@@ -4,6 +4,8 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as http from "node:http";
 import * as path from "node:path";
+import { execFile } from "node:child_process";
+import { writeServiceConfig, type ServiceConfig } from "../../ledger/config";
 import { generateSigningKey } from "../../ledger/core/checkpoint";
 import { EventCollector } from "../../ledger/collect";
 import { IngestService } from "../../ledger/service";
@@ -17,6 +19,7 @@ import { auditorAccess, ingestAccess, startTestCluster } from "./fixture";
 let cluster: LedgerCluster;
 let svc: IngestService;
 let socket: string;
+let config: ServiceConfig;
 const keys = generateSigningKey();
 
 before(async () => {
@@ -26,13 +29,14 @@ before(async () => {
     fs.writeFileSync(path.join(dir, "sign.pub"), keys.publicKey.export({ type: "spki", format: "pem" }));
     socket = path.join(dir, "ingest.sock");
     const p = cluster.layout.passwords;
-    svc = new IngestService({
+    config = {
         site: "test", shards: ["network", "habitat"], endpoints: cluster.layout.pgPorts.map((port) => ({ host: LOOPBACK, port })),
         ingest: { user: ROLES.ingest, password: p.ingest }, auditor: { user: ROLES.auditor, password: p.auditor },
         redis: { host: LOOPBACK, port: cluster.layout.redisPort, password: p.redis },
         checkpoint: { entries: 100, ms: 1000 }, signingKeyFile: path.join(dir, "sign.key"), publicKeyFile: path.join(dir, "sign.pub"),
         lakeDir: path.join(dir, "lake"), listen: { socket }, maxBatch: 1000,
-    }, () => undefined);
+    };
+    svc = new IngestService(config, () => undefined);
     await svc.start();
 });
 after(async () => {
@@ -109,4 +113,55 @@ test("the collector appends agent events exactly once, across restarts and re-re
     const report = await verifyShard({ access: auditorAccess(cluster, "collect") });
     assert.equal(report.entries, 7);
     assert.ok(report.ok);
+});
+
+test("the CLI as an auditor runs it: verify's exit codes, proof and check-proof, append and read through the service", async () => {
+    const dir = cluster.layout.dir;
+    const file = path.join(dir, "cli.json");
+    writeServiceConfig(file, config);
+    // Asynchronous: the service answering the CLI runs in this process.
+    const nublar = (...args: string[]) => new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+        execFile(process.execPath, [path.resolve(__dirname, "../../cli/nublar.js"), ...args], { encoding: "utf8", timeout: 60_000 }, (err, stdout, stderr) => {
+            resolve({ status: err ? (typeof err.code === "number" ? err.code : null) : 0, stdout, stderr });
+        });
+    });
+    const appended = await nublar("ledger", "append", "--config", file, "--shard", "network", "--source", "cli", "--key", "cli-1", "--json", '{"hello":"park"}');
+    assert.equal(appended.status, 0, appended.stderr);
+    const seq = JSON.parse(appended.stdout).seq;
+    assert.match((await nublar("ledger", "read", "--config", file, "--shard", "network", "--from", String(seq), "--limit", "1")).stdout, /"hello":"park"/);
+    await new Promise((r) => setTimeout(r, 1500)); // the 1 s timer cuts a checkpoint
+    const ok = await nublar("ledger", "verify", "--config", file, "--shard", "network", "--json");
+    assert.equal(ok.status, 0, ok.stdout + ok.stderr);
+    assert.equal(JSON.parse(ok.stdout).ok, true);
+    const keyless = path.join(dir, "keyless.json");
+    writeServiceConfig(keyless, { ...config, publicKeyFile: path.join(dir, "no-such.pub") });
+    assert.equal((await nublar("ledger", "verify", "--config", keyless, "--shard", "network")).status, 4, "consistent, but nothing proven without a key");
+    assert.equal((await nublar("ledger", "verify", "--config", file, "--shard", "security")).status, 1, "not a shard of this ledger");
+    assert.equal((await nublar("ledger", "verify", "--config", file)).status, 2, "usage");
+    assert.equal((await nublar("ledger", "verify", "--config", file, "--shard", "network", "--from", "x")).status, 2);
+    const proofFile = path.join(dir, "proof.json");
+    const proof = await nublar("ledger", "proof", "--config", file, "--shard", "network", "--seq", String(seq), "--out", proofFile);
+    assert.equal(proof.status, 0, proof.stderr);
+    assert.equal((await nublar("ledger", "check-proof", proofFile, "--public-key", config.publicKeyFile)).status, 0);
+    const forged = JSON.parse(fs.readFileSync(proofFile, "utf8"));
+    forged.entry.payload = '{"hello":"forged"}';
+    fs.writeFileSync(proofFile, JSON.stringify(forged));
+    const bad = await nublar("ledger", "check-proof", proofFile, "--public-key", config.publicKeyFile);
+    assert.equal(bad.status, 1);
+    assert.match(bad.stdout, /INVALID: entry \d+ does not hash/);
+    // Tampering as a superuser makes verify exit 1 and name the seq.
+    const primary = (await cluster.primary())!;
+    await primary.superuser("unicorn_network", async (c) => {
+        await c.query("SET session_replication_role = replica");
+        await c.query(`UPDATE ledger.entries SET payload = '{"hello":"edited"}' WHERE seq = ${seq}`);
+    });
+    const tampered = await nublar("ledger", "verify", "--config", file, "--shard", "network");
+    assert.equal(tampered.status, 1);
+    assert.match(tampered.stdout, new RegExp(`TAMPERED: first divergent seq ${seq}`));
+    // Unreachable: every endpoint refuses.
+    const dead = path.join(dir, "dead.json");
+    writeServiceConfig(dead, { ...config, endpoints: [{ host: "::1", port: 1 }] });
+    const unreachable = await nublar("ledger", "verify", "--config", dead, "--shard", "network");
+    assert.equal(unreachable.status, 3, unreachable.stderr);
+    assert.match(unreachable.stderr, /no instance reachable/);
 });
