@@ -361,7 +361,15 @@ export class ShardWriter {
             this.stats.failovers++;
             await this.store.close();
             await this.second?.close();
-            await this.reconnect(Date.now() + (this.opts.failoverTimeoutMs ?? 60_000));
+            try {
+                await this.reconnect(Date.now() + (this.opts.failoverTimeoutMs ?? 60_000));
+            } catch (lost) {
+                // No primary in time (or a ledger that contradicts its checkpoints): fail what
+                // was waiting. Whether a batch in flight committed is unknown; the callers'
+                // idempotency keys make their retries safe. The next append tries again.
+                for (const p of [...failed.flatMap((f) => f.batch), ...this.queue.splice(0)]) p.reject(lost as Error);
+                return;
+            }
             for (const f of failed) {
                 const last = f.planned.fresh.at(-1);
                 const stored = last ? await this.store.entry(last.seq) : undefined;

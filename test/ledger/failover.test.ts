@@ -119,3 +119,24 @@ test("kill the primary under load, promote a standby: no acknowledged entry lost
     assert.equal((await cluster.replication())!.standbys.length, 2);
     console.log(`# failover: ${acked.size} acknowledged, promoted ${promoted.name} ${promotedAt - killedAt} ms after the kill, first acknowledgement after the kill at +${firstAckAfterKill - killedAt} ms (a commit a standby had already confirmed may still be acknowledged by a dying backend); writer log: ${log.join(" | ")}`);
 });
+
+test("no primary within the failover timeout: waiting appends fail with a clear error, and the writer recovers when one is back", async () => {
+    const primary = (await cluster.primary())!;
+    const w = await ShardWriter.open({ access: ingestAccess(cluster, "network"), failoverTimeoutMs: 1500 });
+    try {
+        const before = (await w.append([{ source: "probe", payload: { phase: "before" } }]))[0].seq;
+        await primary.stop("fast");
+        await assert.rejects(w.append([{ source: "probe", payload: { phase: "no primary" }, key: "probe-down" }]), /no primary within the failover timeout/);
+        await primary.start();
+        await cluster.waitForQuorum(30_000);
+        // The caller retries with the same key: written once, after the earlier entry.
+        const [after] = await w.append([{ source: "probe", payload: { phase: "no primary" }, key: "probe-down" }]);
+        assert.ok(after.seq > before);
+        const [again] = await w.append([{ source: "probe", payload: { phase: "no primary" }, key: "probe-down" }]);
+        assert.deepEqual([again.seq, again.duplicate], [after.seq, true]);
+    } finally {
+        await w.close();
+    }
+    const report = await verifyShard({ access: auditorAccess(cluster, "network") });
+    assert.equal(report.ok, true, JSON.stringify(report.findings));
+});
