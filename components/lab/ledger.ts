@@ -71,7 +71,7 @@ export class LabLedger extends pulumi.ComponentResource {
         const signing = new GeneratedKey(`${name}-checkpoint-key`, "ed25519", { parent: this });
         const cluster = new LabLedgerCluster(`${name}-cluster`, { plan: args.plan, passwords, signingKey: signing.value, publicKey: signing.publicKey }, { parent: this });
         this.publicKey = signing.publicKey;
-        this.info = pulumi.all([cluster.socket, signing.publicKey]).apply(([socket]): Record<string, unknown> => ({
+        this.info = cluster.socket.apply((socket): Record<string, unknown> => ({
             shards: args.plan.shards,
             socket,
             postgres: lab.pgPorts.map((p) => `[::1]:${p}`),
