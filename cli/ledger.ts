@@ -11,12 +11,19 @@ import { checkpointProblem, keyId, loadPublicKey } from "../ledger/core/checkpoi
 import { inclusionPath } from "../ledger/core/merkle";
 import { checkProof, type InclusionProof } from "../ledger/core/proof";
 import { readServiceConfig, type ServiceConfig } from "../ledger/config";
-import { LedgerUnavailableError, ShardStore, type ShardAccess } from "../ledger/pg/store";
-import { LakeDirectorySink } from "../ledger/sinks";
-import { verifyShard, type ShardVerifyResult } from "../ledger/verify-shard";
+import type { ShardAccess } from "../ledger/pg/store";
+import type { ShardVerifyResult } from "../ledger/verify-shard";
 import type { LedgerPlan } from "../ledger/plan";
-import { clusterFor } from "../ledger/lab/up";
-import { runService } from "../ledger/service";
+
+// The database, Redis and service code (pg, ioredis) loads only when a ledger command runs, so
+// that every other `nublar` command starts without it.
+const lazy = {
+    store: () => require("../ledger/pg/store") as typeof import("../ledger/pg/store"),
+    sinks: () => require("../ledger/sinks") as typeof import("../ledger/sinks"),
+    verify: () => require("../ledger/verify-shard") as typeof import("../ledger/verify-shard"),
+    lab: () => require("../ledger/lab/up") as typeof import("../ledger/lab/up"),
+    service: () => require("../ledger/service") as typeof import("../ledger/service"),
+};
 
 export const EXIT_TAMPERED = 1;
 export const EXIT_UNREACHABLE = 3;
@@ -62,7 +69,7 @@ async function reachable<T>(fn: () => Promise<T>): Promise<T> {
     try {
         return await fn();
     } catch (err) {
-        if (err instanceof LedgerUnavailableError) throw new LedgerUnreachable(err.message);
+        if (err instanceof lazy.store().LedgerUnavailableError) throw new LedgerUnreachable(err.message);
         const code = (err as NodeJS.ErrnoException).code;
         if (code === "ENOENT" || code === "ECONNREFUSED") throw new LedgerUnreachable(`the ledger service is not running (${(err as Error).message}); start the lab with: npm run lab`);
         throw err;
@@ -140,8 +147,8 @@ export function registerLedgerCommands(program: Command, ctx: LedgerCliContext):
             const keyFile = opts.publicKey ?? cfg.publicKeyFile;
             const publicKey = fs.existsSync(keyFile) ? readPublicKey(keyFile) : undefined;
             if (!publicKey && opts.publicKey) throw new LedgerUserError(`no public key at ${opts.publicKey}`);
-            const lake = opts.lake === false ? undefined : new LakeDirectorySink(typeof opts.lake === "string" ? opts.lake : cfg.lakeDir);
-            const r = await reachable(() => verifyShard({ access, from: opts.from, to: opts.to, publicKey, lake, checkRoots: opts.roots }));
+            const lake = opts.lake === false ? undefined : new (lazy.sinks().LakeDirectorySink)(typeof opts.lake === "string" ? opts.lake : cfg.lakeDir);
+            const r = await reachable(() => lazy.verify().verifyShard({ access, from: opts.from, to: opts.to, publicKey, lake, checkRoots: opts.roots }));
             out(!!opts.json, r, () => verifyText(r, publicKey ? keyId(publicKey) : undefined));
             const empty = r.entries === 0 && r.checkpoints.total === 0;
             process.exitCode = !r.ok ? EXIT_TAMPERED : empty ? 0 : r.checkpoints.checked === 0 || !publicKey ? EXIT_INCONCLUSIVE : 0;
@@ -158,7 +165,7 @@ export function registerLedgerCommands(program: Command, ctx: LedgerCliContext):
             const access = shardAccess(cfg, opts.shard);
             const publicKeyPem = fs.readFileSync(cfg.publicKeyFile, "utf8");
             const proof = await reachable(async () => {
-                const store = await ShardStore.open(access, "any");
+                const store = await lazy.store().ShardStore.open(access, "any");
                 try {
                     const entry = await store.entry(opts.seq);
                     if (!entry) throw new LedgerUserError(`shard ${opts.shard} has no entry ${opts.seq} (head is ${(await store.head()).seq})`);
@@ -226,7 +233,7 @@ export function registerLedgerCommands(program: Command, ctx: LedgerCliContext):
             let replication: unknown;
             if (!opts.config) {
                 const plan = ctx.planFor(opts.stack);
-                const cluster = clusterFor(plan, { ingest: "", auditor: "", replicator: "", redis: "" });
+                const cluster = lazy.lab().clusterFor(plan, { ingest: "", auditor: "", replicator: "", redis: "" });
                 replication = await cluster.replication().catch((err) => ({ error: (err as Error).message }));
             }
             const value = { ...svc, replication };
@@ -324,7 +331,7 @@ export function registerLedgerCommands(program: Command, ctx: LedgerCliContext):
         .description("run the ingest service (the lab starts it; see ledger/service.ts)")
         .requiredOption("-c, --config <file>", "service config (JSON, mode 0600)")
         .action(async (opts: { config: string }) => {
-            await runService(readServiceConfig(opts.config));
+            await lazy.service().runService(readServiceConfig(opts.config));
             await new Promise(() => undefined);
         });
 }
@@ -333,7 +340,7 @@ export function registerLedgerCommands(program: Command, ctx: LedgerCliContext):
 async function labCluster(ctx: LedgerCliContext, stack: string) {
     const plan = ctx.planFor(stack);
     const cfg = configFor(ctx, { stack });
-    const cluster = clusterFor(plan, { ingest: cfg.ingest.password, auditor: cfg.auditor.password, replicator: "", redis: cfg.redis?.password ?? "" });
+    const cluster = lazy.lab().clusterFor(plan, { ingest: cfg.ingest.password, auditor: cfg.auditor.password, replicator: "", redis: cfg.redis?.password ?? "" });
     // The replicator password lives only in the standbys' config; read it back from there.
     cluster.layout.passwords.replicator = readReplicatorPassword(cluster.instances.map((i) => i.dataDir));
     return cluster;

@@ -9,7 +9,6 @@ import { EXIT_UNREACHABLE, registerNetworkCommands } from "./network";
 import { LedgerUnreachable, LedgerUserError, registerLedgerCommands } from "./ledger";
 import { LedgerConfigError } from "../ledger/config";
 import { planLedger } from "../ledger/plan";
-import { labLedgerPlan } from "../components/lab/park";
 import { cleanLab, inspectLab } from "../components/lab/inspect";
 import { cutUplink, restoreUplink } from "../components/lab/ops";
 import { labSshPaths } from "../components/lab/ssh-config";
@@ -215,6 +214,8 @@ export function buildProgram(): Command {
         planFor: (stack) => {
             const site = siteFor({ stack });
             if (site.kind !== "lab") return planLedger(site);
+            // Lazily: components/lab loads the Pulumi SDK, which no other command needs.
+            const { labLedgerPlan } = require("../components/lab/park") as typeof import("../components/lab/park");
             return labLedgerPlan(site, planLab(site), stateRoot());
         },
     });

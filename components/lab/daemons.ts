@@ -18,7 +18,8 @@ export interface Daemon {
 
 function readPid(file: string): number | undefined {
     try {
-        const pid = Number(fs.readFileSync(file, "utf8").trim());
+        // The first line: PostgreSQL's postmaster.pid carries more after it.
+        const pid = Number(fs.readFileSync(file, "utf8").split("\n")[0].trim());
         return Number.isInteger(pid) && pid > 1 ? pid : undefined;
     } catch {
         return undefined;

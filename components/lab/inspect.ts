@@ -2,7 +2,7 @@
 // sweeping up what a crashed run left behind (for `nublar lab clean` and tests).
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { stopLabLedgerProcesses } from "../../ledger/lab/up";
+import { stopLabLedgerProcesses } from "../../ledger/lab/processes";
 import { spawnSync } from "node:child_process";
 import type { LabPlan } from "../../network/lab-plan";
 import { agentDaemon, bfddDaemon, daemonPid, helloDaemon, nginxDaemon, nodeRuntimePaths, stopDaemon, type Daemon } from "./daemons";

@@ -8,7 +8,6 @@ import { nodeRuntimePaths, renderBfddConf } from "./daemons";
 import { LabBridge, LabDaemon, LabFile, LabNetns, LabSshd, LabSshKey, LabVeth } from "./providers";
 import { labSshPaths, renderKnownHosts, renderSshConfig } from "./ssh-config";
 import { planLedger, type LedgerPlan } from "../../ledger/plan";
-import { NIXOS_PATHS } from "../../nix/render";
 import type { Site } from "../../site/model";
 
 export interface LabParkArgs {
@@ -182,6 +181,5 @@ export function labAgentPaths(plan: LabPlan, stateRoot: string, bfdKeyFile: stri
 
 /** The lab's ledger plan: its files beside the park's, fed by every node's agent event file. */
 export function labLedgerPlan(site: Site, plan: LabPlan, stateRoot: string): LedgerPlan {
-    const agentPaths = labAgentPaths(plan, stateRoot, NIXOS_PATHS.bfdKeyFile);
-    return planLedger(site, { stateDir: path.join(stateRoot, plan.stateSubdir), agentEventsFile: (n) => agentPaths(n).events });
+    return planLedger(site, { stateDir: path.join(stateRoot, plan.stateSubdir), agentEventsFile: (n) => labNodeDirs(plan, stateRoot, n).runtime.events });
 }

@@ -12,27 +12,10 @@ import { execFile, execFileSync } from "node:child_process";
 import { promisify } from "node:util";
 import pg from "pg";
 import { ROLES, databaseName, rolesSql, shardSql } from "../pg/schema";
+import { daemonPid } from "../../components/lab/daemons";
 
 const run = promisify(execFile);
 export const LOOPBACK = "::1";
-
-/**
- * Is this process running? A SIGKILLed daemon stays a zombie until its parent reaps it, and
- * kill(pid, 0) still succeeds on a zombie, so look at its state too.
- */
-export function processAlive(pid: number): boolean {
-    try {
-        process.kill(pid, 0);
-    } catch {
-        return false;
-    }
-    try {
-        const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-        return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-    } catch {
-        return false;
-    }
-}
 
 export function pgBinDir(): string {
     const base = "/usr/lib/postgresql";
@@ -84,14 +67,9 @@ export class PgInstance {
     get socketDir() { return this.dir; }
     get logFile() { return path.join(this.dir, "postgres.log"); }
 
-    /** The postmaster's PID from its pid file, when it is running. */
+    /** The postmaster's PID, when it runs: checked against its command line, which names the data dir. */
     pid(): number | undefined {
-        try {
-            const pid = Number(fs.readFileSync(path.join(this.dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
-            return processAlive(pid) ? pid : undefined;
-        } catch {
-            return undefined;
-        }
+        return daemonPid({ dir: this.dataDir, marker: this.dataDir }, path.join(this.dataDir, "postmaster.pid"));
     }
 
     async start(): Promise<void> {
@@ -417,12 +395,7 @@ export class LedgerCluster {
     }
 
     redisPid(): number | undefined {
-        try {
-            const pid = Number(fs.readFileSync(this.redisPidFile, "utf8").trim());
-            return processAlive(pid) ? pid : undefined;
-        } catch {
-            return undefined;
-        }
+        return daemonPid({ dir: this.redisDir, marker: `redis-server ${LOOPBACK}:${this.layout.redisPort}` }, this.redisPidFile);
     }
 
     stopRedis(): void {

@@ -5,7 +5,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { spawn } from "node:child_process";
 import * as http from "node:http";
-import { LedgerCluster, LOOPBACK, processAlive, type ClusterPasswords } from "./cluster";
+import { LedgerCluster, LOOPBACK, type ClusterPasswords } from "./cluster";
+import { daemonPid } from "../../components/lab/daemons";
 import { ROLES } from "../pg/schema";
 import { writeServiceConfig, type ServiceConfig } from "../config";
 import type { LedgerLabLayout, LedgerPlan } from "../plan";
@@ -51,13 +52,10 @@ export function serviceConfig(inputs: LabLedgerInputs): ServiceConfig {
     };
 }
 
+/** The ingest service's PID: its command line names its config file. */
 export function servicePid(plan: LedgerPlan): number | undefined {
-    try {
-        const pid = Number(fs.readFileSync(layout(plan).pidFile, "utf8").trim());
-        return processAlive(pid) ? pid : undefined;
-    } catch {
-        return undefined;
-    }
+    const lab = layout(plan);
+    return daemonPid({ dir: lab.dir, marker: lab.configFile }, lab.pidFile);
 }
 
 /** GET /v1/status over the service's unix socket. */
@@ -161,47 +159,4 @@ export async function labLedgerDown(plan: LedgerPlan, passwords: ClusterPassword
 export function labLedgerAlive(plan: LedgerPlan, passwords: ClusterPasswords): boolean {
     const cluster = clusterFor(plan, passwords);
     return !!servicePid(plan) && !!cluster.redisPid() && cluster.instances.every((i) => i.pid());
-}
-
-/**
- * Stops whatever a lab ledger in `dir` left running, found by its pid files and checked against
- * each process's command line (`nublar lab clean`, after a crash or a lost Pulumi state).
- */
-export function stopLabLedgerProcesses(dir: string): string[] {
-    const stopped: string[] = [];
-    const cmdline = (pid: number) => {
-        try {
-            return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
-        } catch {
-            return "";
-        }
-    };
-    const pidFrom = (file: string) => {
-        try {
-            const pid = Number(fs.readFileSync(file, "utf8").split("\n")[0].trim());
-            return Number.isInteger(pid) && pid > 0 && processAlive(pid) ? pid : undefined;
-        } catch {
-            return undefined;
-        }
-    };
-    const svc = pidFrom(path.join(dir, "ingest.pid"));
-    if (svc && cmdline(svc).includes("ledger serve")) {
-        process.kill(svc, "SIGKILL");
-        stopped.push(`ledger ingest service pid ${svc}`);
-    }
-    const entries = fs.existsSync(dir) ? fs.readdirSync(dir) : [];
-    for (const inst of entries.filter((e) => /^pg-n\d+$/.test(e))) {
-        const data = path.join(dir, inst, "data");
-        const pid = pidFrom(path.join(data, "postmaster.pid"));
-        if (pid && cmdline(pid).includes(data)) {
-            process.kill(pid, "SIGKILL"); // its backends exit when their postmaster dies
-            stopped.push(`postgres ${inst} pid ${pid}`);
-        }
-    }
-    const redis = pidFrom(path.join(dir, "redis", "redis.pid"));
-    if (redis && cmdline(redis).includes("redis-server")) {
-        process.kill(redis, "SIGKILL");
-        stopped.push(`redis pid ${redis}`);
-    }
-    return stopped;
 }
