@@ -107,7 +107,10 @@ function previewOnce(n: number, timeoutMs: number): { ms: number; resources: num
         const res = spawnSync("/usr/bin/time", ["-f", "%M", "-o", timeFile, "pulumi", "preview", "--stack", "bench", "--non-interactive", "--suppress-outputs", "--diff=false"], { cwd: work, env, encoding: "utf8", timeout: timeoutMs, killSignal: "SIGKILL", maxBuffer: 1 << 28 });
         const ms = performance.now() - start;
         const peakRssMiB = fs.existsSync(timeFile) ? Number(fs.readFileSync(timeFile, "utf8").trim().split("\n").pop()) / 1024 : undefined;
-        if (res.error) return { ms, resources: 0, ok: false, peakRssMiB, error: `not finished after ${timeoutMs / 1000} s (${res.error.message})` };
+        if (res.error) {
+            const timedOut = (res.error as NodeJS.ErrnoException).code === "ETIMEDOUT";
+            return { ms, resources: 0, ok: false, peakRssMiB, error: timedOut ? `not finished after ${timeoutMs / 1000} s` : `cannot run /usr/bin/time pulumi preview: ${res.error.message}` };
+        }
         if (res.status !== 0) return { ms, resources: 0, ok: false, peakRssMiB, error: (res.stderr || res.stdout).slice(-2000) };
         const created = /(\d+) to create/.exec(res.stdout);
         return { ms, resources: created ? Number(created[1]) : 0, ok: true, peakRssMiB };

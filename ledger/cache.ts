@@ -89,13 +89,14 @@ export class LedgerCache {
     }
 
     /**
-     * Entries from..from+count-1, or undefined unless every one is cached and none lies beyond
-     * the cached head (so a partial answer never hides entries the ledger has).
+     * Up to `count` entries from `from`, stopping at the cached head; undefined unless every one
+     * of them is cached (so a partial answer never hides entries the ledger has).
      */
     async entries(shardId: string, from: number, count: number): Promise<StoredEntry[] | undefined> {
         try {
             const head = await this.head(shardId);
-            if (!head || from + count - 1 > head.seq) { this.stats.misses++; return undefined; }
+            count = head ? Math.min(count, head.seq - from + 1) : 0;
+            if (count < 1) { this.stats.misses++; return undefined; }
             const keys = Array.from({ length: count }, (_, i) => this.key(shardId, `e:${from + i}`));
             const values = keys.length ? await this.redis.mget(keys) : [];
             if (values.some((v) => v === null)) { this.stats.misses++; return undefined; }

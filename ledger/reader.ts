@@ -7,7 +7,6 @@ import { ShardStore, type ShardAccess, type StoredEntry } from "./pg/store";
 export class ShardReader {
     private store?: ShardStore;
     private shardId?: string;
-    readonly stats = { fromCache: 0, fromDatabase: 0 };
 
     constructor(private readonly access: ShardAccess, private readonly cache?: LedgerCache) {}
 
@@ -29,28 +28,12 @@ export class ShardReader {
     /** Up to `limit` entries from `from`, and where they came from. */
     async read(from: number, limit: number): Promise<{ entries: StoredEntry[]; source: "cache" | "database" }> {
         if (this.cache) {
-            const id = await this.id();
-            const head = await this.cache.head(id);
-            if (head && from <= head.seq) {
-                const cached = await this.cache.entries(id, from, Math.min(limit, head.seq - from + 1));
-                if (cached) {
-                    this.stats.fromCache++;
-                    return { entries: cached, source: "cache" };
-                }
-            }
+            const cached = await this.cache.entries(await this.id(), from, limit);
+            if (cached) return { entries: cached, source: "cache" };
         }
         const entries = await this.withRetry((s) => s.entries(from, limit));
-        this.stats.fromDatabase++;
         if (this.cache && entries.length) void this.cache.put(await this.id(), entries, entries[entries.length - 1]);
         return { entries, source: "database" };
-    }
-
-    async head(): Promise<{ seq: number; hash: Buffer }> {
-        if (this.cache) {
-            const h = await this.cache.head(await this.id());
-            if (h) return h;
-        }
-        return this.withRetry((s) => s.head());
     }
 
     private async withRetry<T>(fn: (s: ShardStore) => Promise<T>): Promise<T> {

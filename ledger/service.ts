@@ -133,11 +133,13 @@ export class IngestService {
         }
     }
 
+    /** Stops taking appends, collects what the agents wrote last, signs a final checkpoint, closes. */
     async stop(): Promise<void> {
         this.collector?.stop();
-        await this.collector?.poll();
         await new Promise((r) => (this.server ? this.server.close(r) : r(undefined)));
         await new Promise((r) => (this.tcp ? this.tcp.close(r) : r(undefined)));
+        await this.collector?.poll();
+        for (const w of this.writers.values()) await w.checkpointNow().catch(() => undefined);
         for (const w of this.writers.values()) await w.close();
         for (const r of this.readers.values()) await r.close();
         await this.cache?.close();
@@ -152,13 +154,15 @@ function readBody(req: http.IncomingMessage): Promise<string | undefined> {
         req.on("data", (c: Buffer) => {
             size += c.length;
             if (size > MAX_BODY) {
+                // Stop keeping it, but read the rest, so the 413 reaches the client (destroying
+                // the request would close the socket before the answer).
+                chunks.length = 0;
                 resolve(undefined);
-                req.destroy();
                 return;
             }
             chunks.push(c);
         });
-        req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+        req.on("end", () => resolve(size > MAX_BODY ? undefined : Buffer.concat(chunks).toString("utf8")));
         req.on("error", reject);
     });
 }
@@ -168,7 +172,6 @@ export async function runService(config: ServiceConfig): Promise<void> {
     const svc = new IngestService(config);
     await svc.start();
     const stop = async () => {
-        for (const w of svc.writers.values()) await w.checkpointNow().catch(() => undefined);
         await svc.stop();
         process.exit(0);
     };

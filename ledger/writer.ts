@@ -145,6 +145,7 @@ export class ShardWriter {
         const every = opts.checkpointEvery;
         if (opts.signingKey && every) {
             w.timer = setInterval(() => {
+                if (w.unpublished.length) void w.publish(); // retries a lake that was unreachable
                 if (Date.now() - w.lastCheckpoint.at >= every.ms && w.head.seq > w.lastCheckpoint.seq) {
                     w.checkpointDue = true;
                     w.kick();
@@ -170,6 +171,7 @@ export class ShardWriter {
     /** Connects to the primary, takes the writer lock, and loads the head and checkpoint state. */
     private async connect(): Promise<void> {
         const store = await ShardStore.open(this.opts.access, "primary");
+        let second: ShardStore | undefined;
         try {
             if (!(await store.lockWriter())) throw new WriterError(`shard ${this.shard} already has a writer (another ingest service holds its lock)`);
             this.shardId = (await store.shardInfo()).id;
@@ -188,33 +190,36 @@ export class ShardWriter {
                 // Only possible if an acknowledged commit was lost: a quorum misconfiguration.
                 this.log(`shard ${this.shard}: LOST ACKNOWLEDGED ENTRIES: head was ${this.head.seq}, the new primary has ${head.seq}`);
             }
-            const second = await ShardStore.open(this.opts.access, "primary");
-            if (second.endpoint.port !== store.endpoint.port || second.endpoint.host !== store.endpoint.host) {
-                await second.close();
-                throw new LedgerUnavailableError(`shard ${this.shard}: the primary moved while connecting`);
-            }
+            // The second connection goes to the same instance, and must find it still primary.
+            second = await ShardStore.open({ ...this.opts.access, endpoints: [store.endpoint] }, "primary");
             this.head = head;
             this.store = store;
             this.second = second;
             // Checkpoints signed but never committed are cut again from the reloaded window.
             this.pendingCheckpoints = [];
-            await this.republish(cps);
+            await this.queueUnpublished(cps);
         } catch (err) {
             await store.close();
+            await second?.close();
             throw err;
         }
     }
 
-    /** Publishes checkpoints the sinks are missing (after a crash between commit and publish). */
-    private async republish(cps: SignedCheckpoint[]): Promise<void> {
-        for (const sink of this.opts.sinks ?? []) {
-            for (const cp of cps) {
-                if (await sink.has(this.shard, cp.checkpoint.seq)) continue;
-                const leaves = (await this.store.hashes(cp.checkpoint.from, cp.checkpoint.seq)).map((h) => h.toString("hex"));
-                await sink.publish(this.shard, { signed: cp, leaves });
-                this.log(`shard ${this.shard}: republished checkpoint ${cp.checkpoint.seq} to ${sink.name}`);
-            }
+    /**
+     * Checkpoints the sinks are missing (a crash between commit and publish) join the publish
+     * queue, which retries on its own: an unreachable lake never holds up ingest.
+     */
+    private async queueUnpublished(cps: SignedCheckpoint[]): Promise<void> {
+        const queued = new Set(this.unpublished.map((c) => c.signed.checkpoint.seq));
+        for (const cp of cps) {
+            if (queued.has(cp.checkpoint.seq)) continue;
+            const missing = await Promise.all((this.opts.sinks ?? []).map((sink) => sink.has(this.shard, cp.checkpoint.seq).then((has) => !has, () => true)));
+            if (!missing.some(Boolean)) continue;
+            const leaves = (await this.store.hashes(cp.checkpoint.from, cp.checkpoint.seq)).map((h) => h.toString("hex"));
+            this.unpublished.push({ signed: cp, leaves });
+            this.log(`shard ${this.shard}: checkpoint ${cp.checkpoint.seq} is not published yet; queued`);
         }
+        void this.publish();
     }
 
     /** Validates, queues, and resolves once the batch holding these items is quorum-committed. */
@@ -479,8 +484,9 @@ export class ShardWriter {
     private cutCheckpoints(): void {
         const key = this.opts.signingKey;
         const every = this.opts.checkpointEvery;
-        if (!key || !every || !this.checkpointDue) return;
-        this.checkpointDue = false;
+        if (!this.checkpointDue) return;
+        this.checkpointDue = false; // cleared even with no key, or kick() would loop on it
+        if (!key || !every) return;
         while (this.head.seq > this.lastCheckpoint.seq) {
             const pending = this.head.seq - this.lastCheckpoint.seq;
             const timed = Date.now() - this.lastCheckpoint.at >= every.ms;
@@ -512,7 +518,20 @@ export class ShardWriter {
         await this.settle();
     }
 
+    private publishing = false;
+
+    /** Publishes queued checkpoints in order; one run at a time; what fails waits for the next call. */
     private async publish(): Promise<void> {
+        if (this.publishing) return;
+        this.publishing = true;
+        try {
+            await this.publishQueued();
+        } finally {
+            this.publishing = false;
+        }
+    }
+
+    private async publishQueued(): Promise<void> {
         while (this.unpublished.length) {
             const cp = this.unpublished[0];
             try {

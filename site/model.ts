@@ -159,7 +159,7 @@ export const LedgerSettings = z.strictObject({
     checkpoint: z.strictObject({
         entries: z.number().int().min(1).max(1_000_000).default(1000),
         ms: z.number().int().min(100).max(3_600_000).default(5000),
-    }).default({ entries: 1000, ms: 5000 }),
+    }).prefault({}),
     /** Lab only: the first of the ports the ledger uses on ::1 (the PostgreSQL instances, then Redis). */
     labBasePort: z.number().int().min(1024).max(32000).default(25430),
 });
@@ -175,7 +175,8 @@ const SiteBase = z.strictObject({
     overlay: OverlaySettings.default({}),
     deploy: DeploySettings.default({ mode: "switch", maxParallel: 4, canary: true, confirmTimeoutMs: 60_000 }),
     lab: LabSettings.optional(),
-    ledger: LedgerSettings.default({ shards: ["habitat", "network", "security", "audit"], instances: 3, checkpoint: { entries: 1000, ms: 5000 }, labBasePort: 25430 }),
+    // prefault: an absent `ledger` is parsed as {}, so the defaults live in one place (above).
+    ledger: LedgerSettings.prefault({}),
     aws: Aws.optional(),
 });
 

@@ -88,7 +88,9 @@ export function nixosActivation(root = "/var/lib/nublar/system"): Activation {
             `readlink -f /nix/var/nix/profiles/system > "$G/previous-system"`,
             `cur=$(cat "$R/current" 2>/dev/null || true); if [ -n "$cur" ]; then echo "$cur" > "$G/previous"; fi`,
             `echo ${n} > "$R/current"`,
-            linkKeysScript("/run/keys", String(n), "${cur:-none}"),
+            // Only when the running system changes: under `boot` or `dry-activate`, the running
+            // services must keep reading the keys of the generation they run.
+            ...(mode === "switch" || mode === "test" ? [linkKeysScript("/run/keys", String(n), "${cur:-none}")] : []),
             // The watchdog: a transient timer that outlives this SSH session and any network change.
             ...(watchdogS > 0 ? [`systemd-run --quiet --unit=nublar-rollback-${n} --on-active=${watchdogS}s /bin/sh "$G/nublar-rollback.sh"`] : []),
             `nixos-rebuild ${mode} -I nixos-config="$G/configuration.nix"`,

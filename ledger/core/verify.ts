@@ -163,8 +163,11 @@ export class ChainVerifier {
         if (skipped && (opts.from > 1 || opts.to !== undefined)) this.warnings.push(`${skipped} checkpoints lie (partly) outside ${opts.from}..${opts.to ?? "head"} and were not checked against entries`);
     }
 
+    private firstSeq: number | null = null;
+
     private find(f: Finding): void {
         this.findingCount++;
+        if (this.firstSeq === null || f.seq < this.firstSeq) this.firstSeq = f.seq;
         if (this.findings.length < this.maxFindings) this.findings.push(f);
     }
 
@@ -260,7 +263,6 @@ export class ChainVerifier {
         if (this.opts.publicKey && this.lastCheckpointSeq < end && this.opts.to === undefined) {
             this.warnings.push(`entries ${this.lastCheckpointSeq + 1}..${end} are not yet covered by a checkpoint; their hashes are checked but not signed`);
         }
-        const first = this.findings.length ? Math.min(...this.findings.map((f) => f.seq)) : null;
         return {
             shard: this.opts.shard,
             from: this.opts.from,
@@ -269,7 +271,7 @@ export class ChainVerifier {
             lastSeq: this.lastSeq,
             checkpoints: { total: this.total, checked: this.checked, signedLeaves: this.signedLeaves },
             ok: this.findingCount === 0,
-            firstDivergentSeq: first,
+            firstDivergentSeq: this.firstSeq,
             findings: [...this.findings].sort((a, b) => a.seq - b.seq),
             moreFindings: this.findingCount - this.findings.length,
             warnings: this.warnings,
