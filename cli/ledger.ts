@@ -4,7 +4,6 @@
 // 2 bad arguments; 3 the ledger cannot be reached; 4 inconclusive: the chain is consistent but no
 // signed checkpoint could be checked (no public key, or nothing checkpointed yet).
 import * as fs from "node:fs";
-import * as http from "node:http";
 import * as path from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { checkpointProblem, keyId, loadPublicKey } from "../ledger/core/checkpoint";
@@ -14,6 +13,7 @@ import { readServiceConfig, type ServiceConfig } from "../ledger/config";
 import type { ShardAccess } from "../ledger/pg/store";
 import type { ShardVerifyResult } from "../ledger/verify-shard";
 import type { LedgerPlan } from "../ledger/plan";
+import { serviceRequest } from "../ledger/service-client";
 
 // The database, Redis and service code (pg, ioredis) loads only when a ledger command runs, so
 // that every other `nublar` command starts without it.
@@ -74,26 +74,6 @@ async function reachable<T>(fn: () => Promise<T>): Promise<T> {
         if (code === "ENOENT" || code === "ECONNREFUSED") throw new LedgerUnreachable(`the ledger service is not running (${(err as Error).message}); start the lab with: npm run lab`);
         throw err;
     }
-}
-
-function serviceRequest(socket: string, method: string, urlPath: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
-    return new Promise((resolve, reject) => {
-        const text = body === undefined ? undefined : JSON.stringify(body);
-        const req = http.request({ socketPath: socket, method, path: urlPath, timeout: 30_000, headers: text ? { "content-type": "application/json", "content-length": Buffer.byteLength(text) } : {} }, (res) => {
-            let data = "";
-            res.on("data", (c) => (data += c));
-            res.on("end", () => {
-                try {
-                    resolve({ status: res.statusCode ?? 0, body: JSON.parse(data) });
-                } catch {
-                    reject(new Error(`the ledger service answered ${res.statusCode} with non-JSON: ${data.slice(0, 200)}`));
-                }
-            });
-        });
-        req.on("timeout", () => req.destroy(new Error(`no answer from the ledger service at ${socket} within 30 s`)));
-        req.on("error", reject);
-        req.end(text);
-    });
 }
 
 function checkServiceAnswer(r: { status: number; body: Record<string, unknown> }) {

@@ -8,6 +8,7 @@
 //   - every call fails fast when Redis is down (no offline queue), and callers fall back to
 //     PostgreSQL: ingest never waits for the cache.
 import Redis from "ioredis";
+import type { LedgerEntry } from "./core/encoding";
 import type { StoredEntry } from "./pg/store";
 
 export interface CacheOptions {
@@ -58,12 +59,12 @@ export class LedgerCache {
     }
 
     /** Caches entries the ledger holds and raises the head. Never throws: the cache is optional. */
-    async put(shardId: string, entries: StoredEntry[], head?: { seq: number; hash: Buffer }): Promise<boolean> {
+    async put(shardId: string, entries: readonly (LedgerEntry & { key?: string | null })[], head?: { seq: number; hash: Buffer }): Promise<boolean> {
         if (!entries.length && !head) return true;
         try {
             const p = this.redis.pipeline();
             for (const e of entries) {
-                const v: CachedEntry = { seq: e.seq, timeUs: e.timeUs, source: e.source, payload: e.payload, prevHash: e.prevHash.toString("hex"), hash: e.hash.toString("hex"), key: e.key };
+                const v: CachedEntry = { seq: e.seq, timeUs: e.timeUs, source: e.source, payload: e.payload, prevHash: e.prevHash.toString("hex"), hash: e.hash.toString("hex"), key: e.key ?? null };
                 p.set(this.key(shardId, `e:${e.seq}`), JSON.stringify(v), "EX", this.ttl);
             }
             if (head) (p as unknown as { unicornRaiseHead(k: string, s: number, h: string): void }).unicornRaiseHead(this.key(shardId, "head"), head.seq, head.hash.toString("hex"));

@@ -3,13 +3,14 @@
 // so it is written mode 0600 and never logged.
 import * as fs from "node:fs";
 import { z } from "zod";
+import { SHARD_NAME } from "./pg/schema";
 
 const Endpoint = z.strictObject({ host: z.string().min(1), port: z.number().int().min(1).max(65535) });
 const Credentials = z.strictObject({ user: z.string().min(1), password: z.string().min(1) });
 
 export const ServiceConfig = z.strictObject({
     site: z.string().min(1),
-    shards: z.array(z.string().regex(/^[a-z][a-z0-9_]{0,39}$/)).min(1),
+    shards: z.array(z.string().regex(SHARD_NAME)).min(1),
     endpoints: z.array(Endpoint).min(1),
     ingest: Credentials,
     auditor: Credentials,
@@ -33,7 +34,7 @@ export const ServiceConfig = z.strictObject({
         stateFile: z.string(),
         files: z.array(z.strictObject({ node: z.string(), file: z.string() })),
     }).optional(),
-    maxBatch: z.number().int().min(1).max(100_000).default(5000),
+    maxBatch: z.number().int().min(1).max(100_000).optional(),
 });
 export type ServiceConfig = z.infer<typeof ServiceConfig>;
 

@@ -38,18 +38,12 @@ export async function verifyShard(opts: ShardVerifyOptions): Promise<ShardVerify
         if (holding && holding.signed.checkpoint.from < from) from = holding.signed.checkpoint.from;
         const anchor = from === 1 ? genesisHash(opts.access.shard) : (await store.entry(from - 1))?.hash;
         const verifier = new ChainVerifier({
-            shard: opts.access.shard, from, to: opts.to, checkpoints: merged.records, publicKey: opts.publicKey, maxFindings: opts.maxFindings, checkRoots: opts.checkRoots,
+            shard: opts.access.shard, from, to: opts.to, checkpoints: merged.records, publicKey: opts.publicKey, maxFindings: opts.maxFindings, checkRoots: opts.checkRoots, findings: merged.findings,
             // A missing anchor shows up as a broken link at `from`.
             anchor: anchor ?? Buffer.alloc(32),
         });
         await store.copyRows(from, opts.to ?? null, (row) => verifier.push(row));
         const report = verifier.finish();
-        for (const f of merged.findings) report.findings.push(f);
-        if (merged.findings.length) {
-            report.ok = false;
-            report.firstDivergentSeq = Math.min(report.firstDivergentSeq ?? Infinity, ...merged.findings.map((f) => f.seq));
-            report.findings.sort((a, b) => a.seq - b.seq);
-        }
         for (const p of lake?.problems ?? []) report.warnings.push(`lake: ${p}`);
         if (!opts.lake) report.warnings.push("no data lake given: only the database's own checkpoints were used");
         const durationMs = performance.now() - started;

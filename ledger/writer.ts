@@ -14,7 +14,7 @@ import type { KeyObject } from "node:crypto";
 import { EntryError, canonicalPayload, chainEntry, checkSource, type LedgerEntry } from "./core/encoding";
 import { checkpointBytes, checkpointDigest, signCheckpoint, type SignedCheckpoint } from "./core/checkpoint";
 import { merkleRoot } from "./core/merkle";
-import { ShardStore, LedgerUnavailableError, isConnectionError, type ShardAccess, type StoredEntry } from "./pg/store";
+import { ShardStore, LedgerUnavailableError, isConnectionError, type ShardAccess } from "./pg/store";
 import type { LedgerCache } from "./cache";
 import type { CheckpointSink } from "./sinks";
 
@@ -64,6 +64,8 @@ interface Planned {
     fresh: (LedgerEntry & { key?: string })[];
     /** The head after this batch. */
     head: { seq: number; hash: Buffer };
+    /** This batch's new keyed entries, for batches planned while it is in flight. */
+    keys: Map<string, AppendResult>;
 }
 
 interface CutCheckpoint {
@@ -80,6 +82,9 @@ interface Inflight {
     done: Promise<void>;
     error?: Error;
 }
+
+/** Entries per transaction at most, unless a config says otherwise. */
+export const DEFAULT_MAX_BATCH = 5000;
 
 /** Queued entries that justify a second batch in flight (see drain). */
 const PIPELINE_MIN_ITEMS = 500;
@@ -135,7 +140,7 @@ export class ShardWriter {
     private readonly log: (msg: string) => void;
 
     private constructor(readonly shard: string, private readonly opts: WriterOptions) {
-        this.maxBatch = opts.maxBatch ?? 5000;
+        this.maxBatch = opts.maxBatch ?? DEFAULT_MAX_BATCH;
         this.log = opts.log ?? (() => undefined);
     }
 
@@ -427,11 +432,6 @@ export class ShardWriter {
         const keys = items.flatMap((it) => (it.key ? [it.key] : []));
         const existing = await conn.findKeys([...new Set(keys)]);
         const inBatch = new Map<string, AppendResult>();
-        if (keys.length) {
-            for (const f of this.inflight) {
-                for (const e of f.planned.fresh) if (e.key) inBatch.set(e.key, { seq: e.seq, hash: e.hash.toString("hex"), duplicate: false });
-            }
-        }
         const results: AppendResult[] = [];
         const fresh: (LedgerEntry & { key?: string })[] = [];
         let head = this.inflight.at(-1)?.planned.head ?? this.head;
@@ -441,7 +441,7 @@ export class ShardWriter {
                 results.push({ seq: known.seq, hash: known.hash.toString("hex"), duplicate: true });
                 continue;
             }
-            const again = it.key ? inBatch.get(it.key) : undefined;
+            const again = it.key ? inBatch.get(it.key) ?? this.inflightKey(it.key) : undefined;
             if (again) {
                 results.push({ ...again, duplicate: true });
                 continue;
@@ -455,7 +455,15 @@ export class ShardWriter {
             if (it.key) inBatch.set(it.key, r);
             results.push(r);
         }
-        return { results, fresh, head: { seq: head.seq, hash: head.hash } };
+        return { results, fresh, head: { seq: head.seq, hash: head.hash }, keys: inBatch };
+    }
+
+    private inflightKey(key: string): AppendResult | undefined {
+        for (const f of this.inflight) {
+            const r = f.planned.keys.get(key);
+            if (r) return r;
+        }
+        return undefined;
     }
 
     private committed(planned: Planned, windowLoaded = false): AppendResult[] {
@@ -470,10 +478,7 @@ export class ShardWriter {
         this.stats.lastBatch = results.length;
         const every = this.opts.checkpointEvery;
         if (every && this.head.seq - this.lastCheckpoint.seq >= every.entries) this.checkpointDue = true;
-        if (this.opts.cache && fresh.length) {
-            const stored: StoredEntry[] = fresh.map((e) => ({ seq: e.seq, timeUs: e.timeUs, source: e.source, payload: e.payload, prevHash: e.prevHash, hash: e.hash, key: e.key ?? null }));
-            void this.opts.cache.put(this.shardId, stored, this.head);
-        }
+        if (this.opts.cache && fresh.length) void this.opts.cache.put(this.shardId, fresh, this.head);
         return results;
     }
 
@@ -511,7 +516,7 @@ export class ShardWriter {
         this.cutCheckpoints();
         if (!this.pendingCheckpoints.length) return;
         const checkpoints = this.pendingCheckpoints.splice(0);
-        const f: Inflight = { batch: [], planned: { results: [], fresh: [], head: this.head }, conn: this.store, checkpoints, done: Promise.resolve() };
+        const f: Inflight = { batch: [], planned: { results: [], fresh: [], head: this.head, keys: new Map() }, conn: this.store, checkpoints, done: Promise.resolve() };
         f.done = this.run(this.store, f.planned, checkpoints);
         f.done.catch(() => undefined);
         this.inflight.push(f);

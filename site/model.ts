@@ -5,6 +5,7 @@
 // resource exists, with an error naming the key, the value and the rule
 // (see ./load.ts for the formatting).
 import { z } from "zod";
+import { SHARD_NAME } from "../ledger/pg/schema";
 import { IPv6CidrRange, Validator } from "ip-num";
 
 /** DNS-label-like names: they end up in hostnames, namespace and unit names. */
@@ -150,7 +151,7 @@ export const DeploySettings = z.strictObject({
  */
 export const LedgerSettings = z.strictObject({
     /** Vertical shards by telemetry domain; each is its own database (and, in production, can be its own cluster). */
-    shards: z.array(z.string().regex(/^[a-z][a-z0-9_]{0,39}$/, "shard names are lowercase letters, digits and _, starting with a letter"))
+    shards: z.array(z.string().regex(SHARD_NAME, "shard names are lowercase letters, digits and _, starting with a letter"))
         .min(1).default(["habitat", "network", "security", "audit"])
         .refine((s) => new Set(s).size === s.length, "shard names must be unique"),
     /** PostgreSQL instances per shard cluster: a primary and (instances - 1) standbys; commits wait for ANY 1 standby. */

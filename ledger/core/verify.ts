@@ -77,6 +77,8 @@ export interface VerifyOptions {
      * this checks that the writer signed the right one. It costs two more hashes per entry.
      */
     checkRoots?: boolean;
+    /** Findings made before the rows are read (mergeCheckpoints'), reported like the rest. */
+    findings?: Finding[];
 }
 
 const hex = (b: Buffer) => b.toString("hex");
@@ -125,6 +127,7 @@ export class ChainVerifier {
 
     constructor(private readonly opts: VerifyOptions) {
         this.maxFindings = opts.maxFindings ?? 50;
+        for (const f of opts.findings ?? []) this.find(f);
         this.expected = opts.from;
         this.prevStored = opts.anchor;
         const sorted = [...opts.checkpoints].sort((a, b) => a.signed.checkpoint.seq - b.signed.checkpoint.seq);

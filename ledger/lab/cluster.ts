@@ -88,6 +88,10 @@ export class PgInstance {
         if (pid) process.kill(pid, "SIGKILL");
     }
 
+    async reload(): Promise<void> {
+        await asUser("postgres", path.join(pgBinDir(), "pg_ctl"), ["-D", this.dataDir, "reload"]);
+    }
+
     async promote(): Promise<void> {
         await asUser("postgres", path.join(pgBinDir(), "pg_ctl"), ["-D", this.dataDir, "-w", "-t", "60", "promote"]);
     }
@@ -182,7 +186,7 @@ export class LedgerCluster {
 
     /** Creates the cluster from nothing: initdb, roles, shard databases, standbys, Redis. */
     async create(progress: (msg: string) => void = () => undefined): Promise<void> {
-        const { dir, shards, passwords } = this.layout;
+        const { dir } = this.layout;
         fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
         const primary = this.instances[0];
         fs.mkdirSync(primary.dir, { recursive: true, mode: 0o700 });
@@ -201,21 +205,13 @@ export class LedgerCluster {
         fs.appendFileSync(path.join(primary.dataDir, "node.conf"), "synchronous_standby_names = ''\n");
         await primary.start();
         progress("roles and shard databases");
-        await primary.superuser("postgres", async (c) => {
-            await c.query(rolesSql(passwords));
-            for (const shard of shards) {
-                const db = databaseName(shard);
-                const exists = await c.query("SELECT 1 FROM pg_database WHERE datname = $1", [db]);
-                if (!exists.rowCount) await c.query(`CREATE DATABASE ${db} OWNER ${ROLES.owner}`);
-            }
-        });
-        for (const shard of shards) await primary.superuser(databaseName(shard), (c) => c.query(shardSql(shard)));
+        await this.bootstrap(primary, progress);
         for (const standby of this.instances.slice(1)) {
             progress(`standby ${standby.name}: pg_basebackup from ${primary.name}`);
             await this.cloneStandby(standby, primary);
         }
         fs.writeFileSync(path.join(primary.dataDir, "node.conf"), this.nodeConf(primary));
-        await asUser("postgres", path.join(pgBinDir(), "pg_ctl"), ["-D", primary.dataDir, "reload"]);
+        await primary.reload();
         await this.waitForQuorum();
         await this.startRedis();
     }
@@ -265,6 +261,27 @@ export class LedgerCluster {
         chownTree(file, "postgres");
     }
 
+    /** Roles with their current passwords, every shard's database and schema (idempotent). */
+    private async bootstrap(primary: PgInstance, progress: (msg: string) => void): Promise<void> {
+        await primary.superuser("postgres", async (c) => {
+            await c.query(rolesSql(this.layout.passwords));
+            for (const shard of this.layout.shards) {
+                const db = databaseName(shard);
+                if (!(await c.query("SELECT 1 FROM pg_database WHERE datname = $1", [db])).rowCount) {
+                    progress(`shard ${shard}: database ${db}`);
+                    await c.query(`CREATE DATABASE ${db} OWNER ${ROLES.owner}`);
+                }
+            }
+        });
+        for (const shard of this.layout.shards) await primary.superuser(databaseName(shard), (c) => c.query(shardSql(shard)));
+    }
+
+    /** Points a standby at `primary` (primary_conninfo takes a reload since PostgreSQL 13). */
+    private async follow(standby: PgInstance, primary: PgInstance): Promise<void> {
+        await this.setAutoConf(standby, { primary_conninfo: this.standbyConninfo(standby, primary) });
+        await standby.reload();
+    }
+
     /**
      * An existing cluster, brought to the layout: every instance and Redis started, roles and
      * passwords current, every shard database present, standbys following the current primary.
@@ -279,21 +296,8 @@ export class LedgerCluster {
         }
         const primary = primaries[0];
         if (!primary) throw new Error("no instance of the ledger cluster is a primary; see the postgres.log files under " + this.layout.dir);
-        await primary.superuser("postgres", async (c) => {
-            await c.query(rolesSql(this.layout.passwords));
-            for (const shard of this.layout.shards) {
-                const db = databaseName(shard);
-                if (!(await c.query("SELECT 1 FROM pg_database WHERE datname = $1", [db])).rowCount) {
-                    progress(`new shard ${shard}`);
-                    await c.query(`CREATE DATABASE ${db} OWNER ${ROLES.owner}`);
-                }
-            }
-        });
-        for (const shard of this.layout.shards) await primary.superuser(databaseName(shard), (c) => c.query(shardSql(shard)));
-        for (const f of this.instances.filter((i) => i !== primary)) {
-            await this.setAutoConf(f, { primary_conninfo: this.standbyConninfo(f, primary) });
-            await asUser("postgres", path.join(pgBinDir(), "pg_ctl"), ["-D", f.dataDir, "reload"]);
-        }
+        await this.bootstrap(primary, progress);
+        for (const f of this.instances.filter((i) => i !== primary)) await this.follow(f, primary);
         await this.waitForQuorum();
         await this.startRedis();
     }
@@ -331,12 +335,11 @@ export class LedgerCluster {
         const alive = this.instances.filter((i) => i.pid());
         const positions: { inst: PgInstance; lsn: bigint }[] = [];
         for (const inst of alive) {
-            try {
-                if (await inst.isPrimary()) throw new Error(`${inst.name} is still a running primary; stop it before failing over`);
-                positions.push({ inst, lsn: lsnValue(await inst.walPosition()) });
-            } catch (err) {
-                if ((err as Error).message.includes("still a running primary")) throw err;
-            }
+            // An instance that does not answer (a dying old primary) is simply not a candidate.
+            const primary = await inst.isPrimary().catch(() => undefined);
+            if (primary) throw new Error(`${inst.name} is still a running primary; stop it before failing over`);
+            const lsn = primary === false ? await inst.walPosition().catch(() => undefined) : undefined;
+            if (lsn) positions.push({ inst, lsn: lsnValue(lsn) });
         }
         if (!positions.length) throw new Error("no running standby to promote");
         positions.sort((a, b) => (b.lsn > a.lsn ? 1 : b.lsn < a.lsn ? -1 : 0));
@@ -352,8 +355,7 @@ export class LedgerCluster {
         });
         for (const f of followers) {
             progress(`${f.name} now follows ${next.name}`);
-            await this.setAutoConf(f, { primary_conninfo: this.standbyConninfo(f, next) });
-            await asUser("postgres", path.join(pgBinDir(), "pg_ctl"), ["-D", f.dataDir, "reload"]);
+            await this.follow(f, next);
         }
         return next;
     }

@@ -4,10 +4,10 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { spawn } from "node:child_process";
-import * as http from "node:http";
 import { LedgerCluster, LOOPBACK, type ClusterPasswords } from "./cluster";
 import { daemonPid } from "../../components/lab/daemons";
 import { ROLES } from "../pg/schema";
+import { serviceRequest } from "../service-client";
 import { writeServiceConfig, type ServiceConfig } from "../config";
 import type { LedgerLabLayout, LedgerPlan } from "../plan";
 
@@ -48,7 +48,6 @@ export function serviceConfig(inputs: LabLedgerInputs): ServiceConfig {
         // The unix socket only (mode 0660): a TCP port, even on ::1, would let any local user append.
         listen: { socket: lab.socket },
         collect: plan.collect ? { shard: plan.collect.shard, files: plan.collect.files, stateFile: lab.collectStateFile } : undefined,
-        maxBatch: 5000,
     };
 }
 
@@ -56,25 +55,6 @@ export function serviceConfig(inputs: LabLedgerInputs): ServiceConfig {
 export function servicePid(plan: LedgerPlan): number | undefined {
     const lab = layout(plan);
     return daemonPid({ dir: lab.dir, marker: lab.configFile }, lab.pidFile);
-}
-
-/** GET /v1/status over the service's unix socket. */
-export function serviceStatus(socket: string, timeoutMs = 2000): Promise<Record<string, unknown>> {
-    return new Promise((resolve, reject) => {
-        const req = http.get({ socketPath: socket, path: "/v1/status", timeout: timeoutMs }, (res) => {
-            let body = "";
-            res.on("data", (c) => (body += c));
-            res.on("end", () => {
-                try {
-                    resolve(JSON.parse(body));
-                } catch (err) {
-                    reject(err);
-                }
-            });
-        });
-        req.on("timeout", () => req.destroy(new Error(`no answer from ${socket} within ${timeoutMs} ms`)));
-        req.on("error", reject);
-    });
 }
 
 export async function labLedgerUp(inputs: LabLedgerInputs, progress: (m: string) => void = () => undefined): Promise<void> {
@@ -129,7 +109,7 @@ async function startService(plan: LedgerPlan, progress: (m: string) => void): Pr
     while (Date.now() < deadline) {
         if (!servicePid(plan)) break;
         try {
-            await serviceStatus(lab.socket, 1000);
+            await serviceRequest(lab.socket, "GET", "/v1/status", undefined, 1000);
             return;
         } catch (err) {
             last = err;

@@ -4,7 +4,7 @@
 // keep up with PostgreSQL itself. Appends go the other way with COPY FROM, built from the hash
 // input the writer just computed. Format: PostgreSQL docs, "COPY ... Binary Format".
 import type { VerifyRow } from "../core/verify";
-import { HASH_BYTES, hashInput, type LedgerEntry } from "../core/encoding";
+import { HASH_BYTES, hashInput, writeInt64BE, type LedgerEntry } from "../core/encoding";
 
 export const ENTRY_COPY_COLUMNS = "seq, time, source, payload, prev_hash, hash";
 const SIGNATURE = Buffer.from("PGCOPY\n\xff\r\n\0", "latin1");
@@ -90,7 +90,6 @@ export class EntryRowParser {
 export const ENTRY_INSERT_COLUMNS = "seq, time, source, payload, prev_hash, hash, idem_key";
 const HEADER = Buffer.concat([SIGNATURE, Buffer.alloc(8)]); // flags 0, no header extension
 const TRAILER = Buffer.from([0xff, 0xff]);
-const PG_EPOCH_US_NUM = PG_EPOCH_US;
 
 /** One binary COPY FROM payload holding `entries` (columns ENTRY_INSERT_COLUMNS). */
 export function encodeCopyBatch(entries: readonly (LedgerEntry & { key?: string | null })[]): Buffer {
@@ -110,10 +109,8 @@ export function encodeCopyBatch(entries: readonly (LedgerEntry & { key?: string 
         o = out.writeInt32BE(8, o);
         o += input.copy(out, o, HASH_BYTES, HASH_BYTES + 8);
         o = out.writeInt32BE(8, o);
-        const pgTime = e.timeUs - PG_EPOCH_US_NUM;
-        const hi = Math.floor(pgTime / 4294967296);
-        o = out.writeInt32BE(hi, o);
-        o = out.writeUInt32BE(pgTime - hi * 4294967296, o);
+        writeInt64BE(out, e.timeUs - PG_EPOCH_US, o);
+        o += 8;
         o += input.copy(out, o, HASH_BYTES + 16);
         o = out.writeInt32BE(HASH_BYTES, o);
         o += e.prevHash.copy(out, o);

@@ -17,7 +17,8 @@ export const ROLES = {
     replicator: "unicorn_replicator",
 } as const;
 
-const SHARD_NAME = /^[a-z][a-z0-9_]{0,39}$/;
+/** Shard names become database names: the one rule, used by the site schema and the service config too. */
+export const SHARD_NAME = /^[a-z][a-z0-9_]{0,39}$/;
 
 export function checkShardName(shard: string): string {
     if (!SHARD_NAME.test(shard)) throw new Error(`shard name ${JSON.stringify(shard)} must be lowercase letters, digits and _ (at most 40), starting with a letter`);
