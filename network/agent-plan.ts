@@ -118,13 +118,10 @@ function agentConfigFor(site: Site, plan: SitePlan, node: NodePlan, opts: AgentP
     if (!node.hub) {
         // Spokes reach every other loopback through a hub; more specific /128s win where a direct
         // tunnel exists. Spokes spread over hubs and providers by a hash of their own name.
-        // WireGuard gives a prefix to one peer per interface (nix/render.ts: the first hub in
-        // site order), so with WireGuard the whole /64 can only go through that hub on each
-        // tunnel; a route through another hub on the same interface would be sent to the
-        // designated one anyway. VXLAN is Ethernet and has no such limit.
-        const designated = new Map(node.overlays.map((o) => [o.ifname, o.peers.find((p) => p.hub)?.node]));
+        // With WireGuard, only the tunnel's designated hub (OverlayPlan.loopbacksVia) can carry
+        // the /64; VXLAN is Ethernet and has no such limit.
         const viaHubs = [...byPeer.values()].flat()
-            .filter((x) => x.peer.hub && (x.overlay.transport !== "wireguard" || designated.get(x.overlay.ifname) === x.peer.node));
+            .filter((x) => x.peer.hub && (x.overlay.transport !== "wireguard" || x.overlay.loopbacksVia === x.peer.node));
         const offset = viaHubs.length ? fnv16(node.name) % viaHubs.length : 0;
         viaHubs.forEach((_, rank) => {
             const { overlay, peer, session } = viaHubs[(rank + offset) % viaHubs.length];

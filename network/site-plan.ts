@@ -76,6 +76,14 @@ export interface OverlayPlan {
     prefix: string;
     address: string;
     peers: OverlayPeerPlan[];
+    /**
+     * WireGuard only, on a spoke: the one hub its route to the loopback /64 goes through on this
+     * tunnel. WireGuard gives a prefix to one peer per interface, so the agent's routes and the
+     * rendered allowed IPs must name the same hub: the first hub in the site's order, the same
+     * for every spoke on this provider, so that what a spoke sends through a hub and what that hub
+     * relays back are accepted by the same peer entry.
+     */
+    loopbacksVia?: string;
 }
 
 export interface NodePlan {
@@ -142,7 +150,9 @@ export function planSite(site: Site): SitePlan {
         const hub = hubSet.has(node.name);
         const overlays = me.uplinks.map((u, k): OverlayPlan => {
             const candidates = hub ? onProvider.get(u.provider)! : hubsOnProvider.get(u.provider)!;
+            const firstHub = candidates.find((p) => p.name !== node.name && hubSet.has(p.name))?.name;
             return {
+                ...(transport === "wireguard" && !hub && firstHub ? { loopbacksVia: firstHub } : {}),
                 provider: u.provider,
                 transport,
                 ifname: `ov${k}`,

@@ -193,14 +193,11 @@ export function nodeData(input: NixosNodeInput): NixosNodeData {
 
 function overlayData(input: NixosNodeInput, o: OverlayPlan, loopbackPrefix: string, providerPrefix: string): NixosOverlayData {
     const wireguard = o.transport === "wireguard";
-    // WireGuard routes by allowed IPs, and a prefix belongs to at most one peer of an interface
-    // (the last one configured takes it over). A spoke reaches other nodes' loopbacks through a
-    // hub, so exactly one hub per tunnel gets the loopback /64: the first hub in the site's order,
-    // the same hub for every spoke on this provider, so that what a spoke sends through a hub
-    // and what that hub relays back are accepted by the same peer entry.
-    const loopbacksVia = !input.node.hub ? o.peers.find((p) => p.hub)?.node : undefined;
+    // WireGuard routes by allowed IPs, and a prefix belongs to at most one peer of an interface:
+    // the loopback /64 goes to the hub the plan designated (OverlayPlan.loopbacksVia).
+    const { loopbacksVia, ...overlay } = o;
     return {
-        ...o,
+        ...overlay,
         providerPrefix,
         privateKeyFile: wireguard ? NIXOS_PATHS.wireguardKeyFile(o.ifname) : undefined,
         peers: o.peers.map((p): NixosPeerData => ({

@@ -11,6 +11,7 @@
 // activates a node, over SSH into the node (components/nixos).
 import { spawnSync } from "node:child_process";
 import type { OverlayPlan } from "../../network/site-plan";
+import { HERE } from "./daemons";
 
 export class OverlayError extends Error {
     constructor(message: string) {
@@ -20,6 +21,8 @@ export class OverlayError extends Error {
 }
 
 function cmd(netns: string | undefined, tool: "ip" | "bridge" | "sysctl", args: string[]): string[] {
+    // HERE (daemons.ts): the namespace this process runs in, as for the lab's daemons.
+    if (netns === HERE) netns = undefined;
     if (tool === "sysctl") return netns ? ["ip", "netns", "exec", netns, "sysctl", ...args] : ["sysctl", ...args];
     return netns ? [tool, "-n", netns, ...args] : [tool, ...args];
 }
@@ -28,7 +31,7 @@ function run(netns: string | undefined, tool: "ip" | "bridge" | "sysctl", args: 
     const c = cmd(netns, tool, args);
     const res = spawnSync(c[0], c.slice(1), { encoding: "utf8" });
     if (res.error || res.status !== 0) {
-        throw new OverlayError(`overlay${netns ? ` in ${netns}` : ""}: '${c.join(" ")}' failed: ${(res.stderr || res.error?.message || "").trim()}`);
+        throw new OverlayError(`overlay${netns && netns !== HERE ? ` in ${netns}` : ""}: '${c.join(" ")}' failed: ${(res.stderr || res.error?.message || "").trim()}`);
     }
     return res.stdout;
 }
@@ -38,7 +41,6 @@ interface LinkInfo {
     address?: string;
     mtu: number;
     operstate: string;
-    ifindex: number;
     /** `local6` when the tunnel runs over IPv6, as ours do. */
     linkinfo?: { info_kind?: string; info_data?: { id?: number; local?: string; local6?: string; port?: number; link?: string } };
 }

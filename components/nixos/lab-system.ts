@@ -82,8 +82,7 @@ function activate(root: string, nodeDir: string, n: number): void {
     const agent = JSON.parse(agentJson) as { paths: { socket: string; nginxControl?: string }; pathAuth?: { keyFile: string } };
     const rt = nodeRuntimePaths(nodeDir);
 
-    // undefined: the namespace this process runs in (the node's, over SSH).
-    applyOverlay(undefined, overlay.overlays, overlay.hub);
+    applyOverlay(HERE, overlay.overlays, overlay.hub);
 
     const nginxConf = read("nginx.conf");
     const nginxMarker = nginxDaemon(rt.nginxDir).marker;
@@ -157,7 +156,7 @@ function deactivate(root: string, nodeDir: string, forget = false): void {
     const rt = nodeRuntimePaths(nodeDir);
     stopDaemon(agentDaemon(rt.agentDir));
     stopNginx(rt.nginxDir);
-    removeOverlay(undefined);
+    removeOverlay(HERE);
     fs.rmSync(path.join(root, "current"), { force: true });
     if (forget) for (const dir of [root, rt.agentDir, rt.nginxDir]) fs.rmSync(dir, { recursive: true, force: true });
 }
