@@ -49,6 +49,13 @@ test("a lab site builds one LabPark whose resources follow the plan", async () =
     const count = (t: string) => registered.filter((r) => r.type === `pulumi-nodejs:dynamic/lab:${t}`).length;
     assert.equal(registered.filter((r) => r.type === "nublar:site:Site").length, 1);
     assert.equal(registered.filter((r) => r.type === "nublar:lab:LabPark").length, 1);
+    // The nublar-sla policies read the site description from the site component's inputs.
+    assert.deepEqual(registered.find((r) => r.type === "nublar:site:Site")!.inputs.site, JSON.parse(JSON.stringify(model)));
+    // ... and trust the lab ledger's passwords and signing key to be secret (policy/rules/secrets.ts).
+    const ledger = registered.find((r) => r.type === "pulumi-nodejs:dynamic/lab:LedgerCluster")!;
+    for (const slot of ["passwords", "signingKey"]) {
+        assert.equal(ledger.inputs[slot]["4dabf18193072939515e22adb298388d"], "1b47061264138c4ac30d75fd1eb44270", `${slot} marked secret`);
+    }
     assert.equal(count("Netns"), plan.nodes.length + plan.routers.length);
     assert.equal(count("Veth"), plan.nodes.reduce((n, node) => n + 1 + node.uplinks.length, 0));
     assert.equal(count("Sshd"), plan.nodes.length);
@@ -116,7 +123,8 @@ test("deploy waves: the canary alone first, then groups of maxParallel", async (
     const { deployWaves } = await import("./nixos/site-deploy");
     const model = loadSiteFromStackFile(stackFile(ROOT, "isla-nublar"));
     const names = model.nodes.map((n) => n.name);
-    assert.deepEqual(deployWaves({ ...model, deploy: { ...model.deploy, canary: true, maxParallel: 2 } }), [[names[0]], names.slice(1, 3)]);
-    assert.deepEqual(deployWaves({ ...model, deploy: { ...model.deploy, canary: false, maxParallel: 2 } }), [names.slice(0, 2), names.slice(2)]);
-    assert.deepEqual(deployWaves({ ...model, deploy: { ...model.deploy, canary: names[2], maxParallel: 5 } }), [[names[2]], names.slice(0, 2)]);
+    assert.equal(names.length, 5);
+    assert.deepEqual(deployWaves({ ...model, deploy: { ...model.deploy, canary: true, maxParallel: 2 } }), [[names[0]], names.slice(1, 3), names.slice(3)]);
+    assert.deepEqual(deployWaves({ ...model, deploy: { ...model.deploy, canary: false, maxParallel: 2 } }), [names.slice(0, 2), names.slice(2, 4), names.slice(4)]);
+    assert.deepEqual(deployWaves({ ...model, deploy: { ...model.deploy, canary: names[2], maxParallel: 5 } }), [[names[2]], [...names.slice(0, 2), ...names.slice(3)]]);
 });

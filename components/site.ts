@@ -31,7 +31,9 @@ export class Site extends pulumi.ComponentResource {
     readonly ledger?: pulumi.Output<Record<string, unknown>>;
 
     constructor(name: string, args: SiteArgs, opts?: pulumi.ComponentResourceOptions) {
-        super("nublar:site:Site", name, {}, opts);
+        // The validated site description is the component's input, so that the nublar-sla policy
+        // pack (policy/) checks the very plan this component applies, at preview.
+        super("nublar:site:Site", name, { site: args.site }, opts);
         const { site } = args;
         const plan = planSite(site);
 
@@ -87,6 +89,8 @@ export class Site extends pulumi.ComponentResource {
                 access: { host: n.ssh!.host, port: n.ssh!.port, user: n.ssh!.user, hostKey: n.ssh!.hostKey, agentSocket: NIXOS_PATHS.agentSocket },
             }])));
         }
-        this.registerOutputs({ nodes: this.nodes, generations: this.generations, ledger: this.ledger });
+        // The site description is an output too: stack-level policies (the SLA estimate) see a
+        // resource's outputs, not its inputs.
+        this.registerOutputs({ site: args.site, nodes: this.nodes, generations: this.generations, ledger: this.ledger });
     }
 }

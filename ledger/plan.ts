@@ -2,6 +2,7 @@
 // cadence, and (for the lab) where everything lives on this machine and which agent event files
 // feed the `network` shard. Pure: components and `nublar ledger` only apply or read it.
 import * as path from "node:path";
+import { PlanError } from "../network/addressing";
 import type { Site } from "../site/model";
 
 export interface LedgerLabLayout {
@@ -35,6 +36,10 @@ export function planLedger(site: Site, lab?: { stateDir: string; agentEventsFile
     const plan: LedgerPlan = { site: site.name, shards: [...l.shards], instances: l.instances, checkpoint: { ...l.checkpoint } };
     if (l.shards.includes("network") && lab) {
         plan.collect = { shard: "network", files: site.nodes.map((n) => ({ node: n.name, file: lab.agentEventsFile(n.name) })) };
+    }
+    if (lab && l.dataDurability !== "required") {
+        // The lab's quorum is PostgreSQL's own synchronous replication, which has no "go on alone".
+        throw new PlanError(`ledger.dataDurability: the lab ledger always waits for a standby ('required'), not '${l.dataDurability}'`);
     }
     if (lab) {
         const dir = path.join(lab.stateDir, "ledger");

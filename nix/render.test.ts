@@ -51,6 +51,8 @@ function inputs(site: Site, plan: SitePlan = planSite(site)): NixosNodeInput[] {
 
 const park = loadSiteFromStackFile(STACK);
 const parkPlan = planSite(park);
+/** Nodes that serve an ingress service (their firewalls admit the edges' Nginx). */
+const upstreamNodes = new Set(park.ingress.flatMap((svc) => svc.upstreams));
 const parkInputs = inputs(park, parkPlan);
 const parkBundles = new Map(parkInputs.map((i) => [i.node.name, renderNixosNode(i)]));
 
@@ -183,7 +185,7 @@ test("node.nix evaluates without nixpkgs to the node's plan", () => {
             if (!node.hub) assert.equal(withPrefix[0].node, parkPlan.hubs[0]);
         });
         assert.deepEqual(data.ingressPorts, node.role === "edge" ? [443] : []);
-        assert.deepEqual(data.upstreamPorts, node.name === "control-room" ? [443] : []);
+        assert.deepEqual(data.upstreamPorts, upstreamNodes.has(node.name) ? [443] : []);
     }
 });
 
@@ -213,7 +215,7 @@ test("the evaluated ruleset: the agent's GTSM table verbatim, BFD, tunnels, SSH 
             assert.ok(rules.includes(`iifname "${o.underlay.ifname}" ip6 saddr ${block} udp dport ${o.port} accept`), `${node.name}: tunnel ${o.ifname}`);
         }
         assert.equal(/^\s*tcp dport \{ 443 \} accept$/m.test(rules), node.role === "edge", node.name);
-        assert.equal(rules.includes(`ip6 saddr ${parkPlan.loopbackPrefix} tcp dport { 443 } accept`), node.name === "control-room", node.name);
+        assert.equal(rules.includes(`ip6 saddr ${parkPlan.loopbackPrefix} tcp dport { 443 } accept`), upstreamNodes.has(node.name), node.name);
         assert.equal(rules.includes(`iifname "ov*" oifname "ov*" accept`), node.hub, node.name);
     }
 });

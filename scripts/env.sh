@@ -18,7 +18,7 @@ export PULUMI_HOME="${PULUMI_HOME:-$NUBLAR_ROOT/.nublar/pulumi-home}"
 export PULUMI_BACKEND_URL="${PULUMI_BACKEND_URL:-file://$NUBLAR_ROOT/.nublar/state}"
 export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
-export PATH="$NUBLAR_TOOLS/bin:$NUBLAR_ROOT/node_modules/.bin:$PATH"
+export PATH="$NUBLAR_TOOLS/bin:$NUBLAR_ROOT/policy/bin:$NUBLAR_ROOT/node_modules/.bin:$PATH"
 
 # The lab's passphrase is well known on purpose: lab secrets never leave this machine.
 # Real sites must bring their own (PULUMI_CONFIG_PASSPHRASE or a KMS secrets provider).

@@ -61,11 +61,24 @@ export const SshEndpoint = z.strictObject({
     hostKey: HostKey,
 });
 
+/** BFD timers, as RFC 5880 names them: what a system sends, what it accepts, and its multiplier. */
+export const BfdTimers = z.strictObject({
+    transmitIntervalMs: z.number().int().min(1).max(60_000),
+    receiveIntervalMs: z.number().int().min(1).max(60_000),
+    detectMultiplier: z.number().int().min(1).max(255),
+});
+
 export const Provider = z.strictObject({
     name: Name,
     /** One /48 per provider per site: uplinks, loopbacks and overlay addresses come from it. */
     prefix: ipv6Prefix(48),
     asn: z.number().int().min(1).max(4294967295).optional(),
+    /**
+     * The BFD timers the provider's router runs on our uplinks, as agreed with the provider.
+     * Absent: it matches ours (the lab's routers are configured that way). The SLA policy
+     * negotiates detection times from both ends (policy/README.md).
+     */
+    bfd: BfdTimers.optional(),
 });
 
 export const Uplink = z.strictObject({
@@ -97,11 +110,32 @@ export const IngressService = z.strictObject({
     upstreams: z.array(Name).min(1),
 });
 
+/** How often a kind of component fails, and how long it takes to repair: the availability model's inputs. */
+export const FailureRate = z.strictObject({
+    perYear: z.number().min(0).max(10_000),
+    repairHours: z.number().min(0).max(8760),
+});
+
 export const Sla = z.strictObject({
     /** Availability target as a fraction, e.g. 0.999999 for "six nines". */
     availability: z.number().gt(0).lt(1),
     /** Maximum time from a path failing to traffic moving off it, in milliseconds. */
     failoverBudgetMs: z.number().int().min(1).max(60_000),
+    /**
+     * Stated failure rates, the inputs of the SLA policy's availability estimate (policy/README.md
+     * "The availability model"). The defaults are conservative figures for owned hardware and
+     * transit; state your own from your providers' contracts and your fleet's history.
+     */
+    failureRates: z.strictObject({
+        node: FailureRate.default({ perYear: 1, repairHours: 4 }),
+        provider: FailureRate.default({ perYear: 2, repairHours: 4 }),
+        failureDomain: FailureRate.default({ perYear: 0.1, repairHours: 8 }),
+    }).prefault({}),
+    /**
+     * After BFD declares a path down, the time for the agent to move routes and Nginx's members
+     * (bench/agent-failover measures it; the default leaves room above the lab's median).
+     */
+    reactionMs: z.number().int().min(0).max(60_000).default(50),
 });
 
 export const LabSettings = z.strictObject({
@@ -161,6 +195,24 @@ export const LedgerSettings = z.strictObject({
         entries: z.number().int().min(1).max(1_000_000).default(1000),
         ms: z.number().int().min(100).max(3_600_000).default(5000),
     }).prefault({}),
+    /**
+     * Commits wait for a synchronous standby. `required`: a commit waits until one acknowledges,
+     * even if none is up (CloudNativePG's dataDurability). `preferred` lets the primary go on
+     * alone, which can lose acknowledged entries; the SLA policy refuses it.
+     */
+    dataDurability: z.enum(["required", "preferred"]).default("required"),
+    /** Backups (CloudNativePG's scheduled base backups and WAL archive). Required outside the lab. */
+    backup: z.strictObject({
+        /** Six-field cron schedule of base backups, as CloudNativePG takes it. */
+        schedule: z.string().regex(/^(\S+\s+){5}\S+$/, "must be a six-field cron schedule, like '0 0 3 * * *'"),
+        retentionDays: z.number().int().min(1).max(3650),
+    }).optional(),
+    /**
+     * Where signed checkpoints are anchored: `object-lock`, the site's lake bucket under S3 Object
+     * Lock (compliance mode); `directory`, a write-once local folder (the lab's lake). Default:
+     * `directory` in the lab, `object-lock` elsewhere.
+     */
+    anchor: z.enum(["object-lock", "directory"]).optional(),
     /** Lab only: the first of the ports the ledger uses on ::1 (the PostgreSQL instances, then Redis). */
     labBasePort: z.number().int().min(1024).max(32000).default(25430),
 });
@@ -241,6 +293,7 @@ export const SiteSchema = SiteBase.superRefine((site, ctx) => {
     lab: site.kind === "lab" ? site.lab ?? LabSettings.parse({}) : site.lab,
     overlay: { transport: site.overlay.transport ?? (site.kind === "lab" ? "vxlan" as const : "wireguard" as const) },
     deploy: { ...site.deploy, activation: site.deploy.activation ?? (site.kind === "lab" ? "lab" as const : "nixos" as const) },
+    ledger: { ...site.ledger, anchor: site.ledger.anchor ?? (site.kind === "lab" ? "directory" as const : "object-lock" as const) },
 }));
 
 export type Site = z.output<typeof SiteSchema>;

@@ -69,7 +69,11 @@ export class LabLedger extends pulumi.ComponentResource {
         const passwords = pulumi.all([password("ingest"), password("auditor"), password("replicator"), password("redis")])
             .apply(([ingest, auditor, replicator, redis]) => ({ ingest, auditor, replicator, redis }));
         const signing = new GeneratedKey(`${name}-checkpoint-key`, "ed25519", { parent: this });
-        const cluster = new LabLedgerCluster(`${name}-cluster`, { plan: args.plan, passwords, signingKey: signing.value, publicKey: signing.publicKey }, { parent: this });
+        // Secret in, by construction, whatever the keys' outputs say: the policy pack's secrets
+        // rule trusts these two inputs to be secret (policy/rules/secrets.ts).
+        const cluster = new LabLedgerCluster(`${name}-cluster`, {
+            plan: args.plan, passwords: pulumi.secret(passwords), signingKey: pulumi.secret(signing.value), publicKey: signing.publicKey,
+        }, { parent: this });
         this.publicKey = signing.publicKey;
         this.info = cluster.socket.apply((socket): Record<string, unknown> => ({
             shards: args.plan.shards,

@@ -76,7 +76,7 @@ export function renderNginxConf(input: NginxConfInput): string {
             "    }",
         ] : [
             "    upstream nublar_balancer {",
-            "        server 0.0.0.1;  # placeholder: balancer_by_lua always sets the peer",
+            "        server [100::1];  # placeholder in the discard prefix (RFC 6666): balancer_by_lua always sets the peer",
             "        balancer_by_lua_block { balancer.balance() }",
             "        keepalive 64;",
             "        keepalive_timeout 30s;",

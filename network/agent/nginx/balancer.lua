@@ -178,7 +178,7 @@ function _M.balance()
         -- only reachable for locations without the access hook.  Any ngx.exit() code
         -- here (503, 502, ngx.ERROR...) reaches the client as nginx's own HTML 500;
         -- ngx.exit(ngx.OK) / plain return WITHOUT set_current_peer() would make nginx
-        -- connect to the 0.0.0.1:80 placeholder - never do that.
+        -- connect to the [100::1]:80 placeholder - never do that.
         ngx.log(ngx.WARN, "dynups: no members for upstream '", tostring(name), "'")
         return ngx.exit(ngx.ERROR)
     end

@@ -43,6 +43,26 @@
       address = "2001:db8:1100:4000::3d76";
       peers = [
         {
+          node = "gate-2";
+          endpoint = "2001:db8:1100:2c9b::2";
+          address = "2001:db8:1100:4000::2c9b";
+          loopback = "2001:db8:1100::2c9b";
+          hub = true;
+          endpointPort = 51820;
+          publicKey = "RkFLRSBnYXRlLTIgY29zdGEtcmljYS10ZWxlY29tLi4=";
+          allowedIPs = [ "2001:db8:1100:4000::2c9b/128" "2001:db8:1100::2c9b/128" ];
+        }
+        {
+          node = "visitor-app";
+          endpoint = "2001:db8:1100:2a37::2";
+          address = "2001:db8:1100:4000::2a37";
+          loopback = "2001:db8:1100::2a37";
+          hub = false;
+          endpointPort = 51820;
+          publicKey = "RkFLRSB2aXNpdG9yLWFwcCBjb3N0YS1yaWNhLXRlbGU=";
+          allowedIPs = [ "2001:db8:1100:4000::2a37/128" "2001:db8:1100::2a37/128" ];
+        }
+        {
           node = "control-room";
           endpoint = "2001:db8:1100:134d::2";
           address = "2001:db8:1100:4000::134d";
@@ -81,6 +101,26 @@
       prefix = "2001:db8:1200:4000::/64";
       address = "2001:db8:1200:4000::3d76";
       peers = [
+        {
+          node = "gate-2";
+          endpoint = "2001:db8:1200:2c9b::2";
+          address = "2001:db8:1200:4000::2c9b";
+          loopback = "2001:db8:1100::2c9b";
+          hub = true;
+          endpointPort = 51821;
+          publicKey = "RkFLRSBnYXRlLTIgcGFjaWZpYy1maWJlci4uLi4uLi4=";
+          allowedIPs = [ "2001:db8:1200:4000::2c9b/128" "2001:db8:1100::2c9b/128" ];
+        }
+        {
+          node = "visitor-app";
+          endpoint = "2001:db8:1200:2a37::2";
+          address = "2001:db8:1200:4000::2a37";
+          loopback = "2001:db8:1100::2a37";
+          hub = false;
+          endpointPort = 51821;
+          publicKey = "RkFLRSB2aXNpdG9yLWFwcCBwYWNpZmljLWZpYmVyLi4=";
+          allowedIPs = [ "2001:db8:1200:4000::2a37/128" "2001:db8:1100::2a37/128" ];
+        }
         {
           node = "control-room";
           endpoint = "2001:db8:1200:134d::2";

@@ -53,6 +53,16 @@
           allowedIPs = [ "2001:db8:1100:4000::3d76/128" "2001:db8:1100::3d76/128" "2001:db8:1100::/64" ];
         }
         {
+          node = "gate-2";
+          endpoint = "2001:db8:1100:2c9b::2";
+          address = "2001:db8:1100:4000::2c9b";
+          loopback = "2001:db8:1100::2c9b";
+          hub = true;
+          endpointPort = 51820;
+          publicKey = "RkFLRSBnYXRlLTIgY29zdGEtcmljYS10ZWxlY29tLi4=";
+          allowedIPs = [ "2001:db8:1100:4000::2c9b/128" "2001:db8:1100::2c9b/128" ];
+        }
+        {
           node = "control-room";
           endpoint = "2001:db8:1100:134d::2";
           address = "2001:db8:1100:4000::134d";
@@ -90,6 +100,16 @@
           endpointPort = 51821;
           publicKey = "RkFLRSBnYXRlIHBhY2lmaWMtZmliZXIuLi4uLi4uLi4=";
           allowedIPs = [ "2001:db8:1200:4000::3d76/128" "2001:db8:1100::3d76/128" "2001:db8:1100::/64" ];
+        }
+        {
+          node = "gate-2";
+          endpoint = "2001:db8:1200:2c9b::2";
+          address = "2001:db8:1200:4000::2c9b";
+          loopback = "2001:db8:1100::2c9b";
+          hub = true;
+          endpointPort = 51821;
+          publicKey = "RkFLRSBnYXRlLTIgcGFjaWZpYy1maWJlci4uLi4uLi4=";
+          allowedIPs = [ "2001:db8:1200:4000::2c9b/128" "2001:db8:1100::2c9b/128" ];
         }
         {
           node = "control-room";

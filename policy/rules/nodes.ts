@@ -1,0 +1,69 @@
+// One node's forwarding plan as the policies read it, from either place it appears: the site
+// component (planned at preview by the same planners the program uses, so a violation blocks the
+// preview) or a node deployment (the files actually shipped to the node, known at `up`).
+import type { AgentConfig } from "../../network/agent/config";
+import { renderNginxConf } from "../../network/agent/nginx-conf";
+import { planSite, type SitePlan } from "../../network/site-plan";
+import type { Site } from "../../site/model";
+import { plannedAgents } from "../bfd-timing";
+import { renderedOf, siteOf } from "./resources";
+
+export interface NodeView {
+    node: string;
+    agent: AgentConfig;
+    nginxConf?: string;
+    /** `plan`: derived from the site description; `rendered`: the deployed files. */
+    source: "plan" | "rendered";
+}
+
+export interface SiteView {
+    site: Site;
+    plan: SitePlan;
+    nodes: NodeView[];
+}
+
+const cache = new WeakMap<object, SiteView | Error>();
+
+/** The site's plan, once per site object (several policies read the same resource). */
+export function siteView(site: Site): SiteView {
+    const hit = cache.get(site);
+    if (hit instanceof Error) throw hit;
+    if (hit) return hit;
+    try {
+        const plan = planSite(site);
+        const nodes = plannedAgents(site, plan).map((agent): NodeView => ({
+            node: agent.node,
+            agent,
+            nginxConf: agent.ingress.length ? renderNginxConf({ upstreams: agent.ingress, controlSocket: agent.paths.nginxControl! }) : undefined,
+            source: "plan",
+        }));
+        const view = { site, plan, nodes };
+        cache.set(site, view);
+        return view;
+    } catch (err) {
+        cache.set(site, err as Error);
+        throw err;
+    }
+}
+
+/**
+ * The nodes a resource describes: every node of a site component, or the one node of a
+ * deployment. A deployment whose agent.json does not parse is reported by `onBroken`.
+ */
+export function nodesOf(args: { type: string; props: Record<string, any> }, onBroken?: (message: string) => void): NodeView[] {
+    const site = siteOf(args);
+    if (site) return siteView(site).nodes;
+    const rendered = renderedOf(args);
+    if (!rendered) return [];
+    if (rendered.agentError) {
+        onBroken?.(`node ${rendered.node}: agent.json is not a valid agent config: ${rendered.agentError}`);
+        return [];
+    }
+    return rendered.agent ? [{ node: rendered.node, agent: rendered.agent, nginxConf: rendered.nginxConf, source: "rendered" }] : [];
+}
+
+/** At most `max` findings, then how many more: a 5,000-node site must not print 5,000 lines. */
+export function capped(findings: string[], max = 8): string {
+    if (findings.length <= max) return findings.join("; ");
+    return `${findings.slice(0, max).join("; ")}; and ${findings.length - max} more`;
+}
