@@ -5,10 +5,8 @@
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as http from "node:http";
-import * as path from "node:path";
 import { Client } from "ssh2";
-
-const PROJECT_DIR = path.resolve(__dirname, "..");
+import { engineEnv, PULUMI_BIN, pulumiProjectDir } from "./engine";
 
 /** What the stack says about reaching a node's agent. */
 export interface NodeAccess {
@@ -31,18 +29,10 @@ export type Target = { socket: string } | { node: string; access: NodeAccess };
 
 /** Read the stack's outputs through the project's engine, as `pulumi stack output nodes` would. */
 export function stackNodes(stack: string): Record<string, { access?: NodeAccess }> {
-    const pulumi = path.join(PROJECT_DIR, ".tools", "bin", "pulumi");
-    if (!fs.existsSync(pulumi)) throw new ClientError(`no Pulumi engine at ${pulumi}; run: npm run setup`);
-    const env = {
-        ...process.env,
-        PULUMI_HOME: process.env.PULUMI_HOME ?? path.join(PROJECT_DIR, ".nublar", "pulumi-home"),
-        PULUMI_SKIP_UPDATE_CHECK: "true",
-        // The lab's passphrase is public on purpose (README, "The lab"); other stacks bring their own.
-        PULUMI_CONFIG_PASSPHRASE: process.env.PULUMI_CONFIG_PASSPHRASE ?? (stack === "lab" ? "nublar-lab" : undefined),
-    };
-    // NUBLAR_PROJECT_DIR: a Pulumi project folder other than this repository's (tests use their own).
-    const cwd = process.env.NUBLAR_PROJECT_DIR ?? PROJECT_DIR;
-    const r = spawnSync(pulumi, ["stack", "output", "nodes", "--json", "--stack", stack], { cwd, env, encoding: "utf8" });
+    if (!fs.existsSync(PULUMI_BIN)) throw new ClientError(`no Pulumi engine at ${PULUMI_BIN}; run: npm run setup`);
+    const env = { ...process.env, ...engineEnv(stack) };
+    const cwd = pulumiProjectDir();
+    const r = spawnSync(PULUMI_BIN, ["stack", "output", "nodes", "--json", "--stack", stack], { cwd, env, encoding: "utf8" });
     if (r.status !== 0) {
         const msg = (r.stderr || r.stdout).trim().split("\n").filter((l) => l.trim()).pop() ?? "";
         throw new ClientError(`cannot read the outputs of stack '${stack}' (is it up? \`npm run lab\` for the lab): ${msg}`);

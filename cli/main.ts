@@ -5,6 +5,7 @@ import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { Command, CommanderError, Option } from "commander";
 import { ClientError, UnreachableError } from "./agent-client";
+import { registerAuditCommands } from "./audit";
 import { EXIT_UNREACHABLE, registerNetworkCommands } from "./network";
 import { LedgerUnreachable, LedgerUserError, registerLedgerCommands } from "./ledger";
 import { LedgerConfigError } from "../ledger/config";
@@ -210,14 +211,16 @@ export function buildProgram(): Command {
         });
 
     registerNetworkCommands(program);
-    registerLedgerCommands(program, {
-        planFor: (stack) => {
-            const site = siteFor({ stack });
-            if (site.kind !== "lab") return planLedger(site);
-            // Lazily: components/lab loads the Pulumi SDK, which no other command needs.
-            const { labLedgerPlan } = require("../components/lab/park") as typeof import("../components/lab/park");
-            return labLedgerPlan(site, planLab(site), stateRoot());
-        },
+    const ledgerPlanFor = (site: Site) => {
+        if (site.kind !== "lab") return planLedger(site);
+        // Lazily: components/lab loads the Pulumi SDK, which no other command needs.
+        const { labLedgerPlan } = require("../components/lab/park") as typeof import("../components/lab/park");
+        return labLedgerPlan(site, planLab(site), stateRoot());
+    };
+    registerLedgerCommands(program, { planFor: (stack) => ledgerPlanFor(siteFor({ stack })) });
+    registerAuditCommands(program, {
+        stateRoot,
+        ledgerFor: (site) => (site.ledger.shards.includes("audit") ? ledgerPlanFor(site) : undefined),
     });
 
     program.command("agent")

@@ -77,19 +77,25 @@ export function generateSigningKey(): { privateKey: crypto.KeyObject; publicKey:
     return crypto.generateKeyPairSync("ed25519");
 }
 
-export function loadPrivateKey(pem: string): crypto.KeyObject {
-    const key = crypto.createPrivateKey(pem);
-    if (key.asymmetricKeyType !== "ed25519") throw new CheckpointError(`the checkpoint signing key must be ed25519, not ${key.asymmetricKeyType}`);
+/** An ed25519 private key from PKCS#8 PEM; `what` names it in errors (audit reports sign with these too). */
+export function loadPrivateKey(pem: string, what = "checkpoint signing key"): crypto.KeyObject {
+    let key: crypto.KeyObject;
+    try {
+        key = crypto.createPrivateKey(pem);
+    } catch (err) {
+        throw new CheckpointError(`the ${what} is not a private key (expected an ed25519 PKCS#8 PEM): ${(err as Error).message}`);
+    }
+    if (key.asymmetricKeyType !== "ed25519") throw new CheckpointError(`the ${what} must be ed25519, not ${key.asymmetricKeyType}`);
     return key;
 }
 
-export function loadPublicKey(pem: string): crypto.KeyObject {
+export function loadPublicKey(pem: string, what = "checkpoint key"): crypto.KeyObject {
     let key: crypto.KeyObject;
     try {
         key = crypto.createPublicKey(pem);
     } catch (err) {
         throw new CheckpointError(`not a public key (expected an ed25519 PEM): ${(err as Error).message}`);
     }
-    if (key.asymmetricKeyType !== "ed25519") throw new CheckpointError(`the checkpoint key must be ed25519, not ${key.asymmetricKeyType}`);
+    if (key.asymmetricKeyType !== "ed25519") throw new CheckpointError(`the ${what} must be ed25519, not ${key.asymmetricKeyType}`);
     return key;
 }
