@@ -5,7 +5,6 @@
 import { after, before, test } from "node:test";
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { spawn, spawnSync } from "node:child_process";
 import { parse, stringify } from "yaml";
@@ -14,11 +13,11 @@ import { netnsExists, linkExists, sshdPid } from "../../components/lab/ops";
 import { planLab } from "../../network/lab-plan";
 import { parseSite } from "../../site/load";
 import { requireCommands, requireRoot } from "../helpers/prereq";
+import { ROOT, TestProject } from "./project";
 
-const ROOT = path.resolve(__dirname, "../..");
 const tag = `te${(process.pid % 46656).toString(36)}`;
-const work = fs.mkdtempSync(path.join(os.tmpdir(), "nublar-engine-"));
-const stateDir = path.join(work, "files");
+const project = new TestProject();
+const { work, stateDir } = project;
 const STACK = `engine-${tag}`;
 
 const labSite = parse(fs.readFileSync(path.join(ROOT, "stacks", "Pulumi.lab.yaml"), "utf8")).config["nublar:site"];
@@ -36,18 +35,7 @@ const plan = planLab(parseSite(labSite));
 const services = new Set(labSite.ingress.flatMap((i: { port: number; upstreams: string[] }) => i.upstreams.map((u) => `${u}:${i.port}`))).size;
 
 function pulumi(args: string[], stack = STACK) {
-    const env: NodeJS.ProcessEnv = {
-        ...process.env,
-        PATH: `${path.join(ROOT, ".tools", "bin")}:${process.env.PATH}`,
-        PULUMI_HOME: path.join(work, "pulumi-home"),
-        PULUMI_CONFIG_PASSPHRASE: "engine-test",
-        PULUMI_SKIP_UPDATE_CHECK: "true",
-        PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
-        NUBLAR_STATE_DIR: stateDir,
-    };
-    delete env.PULUMI_BACKEND_URL; // the temporary project names its own backend
-    const res = spawnSync("pulumi", [...args, "--stack", stack, "--non-interactive"], { cwd: work, env, encoding: "utf8", timeout: 300_000 });
-    return { status: res.status, stdout: res.stdout ?? "", stderr: res.stderr ?? "", output: `${res.stdout}\n${res.stderr}` };
+    return project.pulumi(args, stack);
 }
 
 function ok(res: ReturnType<typeof pulumi>, what: string) {
@@ -58,24 +46,13 @@ function ok(res: ReturnType<typeof pulumi>, what: string) {
 before(() => {
     requireRoot("engine");
     requireCommands("pulumi", "pulumi-language-nodejs", "pulumi-resource-pulumi-nodejs", "ssh", "ssh-keyscan");
-    // A project of its own whose program is this repository's: same code, separate stacks and state.
-    fs.mkdirSync(path.join(work, "stacks"));
-    fs.mkdirSync(path.join(work, "state"));
-    fs.writeFileSync(path.join(work, "Pulumi.yaml"), stringify({
-        name: "nublar",
-        runtime: { name: "nodejs", options: { typescript: true } },
-        main: ROOT,
-        stackConfigDir: "stacks",
-        backend: { url: `file://${path.join(work, "state")}` },
-    }));
-    fs.writeFileSync(path.join(work, "stacks", `Pulumi.${STACK}.yaml`), stringify({ config: { "nublar:site": labSite } }));
-    ok(pulumi(["stack", "init", "--secrets-provider", "passphrase"]), "stack init");
+    project.addStack(STACK, labSite);
 });
 
 after(() => {
     if (plan.nodes.some((n) => netnsExists(n.netns))) pulumi(["destroy", "--yes", "--skip-preview"]);
     cleanLab(tag, stateDir);
-    fs.rmSync(work, { recursive: true, force: true });
+    project.remove();
 });
 
 test("preview plans the whole park and creates nothing", () => {
@@ -114,13 +91,7 @@ test("up brings the park up; every node is reachable over SSH with its pinned ke
 
 /** The `nublar` CLI, reading this test's stack through its own project folder. */
 function nublar(args: string[]) {
-    const env: NodeJS.ProcessEnv = {
-        ...process.env, PULUMI_HOME: path.join(work, "pulumi-home"), PULUMI_CONFIG_PASSPHRASE: "engine-test", NUBLAR_PROJECT_DIR: work,
-        NUBLAR_STATE_DIR: stateDir,
-    };
-    delete env.PULUMI_BACKEND_URL;
-    const res = spawnSync(process.execPath, [path.join(ROOT, "cli", "nublar.js"), ...args, "--stack", STACK], { env, encoding: "utf8", timeout: 60_000 });
-    return { status: res.status, stdout: res.stdout ?? "", output: `${res.stdout}\n${res.stderr}` };
+    return project.nublar([...args, "--stack", STACK]);
 }
 
 async function eventually(what: string, fn: () => ReturnType<typeof nublar>, timeoutMs = 30_000) {
@@ -175,7 +146,7 @@ test("the ledger runs beside the park: the agents' events, the cut's BFD Down in
     const read = () => JSON.parse(nublar(["ledger", "read", "--shard", "network", "--limit", "10000", "--json", "--config", config]).stdout) as { entries: { source: string; payload: { type?: string; to?: string; session?: string } }[] };
     await eventually("a BFD Down event of the cut reaches the ledger", () => {
         const down = read().entries.find((e) => e.payload.type === "bfd" && e.payload.to === "down" && e.payload.session === "path/visitor-center/provider-a");
-        return { status: down ? 0 : 1, stdout: "", output: "no bfd down event for path/visitor-center/provider-a in the network shard" };
+        return { status: down ? 0 : 1, stdout: "", stderr: "", output: "no bfd down event for path/visitor-center/provider-a in the network shard" };
     });
     const sources = new Set(read().entries.map((e) => e.source));
     for (const n of plan.nodes) assert.ok(sources.has(`agent/${n.name}`), `events of ${n.name} collected`);
@@ -249,7 +220,7 @@ test("a deploy with a wrong BFD key is rolled back on its own at the canary, and
         const gateNs = plan.nodes.find((n) => n.name === canary)!.netns;
         await eventually("the new service answers through Nginx", () => {
             const r = spawnSync("ip", ["netns", "exec", gateNs, "curl", "-s", "http://[::1]:8080/"], { encoding: "utf8" });
-            return { status: /hello from/.test(r.stdout) ? 0 : 1, stdout: r.stdout, output: r.stdout + r.stderr };
+            return { status: /hello from/.test(r.stdout) ? 0 : 1, stdout: r.stdout, stderr: r.stderr, output: r.stdout + r.stderr };
         }, 20_000);
         await eventually(`bfd peers --check on ${canary}`, () => nublar(["bfd", "peers", "--node", canary, "--check"]));
     } finally {

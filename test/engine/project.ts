@@ -1,0 +1,77 @@
+// A Pulumi project of a test's own whose program is this repository's: same code, separate
+// stacks, state, Pulumi home and nublar state folder, removed by `remove()`.
+import * as assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { spawnSync } from "node:child_process";
+import { stringify } from "yaml";
+
+export const ROOT = path.resolve(__dirname, "../..");
+const PASSPHRASE = "engine-test";
+
+export interface RunResult {
+    status: number | null;
+    stdout: string;
+    stderr: string;
+    output: string;
+}
+
+export class TestProject {
+    readonly work = fs.mkdtempSync(path.join(os.tmpdir(), "nublar-engine-"));
+    /** NUBLAR_STATE_DIR for the program and the CLI: lab files, audit keys. */
+    readonly stateDir = path.join(this.work, "files");
+
+    constructor() {
+        fs.mkdirSync(path.join(this.work, "stacks"));
+        fs.mkdirSync(path.join(this.work, "state"));
+        fs.writeFileSync(path.join(this.work, "Pulumi.yaml"), stringify({
+            name: "nublar",
+            runtime: { name: "nodejs", options: { typescript: true } },
+            main: ROOT,
+            stackConfigDir: "stacks",
+            backend: { url: `file://${path.join(this.work, "state")}` },
+        }));
+    }
+
+    env(): NodeJS.ProcessEnv {
+        const env: NodeJS.ProcessEnv = {
+            ...process.env,
+            PATH: `${path.join(ROOT, ".tools", "bin")}:${path.join(ROOT, "policy", "bin")}:${process.env.PATH}`,
+            PULUMI_HOME: path.join(this.work, "pulumi-home"),
+            PULUMI_CONFIG_PASSPHRASE: PASSPHRASE,
+            PULUMI_SKIP_UPDATE_CHECK: "true",
+            PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+            NUBLAR_STATE_DIR: this.stateDir,
+            NUBLAR_PROJECT_DIR: this.work,
+        };
+        delete env.PULUMI_BACKEND_URL; // the project names its own backend
+        return env;
+    }
+
+    stackFile(stack: string): string {
+        return path.join(this.work, "stacks", `Pulumi.${stack}.yaml`);
+    }
+
+    /** Write a stack whose `nublar:site` is `site`, and create it. */
+    addStack(stack: string, site: unknown): void {
+        fs.writeFileSync(this.stackFile(stack), stringify({ config: { "nublar:site": site } }));
+        const r = this.pulumi(["stack", "init", "--secrets-provider", "passphrase"], stack);
+        assert.equal(r.status, 0, `stack init ${stack}:\n${r.output}`);
+    }
+
+    pulumi(args: string[], stack: string, timeoutMs = 300_000): RunResult {
+        const res = spawnSync("pulumi", [...args, "--stack", stack, "--non-interactive"], { cwd: this.work, env: this.env(), encoding: "utf8", timeout: timeoutMs });
+        return { status: res.status, stdout: res.stdout ?? "", stderr: res.stderr ?? "", output: `${res.stdout}\n${res.stderr}` };
+    }
+
+    /** The `nublar` CLI, reading this project's stacks. */
+    nublar(args: string[], timeoutMs = 60_000): RunResult {
+        const res = spawnSync(process.execPath, [path.join(ROOT, "cli", "nublar.js"), ...args], { env: this.env(), encoding: "utf8", timeout: timeoutMs });
+        return { status: res.status, stdout: res.stdout ?? "", stderr: res.stderr ?? "", output: `${res.stdout}\n${res.stderr}` };
+    }
+
+    remove(): void {
+        fs.rmSync(this.work, { recursive: true, force: true });
+    }
+}
