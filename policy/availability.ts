@@ -8,9 +8,9 @@
 // Nginx, each service's upstreams); a group is down while all its members are down at once
 // (members sharing a failure domain go down with it), and each failure of a member costs the
 // failover time (BFD detection plus the agent's reaction) before traffic moves off it.
+import type { AgentConfig } from "../network/agent/config";
 import type { Site } from "../site/model";
-import { planSite } from "../network/site-plan";
-import { siteDetection, type DetectionSummary } from "./bfd-timing";
+import { agentDetections, plannedAgents, providerTimersOf, summarize, type DetectionSummary } from "./bfd-timing";
 
 export const HOURS_PER_YEAR = 8766; // 365.25 days
 const SECONDS_PER_YEAR = HOURS_PER_YEAR * 3600;
@@ -114,9 +114,11 @@ function binomial(n: number, k: number): number {
     return r;
 }
 
-export function estimateAvailability(site: Site): AvailabilityEstimate {
+/** `agents`: the site's planned agent configs, when the caller has them (the policies do). */
+export function estimateAvailability(site: Site, agents: AgentConfig[] = plannedAgents(site)): AvailabilityEstimate {
     const rates = site.sla.failureRates;
-    const detection = siteDetection(site, planSite(site));
+    const timers = providerTimersOf(site);
+    const detection = summarize(agents.flatMap((a) => agentDetections(a, timers)));
     const failoverMs = detection.worstMs + site.sla.reactionMs;
     const nodeMember = (name: string): MemberInput => {
         const n = site.nodes.find((x) => x.name === name);

@@ -63,8 +63,3 @@ export function plannedAgents(site: Site, plan?: SitePlan): AgentConfig[] {
 export function providerTimersOf(site: Site): (provider: string) => BfdTimers | undefined {
     return (name) => site.providers.find((p) => p.name === name)?.bfd;
 }
-
-export function siteDetection(site: Site, plan?: SitePlan): DetectionSummary {
-    const timers = providerTimersOf(site);
-    return summarize(plannedAgents(site, plan).flatMap((a) => agentDetections(a, timers)));
-}

@@ -59,6 +59,7 @@ export const bfdCoverage: ResourceValidationPolicy = {
     validateResource: (args, report) => {
         const missing: string[] = [];
         const site = siteOf(args);
+        const planned = site ? new Map(siteView(site).plan.nodes.map((p) => [p.name, p])) : undefined;
         for (const n of nodesOf(args, report)) {
             const sessions = new Map(n.agent.sessions.map((s) => [s.id, s]));
             for (const u of n.agent.uplinks) {
@@ -71,11 +72,12 @@ export const bfdCoverage: ResourceValidationPolicy = {
             for (const r of n.agent.routes) {
                 if (r.session === undefined && !r.id.startsWith("last-resort/") && !r.id.startsWith("underlay/")) missing.push(`${n.node}: route ${r.id} is not gated by a BFD session`);
             }
-            if (site) {
-                const plan = siteView(site).plan.nodes.find((p) => p.name === n.node);
-                for (const o of plan?.overlays ?? []) for (const p of o.peers) {
-                    const ok = n.agent.sessions.some((s) => s.kind === "path" && s.peer === p.address && s.provider === o.provider);
-                    if (!ok) missing.push(`${n.node}: overlay path to ${p.node} over ${o.provider} has no path session`);
+            const plan = planned?.get(n.node);
+            if (plan) {
+                // Hubs have a path to every node: index the path sessions, or this is quadratic.
+                const paths = new Set(n.agent.sessions.filter((s) => s.kind === "path").map((s) => `${s.provider}|${s.peer}`));
+                for (const o of plan.overlays) for (const p of o.peers) {
+                    if (!paths.has(`${o.provider}|${p.address}`)) missing.push(`${n.node}: overlay path to ${p.node} over ${o.provider} has no path session`);
                 }
             }
         }

@@ -22,13 +22,25 @@ export interface SiteView {
     nodes: NodeView[];
 }
 
-const cache = new WeakMap<object, SiteView | Error>();
+/**
+ * The site's plan, once per site content: every policy gets its own copy of the inputs from the
+ * engine, so an identity cache would plan a big site once per rule. The key is the site's JSON,
+ * which also tells a site with placeholders (unknowns) apart.
+ */
+const cache = new Map<string, SiteView | Error>();
+const CACHED_SITES = 4;
 
-/** The site's plan, once per site object (several policies read the same resource). */
+/** Forget every planned site (benchmarks measure a cold evaluation, as one preview does). */
+export function clearPlanCache(): void {
+    cache.clear();
+}
+
 export function siteView(site: Site): SiteView {
-    const hit = cache.get(site);
+    const key = JSON.stringify(site);
+    const hit = cache.get(key);
     if (hit instanceof Error) throw hit;
     if (hit) return hit;
+    let view: SiteView | Error;
     try {
         const plan = planSite(site);
         const nodes = plannedAgents(site, plan).map((agent): NodeView => ({
@@ -37,13 +49,14 @@ export function siteView(site: Site): SiteView {
             nginxConf: agent.ingress.length ? renderNginxConf({ upstreams: agent.ingress, controlSocket: agent.paths.nginxControl! }) : undefined,
             source: "plan",
         }));
-        const view = { site, plan, nodes };
-        cache.set(site, view);
-        return view;
+        view = { site, plan, nodes };
     } catch (err) {
-        cache.set(site, err as Error);
-        throw err;
+        view = err as Error;
     }
+    if (cache.size >= CACHED_SITES) cache.delete(cache.keys().next().value!);
+    cache.set(key, view);
+    if (view instanceof Error) throw view;
+    return view;
 }
 
 /**

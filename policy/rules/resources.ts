@@ -50,12 +50,16 @@ export function known<T>(read: () => T): T | undefined {
     }
 }
 
+/**
+ * The site description of a site component. It comes from stack config, so it is always known;
+ * it is read without the unknown-checking proxy (the planners touch every field of it, and a
+ * 5,000-node site through a proxy is slow) and checked for placeholders once, as text.
+ */
 export function siteOf(args: { type: string; props: Record<string, any> }): Site | undefined {
     if (args.type !== TYPES.site) return undefined;
-    return known(() => {
-        const site = args.props.site;
-        return site && typeof site === "object" && Array.isArray(site.nodes) ? (site as Site) : undefined;
-    });
+    const site = rawProps(args.props).site;
+    if (!site || typeof site !== "object" || !Array.isArray(site.nodes)) return undefined;
+    return site as Site;
 }
 
 export type Rendered = { agent?: AgentConfig; agentError?: string; nginxConf?: string; node: string };

@@ -3,6 +3,7 @@
 // with the site's target.
 import type { StackValidationPolicy } from "@pulumi/policy";
 import { estimateAvailability, percent } from "../availability";
+import { siteView } from "./nodes";
 import { configOf, siteOf } from "./resources";
 
 export const slaAvailability: StackValidationPolicy = {
@@ -26,7 +27,7 @@ export const slaAvailability: StackValidationPolicy = {
         for (const r of args.resources) {
             const site = siteOf(r);
             if (!site) continue;
-            const e = estimateAvailability(site);
+            const e = estimateAvailability(site, siteView(site).nodes.map((n) => n.agent));
             const min = minimumTarget[site.kind];
             if (min !== undefined && site.sla.availability < min) {
                 report(`site ${site.name}: sla.availability ${percent(site.sla.availability)} is below the ${percent(min)} required of a ${site.kind}. Fix: raise sla.availability and build the site to meet it.`, r.urn);
