@@ -8,11 +8,7 @@
 //    repeats. Rounds alternate the order of the two, and the ratio is taken per round.
 // 2. End to end: `pulumi preview` of one park with and without `--policy-pack`, alternating,
 //    with the real engine.
-import { spawnSync } from "node:child_process";
-import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
-import { stringify } from "yaml";
 import type { ResourceValidationPolicy, StackValidationPolicy } from "@pulumi/policy";
 import { planAgents } from "../network/agent-plan";
 import { planSite } from "../network/site-plan";
@@ -22,6 +18,7 @@ import { clearPlanCache } from "../policy/rules/nodes";
 import { TYPES } from "../policy/rules/resources";
 import { validateResource, validateStack } from "../policy/testing";
 import { parseSite } from "../site/load";
+import { TestProject } from "../test/engine/project";
 import { machine, summary, writeResult } from "./machine";
 import { benchSite } from "./site-plan";
 
@@ -60,12 +57,12 @@ function planOnce(site: ReturnType<typeof parseSite>): number {
     return performance.now() - t0;
 }
 
-function previewOnce(work: string, env: NodeJS.ProcessEnv, withPack: boolean): { ms: number; ok: boolean; error?: string } {
-    const args = ["preview", "--stack", "bench", "--non-interactive", "--suppress-outputs", "--diff=false", ...(withPack ? ["--policy-pack", path.join(ROOT, "policy")] : [])];
+function previewOnce(project: TestProject, withPack: boolean): { ms: number; ok: boolean; error?: string } {
+    const args = ["preview", "--suppress-outputs", "--diff=false", ...(withPack ? ["--policy-pack", path.join(ROOT, "policy")] : [])];
     const t0 = performance.now();
-    const r = spawnSync("pulumi", args, { cwd: work, env, encoding: "utf8", timeout: 1_800_000, maxBuffer: 1 << 28 });
+    const r = project.pulumi(args, "bench", 1_800_000);
     const ms = performance.now() - t0;
-    return r.status === 0 ? { ms, ok: true } : { ms, ok: false, error: `${r.stdout}\n${r.stderr}`.trim().split("\n").slice(-5).join(" | ") };
+    return r.status === 0 ? { ms, ok: true } : { ms, ok: false, error: r.output.trim().split("\n").slice(-5).join(" | ") };
 }
 
 async function main() {
@@ -90,33 +87,17 @@ async function main() {
 
     const previewNodes = Number(option("preview-nodes", "100"));
     const previewRounds = Number(option("preview-rounds", "3"));
-    const work = fs.mkdtempSync(path.join(os.tmpdir(), "nublar-bench-policy-"));
+    const project = new TestProject();
     let preview: unknown;
     try {
-        fs.mkdirSync(path.join(work, "stacks"));
-        fs.mkdirSync(path.join(work, "state"));
-        fs.writeFileSync(path.join(work, "Pulumi.yaml"), stringify({
-            name: "nublar", runtime: { name: "nodejs", options: { typescript: true } }, main: ROOT, stackConfigDir: "stacks",
-            backend: { url: `file://${path.join(work, "state")}` },
-        }));
-        const siteFile = path.join(work, "site.yaml");
-        fs.writeFileSync(siteFile, stringify(compliantSite(previewNodes)));
-        fs.writeFileSync(path.join(work, "stacks", "Pulumi.bench.yaml"), stringify({ config: { "nublar:siteFile": siteFile } }));
-        const env: NodeJS.ProcessEnv = {
-            ...process.env, PATH: `${path.join(ROOT, ".tools", "bin")}:${path.join(ROOT, "policy", "bin")}:${process.env.PATH}`,
-            PULUMI_HOME: path.join(ROOT, ".nublar", "pulumi-home"), PULUMI_CONFIG_PASSPHRASE: "bench", PULUMI_SKIP_UPDATE_CHECK: "true",
-            PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true", NUBLAR_STATE_DIR: path.join(work, "files"),
-        };
-        delete env.PULUMI_BACKEND_URL;
-        const init = spawnSync("pulumi", ["stack", "init", "bench", "--secrets-provider", "passphrase", "--non-interactive"], { cwd: work, env, encoding: "utf8" });
-        if (init.status !== 0) throw new Error(`stack init: ${init.stderr}`);
+        project.addStack("bench", compliantSite(previewNodes), { siteFile: true });
         const without: number[] = [], withPack: number[] = [], ratios: number[] = [];
         const errors: string[] = [];
         for (let r = 0; r < previewRounds; r++) {
             const order = r % 2 === 0 ? [false, true] : [true, false];
             const got: Record<string, number> = {};
             for (const p of order) {
-                const res = previewOnce(work, env, p);
+                const res = previewOnce(project, p);
                 if (!res.ok) errors.push(`${p ? "with" : "without"} the pack: ${res.error}`);
                 got[String(p)] = res.ms;
             }
@@ -125,7 +106,7 @@ async function main() {
         }
         preview = { nodes: previewNodes, withoutPackMs: summary(without), withPackMs: summary(withPack), ratio: summary(ratios), errors };
     } finally {
-        fs.rmSync(work, { recursive: true, force: true });
+        project.remove();
     }
     const file = writeResult("policy", { machine: machine(), sizes, rounds, inProcess, preview });
     process.stderr.write(`wrote ${file}\n`);

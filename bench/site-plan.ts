@@ -9,9 +9,8 @@
 // is a ratio measured in the same run, so the machine's noise mostly cancels out.
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
-import { stringify } from "yaml";
+import { TestProject } from "../test/engine/project";
 import { machine, summary, writeResult } from "./machine";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -76,28 +75,15 @@ async function measureOnce(n: number) {
 }
 
 function previewOnce(n: number, timeoutMs: number): { ms: number; resources: number; ok: boolean; peakRssMiB?: number; error?: string } {
-    const work = fs.mkdtempSync(path.join(os.tmpdir(), "nublar-bench-preview-"));
+    const project = new TestProject();
+    const work = project.work;
     try {
-        fs.mkdirSync(path.join(work, "stacks"));
-        fs.mkdirSync(path.join(work, "state"));
-        fs.writeFileSync(path.join(work, "Pulumi.yaml"), stringify({
-            name: "nublar", runtime: { name: "nodejs", options: { typescript: true } }, main: ROOT, stackConfigDir: "stacks",
-            backend: { url: `file://${path.join(work, "state")}` },
-        }));
-        // In a file of its own: inline, a site this large exceeds the 128 KiB that Linux allows
-        // the one environment variable through which Pulumi passes config to the program.
-        const siteFile = path.join(work, "site.yaml");
-        fs.writeFileSync(siteFile, stringify(benchSite(n)));
-        fs.writeFileSync(path.join(work, "stacks", "Pulumi.bench.yaml"), stringify({ config: { "nublar:siteFile": siteFile } }));
-        const env: NodeJS.ProcessEnv = {
-            ...process.env, PATH: `${path.join(ROOT, ".tools", "bin")}:${process.env.PATH}`, PULUMI_HOME: path.join(ROOT, ".nublar", "pulumi-home"),
-            PULUMI_CONFIG_PASSPHRASE: "bench", PULUMI_SKIP_UPDATE_CHECK: "true", PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
-            NUBLAR_STATE_DIR: path.join(work, "files"),
-        };
-        delete env.PULUMI_BACKEND_URL;
-        const run = (args: string[]) => spawnSync("pulumi", [...args, "--stack", "bench", "--non-interactive"], { cwd: work, env, encoding: "utf8", timeout: 3_600_000, maxBuffer: 1 << 30 });
-        const init = run(["stack", "init", "--secrets-provider", "passphrase"]);
-        if (init.status !== 0) return { ms: NaN, resources: 0, ok: false, error: init.stderr };
+        try {
+            project.addStack("bench", benchSite(n), { siteFile: true });
+        } catch (err) {
+            return { ms: NaN, resources: 0, ok: false, error: (err as Error).message };
+        }
+        const env = project.env();
         // GNU time's %M: the peak RSS of the largest process in the preview's tree (the engine,
         // the language host or the program), written to a file so stdout stays pulumi's JSON.
         const timeFile = path.join(work, "time.txt");
@@ -115,7 +101,7 @@ function previewOnce(n: number, timeoutMs: number): { ms: number; resources: num
         const created = /(\d+) to create/.exec(res.stdout);
         return { ms, resources: created ? Number(created[1]) : 0, ok: true, peakRssMiB };
     } finally {
-        fs.rmSync(work, { recursive: true, force: true });
+        project.remove();
     }
 }
 

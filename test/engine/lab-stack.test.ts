@@ -73,7 +73,10 @@ test("preview plans the whole park and creates nothing", () => {
 });
 
 test("up brings the park up; every node is reachable over SSH with its pinned key", () => {
-    ok(pulumi(["up", "--yes", "--skip-preview"]), "up");
+    // With the nublar-sla pack, as `npm run lab` runs it: at `up` the deployments' rendered
+    // files are known, and every node's agent.json and nginx.conf must pass it too.
+    const up = ok(pulumi(["up", "--yes", "--skip-preview", "--policy-pack", path.join(ROOT, "policy")]), "up");
+    assert.match(up.output, /nublar-sla@v1\.0\.0/);
     const outputs = JSON.parse(ok(pulumi(["stack", "output", "--json"]), "stack output").stdout);
     assert.deepEqual(Object.keys(outputs.nodes).sort(), plan.nodes.map((n) => n.name).sort());
     for (const node of plan.nodes) {

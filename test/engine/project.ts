@@ -1,5 +1,5 @@
-// A Pulumi project of a test's own whose program is this repository's: same code, separate
-// stacks, state, Pulumi home and nublar state folder, removed by `remove()`.
+// A Pulumi project of a test's (or a benchmark's) own whose program is this repository's: same
+// code, separate stacks, state, Pulumi home and nublar state folder, removed by `remove()`.
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -53,15 +53,25 @@ export class TestProject {
         return path.join(this.work, "stacks", `Pulumi.${stack}.yaml`);
     }
 
-    /** Write a stack whose `nublar:site` is `site`, and create it. */
-    addStack(stack: string, site: unknown): void {
-        fs.writeFileSync(this.stackFile(stack), stringify({ config: { "nublar:site": site } }));
+    /**
+     * Write a stack whose `nublar:site` is `site`, and create it. `siteFile`: put the site in a
+     * YAML file of its own (`nublar:siteFile`), as large sites must: Pulumi passes config to the
+     * program in one environment variable, which Linux caps at 128 KiB.
+     */
+    addStack(stack: string, site: unknown, opts: { siteFile?: boolean } = {}): void {
+        let config: Record<string, unknown> = { "nublar:site": site };
+        if (opts.siteFile) {
+            const file = path.join(this.work, `${stack}-site.yaml`);
+            fs.writeFileSync(file, stringify(site));
+            config = { "nublar:siteFile": file };
+        }
+        fs.writeFileSync(this.stackFile(stack), stringify({ config }));
         const r = this.pulumi(["stack", "init", "--secrets-provider", "passphrase"], stack);
         assert.equal(r.status, 0, `stack init ${stack}:\n${r.output}`);
     }
 
     pulumi(args: string[], stack: string, timeoutMs = 300_000): RunResult {
-        const res = spawnSync("pulumi", [...args, "--stack", stack, "--non-interactive"], { cwd: this.work, env: this.env(), encoding: "utf8", timeout: timeoutMs });
+        const res = spawnSync("pulumi", [...args, "--stack", stack, "--non-interactive"], { cwd: this.work, env: this.env(), encoding: "utf8", timeout: timeoutMs, maxBuffer: 1 << 28 });
         return { status: res.status, stdout: res.stdout ?? "", stderr: res.stderr ?? "", output: `${res.stdout}\n${res.stderr}` };
     }
 
