@@ -12,7 +12,7 @@ import { Command, Option } from "commander";
 import { generateSigningKey, loadPrivateKey } from "../ledger/core/checkpoint";
 import type { LedgerPlan } from "../ledger/plan";
 import type { Site } from "../site/model";
-import { pulumiProjectDir } from "./engine";
+import { PULUMI_BIN, pulumiProjectDir } from "./engine";
 
 export const EXIT_FAIL = 1;
 export const EXIT_USAGE = 2;
@@ -59,6 +59,8 @@ export function registerAuditCommands(program: Command, ctx: AuditCliContext): v
         .addOption(new Option("--ledger-socket <path>", "append to the ledger's audit shard through this ingest socket (default: the lab's)"))
         .addOption(new Option("--no-ledger", "do not append the report to the ledger"))
         .addOption(new Option("--json", "print the outcome as JSON"))
+        // `audit verify --json`: the subcommand's own --json, not audit's.
+        .enablePositionalOptions()
         .action(async (opts: { stack: string; out?: string; key?: string; ledgerSocket?: string; ledger: boolean; json?: boolean }) => {
             const { previewWithPack, buildReport, writeReport, PreviewError, packVersion } = require("../policy/audit/run") as typeof import("../policy/audit/run");
             const { percent } = require("../policy/availability") as typeof import("../policy/availability");
@@ -69,6 +71,7 @@ export function registerAuditCommands(program: Command, ctx: AuditCliContext): v
             } catch (err) {
                 return fail(EXIT_USAGE, (err as Error).message);
             }
+            if (!fs.existsSync(PULUMI_BIN)) return fail(EXIT_PREVIEW, `no Pulumi engine at ${PULUMI_BIN}; run: npm run setup`);
             const projectDir = pulumiProjectDir();
             say(`==> previewing stack '${opts.stack}' with the nublar-sla ${packVersion()} policy pack`);
             const started = Date.now();
@@ -82,7 +85,12 @@ export function registerAuditCommands(program: Command, ctx: AuditCliContext): v
             const now = new Date();
             const unsealed = buildReport(opts.stack, projectDir, outcome, now);
             const dir = path.resolve(opts.out ?? path.join(ctx.stateRoot(), "audit", "reports", `${opts.stack}-${stamp(now)}`));
-            const written = writeReport(unsealed, dir, key.key);
+            let written;
+            try {
+                written = writeReport(unsealed, dir, key.key);
+            } catch (err) {
+                return fail(EXIT_USAGE, `cannot write the report to ${dir}: ${(err as Error).message}`);
+            }
             const r = written.report;
             say(`==> previewed ${r.summary.resourcesPreviewed} resources in ${((Date.now() - started) / 1000).toFixed(1)} s: ${r.summary.mandatory} mandatory, ${r.summary.advisory} advisory finding(s)`);
 
@@ -125,6 +133,7 @@ export function registerAuditCommands(program: Command, ctx: AuditCliContext): v
                     return fail(EXIT_USAGE, `cannot read --public-key: ${(err as Error).message}`);
                 }
             }
+            if (!fs.existsSync(file)) return fail(EXIT_USAGE, `no such file: ${file}`);
             let result;
             try {
                 result = verifyReport(file, pem);

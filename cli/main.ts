@@ -55,7 +55,9 @@ export function buildProgram(): Command {
             "Bring up the lab with `npm run lab`; deploy a site with `pulumi up --stack <name>`.")
         .showHelpAfterError()
         .exitOverride()
-        .configureHelp({ sortSubcommands: true });
+        .configureHelp({ sortSubcommands: true })
+        // Options belong to the command they follow (`audit verify --json` is verify's).
+        .enablePositionalOptions();
 
     const stackOpt = () => new Option("-s, --stack <name>", "stack name (a file stacks/Pulumi.<name>.yaml)").default("lab");
     const fileOpt = () => new Option("-f, --file <path>", "read this stack file instead of stacks/Pulumi.<stack>.yaml");

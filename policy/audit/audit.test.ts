@@ -7,6 +7,7 @@ import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { spawnSync } from "node:child_process";
 import Ajv2020 from "ajv/dist/2020";
 import { loadSiteFromStackFile } from "../../site/load";
 import { bfdDetectionWithinBudget } from "../rules/network";
@@ -141,4 +142,29 @@ test("the HTML puts the summary first, groups findings by rule and resource, and
     assert.match(html, /id="verdict">FAIL</);
     assert.match(html, /visitor-web/);
     assert.ok(!/<script|src=|href="http/.test(html), "self-contained, no scripts");
+});
+
+test("nublar audit verify and schema, as an auditor runs them: exit 0 valid, 4 signer not pinned, 1 tampered, 2 usage", () => {
+    const { dir, pem } = written();
+    const cli = (...args: string[]) => spawnSync(process.execPath, [path.join(ROOT, "cli", "nublar.js"), "audit", ...args], { encoding: "utf8" });
+    try {
+        const pub = path.join(dir, "signer.pub");
+        fs.writeFileSync(pub, pem);
+        const report = path.join(dir, "report.json");
+        const valid = cli("verify", report, "--public-key", pub);
+        assert.equal(valid.status, 0, valid.stderr);
+        assert.match(valid.stdout, /^VALID/);
+        assert.equal(cli("verify", report).status, 4);
+        const json = JSON.parse(cli("verify", report, "--json").stdout);
+        assert.equal(json.status, "unpinned");
+        fs.appendFileSync(path.join(dir, "report.html"), " ");
+        const tampered = cli("verify", report, "--public-key", pub);
+        assert.equal(tampered.status, 1);
+        assert.match(tampered.stdout, /FAIL report\.html: report\.html is not the one this report names/);
+        assert.equal(cli("verify", path.join(dir, "missing.json")).status, 2);
+        assert.equal(cli("verify").status, 2);
+        assert.deepEqual(JSON.parse(cli("schema").stdout), JSON.parse(fs.readFileSync(path.join(__dirname, "report.schema.json"), "utf8")));
+    } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
 });
