@@ -72,3 +72,10 @@ test("sla-availability: a site missing its target fails with the estimate and th
     assert.match(p.violations[0]?.message ?? "", /sla\.availability 99\.90% is below the 99\.9999% required of a park/);
     assert.deepEqual((await validateStack(slaAvailability, [resource(lax)], { minimumTarget: { park: 0.999 } })).violations, []);
 });
+
+test("policy config merges into the defaults one level down: one kind's minimum leaves the others'", async () => {
+    const dc = loadSiteFromStackFile(path.join(STACKS, "Pulumi.dc-eu-west.yaml"));
+    const lax = { ...dc, sla: { ...dc.sla, availability: 0.999 } };
+    const o = await validateStack(slaAvailability, [{ type: TYPES.site, name: dc.name, props: { site: lax } }], { minimumTarget: { park: 0.999 } });
+    assert.match(o.violations[0]?.message ?? "", /below the 99\.9999% required of a datacenter/);
+});

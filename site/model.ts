@@ -277,8 +277,12 @@ export const SiteSchema = SiteBase.superRefine((site, ctx) => {
     });
 
     site.ingress.forEach((svc, i) => {
+        const seen = new Set<string>();
         svc.upstreams.forEach((u, k) => {
             if (!nodeNames.has(u)) issue(["ingress", i, "upstreams", k], `must name one of the site's nodes (${[...nodeNames].join(", ")})`);
+            // A repeated node is not redundancy; the policy pack and the SLA estimate count upstreams.
+            if (seen.has(u)) issue(["ingress", i, "upstreams", k], `'${u}' is listed twice`);
+            seen.add(u);
         });
     });
 

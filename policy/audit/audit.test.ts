@@ -86,6 +86,18 @@ test("verify: valid with the pinned key, only 'unpinned' without one, invalid wi
         const file = path.join(dir, "report.json");
         assert.equal(verifyReport(file, pem).status, "valid");
         assert.equal(verifyReport(file).status, "unpinned");
+        // The page signed by someone else, unpinned: the two files must share a signer.
+        const html = path.join(dir, "report.html");
+        const { privateKey: otherKey } = crypto.generateKeyPairSync("ed25519");
+        const original = fs.readFileSync(`${html}.sig`);
+        const { signBytes } = require("./sign") as typeof import("./sign");
+        fs.writeFileSync(`${html}.sig`, JSON.stringify(signBytes(html, fs.readFileSync(html), otherKey)));
+        assert.match(verifyReport(file).checks.find((c) => c.file === "report.html")!.problem ?? "", /report\.html was signed by key [0-9a-f]+, report\.json by/);
+        fs.writeFileSync(`${html}.sig`, original);
+        // A missing page is not a valid report: report.json names it.
+        fs.renameSync(html, `${html}.away`);
+        assert.equal(verifyReport(file, pem).status, "invalid");
+        fs.renameSync(`${html}.away`, html);
         const other = crypto.generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "pem" }).toString();
         const r = verifyReport(file, other);
         assert.equal(r.status, "invalid");

@@ -26,11 +26,9 @@ function countColour(png: PNG, [r, g, b]: [number, number, number], tolerance = 
 test("the report's summary renders in headless Chromium: verdict, counts and SLA headline, first on the page", async (t) => {
     assert.ok(fs.existsSync(CHROMIUM), `no Chromium at ${CHROMIUM}: run npm run setup (Debian package chromium)`);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nublar-audit-html-"));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
     const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox"] });
-    t.after(async () => {
-        await browser.close();
-        fs.rmSync(dir, { recursive: true, force: true });
-    });
+    t.after(() => browser.close());
     const site = loadSiteFromStackFile(path.join(ROOT, "stacks", "Pulumi.lab.yaml"));
     const findings = [findingOf({ policyName: "ingress-redundancy", policyPackName: "nublar-sla", policyPackVersion: "1.0.0", enforcementLevel: "mandatory", resourceUrn: "urn:pulumi:lab::nublar::nublar:site:Site::lab", message: "ingress is not redundant" })];
     writeReport(buildReport("lab", ROOT, { findings, site, resources: 47, changes: {}, ok: false, error: "blocked by mandatory policy findings", pulumiVersion: "v3.259.0" }),

@@ -31,7 +31,7 @@ function level(l: string): string {
 }
 
 function resourceLabel(f: Finding): string {
-    return f.resource ? `${f.resource.type} <b>${esc(f.resource.name)}</b>` : "<span class=\"muted\">the stack</span>";
+    return f.resource ? `${esc(f.resource.type)} <b>${esc(f.resource.name)}</b>` : "<span class=\"muted\">the stack</span>";
 }
 
 function groupBy<T>(xs: T[], key: (x: T) => string): Map<string, T[]> {

@@ -122,10 +122,12 @@ export function verifyReport(reportFile: string, pinnedPublicKeyPem?: string): V
         if (h !== report.integrity.htmlSha256) checks.push({ file: "report.html", ok: false, problem: `report.html is not the one this report names (sha256 ${h.slice(0, 16)}..., recorded ${report.integrity.htmlSha256.slice(0, 16)}...)` });
         else {
             const hs = checkSigned(html, htmlBytes, pinned);
-            checks.push({ file: "report.html", ok: !hs.problem, problem: hs.problem });
+            // Unpinned, the two files must at least carry one signer.
+            const mixed = !hs.problem && sig.keyId && hs.keyId !== sig.keyId ? `report.html was signed by key ${hs.keyId}, report.json by ${sig.keyId}` : undefined;
+            checks.push({ file: "report.html", ok: !hs.problem && !mixed, problem: hs.problem ?? mixed });
         }
     } else if (report) {
-        checks.push({ file: "report.html", ok: true, problem: "not present beside report.json; not checked" });
+        checks.push({ file: "report.html", ok: false, problem: "missing: the report names its page (integrity.htmlSha256); keep report.html beside report.json" });
     }
     const ok = checks.every((c) => c.ok);
     return {

@@ -1,6 +1,6 @@
 // Event buses (Kafka on Strimzi): no acknowledged event lives on one broker only.
 import type { ResourceValidationPolicy } from "@pulumi/policy";
-import { containersOf, configOf, known, podSpecOf, TYPES } from "./resources";
+import { containersOf, configOf, isUnknown, known, podSpecOf, TYPES } from "./resources";
 
 export const kafkaReplication: ResourceValidationPolicy = {
     name: "kafka-replication",
@@ -18,6 +18,8 @@ export const kafkaReplication: ResourceValidationPolicy = {
         const { minReplicationFactor: rf, minInsyncReplicas: isr } = configOf(args, { minReplicationFactor: 3, minInsyncReplicas: 2 });
         const bad: string[] = [];
         if (args.type === TYPES.kafka) {
+            // Unknown at preview: decided at `up`, never read as "unset".
+            if (isUnknown(() => args.props.spec?.kafka) || isUnknown(() => args.props.spec?.kafka?.config)) return;
             const kafka = known(() => args.props.spec?.kafka) ?? {};
             const config = known(() => kafka.config) ?? {};
             const replicas = known(() => kafka.replicas);
@@ -30,6 +32,7 @@ export const kafkaReplication: ResourceValidationPolicy = {
             const trf = Number(config["offsets.topic.replication.factor"]);
             if (config["offsets.topic.replication.factor"] !== undefined && trf < rf) bad.push(`offsets.topic.replication.factor is ${trf}`);
         } else if (args.type === TYPES.kafkaTopic) {
+            if (isUnknown(() => args.props.spec) || isUnknown(() => args.props.spec?.replicas) || isUnknown(() => args.props.spec?.config)) return;
             const spec = known(() => args.props.spec) ?? {};
             if (!(Number(spec.replicas) >= rf)) bad.push(`spec.replicas is ${spec.replicas ?? "unset"}`);
             const misr = spec.config?.["min.insync.replicas"];
@@ -51,7 +54,7 @@ function acksSettings(type: string, props: Record<string, any>): { where: string
             if (typeof v !== "string") continue;
             if (ACKS_KEY.test(k)) out.push({ where: `data.${k}`, value: v.trim() });
             // Properties files: `acks=1` or `producer.acks = 1`.
-            for (const m of v.matchAll(/^\s*([\w.-]*acks)\s*[=:]\s*(\S+)\s*$/gim)) out.push({ where: `data.${k}: ${m[1]}`, value: m[2] });
+            for (const m of v.matchAll(/^\s*((?:[\w.-]*[._-])?acks)\s*[=:]\s*(\S+)\s*$/gim)) out.push({ where: `data.${k}: ${m[1]}`, value: m[2] });
         }
     }
     if (type === "kubernetes:kafka.strimzi.io/v1beta2:KafkaBridge") {

@@ -31,7 +31,12 @@ function configures(setting: PolicyResource, bucket: PolicyResource): boolean {
     return typeof name === "string" && name !== "" && name === bucketName;
 }
 
-function checkBucket(bucket: PolicyResource, s: Settings): string[] {
+/** Is `bucket` where another bucket's replication rule sends its objects (the replica)? */
+function isReplicaOf(bucket: PolicyResource, replication: PolicyResource[]): boolean {
+    return replication.some((r) => (r.propertyDependencies?.rules ?? []).some((d) => d.urn === bucket.urn) && !configures(r, bucket));
+}
+
+function checkBucket(bucket: PolicyResource, s: Settings, replica: boolean): string[] {
     const missing: string[] = [];
     const p = bucket.props;
     const v1 = bucket.type === "aws:s3/bucket:Bucket";
@@ -51,7 +56,8 @@ function checkBucket(bucket: PolicyResource, s: Settings): string[] {
     // Replication to another bucket, enabled.
     const replicated = s.replication.some((r) => (known(() => r.props.rules) ?? []).some((x: any) => x?.status === "Enabled"))
         || (known(() => p.replicationConfiguration?.rules) ?? []).some((x: any) => x?.status === "Enabled");
-    if (!replicated) missing.push("replication (an enabled BucketReplicationConfig rule)");
+    // The replica bucket in the other region is the replication's destination, not a source.
+    if (!replicated && !replica) missing.push("replication (an enabled BucketReplicationConfig rule)");
     // All four public access blocks.
     const blocks = s.publicAccessBlock.some((r) => ["blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"].every((k) => known(() => r.props[k]) === true));
     if (!blocks) missing.push("a public access block with all four settings true");
@@ -67,10 +73,11 @@ export const lakeBuckets: StackValidationPolicy = {
     validateStack: (args, report) => {
         const buckets = args.resources.filter((r) => BUCKET_TYPES.has(r.type));
         const settings = args.resources.filter((r) => KIND_OF[r.type]);
+        const replication = settings.filter((r) => KIND_OF[r.type] === "replication");
         for (const bucket of buckets) {
             const s: Settings = { versioning: [], objectLock: [], encryption: [], replication: [], publicAccessBlock: [] };
             for (const r of settings) if (configures(r, bucket)) s[KIND_OF[r.type]].push(r);
-            const missing = checkBucket(bucket, s);
+            const missing = checkBucket(bucket, s, isReplicaOf(bucket, replication));
             if (missing.length) report(`${describe(bucket)} lacks ${missing.join(", ")}. Fix: add the missing bucket settings (see the remediation steps).`, bucket.urn);
         }
     },

@@ -1,7 +1,7 @@
 // The LAMP pods (and every other workload on the parks' clusters): bounded resources, probes,
 // disruption budgets, images pinned by digest, trusted packages, and CentOS 7's end of life.
 import type { ResourceValidationPolicy, StackValidationPolicy } from "@pulumi/policy";
-import { configOf, containersOf, describe, known, podSpecOf, REPLICATED_WORKLOADS, TYPES } from "./resources";
+import { configOf, containersOf, describe, isUnknown, known, podSpecOf, REPLICATED_WORKLOADS, TYPES } from "./resources";
 
 export const podResources: ResourceValidationPolicy = {
     name: "pod-resources",
@@ -14,6 +14,7 @@ export const podResources: ResourceValidationPolicy = {
         if (!spec) return;
         const bad: string[] = [];
         for (const { name, container } of containersOf(spec)) {
+            if (isUnknown(() => container.resources)) continue; // checked at `up`
             const r = known(() => container.resources) ?? {};
             const missing = [["requests", "cpu"], ["requests", "memory"], ["limits", "cpu"], ["limits", "memory"]]
                 .filter(([k, res]) => known(() => r[k]?.[res]) === undefined && !isUnknown(() => r[k]?.[res]))
@@ -61,7 +62,20 @@ export const imageDigest: ResourceValidationPolicy = {
     },
 };
 
-const CENTOS7 = /(^|[/:-])centos[^/]*?[:-]?7([.:@-]|$)|centos7/i;
+/**
+ * CentOS 7 by its image reference: a `centos` repository tagged 7 or 7.x (`centos:7`,
+ * `quay.io/centos/centos:7.9.2009`, `centos:centos7`), or a repository named for it
+ * (`lamp-centos7`). `centos:8.7` or a digest that happens to hold a 7 is not.
+ */
+export function isCentos7(image: string): boolean {
+    const ref = image.split("@")[0];
+    const slash = ref.lastIndexOf("/");
+    const colon = ref.lastIndexOf(":");
+    const name = colon > slash ? ref.slice(0, colon) : ref;
+    const tag = colon > slash ? ref.slice(colon + 1) : "";
+    const repo = name.slice(name.lastIndexOf("/") + 1);
+    return (/centos/i.test(repo) && /^(centos)?7(\.|-|$)/i.test(tag)) || /centos-?7$/i.test(repo);
+}
 
 export const centos7EndOfLife: ResourceValidationPolicy = {
     name: "centos7-end-of-life",
@@ -81,7 +95,7 @@ export const centos7EndOfLife: ResourceValidationPolicy = {
         if (exceptions.includes(args.name)) return;
         const eol = containersOf(spec).flatMap(({ name, container }) => {
             const image = String(known(() => container.image) ?? "");
-            if (!CENTOS7.test(image) || exceptions.some((e) => image.startsWith(e))) return [];
+            if (!isCentos7(image) || exceptions.some((e) => image.startsWith(e))) return [];
             return [`container ${name} runs '${image}'`];
         });
         if (eol.length) report(`CentOS 7 is end of life: ${eol.join("; ")}. Fix: rebuild on a maintained base, or add '${args.name}' to the policy's exceptions with a reason.`);
@@ -131,23 +145,44 @@ export const podDisruptionBudget: StackValidationPolicy = {
     severity: "medium",
     remediationSteps: "Add a policy/v1 PodDisruptionBudget whose selector matches the workload's pod labels, with minAvailable: 1 or maxUnavailable: 1.",
     validateStack: (args, report) => {
-        const pdbs = args.resources.filter((r) => r.type === TYPES.pdb).map((r) => ({
+        const pdbs = args.resources.filter((r) => r.type === TYPES.pdb);
+        // A PDB whose namespace or selector is not known yet might cover anything: decide at `up`.
+        if (pdbs.some((p) => isUnknown(() => p.props.metadata?.namespace) || isUnknown(() => p.props.spec?.selector))) return;
+        const selectors = pdbs.map((r) => ({
             namespace: known(() => r.props.metadata?.namespace) ?? "default",
-            match: known(() => r.props.spec?.selector?.matchLabels) as Record<string, string> | undefined,
+            selector: (known(() => r.props.spec?.selector) ?? {}) as LabelSelector,
         }));
         for (const r of args.resources) {
             if (!REPLICATED_WORKLOADS.has(r.type)) continue;
             const labels = known(() => r.props.spec?.template?.metadata?.labels) as Record<string, string> | undefined;
-            if (!labels) continue; // unknown at preview: checked at `up`
+            if (!labels || isUnknown(() => r.props.metadata?.namespace)) continue; // unknown at preview: checked at `up`
             const namespace = known(() => r.props.metadata?.namespace) ?? "default";
-            const covered = pdbs.some((p) => p.namespace === namespace && p.match && Object.keys(p.match).length > 0 && Object.entries(p.match).every(([k, v]) => labels[k] === v));
+            const covered = selectors.some((p) => p.namespace === namespace && selects(p.selector, labels));
             if (!covered) report(`${describe(r)} has no PodDisruptionBudget selecting its pods (${Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(", ")}). Fix: add a PodDisruptionBudget with that selector.`, r.urn);
         }
     },
 };
 
-function isUnknown(read: () => unknown): boolean {
-    return known(() => (read(), false)) === undefined;
+interface LabelSelector {
+    matchLabels?: Record<string, string>;
+    matchExpressions?: { key: string; operator: "In" | "NotIn" | "Exists" | "DoesNotExist"; values?: string[] }[];
+}
+
+/** Kubernetes label selector semantics; an empty selector selects nothing in a PDB (policy/v1). */
+function selects(sel: LabelSelector, labels: Record<string, string>): boolean {
+    const ml = Object.entries(sel.matchLabels ?? {});
+    const me = sel.matchExpressions ?? [];
+    if (!ml.length && !me.length) return false;
+    return ml.every(([k, v]) => labels[k] === v) && me.every((e) => {
+        const has = Object.prototype.hasOwnProperty.call(labels, e.key);
+        switch (e.operator) {
+            case "In": return has && (e.values ?? []).includes(labels[e.key]);
+            case "NotIn": return !has || !(e.values ?? []).includes(labels[e.key]);
+            case "Exists": return has;
+            case "DoesNotExist": return !has;
+            default: return false;
+        }
+    });
 }
 
 export const lampPolicies = [podResources, podProbes, imageDigest, centos7EndOfLife, yumGpgcheck];

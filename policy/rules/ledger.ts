@@ -1,7 +1,7 @@
 // The Unicorn ledger: a quorum that cannot lose an acknowledged entry, backups, and checkpoints
 // anchored where nobody (the site's operators included) can rewrite them.
 import type { ResourceValidationPolicy } from "@pulumi/policy";
-import { configOf, known, siteOf, TYPES } from "./resources";
+import { configOf, isUnknown, known, siteOf, TYPES } from "./resources";
 
 export const ledgerQuorum: ResourceValidationPolicy = {
     name: "ledger-quorum",
@@ -25,16 +25,23 @@ export const ledgerQuorum: ResourceValidationPolicy = {
             return;
         }
         if (args.type === TYPES.cnpgCluster) {
+            // Unknown at preview (computed from other resources): decided at `up`, never guessed.
+            if (isUnknown(() => args.props.spec)) return;
             const spec = known(() => args.props.spec) ?? {};
-            const instances = known(() => Number(spec.instances));
-            if (instances !== undefined && !(instances >= minInstances)) report(`spec.instances is ${spec.instances ?? "unset"}; it needs ${minInstances}. Fix: set spec.instances: ${minInstances}.`);
-            const sync = known(() => spec.postgresql?.synchronous);
-            if (sync === undefined && known(() => spec.postgresql) !== undefined) {
-                report("spec.postgresql.synchronous is unset: commits do not wait for a standby. Fix: set synchronous { method: any, number: 1, dataDurability: required }.");
-            } else if (sync) {
-                if (!(Number(sync.number) >= 1)) report(`spec.postgresql.synchronous.number is ${sync.number}; it must be at least 1. Fix: set number: 1.`);
-                if (sync.dataDurability !== "required") report(`spec.postgresql.synchronous.dataDurability is '${sync.dataDurability ?? "unset"}'. Fix: set dataDurability: required.`);
+            if (!isUnknown(() => spec.instances)) {
+                const instances = Number(known(() => spec.instances));
+                if (!(instances >= minInstances)) report(`spec.instances is ${known(() => spec.instances) ?? "unset"}; it needs ${minInstances}. Fix: set spec.instances: ${minInstances}.`);
             }
+            if (isUnknown(() => spec.postgresql?.synchronous)) return;
+            const sync = known(() => spec.postgresql?.synchronous);
+            if (!sync) {
+                report("spec.postgresql.synchronous is unset: commits do not wait for a standby. Fix: set synchronous { method: any, number: 1, dataDurability: required }.");
+                return;
+            }
+            if (!isUnknown(() => sync.number) && !(Number(known(() => sync.number)) >= 1)) report(`spec.postgresql.synchronous.number is ${known(() => sync.number) ?? "unset"}; it must be at least 1. Fix: set number: 1.`);
+            // CloudNativePG's default for dataDurability is `required`.
+            const durability = known(() => sync.dataDurability);
+            if (!isUnknown(() => sync.dataDurability) && durability !== undefined && durability !== "required") report(`spec.postgresql.synchronous.dataDurability is '${durability}'. Fix: set dataDurability: required.`);
         }
     },
 };
@@ -53,6 +60,7 @@ export const ledgerBackups: ResourceValidationPolicy = {
             return;
         }
         if (args.type === TYPES.cnpgCluster) {
+            if (isUnknown(() => args.props.spec) || isUnknown(() => args.props.spec?.backup) || isUnknown(() => args.props.spec?.plugins)) return;
             const spec = known(() => args.props.spec) ?? {};
             const backup = known(() => spec.backup);
             const plugin = known(() => (Array.isArray(spec.plugins) ? spec.plugins : []).some((p: any) => String(p?.name ?? "").startsWith("barman-cloud")));

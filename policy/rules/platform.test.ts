@@ -61,7 +61,7 @@ test("ledger rules on CloudNativePG clusters and the lab's cluster resource", as
     assert.match((await validateResource(ledgerBackups, cluster({ instances: 3 }))).violations[0]?.message ?? "", /no backup configuration/);
     assert.match((await validateResource(ledgerBackups, cluster({ backup: { barmanObjectStore: {} } }))).violations[0]?.message ?? "", /no retentionPolicy/);
     // Unknown at preview: no finding, no crash.
-    assert.deepEqual((await validateResource(ledgerQuorum, cluster({ instances: UNKNOWN.number }))).violations, []);
+    assert.deepEqual((await validateResource(ledgerQuorum, cluster({ ...good, instances: UNKNOWN.number }))).violations, []);
     const labCluster = (instances: number): TestResource => ({ type: TYPES.labLedger, name: "lab-ledger-cluster", props: { plan: { instances }, passwords: UNKNOWN.object } });
     assert.deepEqual((await validateResource(ledgerQuorum, labCluster(3))).violations, []);
     assert.match((await validateResource(ledgerQuorum, labCluster(1))).violations[0]?.message ?? "", /runs 1 PostgreSQL instance/);
@@ -195,4 +195,58 @@ test("lake-buckets: a complete lake bucket passes; each missing setting is named
     const o = await validateStack(lakeBuckets, other);
     assert.equal(o.violations.length, 1);
     assert.match(o.violations[0].message, /'scratch' lacks versioning/);
+});
+
+// ---- what preview leaves unknown, and edge cases found in review ----
+
+test("unknown values at preview never read as 'unset': CloudNativePG, Kafka, pod resources and PDBs are decided at up", async () => {
+    const cluster = (spec: unknown): TestResource => ({ type: TYPES.cnpgCluster, name: "c", props: { spec } });
+    const cases: [typeof ledgerQuorum, unknown][] = [
+        [ledgerQuorum, UNKNOWN.object], [ledgerQuorum, { instances: 3, postgresql: { synchronous: UNKNOWN.object } }],
+        [ledgerBackups, UNKNOWN.object], [ledgerBackups, { instances: 3, backup: UNKNOWN.object }],
+    ];
+    for (const [p, spec] of cases) {
+        const o = await validateResource(p, cluster(spec));
+        assert.deepEqual([o.violations, o.unknown], [[], undefined], `${p.name} ${JSON.stringify(spec)}`);
+    }
+    // Absent is not unknown: no postgresql section means no synchronous commit.
+    assert.match((await validateResource(ledgerQuorum, cluster({ instances: 3 }))).violations[0]?.message ?? "", /synchronous is unset/);
+    // CloudNativePG's default dataDurability is `required`.
+    assert.deepEqual((await validateResource(ledgerQuorum, cluster({ instances: 3, postgresql: { synchronous: { method: "any", number: 1 } } }))).violations, []);
+    for (const r of [{ type: TYPES.kafka, name: "k", props: { spec: { kafka: UNKNOWN.object } } }, { type: TYPES.kafkaTopic, name: "t", props: { spec: UNKNOWN.object } }, { type: TYPES.kafkaTopic, name: "t", props: { spec: { replicas: UNKNOWN.number } } }]) {
+        assert.deepEqual((await validateResource(kafkaReplication, r)).violations, [], JSON.stringify(r.props));
+    }
+    assert.deepEqual((await validateResource(podResources, workload({ resources: UNKNOWN.object }))).violations, []);
+    const pdb = { type: TYPES.pdb, name: "p", props: { metadata: { namespace: UNKNOWN.string }, spec: { selector: { matchLabels: { app: "visitor-web" } } } } };
+    assert.deepEqual((await validateStack(podDisruptionBudget, [workload(), pdb])).violations, []);
+});
+
+test("pod-disruption-budget understands matchExpressions; an empty selector covers nothing", async () => {
+    const pdb = (selector: unknown): TestResource => ({ type: TYPES.pdb, name: "p", props: { metadata: { namespace: "lamp" }, spec: { minAvailable: 1, selector } } });
+    assert.deepEqual((await validateStack(podDisruptionBudget, [workload(), pdb({ matchExpressions: [{ key: "app", operator: "In", values: ["visitor-web", "x"] }] })])).violations, []);
+    assert.equal((await validateStack(podDisruptionBudget, [workload(), pdb({ matchExpressions: [{ key: "tier", operator: "NotIn", values: ["web"] }] })])).violations.length, 1);
+    assert.equal((await validateStack(podDisruptionBudget, [workload(), pdb({})])).violations.length, 1);
+});
+
+test("kafka-producer-acks reads acks settings only, and centos7-end-of-life only CentOS 7", async () => {
+    const cm: TestResource = { type: TYPES.configMap, name: "c", props: { data: { "app.properties": "callbacks=3\ntracks=1\nstacks: 2\nproducer.acks=all\n" } } };
+    assert.deepEqual((await validateResource(kafkaProducerAcks, cm)).violations, []);
+    const { isCentos7 } = await import("./lamp");
+    for (const yes of ["centos:7", "centos:7.9.2009", "quay.io/centos/centos:7", "centos:centos7", `registry/lamp-centos7${DIGEST}`, "centos7"]) assert.ok(isCentos7(yes), yes);
+    for (const no of ["centos:8.7", "quay.io/centos/centos:stream8-20240107", `centos${"@sha256:" + "7".repeat(64)}`, "almalinux:7", "centos:17"]) assert.ok(!isCentos7(no), no);
+});
+
+test("lake-buckets: the replica bucket (the replication's destination) needs no replication of its own", async () => {
+    const resources = lake();
+    resources.push({ type: "aws:s3/bucketV2:BucketV2", name: "lake-replica", props: { bucket: "jurassic-lake-replica", objectLockEnabled: true } });
+    const on = (type: string, name: string, props: Record<string, unknown>) => resources.push({ type, name, props: { bucket: UNKNOWN.string, ...props }, propertyDependencies: { bucket: ["lake-replica"] } });
+    on("aws:s3/bucketVersioningV2:BucketVersioningV2", "replica-versioning", { versioningConfiguration: { status: "Enabled" } });
+    on("aws:s3/bucketObjectLockConfigurationV2:BucketObjectLockConfigurationV2", "replica-lock", { rule: { defaultRetention: { mode: "COMPLIANCE", years: 7 } } });
+    on("aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2", "replica-sse", { rules: [{ applyServerSideEncryptionByDefault: { sseAlgorithm: "aws:kms" } }] });
+    on("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "replica-pab", { blockPublicAcls: true, blockPublicPolicy: true, ignorePublicAcls: true, restrictPublicBuckets: true });
+    const withoutLink = await validateStack(lakeBuckets, resources);
+    assert.match(withoutLink.violations[0]?.message ?? "", /'lake-replica' lacks replication/);
+    // The source's replication rule names the replica (its destination depends on it).
+    resources.find((r) => r.name === "lake-replication")!.propertyDependencies!.rules = ["lake-replica"];
+    assert.deepEqual((await validateStack(lakeBuckets, resources)).violations, []);
 });

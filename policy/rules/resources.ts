@@ -53,7 +53,7 @@ export function known<T>(read: () => T): T | undefined {
 /**
  * The site description of a site component. It comes from stack config, so it is always known;
  * it is read without the unknown-checking proxy (the planners touch every field of it, and a
- * 5,000-node site through a proxy is slow) and checked for placeholders once, as text.
+ * 5,000-node site through a proxy is slow).
  */
 export function siteOf(args: { type: string; props: Record<string, any> }): Site | undefined {
     if (args.type !== TYPES.site) return undefined;
@@ -116,14 +116,29 @@ export function rawProps(props: Record<string, any>): Record<string, any> {
     return (props as any)?.[proxy.getSpecialProxyTarget] ?? props;
 }
 
+/** Is the value `read` reaches still unknown (at preview)? Absent values are not unknown. */
+export function isUnknown(read: () => unknown): boolean {
+    return known(() => (read(), false)) === undefined;
+}
+
 /** The resource a stack-level finding belongs to, as people read it. */
 export function describe(r: { type: string; name: string }): string {
     return `${r.type} '${r.name}'`;
 }
 
-/** Policy config with its defaults filled in (the engine passes only what the user set). */
+/**
+ * Policy config with its defaults filled in (the engine passes only what the user set). Object
+ * values merge one level down: `{"minimumTarget": {"park": 0.999}}` keeps the other kinds' minimums.
+ */
 export function configOf<T extends object>(args: { getConfig<C extends object>(): C }, defaults: T): T {
-    return { ...defaults, ...(args.getConfig<Partial<T>>() ?? {}) };
+    const given = (args.getConfig<Partial<T>>() ?? {}) as Record<string, unknown>;
+    const out: Record<string, unknown> = { ...(defaults as Record<string, unknown>) };
+    for (const [k, v] of Object.entries(given)) {
+        const d = (defaults as Record<string, unknown>)[k];
+        const plain = (x: unknown) => x !== null && typeof x === "object" && !Array.isArray(x);
+        out[k] = plain(d) && plain(v) ? { ...(d as object), ...(v as object) } : v;
+    }
+    return out as T;
 }
 
 /** A property's resources, from the stack's view (which resources an input was computed from). */

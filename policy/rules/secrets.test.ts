@@ -57,3 +57,9 @@ test("ssh-host-keys-pinned: parks pin every node's key; a deployment without one
     // The lab's access is an output of the park, unknown at preview: checked at `up`.
     assert.deepEqual((await validateResource(sshHostKeysPinned, deployment({ access: UNKNOWN.object }))).violations, []);
 });
+
+test("ssh-host-keys-pinned: a known access without a host key fails", async () => {
+    const { hostKey: _, ...noKey } = deployment({}).props.access as Record<string, unknown>;
+    assert.match((await validateResource(sshHostKeysPinned, deployment({ access: noKey }))).violations[0]?.message ?? "", /without a pinned host key \(access\.hostKey is undefined\)/);
+    assert.deepEqual((await validateResource(sshHostKeysPinned, deployment({ access: { ...noKey, hostKey: UNKNOWN.string } }))).violations, []);
+});

@@ -164,7 +164,8 @@ test("the ledger runs beside the park: the agents' events, the cut's BFD Down in
 });
 
 test("nublar audit on the running lab: it passes, the report goes into the ledger's audit shard, and it verifies", () => {
-    const a = nublar(["audit", "--json", "--out", path.join(work, "audit")]);
+    // A whole preview with the pack: give it the time policy.test.ts gives it.
+    const a = project.nublar(["audit", "--json", "--out", path.join(work, "audit"), "--stack", STACK], 180_000);
     assert.equal(a.status, 0, a.output);
     const outcome = JSON.parse(a.stdout);
     assert.equal(outcome.verdict, "pass");
