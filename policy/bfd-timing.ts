@@ -8,11 +8,7 @@ import type { SitePlan } from "../network/site-plan";
 import { nixosAgentPaths } from "../nix/render";
 import type { Site } from "../site/model";
 
-export interface BfdTimers {
-    transmitIntervalMs: number;
-    receiveIntervalMs: number;
-    detectMultiplier: number;
-}
+export type BfdTimers = AgentConfig["timers"];
 
 export interface SessionDetection {
     node: string;

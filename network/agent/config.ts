@@ -4,15 +4,13 @@
 // type is inferred from it, so the two cannot drift.
 import * as fs from "node:fs";
 import { z } from "zod";
+import { BfdTimers } from "../../site/model";
 
 /** The rtnetlink route protocol number that marks routes the agent owns (see rt_protos). */
 export const NUBLAR_ROUTE_PROTOCOL = 199;
 
-const Timers = z.strictObject({
-    transmitIntervalMs: z.number().int().min(1).max(60_000),
-    receiveIntervalMs: z.number().int().min(1).max(60_000),
-    detectMultiplier: z.number().int().min(1).max(255),
-});
+/** The site model's BFD timers: the agent runs what the planner chose from the site's budget. */
+const Timers = BfdTimers;
 
 export const AgentSession = z.strictObject({
     /** Stable name, e.g. "gw/provider-a" or "path/visitor-center/provider-b". */

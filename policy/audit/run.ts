@@ -132,7 +132,8 @@ export function buildReport(stack: string, projectDir: string, outcome: PreviewO
         project: path.basename(projectDir),
         stack,
         site: outcome.site ? { name: outcome.site.name, kind: outcome.site.kind, availabilityTarget: outcome.site.sla.availability, failoverBudgetMs: outcome.site.sla.failoverBudgetMs } : null,
-        program: gitState(projectDir === REPO_DIR ? REPO_DIR : projectDir),
+        // The program is this repository (test projects point their `main` here too).
+        program: gitState(REPO_DIR),
         pack: { name: PACK_NAME, version: packVersion() },
         engine: { pulumi: outcome.pulumiVersion },
         verdict: mandatory ? "fail" : "pass",

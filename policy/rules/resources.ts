@@ -2,7 +2,7 @@
 // providers register, and how to read the plan out of them. The site component carries the
 // validated site description as its inputs, known at preview; node deployments carry the
 // rendered agent config and Nginx config, known once their inputs resolve (at `up`).
-import { UnknownValueError, type PolicyResource, type ResourceValidationArgs } from "@pulumi/policy";
+import { UnknownValueError } from "@pulumi/policy";
 import { AgentConfigError, parseAgentConfig, type AgentConfig } from "../../network/agent/config";
 import type { Site } from "../../site/model";
 
@@ -141,9 +141,3 @@ export function configOf<T extends object>(args: { getConfig<C extends object>()
     return out as T;
 }
 
-/** A property's resources, from the stack's view (which resources an input was computed from). */
-export function dependsOn(r: PolicyResource, property: string, target: PolicyResource): boolean {
-    return (r.propertyDependencies?.[property] ?? []).some((d) => d.urn === target.urn);
-}
-
-export type { ResourceValidationArgs };
