@@ -2,10 +2,8 @@
 // loaded, for the balancer and for the benchmark's passive-health baseline.
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
+import { nginxTest as nginxTestIn } from "../../test/helpers/nginx";
 import { labSiteInput } from "../../site/fixtures";
 import { parseSite } from "../../site/load";
 import { planAgent } from "../agent-plan";
@@ -22,17 +20,8 @@ function ingress() {
     return planAgent(parseSite(raw), "gate", { paths: (n) => ({ socket: `/run/${n}.sock`, events: `/run/${n}.jsonl`, nginxControl: "/tmp/x.sock" }) }).ingress;
 }
 
-function nginxTest(conf: string): { status: number | null; output: string } {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nublar-nginx-t-"));
-    try {
-        fs.mkdirSync(path.join(dir, "logs"));
-        fs.mkdirSync(path.join(dir, "temp")); // the daemon starters create it too
-        fs.writeFileSync(path.join(dir, "nginx.conf"), conf.replace("/tmp/x.sock", path.join(dir, "control.sock")));
-        const r = spawnSync("nginx", ["-t", "-p", dir, "-c", path.join(dir, "nginx.conf")], { encoding: "utf8" });
-        return { status: r.status, output: `${r.stdout}${r.stderr}` };
-    } finally {
-        fs.rmSync(dir, { recursive: true, force: true });
-    }
+function nginxTest(conf: string) {
+    return nginxTestIn(conf, (c, dir) => c.replace("/tmp/x.sock", path.join(dir, "control.sock")));
 }
 
 test("the balancer config passes `nginx -t`, one server per service, the control server on a unix socket only", () => {

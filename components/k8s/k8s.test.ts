@@ -1,0 +1,157 @@
+// The Kubernetes components under Pulumi mocks: their specs, the SLA-relevant fields, their
+// children's names (URNs: a rename needs an alias), bad arguments refused, and the nublar-sla
+// policy pack run over everything they register, as the engine would: no mandatory finding.
+import { before, test } from "node:test";
+import * as assert from "node:assert/strict";
+import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import type { ResourceValidationPolicy, StackValidationPolicy } from "@pulumi/policy";
+import { policies } from "../../policy/policies";
+import { validateResource, validateStack, type TestResource } from "../../policy/testing";
+import { loadSiteFromStackFile } from "../../site/load";
+import { nginxTest } from "../../test/helpers/nginx";
+import { ComponentArgsError } from "./common";
+
+interface Registered { type: string; name: string; inputs: Record<string, any> }
+const registered: Registered[] = [];
+const DIGEST = `@sha256:${"0123456789abcdef".repeat(4)}`;
+const park = loadSiteFromStackFile(path.join(__dirname, "..", "..", "stacks", "Pulumi.isla-nublar.yaml"));
+
+before(async () => {
+    await pulumi.runtime.setMocks({
+        newResource(args) {
+            registered.push({ type: args.type, name: args.name, inputs: args.inputs });
+            const metadata = { ...(args.inputs.metadata ?? {}), name: args.inputs.metadata?.name ?? `${args.name}-x1y2` };
+            return { id: `${args.name}-id`, state: { ...args.inputs, metadata } };
+        },
+        call: (args) => args.inputs,
+    }, "nublar", "unit", true);
+});
+
+async function build<T extends pulumi.ComponentResource>(make: () => T): Promise<{ component: T; children: Registered[] }> {
+    registered.length = 0;
+    const component = make();
+    await new Promise((resolve) => component.urn.apply(resolve));
+    // Let the children's registrations settle.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    return { component, children: registered.filter((r) => !r.type.startsWith("nublar:")) };
+}
+
+const find = (rs: Registered[], type: string, name?: string) => rs.find((r) => r.type === type && (name === undefined || r.name === name))!;
+
+/** Every nublar-sla rule over the registered resources, as the engine calls them. */
+async function mandatoryFindings(rs: Registered[]): Promise<string[]> {
+    const resources: TestResource[] = rs.map((r) => ({ type: r.type, name: r.name, props: r.inputs }));
+    const out: string[] = [];
+    for (const p of policies) {
+        if (p.enforcementLevel === "advisory") continue;
+        if ("validateStack" in p) out.push(...(await validateStack(p as StackValidationPolicy, resources)).violations.map((v) => `${p.name}: ${v.message}`));
+        else for (const r of resources) out.push(...(await validateResource(p as ResourceValidationPolicy, r)).violations.map((v) => `${p.name} on ${r.type} ${r.name}: ${v.message}`));
+    }
+    return out;
+}
+
+test("LegacyLampApp: a Deployment of 2+ pods with requests, limits and probes on both containers, a PDB, an HPA, an SSD volume and an IPv6 Service", async () => {
+    const { LegacyLampApp } = await import("./lamp");
+    const { children } = await build(() => new LegacyLampApp("visitor-web", { namespace: "lamp", image: `registry.park/lamp/centos7-lamp${DIGEST}`, cacheImage: `registry.park/nginx${DIGEST}` }));
+    // The children and their names: renaming one changes its URN, so it needs an alias.
+    assert.deepEqual(children.map((c) => `${c.type} ${c.name}`).sort(), [
+        "kubernetes:apps/v1:Deployment visitor-web",
+        "kubernetes:autoscaling/v2:HorizontalPodAutoscaler visitor-web",
+        "kubernetes:core/v1:ConfigMap visitor-web-cache-proxy",
+        "kubernetes:core/v1:PersistentVolumeClaim visitor-web-data",
+        "kubernetes:core/v1:Service visitor-web",
+        "kubernetes:policy/v1:PodDisruptionBudget visitor-web",
+    ]);
+    const dep = find(children, "kubernetes:apps/v1:Deployment").inputs;
+    assert.equal(dep.spec.replicas, 2);
+    assert.equal(dep.spec.strategy.rollingUpdate.maxUnavailable, 0);
+    const pod = dep.spec.template.spec;
+    assert.deepEqual(pod.containers.map((c: any) => c.name), ["app", "cache"]);
+    for (const c of pod.containers) {
+        assert.ok(c.resources.requests.cpu && c.resources.requests.memory && c.resources.limits.cpu && c.resources.limits.memory, c.name);
+        assert.ok(c.readinessProbe && c.livenessProbe, c.name);
+        assert.match(c.image, /@sha256:[0-9a-f]{64}$/);
+    }
+    assert.equal(pod.containers[0].readinessProbe.httpGet.path, "/health.php");
+    assert.equal(pod.topologySpreadConstraints[0].topologyKey, "topology.kubernetes.io/zone");
+    const pdb = find(children, "kubernetes:policy/v1:PodDisruptionBudget").inputs;
+    for (const [k, v] of Object.entries(pdb.spec.selector.matchLabels)) assert.equal(dep.spec.template.metadata.labels[k], v, "the PDB selects the pods");
+    const hpa = find(children, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler").inputs;
+    assert.deepEqual([hpa.spec.scaleTargetRef.kind, hpa.spec.minReplicas, hpa.spec.maxReplicas], ["Deployment", 2, 6]);
+    assert.equal(find(children, "kubernetes:core/v1:PersistentVolumeClaim").inputs.spec.storageClassName, "ssd");
+    assert.deepEqual(find(children, "kubernetes:core/v1:Service").inputs.spec.ipFamilies, ["IPv6"]);
+    // The sidecar's config as Nginx itself reads it.
+    const proxyConf = find(children, "kubernetes:core/v1:ConfigMap").inputs.data["nginx.conf"];
+    assert.match(proxyConf, /proxy_pass http:\/\/\[::1\]:80;[\s\S]*proxy_cache lamp;/);
+    const t = nginxTest(proxyConf, (c, dir) => c.replace("/var/cache/nginx", path.join(dir, "cache")));
+    assert.equal(t.status, 0, t.output);
+    assert.deepEqual(await mandatoryFindings(children), []);
+});
+
+test("LegacyLampApp stateful: a StatefulSet with a volume per pod; bad arguments are refused by name", async () => {
+    const { LegacyLampApp } = await import("./lamp");
+    const { children, component } = await build(() => new LegacyLampApp("gift-shop", { namespace: "lamp", image: `r/lamp${DIGEST}`, cacheImage: `r/nginx${DIGEST}`, stateful: true, replicas: 3 }));
+    assert.equal(component.workloadKind, "StatefulSet");
+    const sts = find(children, "kubernetes:apps/v1:StatefulSet").inputs;
+    assert.equal(sts.spec.volumeClaimTemplates[0].spec.storageClassName, "ssd");
+    assert.ok(!children.some((c) => c.type === "kubernetes:core/v1:PersistentVolumeClaim"));
+    assert.deepEqual(await mandatoryFindings(children), []);
+    assert.throws(() => new LegacyLampApp("x", { namespace: "lamp", image: "centos:7", cacheImage: `r/nginx${DIGEST}` }), (e: Error) => e instanceof ComponentArgsError && /x\.image: 'centos:7' is not pinned by digest/.test(e.message));
+    assert.throws(() => new LegacyLampApp("y", { namespace: "lamp", image: `r/lamp${DIGEST}`, cacheImage: `r/nginx${DIGEST}`, replicas: 1 }), /cannot survive losing one/);
+});
+
+test("UnicornLedgerCluster: one CloudNativePG Cluster per shard with the site's quorum, backups and anti-affinity, and a Redis cache tier", async () => {
+    const { UnicornLedgerCluster } = await import("./ledger-cluster");
+    const { children } = await build(() => new UnicornLedgerCluster("unicorn", {
+        namespace: "ledger", ledger: park.ledger, postgresImage: `ghcr.io/cloudnative-pg/postgresql${DIGEST}`, redisImage: `redis${DIGEST}`,
+        backupDestination: "s3://jurassic-lake/unicorn", backupCredentialsSecret: "lake-credentials",
+    }));
+    const clusters = children.filter((c) => c.type === "kubernetes:postgresql.cnpg.io/v1:Cluster");
+    assert.deepEqual(clusters.map((c) => c.name), park.ledger.shards.map((s) => `unicorn-${s}`));
+    for (const c of clusters) {
+        const spec = c.inputs.spec;
+        assert.equal(spec.instances, 3);
+        assert.deepEqual(spec.postgresql.synchronous, { method: "any", number: 1, dataDurability: "required" });
+        assert.deepEqual(spec.affinity, { enablePodAntiAffinity: true, topologyKey: "topology.kubernetes.io/zone", podAntiAffinityType: "required" });
+        assert.equal(spec.backup.retentionPolicy, "30d");
+        assert.equal(spec.backup.barmanObjectStore.destinationPath, `s3://jurassic-lake/unicorn/${spec.bootstrap.initdb.database}`);
+    }
+    const scheduled = children.filter((c) => c.type === "kubernetes:postgresql.cnpg.io/v1:ScheduledBackup");
+    assert.equal(scheduled.length, clusters.length);
+    assert.equal(scheduled[0].inputs.spec.schedule, "0 0 3 * * *");
+    assert.ok(find(children, "kubernetes:apps/v1:Deployment", "unicorn-cache"));
+    assert.deepEqual(await mandatoryFindings(children), []);
+    const { backup: _, ...noBackup } = park.ledger;
+    assert.throws(() => new UnicornLedgerCluster("u2", { namespace: "l", ledger: noBackup as typeof park.ledger, postgresImage: `p${DIGEST}`, redisImage: `r${DIGEST}`, backupDestination: "s3://b", backupCredentialsSecret: "s" }), /ledger\.backup is not set/);
+});
+
+test("EventBus: Strimzi Kafka in KRaft mode, 3 controllers and 3 brokers, replication 3 and min ISR 2 on the cluster and every topic", async () => {
+    const { EventBus } = await import("./event-bus");
+    const { children } = await build(() => new EventBus("park-events", { namespace: "events", topics: [{ name: "sensor.readings" }, { name: "network.changes", partitions: 12 }] }));
+    const kafka = find(children, "kubernetes:kafka.strimzi.io/v1beta2:Kafka").inputs;
+    assert.equal(kafka.metadata.annotations["strimzi.io/kraft"], "enabled");
+    assert.equal(kafka.spec.kafka.config["default.replication.factor"], 3);
+    assert.equal(kafka.spec.kafka.config["min.insync.replicas"], 2);
+    const pools = children.filter((c) => c.type === "kubernetes:kafka.strimzi.io/v1beta2:KafkaNodePool").map((p) => [p.inputs.spec.roles.join(","), p.inputs.spec.replicas]);
+    assert.deepEqual(pools, [["controller", 3], ["broker", 3]]);
+    const topics = children.filter((c) => c.type === "kubernetes:kafka.strimzi.io/v1beta2:KafkaTopic");
+    assert.deepEqual(topics.map((t) => [t.inputs.metadata.name, t.inputs.spec.replicas, t.inputs.spec.config["min.insync.replicas"]]), [["sensor.readings", 3, 2], ["network.changes", 3, 2]]);
+    assert.deepEqual(await mandatoryFindings(children), []);
+    assert.throws(() => new EventBus("e2", { namespace: "e", topics: [], controllers: 2 }), /odd quorum of 3 or more/);
+    assert.throws(() => new EventBus("e3", { namespace: "e", topics: [{ name: "a" }, { name: "a" }] }), /'a' is listed twice/);
+});
+
+test("the policy pack does find what the components prevent, on the same resources: a one-replica topic, a pod without limits", async () => {
+    const { EventBus } = await import("./event-bus");
+    const { children } = await build(() => new EventBus("ev", { namespace: "events", topics: [{ name: "t" }] }));
+    const topic = find(children, "kubernetes:kafka.strimzi.io/v1beta2:KafkaTopic");
+    topic.inputs.spec.replicas = 1;
+    assert.ok((await mandatoryFindings(children)).some((f) => f.startsWith("kafka-replication on kubernetes:kafka.strimzi.io/v1beta2:KafkaTopic")));
+    const { LegacyLampApp } = await import("./lamp");
+    const lamp = (await build(() => new LegacyLampApp("web", { namespace: "lamp", image: `r/lamp${DIGEST}`, cacheImage: `r/nginx${DIGEST}` }))).children;
+    delete find(lamp, "kubernetes:apps/v1:Deployment").inputs.spec.template.spec.containers[1].resources.limits;
+    const found = await mandatoryFindings(lamp);
+    assert.equal(found.length, 1, found.join("\n"));
+    assert.match(found[0], /^pod-resources on kubernetes:apps\/v1:Deployment web: container cache lacks limits\.cpu, limits\.memory/);
+});

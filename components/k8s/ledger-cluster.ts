@@ -1,0 +1,120 @@
+// UnicornLedgerCluster: the ledger on a park's Kubernetes, one CloudNativePG `Cluster` per
+// vertical shard (the lab runs the same shards on ::1, ledger/lab/). From the site's `ledger`
+// settings: instances, synchronous quorum commit with dataDurability required, backups to the
+// data lake with their schedule and retention, instances spread over failure domains, and the
+// Redis cache tier beside them. The CloudNativePG operator itself is installed separately.
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import type { Site } from "../../site/model";
+import { ComponentArgsError, FAILURE_DOMAIN_KEY, labelsFor, pinnedImage, selectorFor } from "./common";
+
+/** The CloudNativePG API these resources are written for (operator 1.25 or newer: dataDurability). */
+export const CNPG_API = "postgresql.cnpg.io/v1";
+
+export interface UnicornLedgerClusterArgs {
+    namespace: string;
+    /** The site's ledger settings (site/model.ts): shards, instances, dataDurability, backup. */
+    ledger: Site["ledger"];
+    /** PostgreSQL's image for CloudNativePG, pinned by digest. */
+    postgresImage: string;
+    /** Redis's image for the cache tier, pinned by digest. */
+    redisImage: string;
+    /** Where base backups and WAL go: s3://<lake bucket>/<prefix>; one folder per shard below it. */
+    backupDestination: string;
+    /** The Secret holding the lake's S3 credentials (ACCESS_KEY_ID, ACCESS_SECRET_KEY). */
+    backupCredentialsSecret: string;
+    storage?: { size?: string; storageClass?: string };
+}
+
+export class UnicornLedgerCluster extends pulumi.ComponentResource {
+    /** Shard -> the Cluster's name (its read-write Service is `<name>-rw`). */
+    readonly clusters: Record<string, pulumi.Output<string>> = {};
+    readonly cacheService: k8s.core.v1.Service;
+
+    constructor(name: string, args: UnicornLedgerClusterArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("nublar:k8s:UnicornLedgerCluster", name, {}, opts);
+        const { ledger, namespace } = args;
+        const postgresImage = pinnedImage(`${name}.postgresImage`, args.postgresImage);
+        const redisImage = pinnedImage(`${name}.redisImage`, args.redisImage);
+        if (!ledger.backup) throw new ComponentArgsError(`${name}: the site's ledger.backup is not set; a park's ledger must be backed up (schedule, retentionDays)`);
+        if (!/^s3:\/\/[a-z0-9.-]+(\/.*)?$/.test(args.backupDestination)) throw new ComponentArgsError(`${name}.backupDestination: '${args.backupDestination}' is not an s3://bucket/prefix URL`);
+        const child = { parent: this };
+        const destination = args.backupDestination.replace(/\/$/, "");
+
+        for (const shard of ledger.shards) {
+            const cluster = `${name}-${shard.replace(/_/g, "-")}`;
+            const labels = labelsFor(cluster, "ledger");
+            const created = new k8s.apiextensions.CustomResource(cluster, {
+                apiVersion: CNPG_API,
+                kind: "Cluster",
+                metadata: { namespace, labels },
+                spec: {
+                    instances: ledger.instances,
+                    imageName: postgresImage,
+                    // Commits wait for ANY 1 standby, as in the lab; `required` never lets the primary go on alone.
+                    postgresql: {
+                        synchronous: { method: "any", number: 1, dataDurability: ledger.dataDurability },
+                        parameters: { synchronous_commit: "on", wal_level: "replica" },
+                    },
+                    bootstrap: { initdb: { database: shard, owner: "unicorn_owner" } },
+                    storage: { size: args.storage?.size ?? "50Gi", storageClass: args.storage?.storageClass ?? "ssd" },
+                    // One instance per failure domain: losing a zone never takes the quorum.
+                    affinity: { enablePodAntiAffinity: true, topologyKey: FAILURE_DOMAIN_KEY, podAntiAffinityType: "required" },
+                    backup: {
+                        retentionPolicy: `${ledger.backup.retentionDays}d`,
+                        barmanObjectStore: {
+                            destinationPath: `${destination}/${shard}`,
+                            s3Credentials: {
+                                accessKeyId: { name: args.backupCredentialsSecret, key: "ACCESS_KEY_ID" },
+                                secretAccessKey: { name: args.backupCredentialsSecret, key: "ACCESS_SECRET_KEY" },
+                            },
+                            wal: { compression: "gzip" },
+                            data: { compression: "gzip" },
+                        },
+                    },
+                },
+            }, child);
+            new k8s.apiextensions.CustomResource(`${cluster}-backup`, {
+                apiVersion: CNPG_API,
+                kind: "ScheduledBackup",
+                metadata: { namespace, labels },
+                spec: { schedule: ledger.backup.schedule, backupOwnerReference: "self", cluster: { name: created.metadata.name } },
+            }, child);
+            this.clusters[shard] = created.metadata.name;
+        }
+
+        // The cache tier (ledger/cache.ts): acknowledged entries only, so losing it loses nothing.
+        const cache = `${name}-cache`;
+        const labels = labelsFor(cache, "ledger-cache");
+        const selector = selectorFor(cache);
+        new k8s.apps.v1.Deployment(cache, {
+            metadata: { namespace, labels },
+            spec: {
+                replicas: 1,
+                selector: { matchLabels: selector },
+                template: {
+                    metadata: { labels },
+                    spec: {
+                        containers: [{
+                            name: "redis",
+                            image: redisImage,
+                            args: ["--save", "", "--appendonly", "no", "--maxmemory", "512mb", "--maxmemory-policy", "allkeys-lru", "--bind", "::", "--protected-mode", "no"],
+                            ports: [{ name: "redis", containerPort: 6379 }],
+                            resources: { requests: { cpu: "100m", memory: "256Mi" }, limits: { cpu: "500m", memory: "640Mi" } },
+                            readinessProbe: { exec: { command: ["redis-cli", "ping"] }, periodSeconds: 5 },
+                            livenessProbe: { tcpSocket: { port: 6379 }, initialDelaySeconds: 10, periodSeconds: 10 },
+                            securityContext: { runAsNonRoot: true, runAsUser: 999, allowPrivilegeEscalation: false },
+                        }],
+                    },
+                },
+            },
+        }, child);
+        // A single cache pod may be evicted: the ledger reads fall back to PostgreSQL meanwhile.
+        new k8s.policy.v1.PodDisruptionBudget(cache, { metadata: { namespace, labels }, spec: { maxUnavailable: 1, selector: { matchLabels: selector } } }, child);
+        this.cacheService = new k8s.core.v1.Service(cache, {
+            metadata: { namespace, labels },
+            spec: { selector, ipFamilyPolicy: "SingleStack", ipFamilies: ["IPv6"], ports: [{ name: "redis", port: 6379, targetPort: "redis" }] },
+        }, child);
+        this.registerOutputs({ clusters: this.clusters, cacheService: this.cacheService.metadata.name });
+    }
+}
