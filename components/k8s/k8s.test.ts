@@ -83,7 +83,7 @@ test("LegacyLampApp: a Deployment of 2+ pods with requests, limits and probes on
     assert.deepEqual(find(children, "kubernetes:core/v1:Service").inputs.spec.ipFamilies, ["IPv6"]);
     // The sidecar's config as Nginx itself reads it.
     const proxyConf = find(children, "kubernetes:core/v1:ConfigMap").inputs.data["nginx.conf"];
-    assert.match(proxyConf, /proxy_pass http:\/\/\[::1\]:80;[\s\S]*proxy_cache lamp;/);
+    assert.match(proxyConf, /proxy_pass http:\/\/\[::1\]:8080;[\s\S]*proxy_cache lamp;/);
     const t = nginxTest(proxyConf, (c, dir) => c.replace("/var/cache/nginx", path.join(dir, "cache")));
     assert.equal(t.status, 0, t.output);
     assert.deepEqual(await mandatoryFindings(children), []);

@@ -20,7 +20,7 @@ export interface LegacyLampAppArgs {
     /** Keeps state (sessions, uploads) on its volume: a StatefulSet with one volume per pod. */
     stateful?: boolean;
     storage?: { size?: string; storageClass?: string };
-    /** Apache's port inside the pod (the proxy listens on 8080 and is what the Service exposes). */
+    /** Apache's port inside the pod: 8080, where images/centos7-lamp listens as a non-root user. The proxy listens on 8081 and is what the Service exposes. */
     appPort?: number;
     /** The app's health page, for the probes. Default /health.php. */
     healthPath?: string;
@@ -30,7 +30,7 @@ export interface LegacyLampAppArgs {
 
 const APP_RESOURCES: Resources = { requests: { cpu: "250m", memory: "256Mi" }, limits: { cpu: "1", memory: "512Mi" } };
 const CACHE_RESOURCES: Resources = { requests: { cpu: "50m", memory: "64Mi" }, limits: { cpu: "250m", memory: "128Mi" } };
-const PROXY_PORT = 8080;
+const PROXY_PORT = 8081;
 
 /** The sidecar's Nginx: a small cache in front of Apache, on the pod's loopback (IPv6 only, like the site). */
 export function cacheProxyConf(appPort: number): string {
@@ -67,7 +67,7 @@ export class LegacyLampApp extends pulumi.ComponentResource {
         const maxReplicas = args.maxReplicas ?? Math.max(replicas * 3, 4);
         if (!Number.isInteger(replicas) || replicas < 2) throw new ComponentArgsError(`${name}.replicas: ${replicas} pods cannot survive losing one; use 2 or more`);
         if (maxReplicas < replicas) throw new ComponentArgsError(`${name}.maxReplicas (${maxReplicas}) is below replicas (${replicas})`);
-        const appPort = args.appPort ?? 80;
+        const appPort = args.appPort ?? 8080;
         const healthPath = args.healthPath ?? "/health.php";
         const ns = args.namespace;
         const labels = labelsFor(name, "lamp");

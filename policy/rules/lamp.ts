@@ -114,15 +114,22 @@ export const yumGpgcheck: ResourceValidationPolicy = {
         const bad: string[] = [];
         for (const [file, text] of Object.entries(data)) {
             if (typeof text !== "string" || !(file.endsWith(".repo") || /^\s*\[[^\]]+\]\s*$/m.test(text) && /baseurl|mirrorlist|metalink/.test(text))) continue;
-            for (const section of repoSections(text)) {
-                if (section.settings.get("enabled") === "0") continue;
-                const gpg = section.settings.get("gpgcheck");
-                if (gpg !== "1" && gpg !== "true" && gpg !== "yes") bad.push(`${file} [${section.name}] gpgcheck=${gpg ?? "unset"}`);
-            }
+            bad.push(...yumRepoProblems(file, text));
         }
         if (bad.length) report(`yum repositories without signature checks: ${bad.join("; ")}. Fix: set gpgcheck=1 with a gpgkey.`);
     },
 };
+
+/** Enabled repos of a yum .repo file that do not check package signatures (images/ use this too). */
+export function yumRepoProblems(file: string, text: string): string[] {
+    const bad: string[] = [];
+    for (const section of repoSections(text)) {
+        if (section.settings.get("enabled") === "0") continue;
+        const gpg = section.settings.get("gpgcheck");
+        if (gpg !== "1" && gpg !== "true" && gpg !== "yes") bad.push(`${file} [${section.name}] gpgcheck=${gpg ?? "unset"}`);
+    }
+    return bad;
+}
 
 function repoSections(text: string): { name: string; settings: Map<string, string> }[] {
     const sections: { name: string; settings: Map<string, string> }[] = [];
