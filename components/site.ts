@@ -30,6 +30,25 @@ export class Site extends pulumi.ComponentResource {
     /** The Unicorn ledger: where it is and its checkpoint public key (lab sites). */
     readonly ledger?: pulumi.Output<Record<string, unknown>>;
 
+    /**
+     * A park's or data center's cloud parts: its S3 data lake, and its Kubernetes workloads
+     * (ledger, event bus, LAMP apps). Loaded only when the site asks for them: the Kubernetes
+     * and AWS SDKs take a second each to load.
+     */
+    private workloads(name: string, site: SiteModel) {
+        const lakeName = `${name}-lake`;
+        if (site.aws?.dataLake) {
+            const { DataLake } = require("./aws/data-lake") as typeof import("./aws/data-lake");
+            new DataLake(lakeName, { region: site.aws.region, replicaRegion: site.aws.replicaRegion }, { parent: this });
+        }
+        if (site.kubernetes) {
+            const { SiteWorkloads } = require("./k8s/workloads") as typeof import("./k8s/workloads");
+            // A data center's ledger backs up to its own lake.
+            const defaultLedgerBackups = site.aws?.dataLake ? `s3://${lakeName}-ledger-backups/unicorn` : undefined;
+            new SiteWorkloads(`${name}-workloads`, { site, defaultLedgerBackups }, { parent: this });
+        }
+    }
+
     constructor(name: string, args: SiteArgs, opts?: pulumi.ComponentResourceOptions) {
         // The validated site description is the component's input, so that the nublar-sla policy
         // pack (policy/) checks the very plan this component applies, at preview.
@@ -81,6 +100,7 @@ export class Site extends pulumi.ComponentResource {
                 nginx: { luaDir: NIXOS_PATHS.luaDir, modules: [] },
             }, { parent: this });
             this.generations = deploy.generations;
+            this.workloads(name, site);
             this.nodes = pulumi.output(Object.fromEntries(site.nodes.map((n): [string, NodeAccess] => [n.name, {
                 role: n.role,
                 failureDomain: n.failureDomain,

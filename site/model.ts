@@ -151,6 +151,50 @@ export const LabSettings = z.strictObject({
 export const Aws = z.strictObject({
     region: z.string().regex(/^[a-z]{2}(-gov)?-[a-z]+-\d$/, "must be an AWS region such as eu-west-1"),
     replicaRegion: z.string().regex(/^[a-z]{2}(-gov)?-[a-z]+-\d$/, "must be an AWS region such as eu-central-1"),
+    /**
+     * Build the site's data lake in S3 (components/aws/data-lake.ts): buckets `<site>-lake-*`.
+     * Off by default: it needs Pulumi's AWS provider plugin, which this repository's engine
+     * build cannot fetch (README, "Kubernetes and AWS").
+     */
+    dataLake: z.boolean().default(false),
+});
+
+/** An image reference pinned by digest: what was reviewed is what runs (policy: image-digest). */
+export const PINNED_IMAGE = /^[a-z0-9][a-z0-9._\-/:]*@sha256:[0-9a-f]{64}$/;
+const ImageRef = z.string().regex(PINNED_IMAGE, "must be pinned by digest: registry/name@sha256:<64 hex digits> (images/README.md)");
+
+/**
+ * The site's Kubernetes workloads (components/k8s): the ledger on CloudNativePG, the event bus
+ * on Strimzi, and the legacy LAMP apps. Parks and data centers only: the lab runs its ledger on
+ * this machine, and has no cluster.
+ */
+export const KubernetesSettings = z.strictObject({
+    namespace: Name.default("nublar"),
+    images: z.strictObject({ postgres: ImageRef, redis: ImageRef, cacheProxy: ImageRef }),
+    /** Run the ledger's shards on CloudNativePG here (default), with backups to `ledgerBackups.destination`. */
+    ledger: z.boolean().default(true),
+    /** Where the ledger's backups go: s3://bucket/prefix, and the Secret with the lake's credentials. Default on a data center: its own lake. */
+    ledgerBackups: z.strictObject({
+        destination: z.string().regex(/^s3:\/\/[a-z0-9.-]+(\/.*)?$/, "must be an s3://bucket/prefix URL"),
+        /** The name of the Kubernetes Secret with the lake's S3 credentials (ACCESS_KEY_ID, ACCESS_SECRET_KEY). */
+        credentialsSecretName: Name.default("lake-credentials"),
+    }).optional(),
+    eventBus: z.strictObject({
+        topics: z.array(z.strictObject({
+            name: z.string().regex(/^[a-z0-9][a-z0-9.-]{0,248}$/, "topic names are a-z, 0-9, '.' and '-'"),
+            partitions: z.number().int().min(1).max(1000).optional(),
+            retentionHours: z.number().int().min(1).max(87_600).optional(),
+        })).min(1),
+    }).optional(),
+    lamp: z.array(z.strictObject({
+        name: Name,
+        image: ImageRef,
+        replicas: z.number().int().min(2).max(100).default(2),
+        maxReplicas: z.number().int().min(2).max(1000).optional(),
+        stateful: z.boolean().default(false),
+        storageClass: Name.default("ssd"),
+        size: z.string().regex(/^\d+(Mi|Gi|Ti)$/, "a size like 10Gi").default("10Gi"),
+    })).default([]),
 });
 
 export const SiteKind = z.enum(["lab", "park", "datacenter"]);
@@ -231,6 +275,7 @@ const SiteBase = z.strictObject({
     // prefault: an absent `ledger` is parsed as {}, so the defaults live in one place (above).
     ledger: LedgerSettings.prefault({}),
     aws: Aws.optional(),
+    kubernetes: KubernetesSettings.optional(),
 });
 
 /** Cross-field rules: references resolve, names are unique, prefixes are disjoint. */
@@ -292,6 +337,11 @@ export const SiteSchema = SiteBase.superRefine((site, ctx) => {
     if (site.deploy.activation === "lab" && site.kind !== "lab") issue(["deploy", "activation"], "'lab' activation only deploys to the lab's namespace nodes; use 'nixos'");
     if (site.kind !== "lab" && site.lab) issue(["lab"], "is only allowed on sites of kind 'lab'");
     if (site.kind === "datacenter" && !site.aws) issue(["aws"], "is required for a datacenter site: give region and replicaRegion");
+    if (site.kubernetes && site.kind === "lab") issue(["kubernetes"], "the lab has no Kubernetes cluster; its ledger runs on this machine");
+    const k = site.kubernetes;
+    if (k?.ledger && !k.ledgerBackups && !site.aws?.dataLake) issue(["kubernetes", "ledgerBackups"], "is required when the ledger runs on Kubernetes and the site builds no data lake (aws.dataLake): give destination (s3://bucket/prefix)");
+    if (k?.ledger && !site.ledger.backup) issue(["ledger", "backup"], "is required when the ledger runs on Kubernetes: give schedule and retentionDays");
+    if (k) uniqueNames(k.lamp, ["kubernetes", "lamp"], "LAMP app", issue);
 }).transform((site) => ({
     ...site,
     lab: site.kind === "lab" ? site.lab ?? LabSettings.parse({}) : site.lab,

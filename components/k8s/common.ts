@@ -1,7 +1,6 @@
 // What the Kubernetes components share: image references pinned by digest, labels, and the
 // failure-domain topology key replicas spread over.
-/** `registry/name@sha256:<64 hex>`: what was reviewed is what runs (policy: image-digest). */
-const PINNED = /^[a-z0-9][a-z0-9._\-/:]*@sha256:[0-9a-f]{64}$/;
+import { PINNED_IMAGE } from "../../site/model";
 
 /** Kubernetes' label for the zone a node is in: nublar's failure domain on a cluster. */
 export const FAILURE_DOMAIN_KEY = "topology.kubernetes.io/zone";
@@ -10,7 +9,7 @@ export class ComponentArgsError extends Error {}
 
 /** Refuse an image that is not pinned by digest, naming the argument. */
 export function pinnedImage(what: string, image: string): string {
-    if (!PINNED.test(image)) {
+    if (!PINNED_IMAGE.test(image)) {
         throw new ComponentArgsError(`${what}: '${image}' is not pinned by digest; give registry/name@sha256:<digest> (images/README.md says how to get it)`);
     }
     return image;

@@ -1,0 +1,93 @@
+// Site with `kubernetes` (and a data center's `aws.dataLake`) settings, under Pulumi mocks:
+// what it composes, that the operators are pinned, that the ledger backs up where it should,
+// and that the nublar-sla pack finds nothing mandatory in any of it.
+import { before, test } from "node:test";
+import * as assert from "node:assert/strict";
+import * as path from "node:path";
+import { parse } from "yaml";
+import * as fs from "node:fs";
+import * as pulumi from "@pulumi/pulumi";
+import type { ResourceValidationPolicy } from "@pulumi/policy";
+import { policies } from "../../policy/policies";
+import { validateResource } from "../../policy/testing";
+import { parseSite } from "../../site/load";
+import { OPERATORS } from "./operators";
+
+interface Registered { type: string; name: string; inputs: Record<string, any> }
+const registered: Registered[] = [];
+const ROOT = path.resolve(__dirname, "..", "..");
+const DIGEST = `@sha256:${"fedcba9876543210".repeat(4)}`;
+const stackSite = (stack: string) => parse(fs.readFileSync(path.join(ROOT, "stacks", `Pulumi.${stack}.yaml`), "utf8")).config["nublar:site"];
+
+const KUBERNETES = {
+    images: { postgres: `ghcr.io/cloudnative-pg/postgresql${DIGEST}`, redis: `docker.io/library/redis${DIGEST}`, cacheProxy: `docker.io/library/nginx${DIGEST}` },
+    eventBus: { topics: [{ name: "sensor.readings" }, { name: "network.changes" }] },
+    lamp: [{ name: "visitor-web", image: `registry.park/centos7-lamp${DIGEST}` }, { name: "gift-shop", image: `registry.park/centos7-lamp${DIGEST}`, stateful: true }],
+};
+
+before(async () => {
+    await pulumi.runtime.setMocks({
+        newResource(args) {
+            registered.push({ type: args.type, name: args.name, inputs: args.inputs });
+            const extra = args.type.endsWith("nixos:GeneratedKey") ? { value: "SECRET", publicKey: "PUBLIC" } : args.type.endsWith("nixos:Deployment") ? { generation: 1, digest: "d" } : {};
+            return { id: `${args.name}-id`, state: { ...args.inputs, ...extra, metadata: { ...(args.inputs.metadata ?? {}), name: args.inputs.metadata?.name ?? args.name } } };
+        },
+        call: (args) => args.inputs,
+    }, "nublar", "unit", true);
+});
+
+async function site(raw: unknown) {
+    const { Site } = await import("../site");
+    registered.length = 0;
+    const s = new Site("park", { site: parseSite(raw), stateRoot: "/tmp/nublar-unit" });
+    await new Promise((resolve) => s.urn.apply(resolve));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    return registered;
+}
+
+test("a park with kubernetes settings: the operators at their pinned versions, a CloudNativePG cluster per shard backing up to its lake prefix, the event bus and the LAMP apps", async () => {
+    const raw = stackSite("isla-nublar");
+    raw.kubernetes = { ...KUBERNETES, ledgerBackups: { destination: "s3://dc-eu-west-lake-ledger-backups/isla-nublar" } };
+    const rs = await site(raw);
+    const types = (t: string) => rs.filter((r) => r.type === t);
+    assert.equal(types("nublar:k8s:SiteWorkloads").length, 1);
+    assert.deepEqual(types("kubernetes:helm.sh/v3:Release").map((r) => [r.inputs.chart, r.inputs.version]).sort(), [
+        [OPERATORS.cloudnativePg.chart, OPERATORS.cloudnativePg.version], [OPERATORS.strimzi.chart, OPERATORS.strimzi.version],
+    ].sort());
+    const clusters = types("kubernetes:postgresql.cnpg.io/v1:Cluster");
+    assert.equal(clusters.length, 4);
+    assert.ok(clusters.every((c) => c.inputs.metadata.namespace === "nublar" && c.inputs.spec.backup.barmanObjectStore.destinationPath.startsWith("s3://dc-eu-west-lake-ledger-backups/isla-nublar/")));
+    assert.equal(types("kubernetes:kafka.strimzi.io/v1beta2:Kafka").length, 1);
+    assert.deepEqual(types("kubernetes:apps/v1:Deployment").map((d) => d.name).sort(), ["park-workloads-ledger-cache", "visitor-web"]);
+    assert.deepEqual(types("kubernetes:apps/v1:StatefulSet").map((d) => d.name), ["gift-shop"]);
+    // Every resource through the pack's resource rules: nothing mandatory (CentOS 7 is advisory).
+    const found: string[] = [];
+    for (const p of policies) {
+        if (p.enforcementLevel === "advisory" || !("validateResource" in p)) continue;
+        for (const r of rs) found.push(...(await validateResource(p as ResourceValidationPolicy, { type: r.type, name: r.name, props: r.inputs })).violations.map((v) => `${p.name} ${r.type} ${r.name}: ${v.message}`));
+    }
+    assert.deepEqual(found, []);
+});
+
+test("a data center with aws.dataLake: the lake, and the ledger backing up into the lake's ledger-backups bucket", async () => {
+    const raw = stackSite("dc-eu-west");
+    raw.aws = { ...raw.aws, dataLake: true };
+    raw.kubernetes = { images: KUBERNETES.images };
+    const rs = await site(raw);
+    assert.equal(rs.filter((r) => r.type === "nublar:aws:DataLake").length, 1);
+    const buckets = rs.filter((r) => r.type === "aws:s3/bucket:Bucket").map((b) => b.inputs.bucket);
+    assert.ok(buckets.includes("park-lake-ledger-backups"), buckets.join(", "));
+    const cluster = rs.find((r) => r.type === "kubernetes:postgresql.cnpg.io/v1:Cluster")!;
+    assert.match(cluster.inputs.spec.backup.barmanObjectStore.destinationPath, /^s3:\/\/park-lake-ledger-backups\/unicorn\//);
+    // No event bus or LAMP apps asked for: none built, and no Strimzi.
+    assert.ok(!rs.some((r) => r.type.startsWith("kubernetes:kafka.strimzi.io")));
+    assert.deepEqual(rs.filter((r) => r.type === "kubernetes:helm.sh/v3:Release").map((r) => r.inputs.chart), [OPERATORS.cloudnativePg.chart]);
+});
+
+test("the schema refuses kubernetes settings that cannot work, naming the key", () => {
+    const park = stackSite("isla-nublar");
+    assert.throws(() => parseSite({ ...park, kubernetes: { images: KUBERNETES.images } }), /kubernetes\.ledgerBackups.*is required when the ledger runs on Kubernetes/);
+    assert.throws(() => parseSite({ ...park, kubernetes: { ...KUBERNETES, images: { ...KUBERNETES.images, redis: "redis:7" } } }), /kubernetes\.images\.redis.*pinned by digest/);
+    assert.throws(() => parseSite({ ...stackSite("lab"), kubernetes: { images: KUBERNETES.images, ledger: false } }), /the lab has no Kubernetes cluster/);
+    assert.throws(() => parseSite({ ...park, kubernetes: { ...KUBERNETES, ledger: false, lamp: [KUBERNETES.lamp[0], KUBERNETES.lamp[0]] } }), /duplicate LAMP app name/);
+});

@@ -1,0 +1,57 @@
+// SiteWorkloads: what a site's `kubernetes` settings ask for, on its cluster: the namespace,
+// the operators (pinned), the ledger's CloudNativePG clusters, the Strimzi event bus and the
+// legacy LAMP apps. `Site` builds one for parks and data centers that have the settings.
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import type { Site } from "../../site/model";
+import { EventBus } from "./event-bus";
+import { LegacyLampApp } from "./lamp";
+import { UnicornLedgerCluster } from "./ledger-cluster";
+import { Operators } from "./operators";
+
+export interface SiteWorkloadsArgs {
+    site: Site;
+    /** Where the ledger's backups go when the site does not say (a data center's own lake). */
+    defaultLedgerBackups?: string;
+}
+
+export class SiteWorkloads extends pulumi.ComponentResource {
+    readonly namespace: pulumi.Output<string>;
+
+    constructor(name: string, args: SiteWorkloadsArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("nublar:k8s:SiteWorkloads", name, {}, opts);
+        const { site } = args;
+        const k = site.kubernetes;
+        if (!k) throw new Error(`${name}: site ${site.name} has no kubernetes settings`);
+        const ns = new k8s.core.v1.Namespace(`${name}-ns`, { metadata: { name: k.namespace, labels: { "app.kubernetes.io/managed-by": "nublar", "nublar/site": site.name } } }, { parent: this });
+        const operators = new Operators(`${name}-operators`, { cloudnativePg: k.ledger, strimzi: !!k.eventBus, strimziWatchNamespaces: [k.namespace] }, { parent: this });
+        const after = { parent: this, dependsOn: [ns, ...operators.ready] };
+        this.namespace = ns.metadata.name;
+
+        if (k.ledger) {
+            const destination = k.ledgerBackups?.destination ?? args.defaultLedgerBackups;
+            if (!destination) throw new Error(`${name}: the ledger runs on Kubernetes but has no backup destination (kubernetes.ledgerBackups.destination)`);
+            new UnicornLedgerCluster(`${name}-ledger`, {
+                namespace: k.namespace,
+                ledger: site.ledger,
+                postgresImage: k.images.postgres,
+                redisImage: k.images.redis,
+                backupDestination: destination,
+                backupCredentialsSecret: k.ledgerBackups?.credentialsSecretName ?? "lake-credentials",
+            }, after);
+        }
+        if (k.eventBus) new EventBus(`${name}-events`, { namespace: k.namespace, topics: k.eventBus.topics }, after);
+        for (const app of k.lamp) {
+            new LegacyLampApp(app.name, {
+                namespace: k.namespace,
+                image: app.image,
+                cacheImage: k.images.cacheProxy,
+                replicas: app.replicas,
+                maxReplicas: app.maxReplicas,
+                stateful: app.stateful,
+                storage: { storageClass: app.storageClass, size: app.size },
+            }, after);
+        }
+        this.registerOutputs({ namespace: this.namespace });
+    }
+}
