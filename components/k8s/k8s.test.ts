@@ -3,7 +3,10 @@
 // policy pack run over everything they register, as the engine would: no mandatory finding.
 import { before, test } from "node:test";
 import * as assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
+import { spawnSync } from "node:child_process";
 import * as pulumi from "@pulumi/pulumi";
 import type { ResourceValidationPolicy, StackValidationPolicy } from "@pulumi/policy";
 import { policies } from "../../policy/policies";
@@ -15,6 +18,8 @@ import { ComponentArgsError } from "./common";
 interface Registered { type: string; name: string; inputs: Record<string, any> }
 const registered: Registered[] = [];
 const DIGEST = `@sha256:${"0123456789abcdef".repeat(4)}`;
+/** kubernetes-validate (PyPI), installed by setup: Kubernetes' OpenAPI schemas, offline. */
+const KUBERNETES_VALIDATE = path.join(__dirname, "..", "..", ".tools", "venv", "bin", "kubernetes-validate");
 const park = loadSiteFromStackFile(path.join(__dirname, "..", "..", "stacks", "Pulumi.isla-nublar.yaml"));
 
 before(async () => {
@@ -154,4 +159,50 @@ test("the policy pack does find what the components prevent, on the same resourc
     const found = await mandatoryFindings(lamp);
     assert.equal(found.length, 1, found.join("\n"));
     assert.match(found[0], /^pod-resources on kubernetes:apps\/v1:Deployment web: container cache lacks limits\.cpu, limits\.memory/);
+});
+
+/** The built-in resources as manifests: what the Kubernetes provider would send the API server. */
+function manifests(rs: Registered[]): Record<string, unknown>[] {
+    return rs.filter((r) => /^kubernetes:(core|apps|policy|autoscaling)\//.test(r.type)).map((r) => {
+        const [group, kind] = r.type.slice("kubernetes:".length).split(":");
+        const apiVersion = group.startsWith("core/") ? group.slice("core/".length) : group;
+        return { ...r.inputs, apiVersion, kind, metadata: { name: r.name, ...r.inputs.metadata } };
+    });
+}
+
+function kubernetesValidate(docs: Record<string, unknown>[]): { status: number | null; output: string } {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nublar-k8s-validate-"));
+    try {
+        const files = docs.map((d, i) => {
+            const f = path.join(dir, `${i}-${String(d.kind).toLowerCase()}.yaml`);
+            fs.writeFileSync(f, JSON.stringify(d));
+            return f;
+        });
+        const r = spawnSync(KUBERNETES_VALIDATE, ["--strict", "--no-warn", "-k", "1.34.0", ...files], { encoding: "utf8" });
+        return { status: r.status, output: `${r.stdout}${r.stderr}${r.error ? String(r.error) : ""}` };
+    } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+}
+
+test("the built-in resources are valid Kubernetes 1.34 objects (kubernetes-validate --strict: schema and no unknown field)", async () => {
+    assert.ok(fs.existsSync(KUBERNETES_VALIDATE), `no ${KUBERNETES_VALIDATE}: run npm run setup`);
+    const { LegacyLampApp } = await import("./lamp");
+    const { UnicornLedgerCluster } = await import("./ledger-cluster");
+    const docs = [
+        ...manifests((await build(() => new LegacyLampApp("visitor-web", { namespace: "lamp", image: `r/lamp${DIGEST}`, cacheImage: `r/nginx${DIGEST}` }))).children),
+        ...manifests((await build(() => new LegacyLampApp("gift-shop", { namespace: "lamp", image: `r/lamp${DIGEST}`, cacheImage: `r/nginx${DIGEST}`, stateful: true }))).children),
+        ...manifests((await build(() => new UnicornLedgerCluster("unicorn", {
+            namespace: "ledger", ledger: park.ledger, postgresImage: `p${DIGEST}`, redisImage: `r${DIGEST}`, backupDestination: "s3://lake/u", backupCredentialsSecret: "lake-credentials",
+        }))).children),
+    ];
+    assert.deepEqual([...new Set(docs.map((d) => d.kind))].sort(), ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PersistentVolumeClaim", "PodDisruptionBudget", "Service", "StatefulSet"]);
+    const ok = kubernetesValidate(docs);
+    assert.equal(ok.status, 0, ok.output);
+    // The validator is not a rubber stamp: one misspelt field fails it.
+    const bad = structuredClone(docs.find((d) => d.kind === "Deployment")!) as any;
+    bad.spec.replicass = 2;
+    const no = kubernetesValidate([bad]);
+    assert.notEqual(no.status, 0);
+    assert.match(no.output, /replicass/);
 });
