@@ -36,10 +36,10 @@ before(async () => {
     }, "nublar", "unit", true);
 });
 
-async function site(raw: unknown) {
+async function site(raw: unknown, opts?: pulumi.ComponentResourceOptions) {
     const { Site } = await import("../site");
     registered.length = 0;
-    const s = new Site("park", { site: parseSite(raw), stateRoot: "/tmp/nublar-unit" });
+    const s = new Site("park", { site: parseSite(raw), stateRoot: "/tmp/nublar-unit" }, opts);
     await new Promise((resolve) => s.urn.apply(resolve));
     await new Promise((resolve) => setTimeout(resolve, 100));
     return registered;
@@ -90,4 +90,41 @@ test("the schema refuses kubernetes settings that cannot work, naming the key", 
     assert.throws(() => parseSite({ ...park, kubernetes: { ...KUBERNETES, images: { ...KUBERNETES.images, redis: "redis:7" } } }), /kubernetes\.images\.redis.*pinned by digest/);
     assert.throws(() => parseSite({ ...stackSite("lab"), kubernetes: { images: KUBERNETES.images, ledger: false } }), /the lab has no Kubernetes cluster/);
     assert.throws(() => parseSite({ ...park, kubernetes: { ...KUBERNETES, ledger: false, lamp: [KUBERNETES.lamp[0], KUBERNETES.lamp[0]] } }), /duplicate LAMP app name/);
+});
+
+/**
+ * Every resource's URN for a park with every workload, against the committed list: a refactor
+ * that moves or renames a resource changes its URN, and Pulumi would replace it (a ledger
+ * cluster deleted and created again). Each URN in the list must still exist, or be an alias of
+ * a resource that does. New URNs are fine: regenerate with UPDATE_GOLDEN=1.
+ */
+test("a refactor keeps every URN, or adds an alias for it (components/k8s/urns.golden)", async () => {
+    // A transformation on the site reaches every resource below it: collect them all.
+    const resources: pulumi.Resource[] = [];
+    const collect = (args: pulumi.ResourceTransformationArgs) => {
+        resources.push(args.resource);
+        return undefined;
+    };
+    const raw = stackSite("isla-nublar");
+    raw.kubernetes = { ...KUBERNETES, ledgerBackups: { destination: "s3://lake/isla-nublar" } };
+    await site(raw, { transformations: [collect] });
+    // Pulumi's mocks build a URN from its parent's own type only, the SDK builds aliases from
+    // the whole chain: compare both as "<parent type>$<type>::<name>".
+    const short = (urn: string) => {
+        const parts = urn.split("::"); // urn:pulumi:<stack> :: <project> :: <type chain> :: <name>
+        return `${parts[2].split("$").slice(-2).join("$")}::${parts.slice(3).join("::")}`;
+    };
+    const urns = (await Promise.all(resources.map((r) => new Promise<string>((resolve) => r.urn.apply(resolve))))).map(short);
+    const aliases = (await Promise.all(resources.flatMap((r) => ((r as any).__aliases ?? []) as pulumi.Output<string>[]).map((a) => new Promise<string>((resolve) => a.apply(resolve))))).map(short);
+    // Only the cloud parts: the node deployments' URNs are covered by their own tests.
+    const ours = (u: string) => /nublar:k8s:|nublar:aws:/.test(u);
+    const current = [...new Set(urns.filter(ours))].sort();
+    const golden = path.join(__dirname, "urns.golden");
+    if (process.env.UPDATE_GOLDEN) fs.writeFileSync(golden, `${current.join("\n")}\n`);
+    const expected = fs.readFileSync(golden, "utf8").trim().split("\n");
+    const kept = new Set([...current, ...aliases]);
+    const lost = expected.filter((u) => !kept.has(u));
+    assert.deepEqual(lost, [], "these resources would be replaced: keep their names and parents, or add aliases (then UPDATE_GOLDEN=1)");
+    const added = current.filter((u) => !expected.includes(u));
+    assert.deepEqual(added, [], "new resources: check them, then UPDATE_GOLDEN=1 node --import tsx --test components/k8s/workloads.test.ts");
 });
