@@ -39,7 +39,7 @@ export class Site extends pulumi.ComponentResource {
         const lakeName = `${name}-lake`;
         if (site.aws?.dataLake) {
             const { DataLake } = require("./aws/data-lake") as typeof import("./aws/data-lake");
-            new DataLake(lakeName, { region: site.aws.region, replicaRegion: site.aws.replicaRegion }, { parent: this });
+            new DataLake(lakeName, { region: site.aws.region, replicaRegion: site.aws.replicaRegion, ledgerBackupDays: site.ledger.backup?.retentionDays }, { parent: this });
         }
         if (site.kubernetes) {
             const { SiteWorkloads } = require("./k8s/workloads") as typeof import("./k8s/workloads");

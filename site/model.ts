@@ -181,7 +181,8 @@ export const KubernetesSettings = z.strictObject({
     }).optional(),
     eventBus: z.strictObject({
         topics: z.array(z.strictObject({
-            name: z.string().regex(/^[a-z0-9][a-z0-9.-]{0,248}$/, "topic names are a-z, 0-9, '.' and '-'"),
+            // Also a Kubernetes object name (the KafkaTopic's): starts and ends with a letter or digit.
+            name: z.string().regex(/^[a-z0-9]([a-z0-9.-]{0,247}[a-z0-9])?$/, "topic names are a-z, 0-9, '.' and '-', starting and ending with a letter or digit"),
             partitions: z.number().int().min(1).max(1000).optional(),
             retentionHours: z.number().int().min(1).max(87_600).optional(),
         })).min(1),
@@ -341,7 +342,13 @@ export const SiteSchema = SiteBase.superRefine((site, ctx) => {
     const k = site.kubernetes;
     if (k?.ledger && !k.ledgerBackups && !site.aws?.dataLake) issue(["kubernetes", "ledgerBackups"], "is required when the ledger runs on Kubernetes and the site builds no data lake (aws.dataLake): give destination (s3://bucket/prefix)");
     if (k?.ledger && !site.ledger.backup) issue(["ledger", "backup"], "is required when the ledger runs on Kubernetes: give schedule and retentionDays");
-    if (k) uniqueNames(k.lamp, ["kubernetes", "lamp"], "LAMP app", issue);
+    if (k) {
+        uniqueNames(k.lamp, ["kubernetes", "lamp"], "LAMP app", issue);
+        if (k.eventBus) uniqueNames(k.eventBus.topics, ["kubernetes", "eventBus", "topics"], "topic", issue);
+        k.lamp.forEach((app, i) => {
+            if (app.maxReplicas !== undefined && app.maxReplicas < app.replicas) issue(["kubernetes", "lamp", i, "maxReplicas"], `is below replicas (${app.replicas})`);
+        });
+    }
 }).transform((site) => ({
     ...site,
     lab: site.kind === "lab" ? site.lab ?? LabSettings.parse({}) : site.lab,

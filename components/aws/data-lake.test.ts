@@ -8,6 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { lakeBuckets } from "../../policy/rules/lake";
 import { noPlaintextSecrets } from "../../policy/rules/secrets";
 import { validateResource, validateStack, type TestResource } from "../../policy/testing";
+import { settled } from "../../test/helpers/pulumi-mocks";
 
 interface Registered { type: string; name: string; inputs: Record<string, any>; id: string; arn: string; provider?: string }
 const registered: Registered[] = [];
@@ -27,9 +28,7 @@ before(async () => {
 async function lake(args: Partial<import("./data-lake").DataLakeArgs> = {}) {
     const { DataLake } = await import("./data-lake");
     registered.length = 0;
-    const l = new DataLake("jurassic-lake", { region: "eu-west-1", replicaRegion: "eu-central-1", ...args });
-    await new Promise((resolve) => pulumi.all(Object.values(l.buckets)).apply(resolve));
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await settled((opts) => new DataLake("jurassic-lake", { region: "eu-west-1", replicaRegion: "eu-central-1", ...args }, opts));
     return registered.filter((r) => !r.type.startsWith("nublar:"));
 }
 
@@ -50,7 +49,7 @@ function asEngineSees(rs: Registered[]): TestResource[] {
 }
 
 test("every lake bucket and its replica: versioned, locked (compliance), KMS-encrypted, tiered, private; each replicates to the other region", async () => {
-    const rs = await lake();
+    const rs = await lake({ ledgerBackupDays: 14 });
     const buckets = rs.filter((r) => r.type === "aws:s3/bucket:Bucket");
     assert.deepEqual(buckets.map((b) => b.inputs.bucket).sort(), [
         "jurassic-lake-checkpoints", "jurassic-lake-checkpoints-replica", "jurassic-lake-events", "jurassic-lake-events-replica", "jurassic-lake-ledger-backups", "jurassic-lake-ledger-backups-replica",
@@ -63,9 +62,16 @@ test("every lake bucket and its replica: versioned, locked (compliance), KMS-enc
         assert.equal(of("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration", b)[0]?.inputs.rules[0].applyServerSideEncryptionByDefault.sseAlgorithm, "aws:kms", b.name);
         const pab = of("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", b)[0]?.inputs;
         assert.ok(pab.blockPublicAcls && pab.blockPublicPolicy && pab.ignorePublicAcls && pab.restrictPublicBuckets, b.name);
-        assert.deepEqual(of("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", b)[0]?.inputs.rules[0].transitions.map((t: any) => t.storageClass), ["STANDARD_IA", "GLACIER_IR", "DEEP_ARCHIVE"]);
+        const life = of("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", b)[0]?.inputs.rules[0];
+        // Events expire at 90 days, before the colder tiers; the rest go through all of them.
+        const events = /-events(-replica)?$/.test(b.inputs.bucket);
+        assert.deepEqual(life.transitions.map((t: any) => t.storageClass), events ? ["STANDARD_IA"] : ["STANDARD_IA", "GLACIER_IR", "DEEP_ARCHIVE"], b.name);
+        assert.equal(life.expiration?.days, events ? 90 : undefined, b.name);
+        assert.ok(life.noncurrentVersionExpiration.noncurrentDays > 0, b.name);
     }
-    assert.equal(of("aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration", buckets.find((b) => b.inputs.bucket === "jurassic-lake-checkpoints")!)[0].inputs.rule.defaultRetention.years, 7);
+    const lock = (name: string) => of("aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration", buckets.find((b) => b.inputs.bucket === name)!)[0].inputs.rule.defaultRetention;
+    assert.equal(lock("jurassic-lake-checkpoints").years, 7);
+    assert.equal(lock("jurassic-lake-ledger-backups").days, 14, "the ledger's backup retention");
     const replications = rs.filter((r) => r.type === "aws:s3/bucketReplicationConfig:BucketReplicationConfig");
     assert.equal(replications.length, 3);
     for (const rep of replications) {

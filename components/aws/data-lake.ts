@@ -13,6 +13,8 @@ export interface LakeBucketSpec {
     name: string;
     /** Object Lock's default retention (compliance mode). */
     lock: { days: number } | { years: number };
+    /** Delete current objects this many days old (never before their lock ends). Absent: keep them. */
+    expireDays?: number;
 }
 
 export interface DataLakeArgs {
@@ -20,16 +22,25 @@ export interface DataLakeArgs {
     region: string;
     replicaRegion: string;
     buckets?: LakeBucketSpec[];
+    /** The ledger's backup retention (site ledger.backup.retentionDays): the ledger-backups bucket locks them this long. */
+    ledgerBackupDays?: number;
     /** Age in days at which objects move to cheaper tiers. */
     tiers?: { infrequentAccessDays?: number; glacierDays?: number; deepArchiveDays?: number };
 }
 
-/** What a lake holds by default: checkpoints (7 years), telemetry events (90 days) and ledger backups (30 days). */
-export const DEFAULT_LAKE_BUCKETS: LakeBucketSpec[] = [
-    { name: "checkpoints", lock: { years: 7 } },
-    { name: "events", lock: { days: 90 } },
-    { name: "ledger-backups", lock: { days: 30 } },
-];
+/** What a lake holds: checkpoints (kept, locked 7 years), telemetry events (90 days) and ledger backups (the backup retention). */
+export function defaultLakeBuckets(ledgerBackupDays = 30): LakeBucketSpec[] {
+    return [
+        { name: "checkpoints", lock: { years: 7 } },
+        { name: "events", lock: { days: 90 }, expireDays: 90 },
+        // CloudNativePG expires its own backups after the retention; the lock is exactly that long.
+        { name: "ledger-backups", lock: { days: ledgerBackupDays } },
+    ];
+}
+
+function lockDays(spec: LakeBucketSpec): number {
+    return "days" in spec.lock ? spec.lock.days : spec.lock.years * 366;
+}
 
 export class DataLake extends pulumi.ComponentResource {
     /** Short name -> the primary bucket's name. */
@@ -42,7 +53,7 @@ export class DataLake extends pulumi.ComponentResource {
             if (!Number.isInteger(n) || n < 1) throw new Error(`${name}.buckets.${b.name}.lock: retention must be a whole number of days or years, at least 1`);
         }
         if (args.region === args.replicaRegion) throw new Error(`${name}: replicaRegion must differ from region (${args.region}); a replica in the same region survives nothing regional`);
-        const specs = args.buckets ?? DEFAULT_LAKE_BUCKETS;
+        const specs = args.buckets ?? defaultLakeBuckets(args.ledgerBackupDays);
         const tiers = { infrequentAccessDays: 30, glacierDays: 90, deepArchiveDays: 365, ...args.tiers };
         const primary = new aws.Provider(`${name}-${args.region}`, { region: args.region as aws.Region }, { parent: this });
         const replica = new aws.Provider(`${name}-${args.replicaRegion}`, { region: args.replicaRegion as aws.Region }, { parent: this });
@@ -76,11 +87,15 @@ export class DataLake extends pulumi.ComponentResource {
                         id: "tiers",
                         status: "Enabled",
                         filter: {},
+                        // Objects that expire before a tier never reach it.
                         transitions: [
                             { days: tiers.infrequentAccessDays, storageClass: "STANDARD_IA" },
                             { days: tiers.glacierDays, storageClass: "GLACIER_IR" },
                             { days: tiers.deepArchiveDays, storageClass: "DEEP_ARCHIVE" },
-                        ],
+                        ].filter((t) => spec.expireDays === undefined || t.days < spec.expireDays),
+                        ...(spec.expireDays !== undefined ? { expiration: { days: spec.expireDays } } : {}),
+                        // Versions replaced or deleted go once their lock has passed.
+                        noncurrentVersionExpiration: { noncurrentDays: lockDays(spec) + 1 },
                     }],
                 }, { ...opts, dependsOn: [versioning] });
                 return { bucket, versioning };

@@ -17,6 +17,8 @@ export interface EventBusTopic {
 
 export interface EventBusArgs {
     namespace: string;
+    /** The Kafka cluster's name in the namespace (pods are `<cluster>-brokers-0`...): short. Default `events`. */
+    clusterName?: string;
     topics: EventBusTopic[];
     controllers?: number;
     brokers?: number;
@@ -44,13 +46,16 @@ export class EventBus extends pulumi.ComponentResource {
         const labels = labelsFor(name, "event-bus");
         const child = { parent: this };
         const storage = { type: "persistent-claim", size: args.storage?.size ?? "100Gi", class: args.storage?.storageClass ?? "ssd", deleteClaim: false };
-        const clusterLabel = { "strimzi.io/cluster": name };
+        // Strimzi ties pools and topics to the cluster by its exact name: no generated suffix.
+        const clusterName = args.clusterName ?? "events";
+        if (!/^[a-z][a-z0-9-]{0,20}$/.test(clusterName)) throw new ComponentArgsError(`${name}.clusterName: '${clusterName}' must be 1-21 characters of a-z, 0-9 and '-' (pod names derive from it)`);
+        const clusterLabel = { "strimzi.io/cluster": clusterName };
         const spread = { topologySpreadConstraints: [{ maxSkew: 1, topologyKey: FAILURE_DOMAIN_KEY, whenUnsatisfiable: "DoNotSchedule", labelSelector: { matchLabels: clusterLabel } }] };
 
         const pool = (pool: string, roles: string[], replicas: number) => new k8s.apiextensions.CustomResource(`${name}-${pool}`, {
             apiVersion: STRIMZI_API,
             kind: "KafkaNodePool",
-            metadata: { namespace, labels: { ...labels, ...clusterLabel } },
+            metadata: { namespace, name: pool, labels: { ...labels, ...clusterLabel } },
             spec: {
                 replicas, roles, storage: { type: "jbod", volumes: [{ id: 0, ...storage, kraftMetadata: "shared" }] },
                 resources: { requests: { cpu: "500m", memory: "2Gi" }, limits: { cpu: "2", memory: "4Gi" } },
@@ -62,10 +67,11 @@ export class EventBus extends pulumi.ComponentResource {
         const kafka = new k8s.apiextensions.CustomResource(name, {
             apiVersion: STRIMZI_API,
             kind: "Kafka",
-            metadata: { namespace, labels, annotations: { "strimzi.io/kraft": "enabled", "strimzi.io/node-pools": "enabled" } },
+            metadata: { namespace, name: clusterName, labels, annotations: { "strimzi.io/kraft": "enabled", "strimzi.io/node-pools": "enabled" } },
             spec: {
                 kafka: {
-                    listeners: [{ name: "tls", port: 9093, type: "internal", tls: true }],
+                    // Clients prove who they are with certificates (KafkaUser resources), over TLS.
+                    listeners: [{ name: "tls", port: 9093, type: "internal", tls: true, authentication: { type: "tls" } }],
                     config: {
                         "default.replication.factor": 3,
                         "min.insync.replicas": 2,
@@ -81,7 +87,7 @@ export class EventBus extends pulumi.ComponentResource {
         }, { ...child, dependsOn: pools });
 
         for (const t of args.topics) {
-            new k8s.apiextensions.CustomResource(`${name}-${t.name.replace(/\./g, "-")}`, {
+            new k8s.apiextensions.CustomResource(`${name}-topic-${t.name}`, {
                 apiVersion: STRIMZI_API,
                 kind: "KafkaTopic",
                 metadata: { namespace, name: t.name, labels: { ...labels, ...clusterLabel } },

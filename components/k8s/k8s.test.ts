@@ -13,6 +13,7 @@ import { policies } from "../../policy/policies";
 import { validateResource, validateStack, type TestResource } from "../../policy/testing";
 import { loadSiteFromStackFile } from "../../site/load";
 import { nginxTest } from "../../test/helpers/nginx";
+import { settled } from "../../test/helpers/pulumi-mocks";
 import { ComponentArgsError } from "./common";
 
 interface Registered { type: string; name: string; inputs: Record<string, any> }
@@ -27,21 +28,21 @@ before(async () => {
         newResource(args) {
             registered.push({ type: args.type, name: args.name, inputs: args.inputs });
             const metadata = { ...(args.inputs.metadata ?? {}), name: args.inputs.metadata?.name ?? `${args.name}-x1y2` };
-            return { id: `${args.name}-id`, state: { ...args.inputs, metadata } };
+            // Generated keys compute their value in their provider; echo a plausible one.
+            const extra = args.type.endsWith("nixos:GeneratedKey") ? { value: "generated-password" } : {};
+            return { id: `${args.name}-id`, state: { ...args.inputs, ...extra, metadata } };
         },
         call: (args) => args.inputs,
     }, "nublar", "unit", true);
 });
 
-async function build<T extends pulumi.ComponentResource>(make: () => T): Promise<{ component: T; children: Registered[] }> {
+async function build<T extends pulumi.ComponentResource>(make: (opts: pulumi.ComponentResourceOptions) => T): Promise<{ component: T; children: Registered[] }> {
     registered.length = 0;
-    const component = make();
-    await new Promise((resolve) => component.urn.apply(resolve));
-    // Let the children's registrations settle.
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    const { value: component } = await settled(make);
     return { component, children: registered.filter((r) => !r.type.startsWith("nublar:")) };
 }
 
+const proxyConfOf = (rs: Registered[]): string => find(rs, "kubernetes:core/v1:ConfigMap").inputs.data["nginx.conf"];
 const find = (rs: Registered[], type: string, name?: string) => rs.find((r) => r.type === type && (name === undefined || r.name === name))!;
 
 /** Every nublar-sla rule over the registered resources, as the engine calls them. */
@@ -58,7 +59,7 @@ async function mandatoryFindings(rs: Registered[]): Promise<string[]> {
 
 test("LegacyLampApp: a Deployment of 2+ pods with requests, limits and probes on both containers, a PDB, an HPA, an SSD volume and an IPv6 Service", async () => {
     const { LegacyLampApp } = await import("./lamp");
-    const { children } = await build(() => new LegacyLampApp("visitor-web", { namespace: "lamp", image: `registry.park/lamp/centos7-lamp${DIGEST}`, cacheImage: `registry.park/nginx${DIGEST}` }));
+    const { children } = await build((o) => new LegacyLampApp("visitor-web", { namespace: "lamp", image: `registry.park/lamp/centos7-lamp${DIGEST}`, cacheImage: `registry.park/nginx${DIGEST}` }, o));
     // The children and their names: renaming one changes its URN, so it needs an alias.
     assert.deepEqual(children.map((c) => `${c.type} ${c.name}`).sort(), [
         "kubernetes:apps/v1:Deployment visitor-web",
@@ -69,7 +70,8 @@ test("LegacyLampApp: a Deployment of 2+ pods with requests, limits and probes on
         "kubernetes:policy/v1:PodDisruptionBudget visitor-web",
     ]);
     const dep = find(children, "kubernetes:apps/v1:Deployment").inputs;
-    assert.equal(dep.spec.replicas, 2);
+    // The HPA owns the pod count (from 2 up): the Deployment does not pin it, so a deploy never resets it.
+    assert.equal(dep.spec.replicas, undefined);
     assert.equal(dep.spec.strategy.rollingUpdate.maxUnavailable, 0);
     const pod = dep.spec.template.spec;
     assert.deepEqual(pod.containers.map((c: any) => c.name), ["app", "cache"]);
@@ -84,22 +86,30 @@ test("LegacyLampApp: a Deployment of 2+ pods with requests, limits and probes on
     for (const [k, v] of Object.entries(pdb.spec.selector.matchLabels)) assert.equal(dep.spec.template.metadata.labels[k], v, "the PDB selects the pods");
     const hpa = find(children, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler").inputs;
     assert.deepEqual([hpa.spec.scaleTargetRef.kind, hpa.spec.minReplicas, hpa.spec.maxReplicas], ["Deployment", 2, 6]);
-    assert.equal(find(children, "kubernetes:core/v1:PersistentVolumeClaim").inputs.spec.storageClassName, "ssd");
+    const pvc = find(children, "kubernetes:core/v1:PersistentVolumeClaim").inputs.spec;
+    assert.deepEqual([pvc.accessModes, pvc.storageClassName], [["ReadWriteMany"], "ssd-rwx"]);
+    // Not root: nginx's pid and temp files go to a volume of its own.
+    assert.match(proxyConfOf(children), /^pid \/tmp\/nginx\.pid;/m);
+    assert.ok(pod.containers[1].volumeMounts.some((m: any) => m.mountPath === "/tmp"));
     assert.deepEqual(find(children, "kubernetes:core/v1:Service").inputs.spec.ipFamilies, ["IPv6"]);
     // The sidecar's config as Nginx itself reads it.
-    const proxyConf = find(children, "kubernetes:core/v1:ConfigMap").inputs.data["nginx.conf"];
+    const proxyConf = proxyConfOf(children);
     assert.match(proxyConf, /proxy_pass http:\/\/\[::1\]:8080;[\s\S]*proxy_cache lamp;/);
-    const t = nginxTest(proxyConf, (c, dir) => c.replace("/var/cache/nginx", path.join(dir, "cache")));
+    const t = nginxTest(proxyConf, (c, dir) => c.replace(/\/tmp\//g, `${dir}/`).replace("/var/cache/nginx", path.join(dir, "cache")));
     assert.equal(t.status, 0, t.output);
     assert.deepEqual(await mandatoryFindings(children), []);
 });
 
 test("LegacyLampApp stateful: a StatefulSet with a volume per pod; bad arguments are refused by name", async () => {
     const { LegacyLampApp } = await import("./lamp");
-    const { children, component } = await build(() => new LegacyLampApp("gift-shop", { namespace: "lamp", image: `r/lamp${DIGEST}`, cacheImage: `r/nginx${DIGEST}`, stateful: true, replicas: 3 }));
+    const { children, component } = await build((o) => new LegacyLampApp("gift-shop", { namespace: "lamp", image: `r/lamp${DIGEST}`, cacheImage: `r/nginx${DIGEST}`, stateful: true, replicas: 3 }, o));
     assert.equal(component.workloadKind, "StatefulSet");
     const sts = find(children, "kubernetes:apps/v1:StatefulSet").inputs;
     assert.equal(sts.spec.volumeClaimTemplates[0].spec.storageClassName, "ssd");
+    // Its pods' DNS names come from a headless Service of the name it gives.
+    const headless = find(children, "kubernetes:core/v1:Service", "gift-shop-headless").inputs;
+    assert.deepEqual([headless.spec.clusterIP, headless.metadata.name, sts.spec.serviceName], ["None", "gift-shop-headless", "gift-shop-headless"]);
+    assert.equal(find(children, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler").inputs.spec.minReplicas, 3);
     assert.ok(!children.some((c) => c.type === "kubernetes:core/v1:PersistentVolumeClaim"));
     assert.deepEqual(await mandatoryFindings(children), []);
     assert.throws(() => new LegacyLampApp("x", { namespace: "lamp", image: "centos:7", cacheImage: `r/nginx${DIGEST}` }), (e: Error) => e instanceof ComponentArgsError && /x\.image: 'centos:7' is not pinned by digest/.test(e.message));
@@ -108,12 +118,12 @@ test("LegacyLampApp stateful: a StatefulSet with a volume per pod; bad arguments
 
 test("UnicornLedgerCluster: one CloudNativePG Cluster per shard with the site's quorum, backups and anti-affinity, and a Redis cache tier", async () => {
     const { UnicornLedgerCluster } = await import("./ledger-cluster");
-    const { children } = await build(() => new UnicornLedgerCluster("unicorn", {
+    const { children } = await build((o) => new UnicornLedgerCluster("unicorn", {
         namespace: "ledger", ledger: park.ledger, postgresImage: `ghcr.io/cloudnative-pg/postgresql${DIGEST}`, redisImage: `redis${DIGEST}`,
         backupDestination: "s3://jurassic-lake/unicorn", backupCredentialsSecret: "lake-credentials",
-    }));
+    }, o));
     const clusters = children.filter((c) => c.type === "kubernetes:postgresql.cnpg.io/v1:Cluster");
-    assert.deepEqual(clusters.map((c) => c.name), park.ledger.shards.map((s) => `unicorn-${s}`));
+    assert.deepEqual(clusters.map((c) => c.inputs.metadata.name), park.ledger.shards.map((s) => `unicorn-${s}`), "fixed short names, not generated ones");
     for (const c of clusters) {
         const spec = c.inputs.spec;
         assert.equal(spec.instances, 3);
@@ -125,7 +135,11 @@ test("UnicornLedgerCluster: one CloudNativePG Cluster per shard with the site's 
     const scheduled = children.filter((c) => c.type === "kubernetes:postgresql.cnpg.io/v1:ScheduledBackup");
     assert.equal(scheduled.length, clusters.length);
     assert.equal(scheduled[0].inputs.spec.schedule, "0 0 3 * * *");
-    assert.ok(find(children, "kubernetes:apps/v1:Deployment", "unicorn-cache"));
+    // The cache: IPv6 only, a password from its own Secret, and a probe that uses both.
+    const redis = find(children, "kubernetes:apps/v1:Deployment", "unicorn-cache").inputs.spec.template.spec.containers[0];
+    assert.match(redis.command.join(" "), /--bind :: --requirepass "\$REDIS_PASSWORD"/);
+    assert.match(redis.readinessProbe.exec.command.join(" "), /redis-cli -h ::1 .*-a "\$REDIS_PASSWORD" ping/);
+    assert.ok(find(children, "kubernetes:core/v1:Secret", "unicorn-cache-password"));
     assert.deepEqual(await mandatoryFindings(children), []);
     const { backup: _, ...noBackup } = park.ledger;
     assert.throws(() => new UnicornLedgerCluster("u2", { namespace: "l", ledger: noBackup as typeof park.ledger, postgresImage: `p${DIGEST}`, redisImage: `r${DIGEST}`, backupDestination: "s3://b", backupCredentialsSecret: "s" }), /ledger\.backup is not set/);
@@ -133,9 +147,13 @@ test("UnicornLedgerCluster: one CloudNativePG Cluster per shard with the site's 
 
 test("EventBus: Strimzi Kafka in KRaft mode, 3 controllers and 3 brokers, replication 3 and min ISR 2 on the cluster and every topic", async () => {
     const { EventBus } = await import("./event-bus");
-    const { children } = await build(() => new EventBus("park-events", { namespace: "events", topics: [{ name: "sensor.readings" }, { name: "network.changes", partitions: 12 }] }));
+    const { children } = await build((o) => new EventBus("park-events", { namespace: "events", topics: [{ name: "sensor.readings" }, { name: "network.changes", partitions: 12 }] }, o));
     const kafka = find(children, "kubernetes:kafka.strimzi.io/v1beta2:Kafka").inputs;
     assert.equal(kafka.metadata.annotations["strimzi.io/kraft"], "enabled");
+    // Strimzi finds pools and topics by the cluster's exact name.
+    assert.equal(kafka.metadata.name, "events");
+    for (const r of children.filter((c) => /KafkaNodePool|KafkaTopic/.test(c.type))) assert.equal(r.inputs.metadata.labels["strimzi.io/cluster"], "events", r.name);
+    assert.deepEqual(kafka.spec.kafka.listeners[0].authentication, { type: "tls" });
     assert.equal(kafka.spec.kafka.config["default.replication.factor"], 3);
     assert.equal(kafka.spec.kafka.config["min.insync.replicas"], 2);
     const pools = children.filter((c) => c.type === "kubernetes:kafka.strimzi.io/v1beta2:KafkaNodePool").map((p) => [p.inputs.spec.roles.join(","), p.inputs.spec.replicas]);
@@ -149,24 +167,35 @@ test("EventBus: Strimzi Kafka in KRaft mode, 3 controllers and 3 brokers, replic
 
 test("the policy pack does find what the components prevent, on the same resources: a one-replica topic, a pod without limits", async () => {
     const { EventBus } = await import("./event-bus");
-    const { children } = await build(() => new EventBus("ev", { namespace: "events", topics: [{ name: "t" }] }));
+    const { children } = await build((o) => new EventBus("ev", { namespace: "events", topics: [{ name: "t" }] }, o));
     const topic = find(children, "kubernetes:kafka.strimzi.io/v1beta2:KafkaTopic");
     topic.inputs.spec.replicas = 1;
     assert.ok((await mandatoryFindings(children)).some((f) => f.startsWith("kafka-replication on kubernetes:kafka.strimzi.io/v1beta2:KafkaTopic")));
     const { LegacyLampApp } = await import("./lamp");
-    const lamp = (await build(() => new LegacyLampApp("web", { namespace: "lamp", image: `r/lamp${DIGEST}`, cacheImage: `r/nginx${DIGEST}` }))).children;
+    const lamp = (await build((o) => new LegacyLampApp("web", { namespace: "lamp", image: `r/lamp${DIGEST}`, cacheImage: `r/nginx${DIGEST}` }, o))).children;
     delete find(lamp, "kubernetes:apps/v1:Deployment").inputs.spec.template.spec.containers[1].resources.limits;
     const found = await mandatoryFindings(lamp);
     assert.equal(found.length, 1, found.join("\n"));
     assert.match(found[0], /^pod-resources on kubernetes:apps\/v1:Deployment web: container cache lacks limits\.cpu, limits\.memory/);
 });
 
+/** Mocks show a secret input as Pulumi's wire wrapper; the provider would send its value. */
+function unsecret(v: any): any {
+    if (Array.isArray(v)) return v.map(unsecret);
+    if (v && typeof v === "object") {
+        if (v["4dabf18193072939515e22adb298388d"] === "1b47061264138c4ac30d75fd1eb44270") return unsecret(v.value);
+        return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, unsecret(x)]));
+    }
+    return v;
+}
+
 /** The built-in resources as manifests: what the Kubernetes provider would send the API server. */
 function manifests(rs: Registered[]): Record<string, unknown>[] {
     return rs.filter((r) => /^kubernetes:(core|apps|policy|autoscaling)\//.test(r.type)).map((r) => {
         const [group, kind] = r.type.slice("kubernetes:".length).split(":");
         const apiVersion = group.startsWith("core/") ? group.slice("core/".length) : group;
-        return { ...r.inputs, apiVersion, kind, metadata: { name: r.name, ...r.inputs.metadata } };
+        const inputs = unsecret(r.inputs);
+        return { ...inputs, apiVersion, kind, metadata: { name: r.name, ...inputs.metadata } };
     });
 }
 
@@ -190,13 +219,13 @@ test("the built-in resources are valid Kubernetes 1.34 objects (kubernetes-valid
     const { LegacyLampApp } = await import("./lamp");
     const { UnicornLedgerCluster } = await import("./ledger-cluster");
     const docs = [
-        ...manifests((await build(() => new LegacyLampApp("visitor-web", { namespace: "lamp", image: `r/lamp${DIGEST}`, cacheImage: `r/nginx${DIGEST}` }))).children),
-        ...manifests((await build(() => new LegacyLampApp("gift-shop", { namespace: "lamp", image: `r/lamp${DIGEST}`, cacheImage: `r/nginx${DIGEST}`, stateful: true }))).children),
-        ...manifests((await build(() => new UnicornLedgerCluster("unicorn", {
+        ...manifests((await build((o) => new LegacyLampApp("visitor-web", { namespace: "lamp", image: `r/lamp${DIGEST}`, cacheImage: `r/nginx${DIGEST}` }, o))).children),
+        ...manifests((await build((o) => new LegacyLampApp("gift-shop", { namespace: "lamp", image: `r/lamp${DIGEST}`, cacheImage: `r/nginx${DIGEST}`, stateful: true }, o))).children),
+        ...manifests((await build((o) => new UnicornLedgerCluster("unicorn", {
             namespace: "ledger", ledger: park.ledger, postgresImage: `p${DIGEST}`, redisImage: `r${DIGEST}`, backupDestination: "s3://lake/u", backupCredentialsSecret: "lake-credentials",
-        }))).children),
+        }, o))).children),
     ];
-    assert.deepEqual([...new Set(docs.map((d) => d.kind))].sort(), ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PersistentVolumeClaim", "PodDisruptionBudget", "Service", "StatefulSet"]);
+    assert.deepEqual([...new Set(docs.map((d) => d.kind))].sort(), ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PersistentVolumeClaim", "PodDisruptionBudget", "Secret", "Service", "StatefulSet"]);
     const ok = kubernetesValidate(docs);
     assert.equal(ok.status, 0, ok.output);
     // The validator is not a rubber stamp: one misspelt field fails it.

@@ -19,7 +19,12 @@ export interface LegacyLampAppArgs {
     targetCpuPercent?: number;
     /** Keeps state (sessions, uploads) on its volume: a StatefulSet with one volume per pod. */
     stateful?: boolean;
-    storage?: { size?: string; storageClass?: string };
+    /**
+     * The app's data volume. A StatefulSet gets one per pod on `storageClass` (default `ssd`).
+     * A Deployment's pods share one, so its class must support ReadWriteMany on SSDs (EFS,
+     * CephFS...): `sharedStorageClass`, default `ssd-rwx`.
+     */
+    storage?: { size?: string; storageClass?: string; sharedStorageClass?: string };
     /** Apache's port inside the pod: 8080, where images/centos7-lamp listens as a non-root user. The proxy listens on 8081 and is what the Service exposes. */
     appPort?: number;
     /** The app's health page, for the probes. Default /health.php. */
@@ -35,8 +40,12 @@ const PROXY_PORT = 8081;
 /** The sidecar's Nginx: a small cache in front of Apache, on the pod's loopback (IPv6 only, like the site). */
 export function cacheProxyConf(appPort: number): string {
     return [
+        // Not root: the pid file and the temp paths must be somewhere user 101 can write.
+        "pid /tmp/nginx.pid;",
         "events {}",
         "http {",
+        "  client_body_temp_path /tmp/client_body;",
+        "  proxy_temp_path /tmp/proxy;",
         "  proxy_cache_path /var/cache/nginx levels=1:2 keys_zone=lamp:10m max_size=256m inactive=10m use_temp_path=off;",
         "  server {",
         `    listen [::]:${PROXY_PORT} ipv6only=on;`,
@@ -108,23 +117,30 @@ export class LegacyLampApp extends pulumi.ComponentResource {
                     readinessProbe: probe("/nublar-proxy-health", PROXY_PORT, 2),
                     livenessProbe: probe("/nublar-proxy-health", PROXY_PORT, 10),
                     securityContext: { runAsNonRoot: true, runAsUser: 101, allowPrivilegeEscalation: false },
-                    volumeMounts: [{ name: "cache-proxy", mountPath: "/etc/nginx/nginx.conf", subPath: "nginx.conf" }, { name: "cache", mountPath: "/var/cache/nginx" }],
+                    volumeMounts: [{ name: "cache-proxy", mountPath: "/etc/nginx/nginx.conf", subPath: "nginx.conf" }, { name: "cache", mountPath: "/var/cache/nginx" }, { name: "tmp", mountPath: "/tmp" }],
                 },
             ],
             volumes: [
                 { name: "cache-proxy", configMap: { name: proxyConf.metadata.name } },
                 { name: "cache", emptyDir: { sizeLimit: "512Mi" } },
+                { name: "tmp", emptyDir: { sizeLimit: "64Mi" } },
             ] as k8s.types.input.core.v1.Volume[],
         };
 
         let workload: k8s.apps.v1.Deployment | k8s.apps.v1.StatefulSet;
+        // No `replicas` in the workload: the HPA owns the count (from `replicas` up), and a
+        // deploy must not reset what it chose.
         if (args.stateful) {
             this.workloadKind = "StatefulSet";
+            // A StatefulSet's pods get their DNS names from a headless Service of a fixed name.
+            const headless = new k8s.core.v1.Service(`${name}-headless`, {
+                metadata: { namespace: ns, name: `${name}-headless`, labels },
+                spec: { clusterIP: "None", selector, ipFamilyPolicy: "SingleStack", ipFamilies: ["IPv6"], ports: [{ name: "http", port: 80, targetPort: "http" }] },
+            }, child);
             workload = new k8s.apps.v1.StatefulSet(name, {
                 metadata: { namespace: ns, labels },
                 spec: {
-                    replicas,
-                    serviceName: name,
+                    serviceName: headless.metadata.name,
                     selector: { matchLabels: selector },
                     template: { metadata: { labels }, spec: podSpec },
                     volumeClaimTemplates: [{ metadata: { name: volumeName }, spec: { accessModes: ["ReadWriteOnce"], storageClassName, resources: { requests: { storage: size } } } }],
@@ -135,13 +151,12 @@ export class LegacyLampApp extends pulumi.ComponentResource {
             const pvc = new k8s.core.v1.PersistentVolumeClaim(`${name}-data`, {
                 metadata: { namespace: ns, labels },
                 // Shared by the replicas: uploads and the like; a volume per pod is what `stateful` is for.
-                spec: { accessModes: ["ReadWriteMany"], storageClassName, resources: { requests: { storage: size } } },
+                spec: { accessModes: ["ReadWriteMany"], storageClassName: args.storage?.sharedStorageClass ?? "ssd-rwx", resources: { requests: { storage: size } } },
             }, child);
             podSpec.volumes.push({ name: volumeName, persistentVolumeClaim: { claimName: pvc.metadata.name } });
             workload = new k8s.apps.v1.Deployment(name, {
                 metadata: { namespace: ns, labels },
                 spec: {
-                    replicas,
                     selector: { matchLabels: selector },
                     strategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
                     template: { metadata: { labels }, spec: podSpec },

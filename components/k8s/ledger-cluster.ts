@@ -6,6 +6,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import type { Site } from "../../site/model";
+import { GeneratedKey } from "../nixos/secrets";
 import { ComponentArgsError, FAILURE_DOMAIN_KEY, labelsFor, pinnedImage, selectorFor } from "./common";
 
 /** The CloudNativePG API these resources are written for (operator 1.25 or newer: dataDurability). */
@@ -24,6 +25,8 @@ export interface UnicornLedgerClusterArgs {
     /** The Secret holding the lake's S3 credentials (ACCESS_KEY_ID, ACCESS_SECRET_KEY). */
     backupCredentialsSecret: string;
     storage?: { size?: string; storageClass?: string };
+    /** Clusters are named `<prefix>-<shard>` in the namespace (CloudNativePG's Services add `-rw`, `-ro`). Default `unicorn`. */
+    clusterPrefix?: string;
 }
 
 export class UnicornLedgerCluster extends pulumi.ComponentResource {
@@ -41,13 +44,17 @@ export class UnicornLedgerCluster extends pulumi.ComponentResource {
         const child = { parent: this };
         const destination = args.backupDestination.replace(/\/$/, "");
 
+        const prefix = args.clusterPrefix ?? "unicorn";
         for (const shard of ledger.shards) {
             const cluster = `${name}-${shard.replace(/_/g, "-")}`;
+            // A fixed, short name: Services and pods derive theirs from it (63 characters at most).
+            const clusterName = `${prefix}-${shard.replace(/_/g, "-")}`;
+            if (clusterName.length > 50) throw new ComponentArgsError(`${name}: cluster name '${clusterName}' is too long for Kubernetes' derived names; shorten clusterPrefix or the shard name`);
             const labels = labelsFor(cluster, "ledger");
             const created = new k8s.apiextensions.CustomResource(cluster, {
                 apiVersion: CNPG_API,
                 kind: "Cluster",
-                metadata: { namespace, labels },
+                metadata: { namespace, name: clusterName, labels },
                 spec: {
                     instances: ledger.instances,
                     imageName: postgresImage,
@@ -87,6 +94,12 @@ export class UnicornLedgerCluster extends pulumi.ComponentResource {
         const cache = `${name}-cache`;
         const labels = labelsFor(cache, "ledger-cache");
         const selector = selectorFor(cache);
+        // The cache's password: generated once, kept as a Pulumi secret and a Kubernetes Secret.
+        const password = new GeneratedKey(`${cache}-password`, "password", child);
+        const passwordSecret = new k8s.core.v1.Secret(`${cache}-password`, {
+            metadata: { namespace, labels },
+            stringData: { password: password.value },
+        }, child);
         new k8s.apps.v1.Deployment(cache, {
             metadata: { namespace, labels },
             spec: {
@@ -98,10 +111,12 @@ export class UnicornLedgerCluster extends pulumi.ComponentResource {
                         containers: [{
                             name: "redis",
                             image: redisImage,
-                            args: ["--save", "", "--appendonly", "no", "--maxmemory", "512mb", "--maxmemory-policy", "allkeys-lru", "--bind", "::", "--protected-mode", "no"],
+                            // IPv6 only, with a password: the ledger service reads it from the same Secret.
+                            command: ["sh", "-c", 'exec redis-server --save "" --appendonly no --maxmemory 512mb --maxmemory-policy allkeys-lru --bind :: --requirepass "$REDIS_PASSWORD"'],
+                            env: [{ name: "REDIS_PASSWORD", valueFrom: { secretKeyRef: { name: passwordSecret.metadata.name, key: "password" } } }],
                             ports: [{ name: "redis", containerPort: 6379 }],
                             resources: { requests: { cpu: "100m", memory: "256Mi" }, limits: { cpu: "500m", memory: "640Mi" } },
-                            readinessProbe: { exec: { command: ["redis-cli", "ping"] }, periodSeconds: 5 },
+                            readinessProbe: { exec: { command: ["sh", "-c", 'redis-cli -h ::1 --no-auth-warning -a "$REDIS_PASSWORD" ping | grep -q PONG'] }, periodSeconds: 5 },
                             livenessProbe: { tcpSocket: { port: 6379 }, initialDelaySeconds: 10, periodSeconds: 10 },
                             securityContext: { runAsNonRoot: true, runAsUser: 999, allowPrivilegeEscalation: false },
                         }],

@@ -6,8 +6,8 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 
 export const OPERATORS = {
-    cloudnativePg: { chart: "cloudnative-pg", version: "0.23.0", repo: "https://cloudnative-pg.github.io/charts", namespace: "cnpg-system", appVersion: "1.25.0" },
-    strimzi: { chart: "strimzi-kafka-operator", version: "0.45.0", repo: "https://strimzi.io/charts/", namespace: "strimzi-system", appVersion: "0.45.0" },
+    cloudnativePg: { release: "cnpg", chart: "cloudnative-pg", version: "0.23.0", repo: "https://cloudnative-pg.github.io/charts", namespace: "cnpg-system", appVersion: "1.25.0" },
+    strimzi: { release: "strimzi", chart: "strimzi-kafka-operator", version: "0.45.0", repo: "https://strimzi.io/charts/", namespace: "strimzi-system", appVersion: "0.45.0" },
 } as const;
 
 export interface OperatorsArgs {
@@ -26,6 +26,8 @@ export class Operators extends pulumi.ComponentResource {
         const release = (key: keyof typeof OPERATORS, values: Record<string, unknown>) => {
             const o = OPERATORS[key];
             return new k8s.helm.v3.Release(`${name}-${o.chart}`, {
+                // Helm names are at most 53 characters: a short fixed one, not a generated one.
+                name: o.release,
                 chart: o.chart,
                 version: o.version,
                 repositoryOpts: { repo: o.repo },

@@ -11,6 +11,7 @@ import type { ResourceValidationPolicy } from "@pulumi/policy";
 import { policies } from "../../policy/policies";
 import { validateResource } from "../../policy/testing";
 import { parseSite } from "../../site/load";
+import { settled } from "../../test/helpers/pulumi-mocks";
 import { OPERATORS } from "./operators";
 
 interface Registered { type: string; name: string; inputs: Record<string, any> }
@@ -36,13 +37,11 @@ before(async () => {
     }, "nublar", "unit", true);
 });
 
-async function site(raw: unknown, opts?: pulumi.ComponentResourceOptions) {
+async function site(raw: unknown): Promise<Registered[] & { resources?: pulumi.Resource[] }> {
     const { Site } = await import("../site");
     registered.length = 0;
-    const s = new Site("park", { site: parseSite(raw), stateRoot: "/tmp/nublar-unit" }, opts);
-    await new Promise((resolve) => s.urn.apply(resolve));
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    return registered;
+    const { resources } = await settled((opts) => new Site("park", { site: parseSite(raw), stateRoot: "/tmp/nublar-unit" }, opts));
+    return Object.assign([...registered], { resources });
 }
 
 test("a park with kubernetes settings: the operators at their pinned versions, a CloudNativePG cluster per shard backing up to its lake prefix, the event bus and the LAMP apps", async () => {
@@ -99,15 +98,15 @@ test("the schema refuses kubernetes settings that cannot work, naming the key", 
  * a resource that does. New URNs are fine: regenerate with UPDATE_GOLDEN=1.
  */
 test("a refactor keeps every URN, or adds an alias for it (components/k8s/urns.golden)", async () => {
-    // A transformation on the site reaches every resource below it: collect them all.
+    // Every resource below the site, for a park and for a data center with its lake.
     const resources: pulumi.Resource[] = [];
-    const collect = (args: pulumi.ResourceTransformationArgs) => {
-        resources.push(args.resource);
-        return undefined;
-    };
-    const raw = stackSite("isla-nublar");
-    raw.kubernetes = { ...KUBERNETES, ledgerBackups: { destination: "s3://lake/isla-nublar" } };
-    await site(raw, { transformations: [collect] });
+    const parkSite = stackSite("isla-nublar");
+    parkSite.kubernetes = { ...KUBERNETES, ledgerBackups: { destination: "s3://lake/isla-nublar" } };
+    resources.push(...(await site(parkSite)).resources!);
+    const dc = stackSite("dc-eu-west");
+    dc.aws = { ...dc.aws, dataLake: true };
+    dc.kubernetes = { images: KUBERNETES.images };
+    resources.push(...(await site(dc)).resources!);
     // Pulumi's mocks build a URN from its parent's own type only, the SDK builds aliases from
     // the whole chain: compare both as "<parent type>$<type>::<name>".
     const short = (urn: string) => {

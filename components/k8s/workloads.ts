@@ -24,7 +24,8 @@ export class SiteWorkloads extends pulumi.ComponentResource {
         const k = site.kubernetes;
         if (!k) throw new Error(`${name}: site ${site.name} has no kubernetes settings`);
         const ns = new k8s.core.v1.Namespace(`${name}-ns`, { metadata: { name: k.namespace, labels: { "app.kubernetes.io/managed-by": "nublar", "nublar/site": site.name } } }, { parent: this });
-        const operators = new Operators(`${name}-operators`, { cloudnativePg: k.ledger, strimzi: !!k.eventBus, strimziWatchNamespaces: [k.namespace] }, { parent: this });
+        // Strimzi's chart binds roles in the namespaces it watches: they must exist first.
+        const operators = new Operators(`${name}-operators`, { cloudnativePg: k.ledger, strimzi: !!k.eventBus, strimziWatchNamespaces: [k.namespace] }, { parent: this, dependsOn: [ns] });
         const after = { parent: this, dependsOn: [ns, ...operators.ready] };
         this.namespace = ns.metadata.name;
 
