@@ -47,4 +47,7 @@ test("both Containerfiles: a base given by digest at build time, a health check;
     const lamp = instructions("centos7-lamp/Containerfile");
     assert.equal(lamp.filter((s) => s.op === "USER").pop()?.args, "48", "Apache's user, not root");
     assert.ok(lamp.some((s) => s.op === "RUN" && s.args.includes("Listen [::]:8080")), "an unprivileged port, IPv6");
+    // Liveness (?live) must not depend on the data volume; readiness does.
+    const health = read("centos7-lamp", "rootfs", "var", "www", "html", "health.php");
+    assert.match(health, /\$ok = isset\(\$_GET\['live'\]\) \|\| is_writable\('\/var\/www\/data'\);/);
 });

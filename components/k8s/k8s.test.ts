@@ -81,6 +81,7 @@ test("LegacyLampApp: a Deployment of 2+ pods with requests, limits and probes on
         assert.match(c.image, /@sha256:[0-9a-f]{64}$/);
     }
     assert.equal(pod.containers[0].readinessProbe.httpGet.path, "/health.php");
+    assert.equal(pod.containers[0].livenessProbe.httpGet.path, "/health.php?live=1", "liveness does not depend on the volume");
     assert.equal(pod.topologySpreadConstraints[0].topologyKey, "topology.kubernetes.io/zone");
     const pdb = find(children, "kubernetes:policy/v1:PodDisruptionBudget").inputs;
     for (const [k, v] of Object.entries(pdb.spec.selector.matchLabels)) assert.equal(dep.spec.template.metadata.labels[k], v, "the PDB selects the pods");
@@ -140,6 +141,8 @@ test("UnicornLedgerCluster: one CloudNativePG Cluster per shard with the site's 
     assert.match(redis.command.join(" "), /--bind :: --requirepass "\$REDIS_PASSWORD"/);
     assert.match(redis.readinessProbe.exec.command.join(" "), /redis-cli -h ::1 .*-a "\$REDIS_PASSWORD" ping/);
     assert.ok(find(children, "kubernetes:core/v1:Secret", "unicorn-cache-password"));
+    const np = find(children, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "unicorn-cache").inputs.spec;
+    assert.deepEqual([np.policyTypes, np.ingress[0].from[0].podSelector.matchLabels, np.ingress[0].ports[0].port], [["Ingress"], { "nublar/ledger-client": "true" }, 6379]);
     assert.deepEqual(await mandatoryFindings(children), []);
     const { backup: _, ...noBackup } = park.ledger;
     assert.throws(() => new UnicornLedgerCluster("u2", { namespace: "l", ledger: noBackup as typeof park.ledger, postgresImage: `p${DIGEST}`, redisImage: `r${DIGEST}`, backupDestination: "s3://b", backupCredentialsSecret: "s" }), /ledger\.backup is not set/);
@@ -191,7 +194,7 @@ function unsecret(v: any): any {
 
 /** The built-in resources as manifests: what the Kubernetes provider would send the API server. */
 function manifests(rs: Registered[]): Record<string, unknown>[] {
-    return rs.filter((r) => /^kubernetes:(core|apps|policy|autoscaling)\//.test(r.type)).map((r) => {
+    return rs.filter((r) => /^kubernetes:(core|apps|policy|autoscaling|networking\.k8s\.io)\//.test(r.type)).map((r) => {
         const [group, kind] = r.type.slice("kubernetes:".length).split(":");
         const apiVersion = group.startsWith("core/") ? group.slice("core/".length) : group;
         const inputs = unsecret(r.inputs);
@@ -225,7 +228,7 @@ test("the built-in resources are valid Kubernetes 1.34 objects (kubernetes-valid
             namespace: "ledger", ledger: park.ledger, postgresImage: `p${DIGEST}`, redisImage: `r${DIGEST}`, backupDestination: "s3://lake/u", backupCredentialsSecret: "lake-credentials",
         }, o))).children),
     ];
-    assert.deepEqual([...new Set(docs.map((d) => d.kind))].sort(), ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PersistentVolumeClaim", "PodDisruptionBudget", "Secret", "Service", "StatefulSet"]);
+    assert.deepEqual([...new Set(docs.map((d) => d.kind))].sort(), ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "NetworkPolicy", "PersistentVolumeClaim", "PodDisruptionBudget", "Secret", "Service", "StatefulSet"]);
     const ok = kubernetesValidate(docs);
     assert.equal(ok.status, 0, ok.output);
     // The validator is not a rubber stamp: one misspelt field fails it.

@@ -106,7 +106,9 @@ export class LegacyLampApp extends pulumi.ComponentResource {
                     ports: [{ name: "http-app", containerPort: appPort }],
                     resources: { ...APP_RESOURCES, ...args.resources },
                     readinessProbe: probe(healthPath, appPort, 5),
-                    livenessProbe: probe(healthPath, appPort, 30),
+                    // Liveness asks only whether PHP answers (images/centos7-lamp/.../health.php?live):
+                    // a storage hiccup must not restart every pod at once.
+                    livenessProbe: probe(`${healthPath}?live=1`, appPort, 30),
                     volumeMounts: [{ name: volumeName, mountPath: "/var/www/data" }],
                 },
                 {

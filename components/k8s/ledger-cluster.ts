@@ -126,6 +126,15 @@ export class UnicornLedgerCluster extends pulumi.ComponentResource {
         }, child);
         // A single cache pod may be evicted: the ledger reads fall back to PostgreSQL meanwhile.
         new k8s.policy.v1.PodDisruptionBudget(cache, { metadata: { namespace, labels }, spec: { maxUnavailable: 1, selector: { matchLabels: selector } } }, child);
+        // Only the ledger's clients reach the cache: pods labelled nublar/ledger-client=true.
+        new k8s.networking.v1.NetworkPolicy(cache, {
+            metadata: { namespace, labels },
+            spec: {
+                podSelector: { matchLabels: selector },
+                policyTypes: ["Ingress"],
+                ingress: [{ from: [{ podSelector: { matchLabels: { "nublar/ledger-client": "true" } } }], ports: [{ protocol: "TCP", port: 6379 }] }],
+            },
+        }, child);
         this.cacheService = new k8s.core.v1.Service(cache, {
             metadata: { namespace, labels },
             spec: { selector, ipFamilyPolicy: "SingleStack", ipFamilies: ["IPv6"], ports: [{ name: "redis", port: 6379, targetPort: "redis" }] },
