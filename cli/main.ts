@@ -6,6 +6,7 @@ import { spawnSync } from "node:child_process";
 import { Command, CommanderError, Option } from "commander";
 import { ClientError, UnreachableError } from "./agent-client";
 import { registerAuditCommands } from "./audit";
+import { PROJECT_DIR } from "./engine";
 import { EXIT_UNREACHABLE, registerNetworkCommands } from "./network";
 import { LedgerUnreachable, LedgerUserError, registerLedgerCommands } from "./ledger";
 import { LedgerConfigError } from "../ledger/config";
@@ -19,7 +20,6 @@ import { PlanError } from "../network/addressing";
 import { loadSiteFromStackFile, SiteConfigError, stackFile } from "../site/load";
 import type { Site } from "../site/model";
 
-const PROJECT_DIR = path.resolve(__dirname, "..");
 const stateRoot = () => process.env.NUBLAR_STATE_DIR ?? path.join(PROJECT_DIR, ".nublar");
 
 /** Errors a user can fix: printed as a message, exit code 1, no stack trace. */

@@ -26,8 +26,9 @@ code, .mono { font-family: ui-monospace, monospace; font-size: 13px; word-break:
 .muted { color: #646970; } dl { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; margin: 0; } dt { color: #646970; }
 `;
 
-function level(l: string): string {
-    return `<span class="lvl ${esc(l)}">${esc(l)}</span>`;
+/** A coloured label: `cls` picks the colour (an enforcement level, or `ok`), `text` what it says. */
+function badge(cls: string, text = cls): string {
+    return `<span class="lvl ${esc(cls)}">${esc(text)}</span>`;
 }
 
 function resourceLabel(f: Finding): string {
@@ -58,7 +59,7 @@ export function renderReportHtml(r: UnsealedReport, contentSha256: string): stri
     out.push(`<div class="card"><b>${s.mandatory}</b>mandatory</div><div class="card"><b>${s.advisory}</b>advisory</div>`);
     out.push(`<div class="card"><b>${s.policies - byRule.size}/${s.policies}</b>rules without findings</div>`);
     out.push(`<div class="card"><b>${s.resourcesWithFindings}/${s.resourcesPreviewed}</b>resources with findings</div>`);
-    if (sla) out.push(`<div class="card" id="sla-headline"><b>${esc(percent(sla.availability))}</b>estimated availability (target ${esc(percent(sla.target))}) ${sla.meets ? level("ok").replace(">ok<", ">meets<") : level("mandatory").replace(">mandatory<", ">misses<")}</div>`);
+    if (sla) out.push(`<div class="card" id="sla-headline"><b>${esc(percent(sla.availability))}</b>estimated availability (target ${esc(percent(sla.target))}) ${sla.meets ? badge("ok", "meets") : badge("mandatory", "misses")}</div>`);
     out.push(`</div><dl>`);
     if (r.site) out.push(`<dt>Site</dt><dd>${esc(r.site.name)} (${esc(r.site.kind)}), failover budget ${r.site.failoverBudgetMs} ms</dd>`);
     out.push(`<dt>Program</dt><dd><code>${esc(r.program.commit ?? "not a git checkout")}</code>${r.program.dirty ? " <b>with uncommitted changes</b>" : ""}</dd>`);
@@ -72,7 +73,7 @@ export function renderReportHtml(r: UnsealedReport, contentSha256: string): stri
     if (!r.findings.length) out.push(`<p>No findings.</p>`);
     for (const [name, fs] of byRule) {
         const p = policy.get(name);
-        out.push(`<h3>${level(fs[0].enforcementLevel)} ${esc(name)} <span class="muted">${esc(p?.severity ?? "")}</span></h3>`);
+        out.push(`<h3>${badge(fs[0].enforcementLevel)} ${esc(name)} <span class="muted">${esc(p?.severity ?? "")}</span></h3>`);
         if (p) out.push(`<p>${esc(p.description)}</p>`);
         out.push(`<table><tr><th>Resource</th><th>Finding</th></tr>`);
         for (const f of fs) out.push(`<tr><td>${resourceLabel(f)}</td><td>${esc(f.message)}</td></tr>`);
@@ -86,7 +87,7 @@ export function renderReportHtml(r: UnsealedReport, contentSha256: string): stri
     if (!r.findings.length) out.push(`<p>No findings.</p>`);
     for (const [urn, fs] of byResource) {
         out.push(`<h3>${resourceLabel(fs[0])}</h3><p class="mono muted">${esc(urn)}</p><table><tr><th>Rule</th><th>Level</th><th>Finding</th></tr>`);
-        for (const f of fs) out.push(`<tr><td>${esc(f.policy)}</td><td>${level(f.enforcementLevel)}</td><td>${esc(f.message)}</td></tr>`);
+        for (const f of fs) out.push(`<tr><td>${esc(f.policy)}</td><td>${badge(f.enforcementLevel)}</td><td>${esc(f.message)}</td></tr>`);
         out.push(`</table>`);
     }
     out.push(`</section>`);
@@ -112,7 +113,7 @@ export function renderReportHtml(r: UnsealedReport, contentSha256: string): stri
 
     // ---- every rule ----
     out.push(`<section id="rules"><h2>Every rule of ${esc(r.pack.name)} ${esc(r.pack.version)}</h2><table><tr><th>Rule</th><th>Level</th><th>Severity</th><th>Findings</th><th>What it checks</th></tr>`);
-    for (const p of r.policies) out.push(`<tr><td>${esc(p.name)}</td><td>${level(p.enforcementLevel)}</td><td>${esc(p.severity ?? "")}</td><td>${p.findings ? `<b>${p.findings}</b>` : level("ok").replace(">ok<", ">none<")}</td><td>${esc(p.description)}</td></tr>`);
+    for (const p of r.policies) out.push(`<tr><td>${esc(p.name)}</td><td>${badge(p.enforcementLevel)}</td><td>${esc(p.severity ?? "")}</td><td>${p.findings ? `<b>${p.findings}</b>` : badge("ok", "none")}</td><td>${esc(p.description)}</td></tr>`);
     out.push(`</table></section>`);
 
     // ---- how to trust it ----

@@ -11,12 +11,11 @@ import { PACK_NAME, policies } from "../policies";
 import { renderReportHtml } from "./html";
 import { contentHash, REPORT_FORMAT, type AuditReport, type Finding, type UnsealedReport } from "./report";
 import { signBytes } from "./sign";
-import { engineEnv } from "../../cli/engine";
+import { engineEnv, PROJECT_DIR, PULUMI_BIN } from "../../cli/engine";
 import { keyId } from "../../ledger/core/checkpoint";
 import { sha256Hex } from "../../ledger/core/encoding";
 
 export const POLICY_DIR = path.resolve(__dirname, "..");
-const REPO_DIR = path.resolve(POLICY_DIR, "..");
 const SITE_TYPE = "nublar:site:Site";
 
 /** The preview could not run at all (no such stack, a program or engine error): exit code 3. */
@@ -62,7 +61,8 @@ export function findingOf(e: { policyName: string; policyPackName: string; polic
 /** Preview `stack` of the project in `projectDir` with the pack, through the Automation API. */
 export async function previewWithPack(stack: string, projectDir: string, progress: (line: string) => void): Promise<PreviewOutcome> {
     const auto = require("@pulumi/pulumi/automation") as typeof import("@pulumi/pulumi/automation");
-    const pulumiCommand = await auto.PulumiCommand.get({ root: path.join(REPO_DIR, ".tools"), skipVersionCheck: true });
+    // PulumiCommand wants the folder whose bin/ holds the CLI: this repository's build.
+    const pulumiCommand = await auto.PulumiCommand.get({ root: path.dirname(path.dirname(PULUMI_BIN)), skipVersionCheck: true });
     const envVars = engineEnv(stack);
     let ws: import("@pulumi/pulumi/automation").Stack;
     try {
@@ -133,7 +133,7 @@ export function buildReport(stack: string, projectDir: string, outcome: PreviewO
         stack,
         site: outcome.site ? { name: outcome.site.name, kind: outcome.site.kind, availabilityTarget: outcome.site.sla.availability, failoverBudgetMs: outcome.site.sla.failoverBudgetMs } : null,
         // The program is this repository (test projects point their `main` here too).
-        program: gitState(REPO_DIR),
+        program: gitState(PROJECT_DIR),
         pack: { name: PACK_NAME, version: packVersion() },
         engine: { pulumi: outcome.pulumiVersion },
         verdict: mandatory ? "fail" : "pass",

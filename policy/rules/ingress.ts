@@ -1,7 +1,7 @@
 // Ingress: every service survives the loss of an upstream or a whole failure domain, requests
 // in flight are retried, and members come and go with BFD, not with Nginx reloads.
 import type { ResourceValidationPolicy } from "@pulumi/policy";
-import { capped, nodesOf } from "./nodes";
+import { capped, confLines, nodesOf } from "./nodes";
 import { configOf, siteOf } from "./resources";
 
 export const ingressRedundancy: ResourceValidationPolicy = {
@@ -45,7 +45,7 @@ export const ingressRetries: ResourceValidationPolicy = {
         const bad: string[] = [];
         for (const n of nodesOf(args)) {
             if (!n.nginxConf) continue;
-            const lines = n.nginxConf.split("\n").map((l) => l.replace(/#.*/, "").trim());
+            const lines = confLines(n.nginxConf);
             const next = lines.find((l) => l.startsWith("proxy_next_upstream "));
             const tries = lines.find((l) => l.startsWith("proxy_next_upstream_tries "));
             const words = next?.replace(/;$/, "").split(/\s+/).slice(1) ?? [];
@@ -68,7 +68,7 @@ export const ingressHealthFromBfd: ResourceValidationPolicy = {
         const bad: string[] = [];
         for (const n of nodesOf(args)) {
             if (!n.nginxConf) continue;
-            const lines = n.nginxConf.split("\n").map((l) => l.replace(/#.*/, "").trim());
+            const lines = confLines(n.nginxConf);
             if (!lines.some((l) => l.startsWith("balancer_by_lua"))) bad.push(`${n.node}: no balancer_by_lua (members are not taken from the agent)`);
             const fixed = lines.filter((l) => /^server\s/.test(l) && /max_fails|fail_timeout/.test(l));
             if (fixed.length) bad.push(`${n.node}: ${fixed.length} fixed server(s) with passive health checks (${fixed[0]})`);

@@ -2,7 +2,7 @@
 import type { ResourceValidationPolicy } from "@pulumi/policy";
 import { Validator } from "ip-num";
 import { agentDetections, providerTimersOf } from "../bfd-timing";
-import { capped, nodesOf, siteView } from "./nodes";
+import { capped, confLines, nodesOf, siteView } from "./nodes";
 import { configOf, siteOf } from "./resources";
 
 const IPV4 = /(^|[^0-9A-Za-z.:])(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})(?![0-9A-Za-z.])/;
@@ -133,10 +133,9 @@ export const ipv6Only: ResourceValidationPolicy = {
                 ...a.routes.flatMap((r): [string, string][] => [[`route ${r.id} destination`, r.destination], [`route ${r.id} via`, r.via]]),
             ];
             for (const [what, v] of addresses) if (!v.includes(":")) bad.push(`${n.node} ${what} ${v}`);
-            const conf = (n.nginxConf ?? "").split("\n").map((l) => l.replace(/#.*/, ""));
-            for (const line of conf) {
-                const m = /^\s*(listen|server|proxy_pass)\s/.test(line) ? IPV4.exec(line) : null;
-                if (m) bad.push(`${n.node} nginx.conf: '${line.trim()}'`);
+            for (const line of confLines(n.nginxConf ?? "")) {
+                const m = /^(listen|server|proxy_pass)\s/.test(line) ? IPV4.exec(line) : null;
+                if (m) bad.push(`${n.node} nginx.conf: '${line}'`);
             }
         }
         if (bad.length) report(`IPv4 in an IPv6-only site: ${capped(bad)}. Fix: use IPv6 addresses and prefixes.`);

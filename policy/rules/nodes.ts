@@ -75,6 +75,11 @@ export function nodesOf(args: { type: string; props: Record<string, any> }, onBr
     return rendered.agent ? [{ node: rendered.node, agent: rendered.agent, nginxConf: rendered.nginxConf, source: "rendered" }] : [];
 }
 
+/** nginx.conf's directives, one per line, without comments. */
+export function confLines(conf: string): string[] {
+    return conf.split("\n").map((l) => l.replace(/#.*/, "").trim());
+}
+
 /** At most `max` findings, then how many more: a 5,000-node site must not print 5,000 lines. */
 export function capped(findings: string[], max = 8): string {
     if (findings.length <= max) return findings.join("; ");

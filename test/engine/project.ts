@@ -6,8 +6,9 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { stringify } from "yaml";
+import { engineEnv, PROJECT_DIR } from "../../cli/engine";
 
-export const ROOT = path.resolve(__dirname, "../..");
+export const ROOT = PROJECT_DIR;
 const PASSPHRASE = "engine-test";
 
 export interface RunResult {
@@ -35,13 +36,12 @@ export class TestProject {
     }
 
     env(): NodeJS.ProcessEnv {
+        // The CLI's engine settings (cli/engine.ts), with this project's own home and state.
         const env: NodeJS.ProcessEnv = {
             ...process.env,
-            PATH: `${path.join(ROOT, ".tools", "bin")}:${path.join(ROOT, "policy", "bin")}:${process.env.PATH}`,
+            ...engineEnv(""),
             PULUMI_HOME: path.join(this.work, "pulumi-home"),
             PULUMI_CONFIG_PASSPHRASE: PASSPHRASE,
-            PULUMI_SKIP_UPDATE_CHECK: "true",
-            PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
             NUBLAR_STATE_DIR: this.stateDir,
             NUBLAR_PROJECT_DIR: this.work,
         };
