@@ -40,3 +40,5 @@ export const sshConfig = site.sshConfigFile;
 export const generations = site.generations;
 /** The Unicorn ledger (lab): shards, endpoints, config and the checkpoint public key file. */
 export const ledger = site.ledger;
+/** The event pipeline (lab): brokers, the sensor gateway's URLs, topics and the lake folder. */
+export const events = site.events;

@@ -6,6 +6,7 @@ import { spawnSync } from "node:child_process";
 import { Command, CommanderError, Option } from "commander";
 import { ClientError, UnreachableError } from "./agent-client";
 import { registerAuditCommands } from "./audit";
+import { EventsUnreachable, EventsUserError, registerEventsCommands } from "./events";
 import { PROJECT_DIR } from "./engine";
 import { EXIT_UNREACHABLE, registerNetworkCommands } from "./network";
 import { LedgerUnreachable, LedgerUserError, registerLedgerCommands } from "./ledger";
@@ -225,6 +226,17 @@ export function buildProgram(): Command {
         ledgerFor: (site) => (site.ledger.shards.includes("audit") ? ledgerPlanFor(site) : undefined),
     });
 
+    registerEventsCommands(program, {
+        siteFor: (stack) => siteFor({ stack }),
+        planFor: (stack) => {
+            const site = siteFor({ stack });
+            const { planEvents } = require("../events/plan") as typeof import("../events/plan");
+            if (site.kind !== "lab") return planEvents(site);
+            const { labEventsPlan } = require("../components/lab/park") as typeof import("../components/lab/park");
+            return labEventsPlan(site, planLab(site), stateRoot());
+        },
+    });
+
     program.command("agent")
         .description("run nublar-agent for one node (the lab and NixOS start it; see network/agent/)")
         .requiredOption("-c, --config <file>", "the node's agent config (JSON, rendered by the planner)")
@@ -248,12 +260,12 @@ export async function main(argv: string[]): Promise<void> {
             process.exitCode = ["commander.helpDisplayed", "commander.help", "commander.version"].includes(err.code) ? 0 : 2;
             return;
         }
-        if (err instanceof UnreachableError || err instanceof LedgerUnreachable) {
+        if (err instanceof UnreachableError || err instanceof LedgerUnreachable || err instanceof EventsUnreachable) {
             process.stderr.write(`nublar: ${err.message}\n`);
             process.exitCode = EXIT_UNREACHABLE;
             return;
         }
-        if (err instanceof UserError || err instanceof LedgerUserError || err instanceof LedgerConfigError || err instanceof SiteConfigError || err instanceof PlanError || err instanceof ClientError || (err instanceof Error && err.name === "AgentConfigError")) {
+        if (err instanceof UserError || err instanceof LedgerUserError || err instanceof EventsUserError || err instanceof LedgerConfigError || err instanceof SiteConfigError || err instanceof PlanError || err instanceof ClientError || (err instanceof Error && err.name === "AgentConfigError")) {
             process.stderr.write(`nublar: ${err.message}\n`);
             process.exitCode = 1;
             return;

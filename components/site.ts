@@ -7,8 +7,9 @@ import { planLab } from "../network/lab-plan";
 import { planSite } from "../network/site-plan";
 import { NIXOS_PATHS, nixosAgentPaths } from "../nix/render";
 import type { Site as SiteModel } from "../site/model";
+import { LabEventBus } from "./lab/event-bus";
 import { LabLedger } from "./lab/ledger";
-import { labAgentPaths, labLedgerPlan, labNodeDirs, LabPark, type LabNodeAccess } from "./lab/park";
+import { labAgentPaths, labEventsPlan, labLedgerPlan, labNodeDirs, LabPark, type LabNodeAccess } from "./lab/park";
 import { NIXOS_PROJECT_DIR } from "./nixos/node";
 import { SiteDeploy } from "./nixos/site-deploy";
 
@@ -29,6 +30,8 @@ export class Site extends pulumi.ComponentResource {
     readonly generations: pulumi.Output<Record<string, number>>;
     /** The Unicorn ledger: where it is and its checkpoint public key (lab sites). */
     readonly ledger?: pulumi.Output<Record<string, unknown>>;
+    /** The event pipeline: brokers, the sensor gateway, topics, the lake (lab sites). */
+    readonly events?: pulumi.Output<Record<string, unknown>>;
 
     /**
      * A park's or data center's cloud parts: its S3 data lake, and its Kubernetes workloads
@@ -58,7 +61,11 @@ export class Site extends pulumi.ComponentResource {
 
         if (site.kind === "lab") {
             const lab = planLab(site, plan);
-            const agents = planAgents(site, { paths: labAgentPaths(lab, args.stateRoot, NIXOS_PATHS.bfdKeyFile) }, plan);
+            const events = labEventsPlan(site, lab, args.stateRoot);
+            const agents = planAgents(site, {
+                paths: labAgentPaths(lab, args.stateRoot, NIXOS_PATHS.bfdKeyFile),
+                eventBus: events && ((node) => ({ brokers: events.agentBrokers, stateFile: events.lab!.outboxState(node) })),
+            }, plan);
             const services: Record<string, number[]> = {};
             for (const svc of site.ingress) for (const n of svc.upstreams) services[n] = [...new Set([...(services[n] ?? []), svc.port])];
             const park = new LabPark(`${name}-park`, { plan: lab, stateRoot: args.stateRoot, timers: agents[0].timers, services }, { parent: this });
@@ -81,7 +88,14 @@ export class Site extends pulumi.ComponentResource {
             }, { parent: this, dependsOn: [park] });
             this.generations = deploy.generations;
             // The ledger, on this machine; agents' events flow into its `network` shard.
-            this.ledger = new LabLedger(`${name}-ledger`, { plan: labLedgerPlan(site, lab, args.stateRoot) }, { parent: this }).info;
+            const ledgerPlan = labLedgerPlan(site, lab, args.stateRoot);
+            const ledger = new LabLedger(`${name}-ledger`, { plan: ledgerPlan }, { parent: this });
+            this.ledger = ledger.info;
+            // The bus, its sensor gateway and its consumers; the agents publish to it over the
+            // management bridge, so it needs the park's bridge, and its ledger consumer the ledger.
+            if (events) {
+                this.events = new LabEventBus(`${name}-events`, { plan: events, ledgerSocket: ledger.info.apply((i) => String(i.socket)) }, { parent: this, dependsOn: [park, ledger] }).info;
+            }
         } else {
             const agents = planAgents(site, { paths: nixosAgentPaths }, plan);
             const operatorKeys = new pulumi.Config("nublar").getObject<string[]>("operatorKeys") ?? [];
@@ -111,6 +125,6 @@ export class Site extends pulumi.ComponentResource {
         }
         // The site description is an output too: stack-level policies (the SLA estimate) see a
         // resource's outputs, not its inputs.
-        this.registerOutputs({ site: args.site, nodes: this.nodes, generations: this.generations, ledger: this.ledger });
+        this.registerOutputs({ site: args.site, nodes: this.nodes, generations: this.generations, ledger: this.ledger, events: this.events });
     }
 }

@@ -34,7 +34,8 @@ export interface LedgerPlan {
 export function planLedger(site: Site, lab?: { stateDir: string; agentEventsFile: (node: string) => string }): LedgerPlan {
     const l = site.ledger;
     const plan: LedgerPlan = { site: site.name, shards: [...l.shards], instances: l.instances, checkpoint: { ...l.checkpoint } };
-    if (l.shards.includes("network") && lab) {
+    // With the event pipeline on, agents' events reach the ledger over the bus (events/outbox.ts).
+    if (l.shards.includes("network") && lab && !site.events.enabled) {
         plan.collect = { shard: "network", files: site.nodes.map((n) => ({ node: n.name, file: lab.agentEventsFile(n.name) })) };
     }
     if (lab && l.dataDurability !== "required") {

@@ -32,6 +32,8 @@ export interface AgentPlanOptions {
     paths: (node: string) => AgentPathsInput;
     holdDownMs?: number;
     startupGraceMs?: number;
+    /** Per node: the event bus it publishes to (events/plan.ts), if the site has one. */
+    eventBus?: (node: string) => { brokers: string[]; stateFile: string } | undefined;
 }
 
 /** Candidate BFD transmit intervals, fastest first. */
@@ -174,6 +176,7 @@ function agentConfigFor(site: Site, plan: SitePlan, node: NodePlan, opts: AgentP
         sessions,
         routes,
         ingress,
+        eventBus: opts.eventBus?.(node.name),
         paths: { socket: paths.socket, events: paths.events, nginxControl: ingress.length ? paths.nginxControl : undefined },
     };
 }

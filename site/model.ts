@@ -262,6 +262,35 @@ export const LedgerSettings = z.strictObject({
     labBasePort: z.number().int().min(1024).max(32000).default(25430),
 });
 
+/**
+ * The event pipeline (events/): the Kafka bus every event flows over, the sensor gateway, the
+ * ledger and lake consumers, the alerts and the dashboard. In the lab the bus is one KRaft
+ * broker on this machine; in parks and data centers, the Strimzi cluster (components/k8s).
+ */
+export const EventSettings = z.strictObject({
+    /** Run the pipeline. Off: agents' events reach the ledger by the ledger's own file collector. */
+    enabled: z.boolean().default(true),
+    /**
+     * Partitions per topic. Kafka orders events within a partition only, so with one partition
+     * a replay re-derives exactly the same ledger chain; more partitions spread load but only
+     * keep each sensor's and each node's own order.
+     */
+    partitions: z.number().int().min(1).max(128).default(1),
+    /** Where agents and consumers reach the bus outside the lab (host:port, IPv6 as [addr]:port). */
+    brokers: z.array(z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "must be host:port, IPv6 as [addr]:port")).optional(),
+    /** The sensor gateway's HTTP port. */
+    gatewayPort: z.number().int().min(1).max(65535).default(8470),
+    /** The dashboard's port on ::1 (`nublar dashboard`). */
+    dashboardPort: z.number().int().min(1).max(65535).default(8480),
+    /** Alerts go to PagerDuty (Events v2) when a routing key is set: `pulumi config set --secret nublar:pagerDutyRoutingKey`. */
+    alerts: z.strictObject({
+        /** The Events v2 endpoint; another URL for a PagerDuty-compatible receiver. */
+        url: z.string().url().default("https://events.pagerduty.com/v2/enqueue"),
+    }).prefault({}),
+    /** Lab only: the broker's first port (then its controller port, then its management-bridge port). */
+    labBasePort: z.number().int().min(1024).max(32000).default(19092),
+});
+
 const SiteBase = z.strictObject({
     name: Name,
     kind: SiteKind,
@@ -277,6 +306,7 @@ const SiteBase = z.strictObject({
     ledger: LedgerSettings.prefault({}),
     aws: Aws.optional(),
     kubernetes: KubernetesSettings.optional(),
+    events: EventSettings.prefault({}),
 });
 
 /** Cross-field rules: references resolve, names are unique, prefixes are disjoint. */

@@ -92,6 +92,9 @@ export function cleanLab(tag: string, stateRoot: string): { removed: string[]; k
         }
     }
     for (const what of stopLabLedgerProcesses(path.join(dir, "ledger"))) removed.push(what);
+    // The event pipeline and its broker: pid files checked against command lines (events/lab.ts).
+    stop("event pipeline", { dir: path.join(dir, "events"), marker: path.join(dir, "events", "pipeline.json") }, path.join(dir, "events", "pipeline.pid"));
+    stop("kafka broker", { dir: path.join(dir, "events", "broker"), marker: path.join(dir, "events", "broker", "server.properties") }, path.join(dir, "events", "broker", "broker.pid"));
     for (const provider of ls(path.join(dir, "routers"))) {
         const bfdd = path.join(dir, "routers", provider, "bfdd");
         stop(`bfdd (${provider})`, bfddDaemon(bfdd), path.join(bfdd, "bfdd.pid"));

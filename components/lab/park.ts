@@ -7,6 +7,7 @@ import type { LabNodePlan, LabPlan } from "../../network/lab-plan";
 import { nodeRuntimePaths, renderBfddConf } from "./daemons";
 import { LabBridge, LabDaemon, LabFile, LabNetns, LabSshd, LabSshKey, LabVeth } from "./providers";
 import { labSshPaths, renderKnownHosts, renderSshConfig } from "./ssh-config";
+import { planEvents, type EventsPlan } from "../../events/plan";
 import { planLedger, type LedgerPlan } from "../../ledger/plan";
 import type { Site } from "../../site/model";
 
@@ -177,6 +178,11 @@ export function labAgentPaths(plan: LabPlan, stateRoot: string, bfdKeyFile: stri
         const rt = labNodeDirs(plan, stateRoot, node).runtime;
         return { socket: rt.agentSocket, events: rt.events, nginxControl: rt.nginxControl, bfdKeyFile };
     };
+}
+
+/** The lab's event pipeline plan: the broker and the pipeline beside the park's files. */
+export function labEventsPlan(site: Site, plan: LabPlan, stateRoot: string): EventsPlan | undefined {
+    return planEvents(site, { stateDir: path.join(stateRoot, plan.stateSubdir), managementPrefix: plan.mgmt.prefix });
 }
 
 /** The lab's ledger plan: its files beside the park's, fed by every node's agent event file. */

@@ -94,6 +94,14 @@ export const AgentConfig = z.strictObject({
     routes: z.array(AgentRoute),
     /** Upstreams this node's Nginx serves (empty on nodes without ingress). */
     ingress: z.array(AgentUpstream),
+    /**
+     * The event bus (events/outbox.ts): the agent publishes its event log there, idempotently and
+     * with acks=all, keeping how far it got in `stateFile`. Absent: the event log file only.
+     */
+    eventBus: z.strictObject({
+        brokers: z.array(z.string()).min(1),
+        stateFile: z.string(),
+    }).optional(),
     /** Where the agent listens and writes. */
     paths: z.strictObject({
         /** Unix socket of the state API (and metrics). */

@@ -26,6 +26,7 @@ export async function runAgent(configFile: string, opts: { bfdNiceness?: number;
         throw new Error(`cannot listen on ${config.paths.socket}: ${(err as Error).message}`);
     }
     log(`state API on ${config.paths.socket}; BFD thread: ${(await agent.state()).bfdWorker.priority}`);
+    const publisher = config.eventBus ? startPublisher(config, agent, log) : undefined;
     let stopping = false;
     const stop = async (signal: string) => {
         if (stopping) return;
@@ -34,8 +35,40 @@ export async function runAgent(configFile: string, opts: { bfdNiceness?: number;
         server?.close();
         server?.closeAllConnections();
         await agent.stop();
+        // The stop events too, if the bus takes them quickly; otherwise they wait in the event log.
+        await publisher?.close(2000);
         process.exit(0);
     };
     process.on("SIGTERM", () => void stop("SIGTERM"));
     process.on("SIGINT", () => void stop("SIGINT"));
+}
+
+/**
+ * Publishes the event log to the bus (events/outbox.ts): polled, and kicked by every new event so
+ * a BFD change is on the bus within milliseconds. Loaded only when configured.
+ */
+function startPublisher(config: ReturnType<typeof readAgentConfig>, agent: Agent, log: (l: string) => void) {
+    const bus = config.eventBus!;
+    const { eventProducer } = require("../../events/kafka") as typeof import("../../events/kafka");
+    const { Outbox } = require("../../events/outbox") as typeof import("../../events/outbox");
+    const producer = eventProducer({ brokers: bus.brokers, clientId: `agent-${config.node}` });
+    let lastError = "";
+    const outbox = new Outbox({
+        site: config.site, node: config.node, file: config.paths.events, stateFile: bus.stateFile, producer,
+        // One line per new kind of failure: a broker outage must not flood the log.
+        log: (m) => {
+            if (m !== lastError) log(m);
+            lastError = m;
+        },
+    });
+    outbox.start(500);
+    agent.events.follow(() => outbox.kick());
+    log(`publishing events to ${bus.brokers.join(", ")} (acks=all, idempotent)`);
+    return {
+        async close(timeoutMs: number) {
+            outbox.stop();
+            await Promise.race([outbox.flush(), new Promise((r) => setTimeout(r, timeoutMs))]);
+            await producer.close().catch(() => undefined);
+        },
+    };
 }

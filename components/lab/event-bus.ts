@@ -1,0 +1,82 @@
+// The lab's event pipeline as a Pulumi resource: one dynamic resource that runs the KRaft broker
+// and the pipeline daemon on this machine (events/lab.ts). Parks and data centers get the bus
+// from Strimzi instead (components/k8s/event-bus.ts).
+import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import type { LabEventsInputs } from "../../events/lab";
+import type { EventsPlan } from "../../events/plan";
+
+// Plain strings, so Pulumi's closure serializer captures them by value (see providers.ts).
+const LAB_MODULE = path.join(__dirname, "..", "..", "events", "lab.ts");
+const TSX_HOOK = require.resolve("tsx/cjs");
+
+function lab(): typeof import("../../events/lab") {
+    require(TSX_HOOK);
+    return require(LAB_MODULE);
+}
+
+type Inputs = Omit<LabEventsInputs, "plan"> & { plan: Omit<EventsPlan, "lab"> & { lab: Omit<NonNullable<EventsPlan["lab"]>, "outboxState"> } };
+
+// The plan's one function (where each node keeps its outbox offset) does not belong in state.
+function withFunctions(p: Inputs["plan"]): EventsPlan {
+    return { ...p, lab: { ...p.lab, outboxState: () => "" } };
+}
+
+/** Ports or place changed: a new broker. Topics, gateway, alerts: the same one, the pipeline restarted. */
+const REPLACE_ON = ["localPort", "controllerPort", "mgmtPort", "mgmtHost", "brokerDir", "clusterId"] as const;
+
+const eventBusProvider: pulumi.dynamic.ResourceProvider<Inputs, Inputs> = {
+    async create(inputs) {
+        await lab().labEventsUp({ ...inputs, plan: withFunctions(inputs.plan) });
+        return { id: inputs.plan.lab.dir, outs: inputs };
+    },
+    async update(_id, _olds, news) {
+        await lab().labEventsUp({ ...news, plan: withFunctions(news.plan) });
+        return { outs: news };
+    },
+    async delete(_id, props) {
+        await lab().labEventsDown(withFunctions(props.plan));
+    },
+    async read(id, props) {
+        return props && lab().labEventsAlive(withFunctions(props.plan)) ? { id, props } : { id: "", props };
+    },
+    async diff(_id, olds, news) {
+        const replaces = REPLACE_ON.filter((k) => JSON.stringify(olds.plan?.lab?.[k]) !== JSON.stringify(news.plan.lab[k]));
+        return { changes: JSON.stringify(olds) !== JSON.stringify(news), replaces: replaces.map((k) => `plan.lab.${k}`), deleteBeforeReplace: true };
+    },
+};
+
+class LabEventBusDaemons extends pulumi.dynamic.Resource {
+    constructor(name: string, args: { plan: Inputs["plan"]; ledgerSocket: pulumi.Input<string>; routingKey?: pulumi.Input<string> }, opts?: pulumi.CustomResourceOptions) {
+        super(eventBusProvider, name, args, { ...opts, additionalSecretOutputs: ["routingKey"] }, "lab", "EventBus");
+    }
+}
+
+export interface LabEventBusArgs {
+    plan: EventsPlan;
+    ledgerSocket: pulumi.Input<string>;
+}
+
+export class LabEventBus extends pulumi.ComponentResource {
+    /** Where things are, for the stack's outputs and `nublar events` (no secrets). */
+    readonly info: pulumi.Output<Record<string, unknown>>;
+
+    constructor(name: string, args: LabEventBusArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("nublar:lab:EventBus", name, {}, opts);
+        const l = args.plan.lab;
+        if (!l) throw new Error("LabEventBus needs a plan with a lab layout");
+        const { outboxState: _, ...layout } = l;
+        // PagerDuty's routing key is a secret: in state encrypted, on disk only in the 0600 config.
+        const routingKey = new pulumi.Config("nublar").getSecret("pagerDutyRoutingKey");
+        const daemons = new LabEventBusDaemons(`${name}-daemons`, { plan: { ...args.plan, lab: layout }, ledgerSocket: args.ledgerSocket, routingKey }, { parent: this });
+        this.info = daemons.urn.apply((): Record<string, unknown> => ({
+            brokers: args.plan.brokers,
+            agentBrokers: args.plan.agentBrokers,
+            gateway: args.plan.gateway.listen.map((h) => `http://[${h}]:${args.plan.gateway.port}/v1/readings`),
+            topics: args.plan.topics.map((t) => t.name),
+            lake: l.lakeDir,
+            dashboard: `nublar dashboard (http://[::1]:${args.plan.dashboardPort}/)`,
+        }));
+        this.registerOutputs({ info: this.info });
+    }
+}

@@ -1,0 +1,177 @@
+// Kafka clients (@platformatic/kafka) set up the one way nublar uses them: idempotent producers
+// that wait for every in-sync replica (acks=all), consumers that commit only what the caller says
+// it has finished, and the dead-letter topic. Everything that touches the bus goes through here.
+import { Admin, Consumer, ProduceAcks, Producer, stringDeserializers, stringSerializers, type Broker, type Message } from "@platformatic/kafka";
+import { encodeEvent, EventError, type NublarEvent } from "./schema";
+import { DEAD_LETTER_TOPIC, partitionKey, topicOf } from "./topics";
+
+/** A broker address: `host:port`, with IPv6 hosts in brackets (`[::1]:19092`). */
+export function parseBroker(s: string): Broker {
+    const m = /^\[([0-9a-fA-F:.]+)\]:(\d{1,5})$/.exec(s) ?? /^([A-Za-z0-9.-]+):(\d{1,5})$/.exec(s);
+    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new Error(`'${s}' is not a broker address (host:port, IPv6 as [addr]:port)`);
+    return { host: m[1], port: Number(m[2]) };
+}
+
+export interface BusOptions {
+    brokers: string[];
+    clientId: string;
+    /** Per-request timeout, ms. */
+    timeoutMs?: number;
+}
+
+type RawProducer = Producer<string, Buffer, string, string>;
+/** A producer whose sends never overlap (see eventProducer). */
+export interface EventProducer {
+    send(o: { messages: Parameters<RawProducer["send"]>[0]["messages"] }): Promise<unknown>;
+    close(): Promise<void>;
+}
+export type EventConsumer = Consumer<string, Buffer, string, string>;
+export type EventMessage = Message<string, Buffer, string, string>;
+
+const bootstrap = (o: BusOptions) => o.brokers.map(parseBroker);
+
+/**
+ * acks=all and idempotent: a retried send is written once, and an ack means every in-sync replica
+ * has it. Sends go one at a time: with two in flight, @platformatic/kafka 1.35's idempotent
+ * producer got OUT_OF_ORDER_SEQUENCE_NUMBER from the broker (seen here under load). Callers
+ * coalesce instead (events/gateway.ts), so one send carries many events.
+ */
+export function eventProducer(o: BusOptions): EventProducer {
+    const raw: RawProducer = new Producer({
+        clientId: o.clientId,
+        bootstrapBrokers: bootstrap(o),
+        idempotent: true,
+        acks: ProduceAcks.ALL,
+        timeout: o.timeoutMs ?? 10_000,
+        retries: 5,
+        retryDelay: 100,
+        autocreateTopics: false,
+        serializers: { key: stringSerializers.key, value: (v?: Buffer) => v, headerKey: stringSerializers.headerKey, headerValue: stringSerializers.headerValue },
+    });
+    let tail: Promise<unknown> = Promise.resolve();
+    return {
+        send(opts) {
+            const r = tail.then(() => raw.send({ messages: opts.messages }));
+            tail = r.catch(() => undefined);
+            return r;
+        },
+        async close() {
+            await tail;
+            await raw.close(true);
+        },
+    };
+}
+
+/** The message for an event: its topic, its key (what keeps its order), and the encoded envelope. Throws EventError when invalid. */
+export function messageOf(e: NublarEvent): { topic: string; key: string; value: Buffer } {
+    return { topic: topicOf(e.type).name, key: partitionKey(e), value: encodeEvent(e) };
+}
+
+/** Publishes events; resolves once every in-sync replica has them. Invalid events throw before anything is sent. */
+export async function publishEvents(producer: EventProducer, events: NublarEvent[]): Promise<void> {
+    if (!events.length) return;
+    await producer.send({ messages: events.map(messageOf) });
+}
+
+export interface DeadLetter {
+    /** The bytes as they were received (or the JSON the sender sent). */
+    value: Buffer;
+    reason: string;
+    /** Where it came from: `nublar.sensors/0@1234`, `sensor-gateway [2001:db8::5]`. */
+    origin: string;
+    key?: string;
+}
+
+/** Sends what a boundary refused to the dead-letter topic, reason and origin in headers. */
+export async function sendDeadLetters(producer: EventProducer, letters: DeadLetter[]): Promise<void> {
+    if (!letters.length) return;
+    await producer.send({
+        messages: letters.map((l) => ({
+            topic: DEAD_LETTER_TOPIC,
+            key: l.key ?? l.origin,
+            value: l.value,
+            headers: { "nublar-reason": l.reason.slice(0, 1000), "nublar-origin": l.origin, "nublar-at": new Date().toISOString() },
+        })),
+    });
+}
+
+/** A consumer group member that never commits on its own: callers commit after their sink acknowledged. */
+export function eventConsumer(o: BusOptions & { groupId: string; maxWaitMs?: number }): EventConsumer {
+    return new Consumer({
+        clientId: o.clientId,
+        groupId: o.groupId,
+        bootstrapBrokers: bootstrap(o),
+        autocommit: false,
+        // Low latency: a fetch returns as soon as one byte is there, and waits at most maxWaitMs otherwise.
+        minBytes: 1,
+        maxWaitTime: o.maxWaitMs ?? 100,
+        sessionTimeout: 10_000,
+        heartbeatInterval: 1_000,
+        timeout: o.timeoutMs ?? 10_000,
+        deserializers: { key: stringDeserializers.key, value: (v?: Buffer) => v ?? Buffer.alloc(0), headerKey: stringDeserializers.headerKey, headerValue: stringDeserializers.headerValue },
+    });
+}
+
+export interface TopicToCreate {
+    name: string;
+    partitions: number;
+    replicas: number;
+    configs?: Record<string, string>;
+}
+
+/** Creates the topics that do not exist yet; existing ones are left as they are. */
+export async function ensureTopics(o: BusOptions, topics: TopicToCreate[]): Promise<string[]> {
+    const admin = new Admin({ clientId: `${o.clientId}-admin`, bootstrapBrokers: bootstrap(o), timeout: o.timeoutMs ?? 10_000 });
+    try {
+        const existing = new Set(await admin.listTopics());
+        const created: string[] = [];
+        for (const t of topics.filter((x) => !existing.has(x.name))) {
+            await admin.createTopics({
+                topics: [t.name],
+                partitions: t.partitions,
+                replicas: t.replicas,
+                configs: Object.entries(t.configs ?? {}).map(([name, value]) => ({ name, value })),
+            });
+            created.push(t.name);
+        }
+        return created;
+    } finally {
+        await admin.close();
+    }
+}
+
+/**
+ * Moves a consumer group back to the start of its topics: the next run re-reads (replays)
+ * everything. Kafka refuses while the group has members, so this waits (up to `waitMs`) for a
+ * member that just stopped to be gone.
+ */
+export async function resetGroup(o: BusOptions, groupId: string, waitMs = 30_000): Promise<void> {
+    const admin = new Admin({ clientId: `${o.clientId}-admin`, bootstrapBrokers: bootstrap(o), timeout: o.timeoutMs ?? 10_000 });
+    const deadline = Date.now() + waitMs;
+    try {
+        for (;;) {
+            try {
+                await admin.deleteGroups({ groups: [groupId] });
+                return;
+            } catch (err) {
+                const text = kafkaErrorText(err);
+                if (/does not exist|GROUP_ID_NOT_FOUND|not found/i.test(text)) return; // never committed: already at the start
+                if (Date.now() > deadline) throw new Error(`cannot reset consumer group ${groupId}: ${text} (is a consumer of it still running?)`);
+                await new Promise((r) => setTimeout(r, 500));
+            }
+        }
+    } finally {
+        await admin.close();
+    }
+}
+
+export { EventError };
+
+/** The whole story of a client error: @platformatic/kafka nests the broker's answer in `errors` and `cause`. */
+export function kafkaErrorText(err: unknown, depth = 0): string {
+    const e = err as Error & { errors?: unknown[]; cause?: unknown; code?: string; apiCode?: number };
+    if (!e || typeof e !== "object" || depth > 4) return String(err);
+    const inner = [...(Array.isArray(e.errors) ? e.errors : []), ...(e.cause ? [e.cause] : [])].map((x) => kafkaErrorText(x, depth + 1));
+    const uniq = [...new Set(inner)];
+    return `${e.message}${e.code ? ` [${e.code}]` : ""}${uniq.length ? ` (${uniq.join("; ")})` : ""}`;
+}

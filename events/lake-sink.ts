@@ -1,0 +1,169 @@
+// The lake consumer's sink: events become Avro object container files (deflate-compressed, with
+// the envelope schema inside, readable by Spark, Athena or avro-tools), partitioned by topic,
+// date and hour of the event:
+//
+//   events/<topic>/date=YYYY-MM-DD/hour=HH/<topic>+<partition>+<first offset>+<last offset>.avro
+//
+// Exactly once without a transaction: a file holds one partition's *contiguous* run of offsets,
+// files are written whole (temporary name, fsync, rename; S3 puts are atomic) before the offsets
+// are committed, and the sink skips any offset at or below the highest one already in the lake.
+// A crash after the write but before the commit therefore re-reads messages the lake already
+// has, and skips them.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as zlib from "node:zlib";
+import * as avro from "avsc";
+import type { Delivered } from "./consume";
+import { ENVELOPE_SCHEMA_V1, type NublarEvent } from "./schema";
+
+export interface LakeStore {
+    /** Every key under the prefix. */
+    list(prefix: string): Promise<string[]>;
+    /** Writes the whole object, atomically; never a partial object under `key`. */
+    put(key: string, data: Buffer): Promise<void>;
+}
+
+/** The lab's lake (and any mounted filesystem): a folder. */
+export class DirectoryLake implements LakeStore {
+    constructor(readonly root: string) {}
+
+    async list(prefix: string): Promise<string[]> {
+        const base = path.join(this.root, prefix);
+        if (!fs.existsSync(base)) return [];
+        return (fs.readdirSync(base, { recursive: true }) as string[]).filter((f) => f.endsWith(".avro")).map((f) => path.posix.join(prefix, f.split(path.sep).join("/")));
+    }
+
+    async put(key: string, data: Buffer): Promise<void> {
+        const file = path.join(this.root, key);
+        fs.mkdirSync(path.dirname(file), { recursive: true });
+        const tmp = `${file}.tmp-${process.pid}`;
+        const fd = fs.openSync(tmp, "w", 0o640);
+        try {
+            fs.writeSync(fd, data);
+            fs.fsyncSync(fd);
+        } finally {
+            fs.closeSync(fd);
+        }
+        fs.renameSync(tmp, file);
+        // The rename itself must survive a power cut too.
+        const dirFd = fs.openSync(path.dirname(file), "r");
+        try {
+            fs.fsyncSync(dirFd);
+        } finally {
+            fs.closeSync(dirFd);
+        }
+    }
+}
+
+const ENVELOPE = avro.Type.forSchema(ENVELOPE_SCHEMA_V1 as avro.Schema);
+const NAMESPACE = "park.nublar.events";
+const RECORD_NAME: Record<string, string> = Object.fromEntries(
+    (ENVELOPE_SCHEMA_V1.fields[4].type as { name: string }[]).map((r) => [r.name, `${NAMESPACE}.${r.name}`]),
+);
+const TYPE_TO_RECORD: Record<NublarEvent["type"], string> = {
+    "sensor-reading": "SensorReading", "bfd-change": "BfdChange", "route-change": "RouteChange", "ingress-change": "IngressChange",
+    "path-latency": "PathLatency", deploy: "Deploy", "audit-result": "AuditResult", alert: "Alert", "agent-notice": "AgentNotice",
+};
+
+/** One Avro container file holding these events, deflate-compressed. */
+export function avroFile(events: NublarEvent[]): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+        const chunks: Buffer[] = [];
+        const enc = new avro.streams.BlockEncoder(ENVELOPE, { codec: "deflate", codecs: { deflate: zlib.deflateRaw } } as never);
+        enc.on("data", (c: Buffer) => chunks.push(c));
+        enc.on("end", () => resolve(Buffer.concat(chunks)));
+        enc.on("error", reject);
+        for (const e of events) enc.write({ id: e.id, site: e.site, source: e.source, time: e.time, payload: { [RECORD_NAME[TYPE_TO_RECORD[e.type]]]: e.payload } });
+        enc.end();
+    });
+}
+
+/** Reads an Avro container file back into envelopes (tests, analytics). */
+export function readAvroFile(data: Buffer): Promise<NublarEvent[]> {
+    return new Promise((resolve, reject) => {
+        const out: NublarEvent[] = [];
+        const dec = new avro.streams.BlockDecoder({ codecs: { deflate: zlib.inflateRaw } } as never);
+        const typeOf = new Map(Object.entries(TYPE_TO_RECORD).map(([t, r]) => [`${NAMESPACE}.${r}`, t]));
+        dec.on("data", (r: { id: string; site: string; source: string; time: number; payload: Record<string, object> }) => {
+            const [branch, payload] = Object.entries(r.payload)[0];
+            out.push({ id: r.id, site: r.site, source: r.source, time: r.time, type: typeOf.get(branch), payload: { ...payload } } as NublarEvent);
+        });
+        dec.on("end", () => resolve(out));
+        dec.on("error", reject);
+        dec.end(data);
+    });
+}
+
+const FILE = /\/([^/+]+)\+(\d+)\+(\d{20})\+(\d{20})\.avro$/;
+const pad = (n: bigint) => n.toString().padStart(20, "0");
+
+export function lakeKey(topic: string, partition: number, timeUs: number, first: bigint, last: bigint): string {
+    const d = new Date(Math.floor(timeUs / 1000));
+    const date = d.toISOString().slice(0, 10);
+    const hour = d.toISOString().slice(11, 13);
+    return `events/${topic}/date=${date}/hour=${hour}/${topic}+${partition}+${pad(first)}+${pad(last)}.avro`;
+}
+
+export interface LakeSinkStats {
+    files: number;
+    written: number;
+    skipped: number;
+}
+
+export function lakeSink(store: LakeStore, stats: LakeSinkStats = { files: 0, written: 0, skipped: 0 }): { handle: (batch: Delivered[]) => Promise<void>; stats: LakeSinkStats } {
+    /** The highest offset the lake holds, per topic and partition (-1: none); loaded per topic on first use. */
+    const high = new Map<string, Map<number, bigint>>();
+
+    async function highFor(topic: string): Promise<Map<number, bigint>> {
+        let m = high.get(topic);
+        if (m) return m;
+        m = new Map();
+        for (const key of await store.list(`events/${topic}/`)) {
+            const f = FILE.exec(key);
+            if (!f) continue;
+            const p = Number(f[2]);
+            const last = BigInt(f[4]);
+            if (last > (m.get(p) ?? -1n)) m.set(p, last);
+        }
+        high.set(topic, m);
+        return m;
+    }
+
+    async function handle(batch: Delivered[]): Promise<void> {
+        // Per partition, in offset order: runs of consecutive events in the same hour become one file each.
+        const parts = new Map<string, Delivered[]>();
+        for (const d of batch) {
+            const k = `${d.topic}\u0000${d.partition}`;
+            let list = parts.get(k);
+            if (!list) parts.set(k, (list = []));
+            list.push(d);
+        }
+        for (const list of parts.values()) {
+            list.sort((a, b) => (a.offset < b.offset ? -1 : a.offset > b.offset ? 1 : 0));
+            const { topic, partition } = list[0];
+            const marks = await highFor(topic);
+            const done = marks.get(partition) ?? -1n;
+            const fresh = list.filter((d) => d.offset > done);
+            stats.skipped += list.length - fresh.length;
+            let run: Delivered[] = [];
+            const hourOf = (d: Delivered) => Math.floor(d.event.time / 3_600_000_000);
+            const write = async () => {
+                if (!run.length) return;
+                const first = run[0].offset;
+                const last = run[run.length - 1].offset;
+                await store.put(lakeKey(topic, partition, run[0].event.time, first, last), await avroFile(run.map((d) => d.event)));
+                marks.set(partition, last);
+                stats.files++;
+                stats.written += run.length;
+                run = [];
+            };
+            for (const d of fresh) {
+                if (run.length && hourOf(run[0]) !== hourOf(d)) await write();
+                run.push(d);
+            }
+            await write();
+        }
+    }
+
+    return { handle, stats };
+}
