@@ -193,6 +193,43 @@ export function registerEventsCommands(program: Command, ctx: EventsCliContext):
             process.stdout.write(`nublar-${opts.sink} reset to the start of its topics; the pipeline is replaying (nublar bus status)\n`);
         });
 
+    program.command("dashboard")
+        .description("the live dashboard: topology with BFD sessions by state, routes and ingress per node, the event stream, alerts (on ::1)")
+        .addOption(stackOpt())
+        .addOption(new Option("--port <n>", "port on ::1 (default: the site's events.dashboardPort; 0 = any)").argParser(positiveInt))
+        .action(async (opts: { stack: string; port?: number }) => {
+            const site = ctx.siteFor(opts.stack);
+            const plan = planOf(ctx, opts.stack);
+            const { startDashboard } = require("../events/dashboard/server") as typeof import("../events/dashboard/server");
+            const { runConsumer } = require("../events/consume") as typeof import("../events/consume");
+            const { TOPICS } = lazy.topics();
+            const dash = await startDashboard({ site, host: "::1", port: opts.port ?? plan.dashboardPort });
+            // A group of its own, new each run, from the oldest event kept: the page starts from
+            // the park's history, then follows it live.
+            const groupId = `nublar-dashboard-${process.pid}-${Date.now()}`;
+            const log = (m: string) => process.stderr.write(`nublar dashboard: ${m}\n`);
+            let consumer: Awaited<ReturnType<typeof runConsumer>>;
+            try {
+                consumer = await runConsumer({
+                    bus: { brokers: plan.brokers, clientId: "nublar-dashboard", timeoutMs: 5000 }, groupId, topics: [TOPICS.network.name, TOPICS.alerts.name],
+                    handle: async (batch) => batch.forEach((d) => dash.publish(d.event)), log,
+                });
+            } catch (err) {
+                await dash.close();
+                throw new EventsUnreachable(`cannot read the event bus at ${plan.brokers.join(", ")}: ${(err as Error).message} (is the lab up? npm run lab)`);
+            }
+            process.stdout.write(`dashboard for ${site.name}: ${dash.url}\n(from another machine: ssh -L ${new URL(dash.url).port}:[::1]:${new URL(dash.url).port} <this host>)\n`);
+            const stop = async () => {
+                await consumer.close();
+                await lazy.kafka().resetGroup({ brokers: plan.brokers, clientId: "nublar-dashboard" }, groupId, 2000).catch(() => undefined);
+                await dash.close();
+                process.exit(0);
+            };
+            process.on("SIGINT", () => void stop());
+            process.on("SIGTERM", () => void stop());
+            await new Promise(() => undefined);
+        });
+
     events.command("schema")
         .description("print the event envelope's Avro schema (JSON), for consumers in other languages")
         .action(() => {

@@ -312,6 +312,7 @@ export async function startBroker(l: BrokerLayout, progress: (m: string) => void
         await waitReady(l, child.pid, progress);
     } catch (e) {
         await stopBroker(l, 0);
+        (e as Error).message = `${(e as Error).message}\n(the broker this call started was killed)`;
         throw e;
     }
     return child.pid;
@@ -331,7 +332,7 @@ async function waitReady(l: BrokerLayout, pid: number, progress: (m: string) => 
         }
         if (!pending.size) return;
         if (Date.now() > deadline) {
-            throw new Error(`the Kafka broker (pid ${pid}) was not ready after ${READY_TIMEOUT_MS / 1000} s on ${[...pending].map((x) => x.name).join(", ")}; it was stopped. ${logs()}`);
+            throw new Error(`the Kafka broker (pid ${pid}) was not ready after ${READY_TIMEOUT_MS / 1000} s on ${[...pending].map((x) => x.name).join(", ")}. ${logs()}`);
         }
         await sleep(250);
     }

@@ -22,6 +22,11 @@ export interface ConsumeOptions {
     /** Where refused messages go; one is made from `bus` when not given. */
     deadLetters?: EventProducer;
     maxBatch?: number;
+    /**
+     * Wait up to this long for a batch to fill before handing it over (default 0: at once). The
+     * lake uses it so that a quiet park writes a few larger files instead of one per event.
+     */
+    lingerMs?: number;
     /** Where to start when the group has no committed offset: `earliest` (sinks) or `latest` (live views). */
     fallback?: "earliest" | "latest";
     log?: (m: string) => void;
@@ -113,11 +118,22 @@ export async function runConsumer(o: ConsumeOptions): Promise<RunningConsumer> {
         }
     }
 
+    let lingering: NodeJS.Timeout | undefined;
     stream.on("data", (m: EventMessage) => {
         queue.push(m);
         // Bounded memory: stop fetching while a full batch waits for the sink.
         if (queue.length >= maxBatch * 2) stream.pause();
-        if (!flushing) setImmediate(() => void flush());
+        if (flushing) return;
+        if (!o.lingerMs || queue.length >= maxBatch) {
+            if (lingering) clearTimeout(lingering);
+            lingering = undefined;
+            setImmediate(() => void flush());
+        } else if (!lingering) {
+            lingering = setTimeout(() => {
+                lingering = undefined;
+                void flush();
+            }, o.lingerMs);
+        }
     });
     stream.on("error", (err: Error) => log(`${o.groupId}: consumer error: ${err.message}`));
 
@@ -125,6 +141,7 @@ export async function runConsumer(o: ConsumeOptions): Promise<RunningConsumer> {
         stats,
         async close() {
             closing = true;
+            if (lingering) clearTimeout(lingering);
             while (flushing) await sleep(5);
             await stream.close().catch(() => undefined);
             // Not forced: the member leaves the group, so a reset (replay) need not wait for its session to expire.

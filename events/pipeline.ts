@@ -23,6 +23,8 @@ export const PipelineConfig = z.strictObject({
     /** The ledger ingest service's unix socket. */
     ledgerSocket: z.string(),
     lakeDir: z.string(),
+    /** How long the lake consumer lets a batch fill before writing a file (ms; default 5000). */
+    lakeLingerMs: z.number().int().min(0).optional(),
     alerts: z.strictObject({ url: z.string(), routingKey: z.string().optional() }),
     /** The daemon's own unix socket (stats). */
     socket: z.string(),
@@ -100,7 +102,7 @@ export async function runPipeline(cfg: PipelineConfig, parts: readonly PipelineP
         consumers.lake = await runConsumer({
             bus: { ...bus, clientId: `${bus.clientId}-lake` }, groupId: "nublar-lake", topics: Object.values(TOPICS).map((t) => t.name), deadLetters: producer, log,
             // Bigger files for the lake: it is read by analytics, not by people waiting.
-            maxBatch: 10_000, handle: sink.handle,
+            maxBatch: 10_000, lingerMs: cfg.lakeLingerMs ?? 5000, handle: sink.handle,
         });
     }
     if (parts.includes("alerts")) {

@@ -8,8 +8,10 @@ import { labSiteInput } from "../site/fixtures";
 import { planLedger } from "./plan";
 import { LedgerConfigError, readServiceConfig, writeServiceConfig } from "./config";
 
-test("the lab's ledger plan: default shards, ports from the base, every node's events into network", () => {
-    const site = parseSite(labSiteInput(["gate", "visitor-center", "control-room"]));
+test("the lab's ledger plan: default shards, ports from the base; agents' events come over the event bus, or, with it off, from their files", () => {
+    const withBus = planLedger(parseSite(labSiteInput(["gate"])), { stateDir: "/state/lab/lab", agentEventsFile: (n) => `/state/${n}/events.jsonl` });
+    assert.equal(withBus.collect, undefined, "the bus's ledger consumer writes them (events/)");
+    const site = parseSite(labSiteInput(["gate", "visitor-center", "control-room"], { events: { enabled: false } }));
     const plan = planLedger(site, { stateDir: "/state/lab/lab", agentEventsFile: (n) => `/state/${n}/events.jsonl` });
     assert.deepEqual(plan.shards, ["habitat", "network", "security", "audit"]);
     assert.deepEqual(plan.lab!.pgPorts, [25430, 25431, 25432]);

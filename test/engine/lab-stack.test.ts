@@ -31,6 +31,8 @@ labSite.deploy = { ...labSite.deploy, confirmTimeoutMs: 20_000 };
 labSite.sla = { ...labSite.sla, failoverBudgetMs: 1000 };
 // The ledger on ports of its own (not the user's lab's), checkpointing often enough to see.
 labSite.ledger = { labBasePort: 27000 + (process.pid % 500) * 8, checkpoint: { entries: 50, ms: 1000 } };
+// The event bus too: its broker, gateway and dashboard ports of its own.
+labSite.events = { labBasePort: 23000 + (process.pid % 500) * 8, gatewayPort: 23004 + (process.pid % 500) * 8, dashboardPort: 23005 + (process.pid % 500) * 8 };
 const plan = planLab(parseSite(labSite));
 const services = new Set(labSite.ingress.flatMap((i: { port: number; upstreams: string[] }) => i.upstreams.map((u) => `${u}:${i.port}`))).size;
 
@@ -97,6 +99,16 @@ function nublar(args: string[]) {
     return project.nublar([...args, "--stack", STACK]);
 }
 
+async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs: number): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+        const v = await fn();
+        if (v !== undefined) return v;
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 50));
+    }
+}
+
 async function eventually(what: string, fn: () => ReturnType<typeof nublar>, timeoutMs = 30_000) {
     const deadline = Date.now() + timeoutMs;
     let last = fn();
@@ -144,11 +156,51 @@ test("`nublar lab cut` and `restore`: a path goes down and its member stays live
     assert.equal(nublar(["lab", "cut", "visitor-center", "no-such-provider", "--file", file]).status, 1);
 });
 
+test("the live dashboard, in headless Chromium, shows a cut uplink's gateway session go Down within a second", async (t) => {
+    const CHROMIUM = process.env.NUBLAR_CHROMIUM ?? "/usr/bin/chromium";
+    if (!fs.existsSync(CHROMIUM)) return t.skip(`no Chromium at ${CHROMIUM} (scripts/setup installs Debian's chromium)`);
+    const { chromium } = await import("playwright-core");
+    const file = path.join(work, "stacks", `Pulumi.${STACK}.yaml`);
+    const dash = spawn(process.execPath, [path.join(ROOT, "cli", "nublar.js"), "dashboard", "--stack", STACK, "--port", "0"], { stdio: ["ignore", "pipe", "pipe"], env: project.env() });
+    let out = "";
+    dash.stdout.on("data", (c) => (out += c));
+    dash.stderr.on("data", (c) => (out += c));
+    const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox"] });
+    try {
+        const url = await until("the dashboard's URL", () => /http:\/\/\[::1\]:\d+\//.exec(out)?.[0], 60_000);
+        const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+        await page.goto(url);
+        const session = page.locator('[data-node="visitor-center"][data-session="gw/provider-a"]').first();
+        await session.waitFor({ timeout: 30_000 });
+        await until("the session shown Up", async () => ((await session.getAttribute("data-state")) === "Up" ? true : undefined), 30_000);
+        const cutAt = Date.now();
+        const cut = nublar(["lab", "cut", "visitor-center", "provider-a", "--silent", "--file", file]);
+        assert.equal(cut.status, 0, cut.output);
+        try {
+            await page.waitForSelector('[data-node="visitor-center"][data-session="gw/provider-a"][data-state="Down"]', { timeout: 5000 });
+            const elapsed = Date.now() - cutAt;
+            const dir = path.join(process.env.NUBLAR_TEST_OUTPUT ?? path.join(ROOT, ".nublar", "test-output"), "lab-dashboard");
+            fs.mkdirSync(dir, { recursive: true });
+            await page.screenshot({ path: path.join(dir, "uplink-cut.png"), fullPage: true });
+            console.log(`  the page showed gw/provider-a Down ${elapsed} ms after the cut (BFD detection ${labSite.sla.failoverBudgetMs / 3} ms budget); screenshot: ${path.join(dir, "uplink-cut.png")}`);
+            assert.ok(elapsed < 1000, `the page showed the session Down after ${elapsed} ms, not within a second`);
+        } finally {
+            nublar(["lab", "restore", "visitor-center", "provider-a", "--file", file]);
+        }
+        await until("the session shown Up again", async () => ((await session.getAttribute("data-state")) === "Up" ? true : undefined), 30_000);
+    } finally {
+        await browser.close();
+        dash.kill("SIGTERM");
+        await new Promise((r) => (dash.exitCode !== null ? r(undefined) : dash.once("exit", r)));
+    }
+});
+
 test("the ledger runs beside the park: the agents' events, the cut's BFD Down included, are in the network shard, and verify proves the chain", async () => {
     const config = path.join(stateDir, plan.stateSubdir, "ledger", "service.json");
     const read = () => JSON.parse(nublar(["ledger", "read", "--shard", "network", "--limit", "10000", "--json", "--config", config]).stdout) as { entries: { source: string; payload: { type?: string; to?: string; session?: string } }[] };
     await eventually("a BFD Down event of the cut reaches the ledger", () => {
-        const down = read().entries.find((e) => e.payload.type === "bfd" && e.payload.to === "down" && e.payload.session === "path/visitor-center/provider-a");
+        // Over the event bus: the agent's outbox, Kafka, the ledger consumer (events/).
+        const down = read().entries.find((e) => e.payload.type === "bfd-change" && e.payload.to === "Down" && e.payload.session === "path/visitor-center/provider-a");
         return { status: down ? 0 : 1, stdout: "", stderr: "", output: "no bfd down event for path/visitor-center/provider-a in the network shard" };
     });
     const sources = new Set(read().entries.map((e) => e.source));

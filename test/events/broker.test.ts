@@ -40,6 +40,11 @@ const alive = (pid: number) => {
     }
 };
 
+test("scripts/setup installs the Kafka version events/broker.ts runs", () => {
+    const setup = fs.readFileSync(path.join(__dirname, "../../scripts/setup"), "utf8");
+    assert.match(setup, new RegExp(`^KAFKA_VERSION=${KAFKA_VERSION.replace(/\./g, "\\.")}$`, "m"));
+});
+
 describe(`the lab's Kafka ${KAFKA_VERSION} broker`, () => {
     let layout: BrokerLayout;
     let pid: number | undefined;

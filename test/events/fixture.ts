@@ -93,6 +93,7 @@ export async function testPipelineConfig(broker: BrokerLayout, ledgerSocket: str
         ledgerSocket,
         lakeDir: path.join(dir, "lake"),
         alerts: { url: "http://[::1]:9/unused" },
+        lakeLingerMs: 300,
         socket: path.join(dir, "pipeline.sock"),
     };
 }
