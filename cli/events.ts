@@ -101,7 +101,7 @@ export function registerEventsCommands(program: Command, ctx: EventsCliContext):
             if (s?.gateway) lines.push(`gateway   ${plan.gateway.listen.map((h) => `http://[${h}]:${plan.gateway.port}/v1/readings`).join(" ")}: ${s.gateway.accepted} accepted, ${s.gateway.rejected} rejected, ${s.gateway.refused} refused, ${s.gateway.busErrors} bus errors`);
             for (const [name, c] of Object.entries(s?.consumers ?? {})) lines.push(`${name.padEnd(9)} ${c.delivered} delivered in ${c.batches} batches, ${c.deadLettered} dead-lettered, ${c.retries} retries`);
             if (s?.ledger) lines.push(`ledger    ${s.ledger.appended} appended, ${s.ledger.duplicates} duplicates dropped by key`);
-            if (s?.lake) lines.push(`lake      ${s.lake.files} files, ${s.lake.written} events written, ${s.lake.skipped} already there (${plan.lab.lakeDir})`);
+            if (s?.lake) lines.push(`lake      ${s.lake.files} files, ${s.lake.written} events written, ${s.lake.skipped} re-read and ${s.lake.resends} resent events already there (${plan.lab.lakeDir})`);
             process.stdout.write(`${lines.join("\n")}\n`);
             if (!broker || !pid) process.exitCode = 3;
         });

@@ -87,3 +87,20 @@ test("a write that fails half way through a batch (the second hour's file) loses
         fs.rmSync(root, { recursive: true, force: true });
     }
 });
+
+test("the same event sent twice (a sensor's resend: a new message, same id) is one record, also after a restart", async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), "nublar-lake-"));
+    try {
+        const first = lakeSink(new DirectoryLake(root));
+        await first.handle(delivered([0, 1, 2]));
+        const resend = (offset: number, seq: number): Delivered => ({ event: reading(seq, T0 + seq * 1000), topic: "nublar.sensors", partition: 0, offset: BigInt(offset) });
+        await first.handle([resend(3, 1), ...delivered([4])]);
+        assert.equal(first.stats.resends, 1);
+        const restarted = lakeSink(new DirectoryLake(root));
+        await restarted.handle([resend(5, 2), ...delivered([6])]);
+        assert.equal(restarted.stats.resends, 1, "remembered from the files");
+        assert.deepEqual((await lakeIds(root)).sort(), ["sensor/s1/0", "sensor/s1/1", "sensor/s1/2", "sensor/s1/4", "sensor/s1/6"]);
+    } finally {
+        fs.rmSync(root, { recursive: true, force: true });
+    }
+});

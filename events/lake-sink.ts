@@ -9,6 +9,12 @@
 // are committed, and the sink skips any offset at or below the highest one already in the lake.
 // A crash after the write but before the commit therefore re-reads messages the lake already
 // has, and skips them.
+//
+// The same event can also be on the bus twice, as two messages: a sensor that resent a reading
+// whose 202 it never saw, an agent that republished after a crash. The sink drops an event whose
+// id it has written recently (the last RECENT_IDS ids, seeded at start from the files of the
+// last two hours), so such a resend is not a second record either. Beyond that window, readers
+// can still tell: every record carries its id.
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as zlib from "node:zlib";
@@ -31,6 +37,10 @@ export class DirectoryLake implements LakeStore {
         const base = path.join(this.root, prefix);
         if (!fs.existsSync(base)) return [];
         return (fs.readdirSync(base, { recursive: true }) as string[]).filter((f) => f.endsWith(".avro")).map((f) => path.posix.join(prefix, f.split(path.sep).join("/")));
+    }
+
+    async get(key: string): Promise<Buffer> {
+        return fs.readFileSync(path.join(this.root, key));
     }
 
     async put(key: string, data: Buffer): Promise<void> {
@@ -107,23 +117,51 @@ export function lakeKey(topic: string, partition: number, timeUs: number, first:
 export interface LakeSinkStats {
     files: number;
     written: number;
+    /** Messages at or below the lake's high offset: read again after a crash. */
     skipped: number;
+    /** Events whose id the lake already holds: the same event sent twice. */
+    resends: number;
 }
 
-export function lakeSink(store: LakeStore, stats: LakeSinkStats = { files: 0, written: 0, skipped: 0 }): { handle: (batch: Delivered[]) => Promise<void>; stats: LakeSinkStats } {
+/** How many recent ids the sink remembers to drop resends (about 50 bytes each). */
+export const RECENT_IDS = 500_000;
+
+/** Insertion-ordered, bounded: the oldest id goes when a new one comes and the set is full. */
+class RecentIds {
+    private readonly ids = new Set<string>();
+    constructor(private readonly max: number) {}
+    has(id: string) {
+        return this.ids.has(id);
+    }
+    add(id: string) {
+        this.ids.add(id);
+        if (this.ids.size > this.max) this.ids.delete(this.ids.values().next().value as string);
+    }
+}
+
+export function lakeSink(store: LakeStore & { get?(key: string): Promise<Buffer> }, stats: LakeSinkStats = { files: 0, written: 0, skipped: 0, resends: 0 }, recentIds = RECENT_IDS): { handle: (batch: Delivered[]) => Promise<void>; stats: LakeSinkStats } {
     /** The highest offset the lake holds, per topic and partition (-1: none); loaded per topic on first use. */
     const high = new Map<string, Map<number, bigint>>();
+    const recent = new RecentIds(recentIds);
 
     async function highFor(topic: string): Promise<Map<number, bigint>> {
         let m = high.get(topic);
         if (m) return m;
         m = new Map();
-        for (const key of await store.list(`events/${topic}/`)) {
+        const keys = await store.list(`events/${topic}/`);
+        for (const key of keys) {
             const f = FILE.exec(key);
             if (!f) continue;
             const p = Number(f[2]);
             const last = BigInt(f[4]);
             if (last > (m.get(p) ?? -1n)) m.set(p, last);
+        }
+        // Seed the recent ids from the last two hours' files (the newest folders sort last).
+        const hours = [...new Set(keys.map((k) => k.slice(0, k.lastIndexOf("/"))))].sort().slice(-2);
+        if (store.get) {
+            for (const key of keys.filter((k) => hours.includes(k.slice(0, k.lastIndexOf("/"))))) {
+                for (const e of await readAvroFile(await store.get(key))) recent.add(e.id);
+            }
         }
         high.set(topic, m);
         return m;
@@ -143,8 +181,10 @@ export function lakeSink(store: LakeStore, stats: LakeSinkStats = { files: 0, wr
             const { topic, partition } = list[0];
             const marks = await highFor(topic);
             const done = marks.get(partition) ?? -1n;
-            const fresh = list.filter((d) => d.offset > done);
-            stats.skipped += list.length - fresh.length;
+            const unseen = list.filter((d) => d.offset > done);
+            stats.skipped += list.length - unseen.length;
+            const fresh = unseen.filter((d) => !recent.has(d.event.id));
+            stats.resends += unseen.length - fresh.length;
             let run: Delivered[] = [];
             const hourOf = (d: Delivered) => Math.floor(d.event.time / 3_600_000_000);
             const write = async () => {
@@ -153,6 +193,7 @@ export function lakeSink(store: LakeStore, stats: LakeSinkStats = { files: 0, wr
                 const last = run[run.length - 1].offset;
                 await store.put(lakeKey(topic, partition, run[0].event.time, first, last), await avroFile(run.map((d) => d.event)));
                 marks.set(partition, last);
+                for (const d of run) recent.add(d.event.id);
                 stats.files++;
                 stats.written += run.length;
                 run = [];

@@ -91,6 +91,8 @@ describe("the event pipeline", { skip }, () => {
         assert.equal((await post({ sensor: "raptor-pen/temp-1", kind: "temperature", value: 24.5, unit: "C", seq: 1 })).status, 202);
         await waitFor("the resend consumed", async () => ((await getJson(cfg.socket, "/stats")).ledger.duplicates >= 1 ? true : undefined), 30_000);
         assert.equal((await sensorEntries(ledger!.socket)).length, 1, "the resend is not a second ledger entry");
+        await waitFor("the resend seen by the lake", async () => ((await getJson(cfg.socket, "/stats")).lake.resends >= 1 ? true : undefined), 30_000);
+        assert.deepEqual((await lakeEvents("nublar.sensors")).events.map((e) => e.id), ["sensor/raptor-pen/temp-1/1"], "nor a second lake record");
     });
 
     test("invalid readings are refused with their reason and land in the dead-letter topic with it", async () => {
@@ -154,7 +156,7 @@ describe("the event pipeline", { skip }, () => {
         assert.equal(all.length, before + N, "every reading exactly once");
         assert.equal(new Set(all.map((e) => `${e.payload.sensor}/${e.payload.seq}`)).size, all.length, "no reading twice");
         const stats = await getJson(cfg.socket, "/stats");
-        console.log(`  after two kills: ledger ${all.length} entries; this run dropped ${stats.ledger.duplicates} re-read duplicates by key; lake ${stats.lake.files} files, ${stats.lake.skipped} re-read events skipped`);
+        console.log(`  after two kills: ledger ${all.length} entries; this run dropped ${stats.ledger.duplicates} re-read duplicates by key; lake ${stats.lake.files} files, ${stats.lake.skipped} re-read events skipped, ${stats.lake.resends} resends dropped`);
 
         const lake = await waitFor("all readings in the lake", async () => {
             const l = await lakeEvents("nublar.sensors");
