@@ -7,7 +7,7 @@ import { Command, CommanderError, Option } from "commander";
 import { ClientError, UnreachableError } from "./agent-client";
 import { registerAuditCommands } from "./audit";
 import { EventsUnreachable, EventsUserError, registerEventsCommands } from "./events";
-import { PROJECT_DIR } from "./engine";
+import { PROJECT_DIR, pulumiProjectDir } from "./engine";
 import { EXIT_UNREACHABLE, registerNetworkCommands } from "./network";
 import { LedgerUnreachable, LedgerUserError, registerLedgerCommands } from "./ledger";
 import { LedgerConfigError } from "../ledger/config";
@@ -27,7 +27,7 @@ const stateRoot = () => process.env.NUBLAR_STATE_DIR ?? path.join(PROJECT_DIR, "
 class UserError extends Error {}
 
 function siteFor(opts: { stack?: string; file?: string }): Site {
-    const file = opts.file ?? stackFile(PROJECT_DIR, opts.stack ?? "lab");
+    const file = opts.file ?? stackFile(pulumiProjectDir(), opts.stack ?? "lab");
     if (!fs.existsSync(file)) {
         throw new UserError(`no stack file at ${file}; stacks are: ${listStacks().join(", ")}`);
     }
@@ -35,7 +35,7 @@ function siteFor(opts: { stack?: string; file?: string }): Site {
 }
 
 function listStacks(): string[] {
-    return fs.readdirSync(path.join(PROJECT_DIR, "stacks"))
+    return fs.readdirSync(path.join(pulumiProjectDir(), "stacks"))
         .map((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1])
         .filter((s): s is string => !!s)
         .sort();
@@ -71,7 +71,7 @@ export function buildProgram(): Command {
         .addOption(fileOpt())
         .addOption(jsonOpt())
         .action((opts: { stack?: string; file?: string; json?: boolean }) => {
-            const files = opts.file ? [opts.file] : (opts.stack ? [opts.stack] : listStacks()).map((s) => stackFile(PROJECT_DIR, s));
+            const files = opts.file ? [opts.file] : (opts.stack ? [opts.stack] : listStacks()).map((s) => stackFile(pulumiProjectDir(), s));
             const shown = (file: string) => (path.relative(process.cwd(), file).startsWith("..") ? file : path.relative(process.cwd(), file));
             const results = files.map((file) => {
                 try {

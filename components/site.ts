@@ -1,6 +1,7 @@
 // `Site`: the one component a stack builds. It takes the validated site model, plans it
 // (network/site-plan.ts, network/agent-plan.ts) and applies the plans: the lab park's
 // machinery for lab sites, then every node's system, deployed over SSH (components/nixos).
+import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { planAgents } from "../network/agent-plan";
 import { planLab } from "../network/lab-plan";
@@ -62,9 +63,11 @@ export class Site extends pulumi.ComponentResource {
         if (site.kind === "lab") {
             const lab = planLab(site, plan);
             const events = labEventsPlan(site, lab, args.stateRoot);
+            const paths = labAgentPaths(lab, args.stateRoot, NIXOS_PATHS.bfdKeyFile);
             const agents = planAgents(site, {
-                paths: labAgentPaths(lab, args.stateRoot, NIXOS_PATHS.bfdKeyFile),
-                eventBus: events && ((node) => ({ brokers: events.agentBrokers, stateFile: events.lab!.outboxState(node) })),
+                paths,
+                // The outbox's offset beside the event log it reads (removed with it).
+                eventBus: events && ((node) => ({ brokers: events.agentBrokers, stateFile: path.join(path.dirname(paths(node).events), "outbox.json") })),
             }, plan);
             const services: Record<string, number[]> = {};
             for (const svc of site.ingress) for (const n of svc.upstreams) services[n] = [...new Set([...(services[n] ?? []), svc.port])];

@@ -23,8 +23,6 @@ export interface EventsLabLayout {
     configFile: string;
     pidFile: string;
     logFile: string;
-    /** Per node: where its agent keeps its outbox offset. */
-    outboxState: (node: string) => string;
 }
 
 export interface EventsPlan {
@@ -70,7 +68,6 @@ export function planEvents(site: Site, lab?: { stateDir: string; managementPrefi
             configFile: path.join(dir, "pipeline.json"),
             pidFile: path.join(dir, "pipeline.pid"),
             logFile: path.join(dir, "pipeline.log"),
-            outboxState: (node) => path.join(lab.stateDir, "nodes", node, "outbox.json"),
         };
         return {
             site: site.name,

@@ -15,30 +15,25 @@ function lab(): typeof import("../../events/lab") {
     return require(LAB_MODULE);
 }
 
-type Inputs = Omit<LabEventsInputs, "plan"> & { plan: Omit<EventsPlan, "lab"> & { lab: Omit<NonNullable<EventsPlan["lab"]>, "outboxState"> } };
-
-// The plan's one function (where each node keeps its outbox offset) does not belong in state.
-function withFunctions(p: Inputs["plan"]): EventsPlan {
-    return { ...p, lab: { ...p.lab, outboxState: () => "" } };
-}
+type Inputs = Omit<LabEventsInputs, "plan"> & { plan: EventsPlan & { lab: NonNullable<EventsPlan["lab"]> } };
 
 /** Ports or place changed: a new broker. Topics, gateway, alerts: the same one, the pipeline restarted. */
 const REPLACE_ON = ["localPort", "controllerPort", "mgmtPort", "mgmtHost", "brokerDir", "clusterId"] as const;
 
 const eventBusProvider: pulumi.dynamic.ResourceProvider<Inputs, Inputs> = {
     async create(inputs) {
-        await lab().labEventsUp({ ...inputs, plan: withFunctions(inputs.plan) });
+        await lab().labEventsUp({ ...inputs, plan: inputs.plan });
         return { id: inputs.plan.lab.dir, outs: inputs };
     },
     async update(_id, _olds, news) {
-        await lab().labEventsUp({ ...news, plan: withFunctions(news.plan) });
+        await lab().labEventsUp({ ...news, plan: news.plan });
         return { outs: news };
     },
     async delete(_id, props) {
-        await lab().labEventsDown(withFunctions(props.plan));
+        await lab().labEventsDown(props.plan);
     },
     async read(id, props) {
-        return props && lab().labEventsAlive(withFunctions(props.plan)) ? { id, props } : { id: "", props };
+        return props && lab().labEventsAlive(props.plan) ? { id, props } : { id: "", props };
     },
     async diff(_id, olds, news) {
         const replaces = REPLACE_ON.filter((k) => JSON.stringify(olds.plan?.lab?.[k]) !== JSON.stringify(news.plan.lab[k]));
@@ -65,10 +60,9 @@ export class LabEventBus extends pulumi.ComponentResource {
         super("nublar:lab:EventBus", name, {}, opts);
         const l = args.plan.lab;
         if (!l) throw new Error("LabEventBus needs a plan with a lab layout");
-        const { outboxState: _, ...layout } = l;
         // PagerDuty's routing key is a secret: in state encrypted, on disk only in the 0600 config.
         const routingKey = new pulumi.Config("nublar").getSecret("pagerDutyRoutingKey");
-        const daemons = new LabEventBusDaemons(`${name}-daemons`, { plan: { ...args.plan, lab: layout }, ledgerSocket: args.ledgerSocket, routingKey }, { parent: this });
+        const daemons = new LabEventBusDaemons(`${name}-daemons`, { plan: { ...args.plan, lab: l }, ledgerSocket: args.ledgerSocket, routingKey }, { parent: this });
         this.info = daemons.urn.apply((): Record<string, unknown> => ({
             brokers: args.plan.brokers,
             agentBrokers: args.plan.agentBrokers,
