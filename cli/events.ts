@@ -211,7 +211,7 @@ export function registerEventsCommands(program: Command, ctx: EventsCliContext):
             let consumer: Awaited<ReturnType<typeof runConsumer>>;
             try {
                 consumer = await runConsumer({
-                    bus: { brokers: plan.brokers, clientId: "nublar-dashboard", timeoutMs: 5000 }, groupId, topics: [TOPICS.network.name, TOPICS.alerts.name],
+                    bus: { brokers: plan.brokers, clientId: "nublar-dashboard", timeoutMs: 5000 }, groupId, topics: [TOPICS.network.name, TOPICS.telemetry.name, TOPICS.alerts.name],
                     handle: async (batch) => batch.forEach((d) => dash.publish(d.event)), log,
                 });
             } catch (err) {

@@ -7,7 +7,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { EventLog } from "../network/agent/events";
 import type { EventProducer } from "./kafka";
-import { envelopeOfAgentEvent, Outbox } from "./outbox";
+import { envelopeOfAgentEvent, latencySamples, Outbox } from "./outbox";
 import { decodeEvent } from "./schema";
 import { DEAD_LETTER_TOPIC } from "./topics";
 
@@ -76,4 +76,18 @@ test("the outbox publishes the log in order, keeps its place, waits out an outag
     } finally {
         fs.rmSync(dir, { recursive: true, force: true });
     }
+});
+
+test("latency samples: one per session that was Up with packets in the window, valid envelopes on the telemetry topic", async () => {
+    const { validateEvent } = await import("./schema");
+    const { topicOf } = await import("./topics");
+    const samples = latencySamples("lab", "gate", [
+        { id: "path/visitor-center/provider-a", peer: "fd00::2", maxGapMs: 21.37, detectionMs: 60, up: true },
+        { id: "gw/provider-a", peer: "2001:db8:a:1::1", maxGapMs: null, detectionMs: 60, up: true },
+        { id: "gw/provider-b", peer: "2001:db8:b:1::1", maxGapMs: 500, detectionMs: 3000, up: false },
+    ], 5000.4, 1_795_400_000_000_000);
+    assert.equal(samples.length, 1);
+    assert.equal(validateEvent(samples[0]).ok, true);
+    assert.equal(topicOf(samples[0].type).name, "nublar.telemetry");
+    assert.deepEqual(samples[0].payload, { node: "gate", session: "path/visitor-center/provider-a", peer: "fd00::2", rttMs: null, maxGapMs: 21.37, detectionMs: 60, windowMs: 5000 });
 });

@@ -65,6 +65,18 @@ export function envelopeOfAgentEvent(site: string, e: AgentEvent): NublarEvent {
     }
 }
 
+/**
+ * path-latency samples from node-bfd's receive gaps (RxGap): one per session that was Up in the
+ * window. RTT is not measured yet (rttMs null); the gap against the detection time is what says
+ * how close a session came to going Down.
+ */
+export function latencySamples(site: string, node: string, gaps: { id: string; peer: string; maxGapMs: number | null; detectionMs: number; up: boolean }[], windowMs: number, timeUs = Math.round((performance.timeOrigin + performance.now()) * 1000)): NublarEvent[] {
+    return gaps.filter((g) => g.up && g.maxGapMs !== null && g.detectionMs > 0).map((g) => ({
+        id: `latency/${node}/${g.id}/${timeUs}`, site, source: `agent/${node}`, time: timeUs, type: "path-latency" as const,
+        payload: { node, session: g.id, peer: g.peer, rttMs: null, maxGapMs: Math.round(g.maxGapMs! * 1000) / 1000, detectionMs: g.detectionMs, windowMs: Math.round(windowMs) },
+    }));
+}
+
 export interface OutboxOptions {
     site: string;
     node: string;

@@ -116,7 +116,7 @@ export async function runPipeline(cfg: PipelineConfig, parts: readonly PipelineP
         const { alertsSink } = require("./alerts/wire") as typeof import("./alerts/wire");
         const sink = alertsSink({ site: cfg.site, url: cfg.alerts.url, routingKey: cfg.alerts.routingKey, publish: (events) => publishEvents(producer, events), log });
         consumers.alerts = await runConsumer({
-            bus: { ...bus, clientId: `${bus.clientId}-alerts` }, groupId: "nublar-alerts", topics: [TOPICS.network.name], deadLetters: producer, log,
+            bus: { ...bus, clientId: `${bus.clientId}-alerts` }, groupId: "nublar-alerts", topics: [TOPICS.network.name, TOPICS.telemetry.name], deadLetters: producer, log,
             // Alerts are about now: a new group starts at the end, not by re-alerting last week.
             fallback: "latest", handle: sink.handle,
         });

@@ -12,7 +12,10 @@ export interface TopicSpec {
 
 export const TOPICS = {
     sensors: { name: "nublar.sensors", carries: ["sensor-reading"], shard: "habitat" },
-    network: { name: "nublar.network", carries: ["bfd-change", "route-change", "ingress-change", "path-latency", "agent-notice"], shard: "network" },
+    network: { name: "nublar.network", carries: ["bfd-change", "route-change", "ingress-change", "agent-notice"], shard: "network" },
+    // Samples every few seconds from every session: the lake and the alerts read them; the
+    // ledger keeps state changes, not telemetry.
+    telemetry: { name: "nublar.telemetry", carries: ["path-latency"] },
     deploys: { name: "nublar.deploys", carries: ["deploy"], shard: "security" },
     audits: { name: "nublar.audits", carries: ["audit-result"], shard: "audit" },
     // Alerts are derived from the network topic: replaying that re-derives them, so they are not

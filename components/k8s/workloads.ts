@@ -3,6 +3,7 @@
 // legacy LAMP apps. `Site` builds one for parks and data centers that have the settings.
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { planEvents } from "../../events/plan";
 import type { Site } from "../../site/model";
 import { EventBus } from "./event-bus";
 import { LegacyLampApp } from "./lamp";
@@ -41,7 +42,13 @@ export class SiteWorkloads extends pulumi.ComponentResource {
                 backupCredentialsSecret: k.ledgerBackups?.credentialsSecretName ?? "lake-credentials",
             }, after);
         }
-        if (k.eventBus) new EventBus(`${name}-events`, { namespace: k.namespace, topics: k.eventBus.topics }, after);
+        if (k.eventBus) {
+            // The pipeline's own topics (events/plan.ts), unless the site lists one of them itself.
+            const own = new Set(k.eventBus.topics.map((t) => t.name));
+            const pipeline = (planEvents(site)?.topics ?? []).filter((t) => !own.has(t.name))
+                .map((t) => ({ name: t.name, partitions: t.partitions, retentionHours: Number(t.configs?.["retention.ms"] ?? 604_800_000) / 3_600_000 }));
+            new EventBus(`${name}-events`, { namespace: k.namespace, topics: [...k.eventBus.topics, ...pipeline] }, after);
+        }
         for (const app of k.lamp) {
             new LegacyLampApp(app.name, {
                 namespace: k.namespace,

@@ -307,6 +307,11 @@ export class Agent {
     }
 
     /** Graceful stop: sessions go AdminDown (peers keep their routes to us), routes stay. */
+    /** Each BFD session's longest receive gap since the last call (node-bfd), for path-latency telemetry. */
+    rxGaps() {
+        return this.bfd.rxGaps();
+    }
+
     async stop(): Promise<void> {
         if (this.stopped) return;
         this.stopped = true;

@@ -43,6 +43,9 @@ export async function runAgent(configFile: string, opts: { bfdNiceness?: number;
     process.on("SIGINT", () => void stop("SIGINT"));
 }
 
+/** How often the agent reports each session's receive gaps (path-latency events). */
+const LATENCY_SAMPLE_MS = 5000;
+
 /**
  * Publishes the event log to the bus (events/outbox.ts): polled, and kicked by every new event so
  * a BFD change is on the bus within milliseconds. Loaded only when configured.
@@ -63,9 +66,31 @@ function startPublisher(config: ReturnType<typeof readAgentConfig>, agent: Agent
     });
     outbox.start(500);
     agent.events.follow(() => outbox.kick());
+    // Telemetry, not state: each session's longest BFD receive gap every few seconds, sent
+    // straight to the bus (best effort: a sample lost in an outage is not worth an outbox).
+    const { messageOf } = require("../../events/kafka") as typeof import("../../events/kafka");
+    const { latencySamples } = require("../../events/outbox") as typeof import("../../events/outbox");
+    let sampling = false;
+    let windowStart = performance.now();
+    const sampler = setInterval(async () => {
+        if (sampling) return;
+        sampling = true;
+        try {
+            const now = performance.now();
+            const events = latencySamples(config.site, config.node, await agent.rxGaps(), now - windowStart);
+            windowStart = now;
+            if (events.length) await producer.send({ messages: events.map(messageOf) });
+        } catch {
+            // The outbox logs bus outages; a lost sample is fine.
+        } finally {
+            sampling = false;
+        }
+    }, LATENCY_SAMPLE_MS);
+    sampler.unref();
     log(`publishing events to ${bus.brokers.join(", ")} (acks=all, idempotent)`);
     return {
         async close(timeoutMs: number) {
+            clearInterval(sampler);
             outbox.stop();
             await Promise.race([outbox.flush(), new Promise((r) => setTimeout(r, timeoutMs))]);
             await producer.close().catch(() => undefined);

@@ -7,6 +7,7 @@ export type RequestBody =
     | { op: "remove"; id: string }
     | { op: "profile"; name: string; profile: Profile }
     | { op: "snapshot" }
+    | { op: "rx-gaps" }
     | { op: "stop" };
 
 export type Request = { reqId: number } & RequestBody;

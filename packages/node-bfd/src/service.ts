@@ -9,7 +9,7 @@ import { EventEmitter } from "node:events";
 import * as path from "node:path";
 import { Worker } from "node:worker_threads";
 import type { RequestBody, Response, Snapshot, WorkerEvent } from "./protocol";
-import type { Profile, SessionSpec, StateChange } from "./types";
+import type { Profile, RxGap, SessionSpec, StateChange } from "./types";
 
 export class BfdError extends Error {}
 
@@ -102,6 +102,11 @@ export class BfdService extends EventEmitter {
 
     snapshot(): Promise<Snapshot> {
         return this.call({ op: "snapshot" });
+    }
+
+    /** Each session's longest receive gap since the last call, and its detection time (telemetry). */
+    rxGaps(): Promise<RxGap[]> {
+        return this.call({ op: "rx-gaps" });
     }
 
     async stop(): Promise<void> {

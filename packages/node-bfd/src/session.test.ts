@@ -341,3 +341,21 @@ test("a timer with holdDetection sends what is due but leaves an expired detecti
     assert.equal(declared.session.state, State.Down);
     assert.equal(declared.session.localDiag, Diag.ControlDetectionTimeExpired);
 });
+
+test("the longest receive gap while Up is recorded (telemetry for near-detection alerts), and a lost packet shows in it", () => {
+    const sim = pair();
+    sim.run(3_000 * MS);
+    sim.get("a").rxGapMaxUs = undefined; // the window starts now
+    sim.run(500 * MS);
+    const clean = sim.get("a").rxGapMaxUs!;
+    assert.ok(clean > 0 && clean <= 10 * MS + 1, `at most one interval between packets: ${clean} µs`);
+    // Drop b's next packets for ~15 ms: the gap grows past one interval but stays under detection (30 ms).
+    sim.get("a").rxGapMaxUs = undefined;
+    sim.cut.add("b");
+    sim.run(15 * MS);
+    sim.cut.delete("b");
+    sim.run(100 * MS);
+    const lossy = sim.get("a").rxGapMaxUs!;
+    assert.equal(sim.get("a").state, State.Up);
+    assert.ok(lossy > 10 * MS && lossy < 30 * MS, `a gap of more than one interval, under detection: ${lossy} µs`);
+});

@@ -57,6 +57,11 @@ export interface Session {
     lastTxAt?: number;
     detectAt?: number;
     lastRxAt?: number;
+    /**
+     * The longest gap between two received packets while Up, since the caller last took it
+     * (takeRxGaps): how close the session came to its detection time. Telemetry, not protocol.
+     */
+    rxGapMaxUs?: number;
     lastStateChangeAt: number;
     xmitAuthSeq: number;
     authRx: AuthRxState;
@@ -190,6 +195,7 @@ function receive(s: Session, p: ControlPacket, raw: Buffer, now: number, random:
 
     if (s.pollActive && p.final && s.pollSentLatest) endPoll(s);
 
+    if (s.lastRxAt !== undefined && s.state === State.Up) s.rxGapMaxUs = Math.max(s.rxGapMaxUs ?? 0, now - s.lastRxAt);
     s.lastRxAt = now;
     s.detectAt = now + detectionTimeUs(s);
     if (s.config.auth) s.authSeqResetAt = now + 2 * detectionTimeUs(s);

@@ -7,9 +7,9 @@ import { isIPv4 } from "node:net";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 import { encodeSigned, validateAuthConfig, type AuthConfig } from "./auth";
 import { allocateDiscriminator, Demux, type PeerKey } from "./demux";
-import { decode, DIAG_NAMES, encode, STATE_NAMES, type DropReason } from "./packet";
+import { decode, DIAG_NAMES, encode, State, STATE_NAMES, type DropReason } from "./packet";
 import { controlPacket, createSession, detectionTimeUs, nextDeadline, receiveDeadlineDue, step, stepInPlace, type Session, type SessionAction, type SessionConfig } from "./session";
-import { AUTH_NAMES, AUTH_TYPES, type Profile, type SessionSnapshot, type SessionSpec, type StateChange } from "./types";
+import { AUTH_NAMES, AUTH_TYPES, type Profile, type RxGap, type SessionSnapshot, type SessionSpec, type StateChange } from "./types";
 
 export const SINGLE_HOP_PORT = 3784;
 export const MULTIHOP_PORT = 4784;
@@ -149,6 +149,16 @@ export class Transport {
 
     snapshot(): SessionSnapshot[] {
         return [...this.sessions.values()].map((e) => snapshotOf(e));
+    }
+
+    /** Each session's longest receive gap while Up since the last call (null: none seen), and its detection time; restarts the window. */
+    takeRxGaps(): RxGap[] {
+        return [...this.sessions.values()].map((e) => {
+            const s = e.session;
+            const gap = s.rxGapMaxUs;
+            s.rxGapMaxUs = undefined;
+            return { id: e.id, peer: e.spec.peer, maxGapMs: gap === undefined ? null : gap / 1000, detectionMs: detectionTimeUs(s) / 1000, up: s.state === State.Up };
+        });
     }
 
     close(): void {

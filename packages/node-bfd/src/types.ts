@@ -95,3 +95,14 @@ export const AUTH_TYPES: Record<AuthSpec["type"], AuthType> = {
 };
 
 export const AUTH_NAMES = Object.fromEntries(Object.entries(AUTH_TYPES).map(([k, v]) => [v, k])) as Record<AuthType, AuthSpec["type"]>;
+
+/** One session's receive gaps over a window (Transport.takeRxGaps): telemetry for alerts. */
+export interface RxGap {
+    id: string;
+    peer: string;
+    /** The longest gap between two packets received while Up, ms; null when none was (two packets while Up). */
+    maxGapMs: number | null;
+    /** The detection time now in force, ms: a gap this long takes the session Down. */
+    detectionMs: number;
+    up: boolean;
+}

@@ -52,6 +52,7 @@ port.on("message", async (req: Request) => {
             case "remove": result = transport.remove(req.id); break;
             case "profile": result = transport.setProfile(req.name, req.profile); break;
             case "snapshot": result = { sessions: transport.snapshot(), unmatchedDrops: transport.unmatchedDrops, loopDelayMs: transport.loopDelayMs(), priority }; break;
+            case "rx-gaps": result = transport.takeRxGaps(); break;
             case "stop": transport.close(); result = undefined; break;
         }
         res = { reqId: req.reqId, ok: true, result };
