@@ -23,6 +23,8 @@ export interface AuditCliContext {
     stateRoot(): string;
     /** The site's ledger plan, when it has an `audit` shard. */
     ledgerFor(site: Site): LedgerPlan | undefined;
+    /** Where the site's event bus is (its brokers), when it has one. */
+    busFor?(site: Site): string[] | undefined;
 }
 
 function fail(code: number, message: string): void {
@@ -97,10 +99,12 @@ export function registerAuditCommands(program: Command, ctx: AuditCliContext): v
             // The ledger: one entry per finished report in the `audit` shard, keyed by the report's id.
             let ledger: { appended: boolean; shard?: string; seq?: number; reason?: string } = { appended: false, reason: "--no-ledger" };
             if (opts.ledger) ledger = await appendToLedger(ctx, outcome.site, opts.ledgerSocket, r, written.keyId);
+            // The bus: an audit-result event for the lake and the dashboards (best effort).
+            const bus = await publishAudit(ctx, outcome.site, r);
             const result = {
                 verdict: r.verdict, stack: r.stack, report: path.join(dir, "report.json"), html: path.join(dir, "report.html"),
                 keyId: written.keyId, publicKeyFile: key.publicKeyFile, summary: r.summary,
-                sla: r.sla && { availability: r.sla.availability, target: r.sla.target, meets: r.sla.meets, weakest: r.sla.weakest }, ledger,
+                sla: r.sla && { availability: r.sla.availability, target: r.sla.target, meets: r.sla.meets, weakest: r.sla.weakest }, ledger, bus,
             };
             if (opts.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
             else {
@@ -112,6 +116,7 @@ export function registerAuditCommands(program: Command, ctx: AuditCliContext): v
                     `       ${result.html}`,
                     `signed with key ${written.keyId}${key.publicKeyFile ? ` (public key ${key.publicKeyFile})` : ""}`,
                     ledger.appended ? `ledger ${ledger.shard} #${ledger.seq}` : `ledger not appended: ${ledger.reason}`,
+                    bus.published ? "bus    published to nublar.audits" : `bus    not published: ${bus.reason}`,
                 ];
                 process.stdout.write(`${lines.join("\n")}\n`);
             }
@@ -159,6 +164,19 @@ export function registerAuditCommands(program: Command, ctx: AuditCliContext): v
             const { reportJsonSchema } = require("../policy/audit/report") as typeof import("../policy/audit/report");
             process.stdout.write(`${JSON.stringify(reportJsonSchema(), null, 2)}\n`);
         });
+}
+
+/** Publishes the report's outcome as an `audit-result` event, when the site has an event bus. */
+async function publishAudit(ctx: AuditCliContext, site: Site | undefined, r: import("../policy/audit/report").AuditReport): Promise<{ published: boolean; reason?: string }> {
+    const brokers = site && ctx.busFor?.(site);
+    if (!site || !brokers?.length) return { published: false, reason: site ? `site ${site.name} has no event bus` : "no site component was previewed" };
+    const { publishOnce } = require("../events/kafka") as typeof import("../events/kafka");
+    const time = Date.parse(r.generatedAt) * 1000;
+    const res = await publishOnce(brokers, "nublar-audit", [{
+        id: `audit-report/${r.id}`, site: site.name, source: "nublar-audit", time, type: "audit-result",
+        payload: { stack: r.stack, reportId: r.id, verdict: r.verdict, contentSha256: r.integrity.contentSha256, findings: r.summary.findings, mandatory: r.summary.mandatory, estimatedAvailability: r.sla?.availability ?? null },
+    }], 5000);
+    return res.ok ? { published: true } : { published: false, reason: `the event bus did not take it (${res.error})` };
 }
 
 /** The site as the preview saw it decides where its ledger is (or --ledger-socket does). */

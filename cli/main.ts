@@ -224,6 +224,11 @@ export function buildProgram(): Command {
     registerAuditCommands(program, {
         stateRoot,
         ledgerFor: (site) => (site.ledger.shards.includes("audit") ? ledgerPlanFor(site) : undefined),
+        busFor: (site) => {
+            const { planEvents } = require("../events/plan") as typeof import("../events/plan");
+            const plan = planEvents(site, site.kind === "lab" ? { stateDir: stateRoot(), managementPrefix: site.lab!.managementPrefix } : undefined);
+            return plan?.brokers;
+        },
     });
 
     registerEventsCommands(program, {

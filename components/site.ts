@@ -74,6 +74,15 @@ export class Site extends pulumi.ComponentResource {
             const park = new LabPark(`${name}-park`, { plan: lab, stateRoot: args.stateRoot, timers: agents[0].timers, services }, { parent: this });
             this.nodes = park.nodes;
             this.sshConfigFile = park.sshConfigFile;
+            // The ledger, on this machine; agents' events flow into its `network` shard.
+            const ledgerPlan = labLedgerPlan(site, lab, args.stateRoot);
+            const ledger = new LabLedger(`${name}-ledger`, { plan: ledgerPlan }, { parent: this });
+            this.ledger = ledger.info;
+            // The bus, its sensor gateway and its consumers; the agents publish to it over the
+            // management bridge, so it needs the park's bridge, and its ledger consumer the ledger.
+            // Deploys wait for it, so that each publishes what it did.
+            const bus = events && new LabEventBus(`${name}-events`, { plan: events, ledgerSocket: ledger.info.apply((i) => String(i.socket)) }, { parent: this, dependsOn: [park, ledger] });
+            this.events = bus?.info;
             const deploy = new SiteDeploy(`${name}-deploy`, {
                 site, plan, agents, revision: args.revision,
                 access: (node) => park.nodes.apply((all) => {
@@ -88,17 +97,9 @@ export class Site extends pulumi.ComponentResource {
                 authorizedKeys: park.clientPublicKey.apply((k) => [k]),
                 // Lab nodes run Debian's Nginx with this checkout's balancer.
                 nginx: {},
-            }, { parent: this, dependsOn: [park] });
+                events: events && { brokers: events.brokers, site: site.name, stack: pulumi.getStack() },
+            }, { parent: this, dependsOn: bus ? [park, bus] : [park] });
             this.generations = deploy.generations;
-            // The ledger, on this machine; agents' events flow into its `network` shard.
-            const ledgerPlan = labLedgerPlan(site, lab, args.stateRoot);
-            const ledger = new LabLedger(`${name}-ledger`, { plan: ledgerPlan }, { parent: this });
-            this.ledger = ledger.info;
-            // The bus, its sensor gateway and its consumers; the agents publish to it over the
-            // management bridge, so it needs the park's bridge, and its ledger consumer the ledger.
-            if (events) {
-                this.events = new LabEventBus(`${name}-events`, { plan: events, ledgerSocket: ledger.info.apply((i) => String(i.socket)) }, { parent: this, dependsOn: [park, ledger] }).info;
-            }
         } else {
             const agents = planAgents(site, { paths: nixosAgentPaths }, plan);
             const operatorKeys = new pulumi.Config("nublar").getObject<string[]>("operatorKeys") ?? [];

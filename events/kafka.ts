@@ -175,3 +175,24 @@ export function kafkaErrorText(err: unknown, depth = 0): string {
     const uniq = [...new Set(inner)];
     return `${e.message}${e.code ? ` [${e.code}]` : ""}${uniq.length ? ` (${uniq.join("; ")})` : ""}`;
 }
+
+/**
+ * Publishes a few events from a short-lived process (a deploy, an audit) and closes: at most
+ * `timeoutMs`, never throws. Says what happened, for the caller to print.
+ */
+export async function publishOnce(brokers: string[], clientId: string, events: NublarEvent[], timeoutMs = 5000): Promise<{ ok: true } | { ok: false; error: string }> {
+    const producer = eventProducer({ brokers, clientId, timeoutMs });
+    let timer: NodeJS.Timeout | undefined;
+    try {
+        await Promise.race([
+            publishEvents(producer, events),
+            new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`no acknowledgement within ${timeoutMs / 1000} s`)), timeoutMs))),
+        ]);
+        return { ok: true };
+    } catch (err) {
+        return { ok: false, error: kafkaErrorText(err) };
+    } finally {
+        clearTimeout(timer);
+        await Promise.race([producer.close().catch(() => undefined), new Promise((r) => setTimeout(r, 1000))]);
+    }
+}

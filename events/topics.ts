@@ -17,7 +17,9 @@ export const TOPICS = {
     // ledger keeps state changes, not telemetry.
     telemetry: { name: "nublar.telemetry", carries: ["path-latency"] },
     deploys: { name: "nublar.deploys", carries: ["deploy"], shard: "security" },
-    audits: { name: "nublar.audits", carries: ["audit-result"], shard: "audit" },
+    // `nublar audit` appends each report to the ledger's audit shard itself, with the report's
+    // own fields and seq; the bus copy feeds the lake and the dashboards.
+    audits: { name: "nublar.audits", carries: ["audit-result"] },
     // Alerts are derived from the network topic: replaying that re-derives them, so they are not
     // ledgered twice; the lake keeps them for post-mortems.
     alerts: { name: "nublar.alerts", carries: ["alert"] },

@@ -12,6 +12,7 @@ import type { DeployMode } from "./activation";
 
 const DEPLOY_MODULE = path.join(__dirname, "deploy.ts");
 const ACTIVATION_MODULE = path.join(__dirname, "activation.ts");
+const KAFKA_MODULE = path.join(__dirname, "..", "..", "events", "kafka.ts");
 const TSX_HOOK = require.resolve("tsx/cjs");
 const PROJECT_DIR = path.resolve(__dirname, "../..");
 
@@ -35,6 +36,14 @@ export interface NixosNodeArgs {
     files: pulumi.Input<Record<string, pulumi.Input<string>>>;
     /** Secrets for /run/keys: name -> content. Pass Pulumi secrets; they stay encrypted in state. */
     secrets: pulumi.Input<Record<string, pulumi.Input<string>>>;
+    /** Where the deploy publishes what it did (a `deploy` event); none: it does not. */
+    events?: DeployEventsTarget;
+}
+
+export interface DeployEventsTarget {
+    brokers: string[];
+    site: string;
+    stack: string;
 }
 
 interface DeploymentInputs {
@@ -47,6 +56,7 @@ interface DeploymentInputs {
     confirmTimeoutMs: number;
     files: Record<string, string>;
     secrets: Record<string, string>;
+    events?: DeployEventsTarget;
 }
 
 interface DeploymentOutputs extends Omit<DeploymentInputs, "secrets" | "files"> {
@@ -72,9 +82,42 @@ function digests(inputs: DeploymentInputs) {
     return { digest: deploy.bundleDigest(inputs.files), secretsDigest: deploy.bundleDigest(inputs.secrets) };
 }
 
+/**
+ * Tells the event bus what the deploy did, confirmed or not (best effort: a deploy never fails
+ * because the bus is down; the line in the deploy's log says so).
+ */
+async function publishDeploy(inputs: DeploymentInputs, startedAt: number, outcome: { generation: number; outcome: string; message: string }): Promise<void> {
+    if (!inputs.events) return;
+    require(TSX_HOOK);
+    const { publishOnce } = require(KAFKA_MODULE) as typeof import("../../events/kafka");
+    const time = Math.round((performance.timeOrigin + performance.now()) * 1000);
+    const e = inputs.events;
+    const r = await publishOnce(e.brokers, `deploy-${inputs.node}`, [{
+        id: `deploy/${e.stack}/${inputs.node}/${time}`, site: e.site, source: "nublar-deploy", time, type: "deploy",
+        payload: { stack: e.stack, node: inputs.node, generation: outcome.generation, outcome: outcome.outcome, message: outcome.message.slice(0, 2000), durationMs: Math.round(performance.now() - startedAt) },
+    }]);
+    if (!r.ok) process.stderr.write(`nublar deploy: ${inputs.node}: the deploy event did not reach the event bus (${r.error})\n`);
+}
+
 async function run(inputs: DeploymentInputs): Promise<DeploymentOutputs> {
     const { deploy } = modules();
-    const result = await deploy.deploy({
+    const startedAt = performance.now();
+    let result: Awaited<ReturnType<typeof deploy.deploy>>;
+    try {
+        result = await deployOnce(inputs);
+    } catch (err) {
+        const rolledBack = err instanceof deploy.DeployError && err.rolledBack;
+        await publishDeploy(inputs, startedAt, { generation: Number(/generation (\d+)/.exec((err as Error).message)?.[1] ?? 0), outcome: rolledBack ? "rolled-back" : "failed", message: (err as Error).message });
+        throw err;
+    }
+    await publishDeploy(inputs, startedAt, { generation: result.generation, outcome: "confirmed", message: `${result.sessions} BFD sessions Up${result.confirmedInMs !== undefined ? `, confirmed ${result.confirmedInMs} ms after activation` : ""}` });
+    const { files: _f, secrets: _s, ...rest } = inputs;
+    return { ...rest, digest: result.digest, secretsDigest: deploy.bundleDigest(inputs.secrets), generation: result.generation, confirmedInMs: result.confirmedInMs };
+}
+
+function deployOnce(inputs: DeploymentInputs) {
+    const { deploy } = modules();
+    return deploy.deploy({
         target: { node: inputs.node, access: inputs.access, agentSocket: inputs.agentSocket },
         activation: activationFor(inputs.activation),
         mode: inputs.mode,
@@ -84,8 +127,6 @@ async function run(inputs: DeploymentInputs): Promise<DeploymentOutputs> {
         // The provider host's stderr reaches `pulumi up --debug` and its logs.
         log: (line) => process.stderr.write(`nublar deploy: ${line}\n`),
     });
-    const { files: _f, secrets: _s, ...rest } = inputs;
-    return { ...rest, digest: result.digest, secretsDigest: deploy.bundleDigest(inputs.secrets), generation: result.generation, confirmedInMs: result.confirmedInMs };
 }
 
 const deploymentProvider: pulumi.dynamic.ResourceProvider<DeploymentInputs, DeploymentOutputs> = {
@@ -162,6 +203,7 @@ export class NixosNode extends pulumi.ComponentResource {
             files: args.files,
             // Secret in, never out: the provider returns only their digest.
             secrets: pulumi.secret(args.secrets),
+            events: args.events,
         }, { parent: this });
         this.generation = deployment.generation;
         this.digest = deployment.digest;

@@ -11,7 +11,7 @@ import type { SitePlan } from "../../network/site-plan";
 import { NIXOS_PATHS, renderNixosNode } from "../../nix/render";
 import type { Site } from "../../site/model";
 import type { ActivationSpec } from "./node";
-import { NixosNode } from "./node";
+import { NixosNode, type DeployEventsTarget } from "./node";
 import { GeneratedKey } from "./secrets";
 
 export interface SiteDeployArgs {
@@ -29,6 +29,8 @@ export interface SiteDeployArgs {
     revision?: string;
     /** Nginx's Lua folder and modules, when they differ from a NixOS node's (the lab uses Debian's). */
     nginx?: { luaDir?: string; modules?: string[] };
+    /** Where each node's deploy publishes a `deploy` event (events/). */
+    events?: DeployEventsTarget;
 }
 
 /** Nodes in deploy order, grouped in waves: [canary], then groups of maxParallel. */
@@ -103,6 +105,7 @@ export class SiteDeploy extends pulumi.ComponentResource {
                     confirmTimeoutMs: site.deploy.confirmTimeoutMs,
                     files,
                     secrets,
+                    events: args.events,
                 }, { parent: this, dependsOn: previousWave });
                 deployed.set(nodeName, n);
                 return n;

@@ -213,6 +213,9 @@ test("the ledger runs beside the park: the agents' events, the cut's BFD Down in
     });
     const sources = new Set(read().entries.map((e) => e.source));
     for (const n of plan.nodes) assert.ok(sources.has(`agent/${n.name}`), `events of ${n.name} collected`);
+    // Every node's deploy said what it did, into the security shard.
+    const deploys = JSON.parse(nublar(["ledger", "read", "--shard", "security", "--limit", "1000", "--json", "--config", config]).stdout).entries as { source: string; payload: { type: string; node: string; outcome: string; generation: number } }[];
+    for (const n of plan.nodes) assert.ok(deploys.some((e) => e.source === "nublar-deploy" && e.payload.node === n.name && e.payload.outcome === "confirmed" && e.payload.generation >= 1), `a confirmed deploy of ${n.name} in the security shard`);
     await new Promise((r) => setTimeout(r, 1500)); // a timed checkpoint covers the tail
     const v = nublar(["ledger", "verify", "--shard", "network", "--json", "--config", config]);
     assert.equal(v.status, 0, v.output);
@@ -230,6 +233,7 @@ test("nublar audit on the running lab: it passes, the report goes into the ledge
     const outcome = JSON.parse(a.stdout);
     assert.equal(outcome.verdict, "pass");
     assert.ok(outcome.ledger.appended, a.output);
+    assert.equal(outcome.bus.published, true, a.output);
     const report = JSON.parse(fs.readFileSync(outcome.report, "utf8"));
     const config = path.join(stateDir, plan.stateSubdir, "ledger", "service.json");
     const entries = JSON.parse(nublar(["ledger", "read", "--shard", "audit", "--from", String(outcome.ledger.seq), "--limit", "1", "--json", "--config", config]).stdout).entries;
