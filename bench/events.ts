@@ -29,6 +29,9 @@ const arg = (name: string, def: string) => {
 const SECONDS = Number(arg("seconds", "10"));
 const ROUNDS = Number(arg("rounds", "3"));
 const RATES = arg("rates", "1000,10000,50000").split(",").map(Number);
+/** What the pipeline process runs (the lab runs all of these, and the alerts). */
+const PARTS = arg("parts", "gateway,ledger,lake");
+const THROUGHPUT = !args.includes("--no-throughput");
 const TARGET_P99_MS = 12;
 const log = (m: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -86,18 +89,27 @@ async function main() {
     const cfg = await testPipelineConfig(broker, ledger.socket, dir);
     const configFile = path.join(dir, "pipeline.json");
     fs.writeFileSync(configFile, JSON.stringify({ ...cfg, lakeLingerMs: 5000 }), { mode: 0o600 });
-    const pipeline = new PipelineProcess(configFile, "gateway,ledger,lake", cfg.socket);
+    // "a|b": separate processes (the first holds the gateway, the last the ledger consumer's stats).
+    const groups = PARTS.split("|");
+    const others = groups.slice(0, -1).map((g, i) => {
+        const f = path.join(dir, `pipeline-${i}.json`);
+        fs.writeFileSync(f, JSON.stringify({ ...cfg, lakeLingerMs: 5000, socket: path.join(dir, `p${i}.sock`) }), { mode: 0o600 });
+        return new PipelineProcess(f, g, path.join(dir, `p${i}.sock`));
+    });
+    const pipeline = new PipelineProcess(configFile, groups[groups.length - 1], cfg.socket);
     const gatewayPort = cfg.gateway.listen[0].port;
     const results: Record<string, unknown>[] = [];
+    type Round = { pipeline: ReturnType<typeof summary>; fromGatewayReceipt: ReturnType<typeof summary>; direct: ReturnType<typeof summary>; ratioP50: number; ratioP99: number; refused: number; lagMs: number };
     const throughput: Record<string, unknown>[] = [];
     try {
+        for (const o of others) await o.start();
         await pipeline.start();
         // Warm up: JIT, connections, the first topic metadata.
         await openLoop(1000, async (readings) => void (await postJson({ port: gatewayPort, path: "/v1/readings" }, readings)));
         await sleep(2000);
 
         for (const rate of RATES) {
-            const rounds: { pipeline: ReturnType<typeof summary>; direct: ReturnType<typeof summary>; ratioP50: number; ratioP99: number; refused: number; lagMs: number }[] = [];
+            const rounds: Round[] = [];
             for (let round = 0; round < ROUNDS; round++) {
                 // The pipeline.
                 const from = (await getJson(cfg.socket, "/latency?from=999999999999")).count as number;
@@ -108,12 +120,11 @@ async function main() {
                 });
                 // Wait until the ledger acknowledged every reading sent.
                 const deadline = Date.now() + 120_000;
-                let lat: { count: number; fromSensorUs: number[] } = await getJson(cfg.socket, `/latency?from=${from}`);
-                while (lat.count - from < run.sent - refused && Date.now() < deadline) {
-                    await sleep(200);
-                    lat = await getJson(cfg.socket, `/latency?from=${from}`);
-                }
+                // Poll the cheap counter, then fetch the samples once.
+                while (((await getJson(cfg.socket, "/stats")).ledger.latencySamples as number) - from < run.sent - refused && Date.now() < deadline) await sleep(200);
+                const lat: { count: number; fromSensorUs: number[]; fromReceiptUs: number[] } = await getJson(cfg.socket, `/latency?from=${from}`, 60_000);
                 const pipe = lat.fromSensorUs.map((us) => us / 1000);
+                const receipt = summary(lat.fromReceiptUs.map((us) => us / 1000));
                 // The peer: straight into the ledger's ingest service, the same readings, the same rate.
                 const direct: number[] = [];
                 await openLoop(rate, async (readings, scheduled) => {
@@ -125,8 +136,10 @@ async function main() {
                 });
                 const p = summary(pipe);
                 const d = summary(direct);
-                rounds.push({ pipeline: p, direct: d, ratioP50: Math.round((p.p50 / d.p50) * 100) / 100, ratioP99: Math.round((p.p99 / d.p99) * 100) / 100, refused, lagMs: Math.round(run.lagMs * 10) / 10 });
-                log(`${rate}/s round ${round + 1}: pipeline p50 ${p.p50} p99 ${p.p99} ms (${p.n} readings${refused ? `, ${refused} refused` : ""}); direct p50 ${d.p50} p99 ${d.p99} ms; generator lag max ${run.lagMs.toFixed(1)} ms`);
+                rounds.push({ pipeline: p, fromGatewayReceipt: receipt, direct: d, ratioP50: Math.round((p.p50 / d.p50) * 100) / 100, ratioP99: Math.round((p.p99 / d.p99) * 100) / 100, refused, lagMs: Math.round(run.lagMs * 10) / 10 });
+                const timings = (await getJson(cfg.socket, "/stats")).timingsMs;
+                log(`  timings: ${JSON.stringify(timings)}`);
+                log(`${rate}/s round ${round + 1}: pipeline p50 ${p.p50} p99 ${p.p99} ms (from the gateway's receipt: p50 ${receipt.p50} p99 ${receipt.p99}; ${p.n} readings${refused ? `, ${refused} refused` : ""}); direct p50 ${d.p50} p99 ${d.p99} ms; generator lag max ${run.lagMs.toFixed(1)} ms`);
                 await sleep(1000);
             }
             const med = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
@@ -144,7 +157,7 @@ async function main() {
         }
 
         // Sustained throughput through the broker: closed loop, 4 senders of 1000 readings.
-        for (let round = 0; round < ROUNDS; round++) {
+        for (let round = 0; THROUGHPUT && round < ROUNDS; round++) {
             const before = (await getJson(cfg.socket, "/stats")).ledger.appended as number;
             const t0 = Date.now();
             const end = t0 + SECONDS * 1000;
@@ -171,6 +184,7 @@ async function main() {
         }
     } finally {
         await pipeline.stop();
+        for (const o of others) await o.stop();
         await ledger.close();
         await stopTestBroker(broker);
         fs.rmSync(dir, { recursive: true, force: true });

@@ -65,6 +65,7 @@ export async function runConsumer(o: ConsumeOptions): Promise<RunningConsumer> {
     const queue: EventMessage[] = [];
     let flushing = false;
     let closing = false;
+    let commits: Promise<void> = Promise.resolve();
 
     async function untilDone(what: string, fn: () => Promise<void>): Promise<void> {
         for (let attempt = 0; ; attempt++) {
@@ -101,11 +102,14 @@ export async function runConsumer(o: ConsumeOptions): Promise<RunningConsumer> {
                 if (good.length) await untilDone("the sink", () => o.handle(good));
                 fault?.();
                 // The last message of each partition carries that partition's commit (offset + 1).
+                // Commits run behind the sink, in order, so the next batch need not wait for
+                // one: a crash before a commit lands re-reads batches the sinks already hold,
+                // which they drop (by key, by offset).
                 const last = new Map<string, EventMessage>();
                 for (const m of batch) last.set(`${m.topic}/${m.partition}`, m);
-                await untilDone("committing offsets", async () => {
+                commits = commits.then(() => untilDone("committing offsets", async () => {
                     await Promise.all([...last.values()].map((m) => m.commit() as Promise<void>));
-                });
+                })).catch(() => undefined);
                 stats.batches++;
                 stats.delivered += good.length;
                 stats.lastCommitAt = Date.now();
@@ -143,6 +147,7 @@ export async function runConsumer(o: ConsumeOptions): Promise<RunningConsumer> {
             closing = true;
             if (lingering) clearTimeout(lingering);
             while (flushing) await sleep(5);
+            await Promise.race([commits, sleep(5000)]);
             await stream.close().catch(() => undefined);
             // Not forced: the member leaves the group, so a reset (replay) need not wait for its session to expire.
             await Promise.resolve(consumer.close(false)).catch(() => Promise.resolve(consumer.close(true)).catch(() => undefined));

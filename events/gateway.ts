@@ -64,32 +64,34 @@ export function readingEnvelope(site: string, raw: unknown, address: string, rec
 }
 
 /**
- * Coalesces every reading that arrives in one turn of the event loop into one produce request:
- * under load a send carries hundreds of readings, and at rest a reading waits for no timer.
+ * One produce request in flight at a time, carrying everything that arrived while the previous
+ * one was out: under load a send carries hundreds of readings, and at rest a reading waits for
+ * no timer. (A send per request, queued behind each other, fell behind at 1,000 requests/s.)
  */
 class Coalescer {
     private pending: { events: NublarEvent[]; resolve: () => void; reject: (e: Error) => void }[] = [];
-    private scheduled = false;
+    private inFlight = false;
     constructor(private readonly producer: EventProducer) {}
 
     publish(events: NublarEvent[]): Promise<void> {
         return new Promise((resolve, reject) => {
             this.pending.push({ events, resolve, reject });
-            if (!this.scheduled) {
-                this.scheduled = true;
-                setImmediate(() => this.flush());
-            }
+            if (!this.inFlight) setImmediate(() => this.flush());
         });
     }
 
     private flush(): void {
-        this.scheduled = false;
+        if (this.inFlight || !this.pending.length) return;
+        this.inFlight = true;
         const waiting = this.pending;
         this.pending = [];
         this.producer.send({ messages: waiting.flatMap((w) => w.events.map(messageOf)) }).then(
             () => waiting.forEach((w) => w.resolve()),
             (err: Error) => waiting.forEach((w) => w.reject(err)),
-        );
+        ).finally(() => {
+            this.inFlight = false;
+            this.flush();
+        });
     }
 }
 

@@ -4,6 +4,7 @@
 // It answers GET /stats on a unix socket (`nublar bus status`, the benchmark).
 import * as fs from "node:fs";
 import * as http from "node:http";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { z } from "zod";
 import { runConsumer, type Delivered, type RunningConsumer } from "./consume";
 import { startGateway, type GatewayStats } from "./gateway";
@@ -84,12 +85,18 @@ export async function runPipeline(cfg: PipelineConfig, parts: readonly PipelineP
     const ledgerLatency = new LatencyRing();
     const sensorLatency = new LatencyRing();
     const ledgerResults = { appended: 0, duplicates: 0 };
+    // Where the time goes: the event loop's delay (one thread runs the gateway and the sinks),
+    // the ledger's answer per batch, and the time from the gateway's receipt to the consumer.
+    const loopDelay = monitorEventLoopDelay({ resolution: 5 });
+    loopDelay.enable();
+    const ledgerCall = new LatencyRing(1 << 16);
+    const toConsumer = new LatencyRing(1 << 16);
 
     if (parts.includes("ledger")) {
         const topics = Object.values(TOPICS).filter((t) => "shard" in t).map((t) => t.name);
         consumers.ledger = await runConsumer({
             bus: { ...bus, clientId: `${bus.clientId}-ledger` }, groupId: "nublar-ledger", topics, deadLetters: producer, log,
-            handle: ledgerSink({
+            handle: timed(ledgerSink({
                 socket: cfg.ledgerSocket,
                 onAcked: (batch: Delivered[], ackedAt, r) => {
                     ledgerResults.appended += r.appended;
@@ -100,7 +107,7 @@ export async function runPipeline(cfg: PipelineConfig, parts: readonly PipelineP
                         sensorLatency.add(ackedAt - d.event.time);
                     }
                 },
-            }),
+            })),
         });
     }
     if (parts.includes("lake")) {
@@ -129,12 +136,31 @@ export async function runPipeline(cfg: PipelineConfig, parts: readonly PipelineP
         closers.push(gw.close);
     }
 
+    function timed(handle: (batch: Delivered[]) => Promise<void>) {
+        return async (batch: Delivered[]) => {
+            const t = performance.now();
+            const arrived = Math.round((performance.timeOrigin + t) * 1000);
+            for (const d of batch) if (d.event.type === "sensor-reading") toConsumer.add(arrived - d.event.payload.receivedAt);
+            await handle(batch);
+            ledgerCall.add((performance.now() - t) * 1000);
+        };
+    }
+    const pct = (xs: number[], p: number) => {
+        const s = [...xs].sort((a, b) => a - b);
+        return s.length ? Math.round(s[Math.min(s.length - 1, Math.floor(p * s.length))] / 10) / 100 : null;
+    };
+
     const stats = () => ({
         site: cfg.site,
         parts,
         gateway: gatewayStats,
         consumers: Object.fromEntries(Object.entries(consumers).map(([k, c]) => [k, c.stats])),
         ledger: { ...ledgerResults, latencySamples: ledgerLatency.count },
+        timingsMs: {
+            eventLoopDelayP50: Math.round(loopDelay.percentile(50) / 1e4) / 100, eventLoopDelayP99: Math.round(loopDelay.percentile(99) / 1e4) / 100,
+            gatewayToConsumerP50: pct(toConsumer.since(0), 0.5), gatewayToConsumerP99: pct(toConsumer.since(0), 0.99),
+            ledgerBatchP50: pct(ledgerCall.since(0), 0.5), ledgerBatchP99: pct(ledgerCall.since(0), 0.99),
+        },
         lake: lakeStats,
     });
 
@@ -163,6 +189,7 @@ export async function runPipeline(cfg: PipelineConfig, parts: readonly PipelineP
     return {
         stats,
         async close() {
+            loopDelay.disable();
             server.close();
             for (const c of closers) await c().catch(() => undefined);
             for (const c of Object.values(consumers)) await c.close();

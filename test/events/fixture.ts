@@ -149,9 +149,9 @@ export class PipelineProcess {
     }
 }
 
-export function getJson(socket: string, urlPath: string): Promise<any> {
+export function getJson(socket: string, urlPath: string, timeoutMs = 5000): Promise<any> {
     return new Promise((resolve, reject) => {
-        const req = http.get({ socketPath: socket, path: urlPath, timeout: 5000 }, (res) => {
+        const req = http.get({ socketPath: socket, path: urlPath, timeout: timeoutMs }, (res) => {
             let d = "";
             res.on("data", (c) => (d += c));
             res.on("end", () => {
