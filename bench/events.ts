@@ -32,6 +32,8 @@ const RATES = arg("rates", "1000,10000,50000").split(",").map(Number);
 /** What the pipeline process runs (the lab runs all of these, and the alerts). */
 const PARTS = arg("parts", "gateway,ledger,lake");
 const THROUGHPUT = !args.includes("--no-throughput");
+/** The results file's name (results/<name>.json). */
+const NAME = arg("name", "events");
 const TARGET_P99_MS = 12;
 const log = (m: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -112,7 +114,7 @@ async function main() {
             const rounds: Round[] = [];
             for (let round = 0; round < ROUNDS; round++) {
                 // The pipeline.
-                const from = (await getJson(cfg.socket, "/latency?from=999999999999")).count as number;
+                const from = (await getJson(cfg.socket, "/latency?from=999999999999", 60_000)).count as number;
                 let refused = 0;
                 const run = await openLoop(rate, async (readings) => {
                     const r = await postJson({ port: gatewayPort, path: "/v1/readings" }, readings);
@@ -121,7 +123,7 @@ async function main() {
                 // Wait until the ledger acknowledged every reading sent.
                 const deadline = Date.now() + 120_000;
                 // Poll the cheap counter, then fetch the samples once.
-                while (((await getJson(cfg.socket, "/stats")).ledger.latencySamples as number) - from < run.sent - refused && Date.now() < deadline) await sleep(200);
+                while (((await getJson(cfg.socket, "/stats", 60_000)).ledger.latencySamples as number) - from < run.sent - refused && Date.now() < deadline) await sleep(200);
                 const lat: { count: number; fromSensorUs: number[]; fromReceiptUs: number[] } = await getJson(cfg.socket, `/latency?from=${from}`, 60_000);
                 const pipe = lat.fromSensorUs.map((us) => us / 1000);
                 const receipt = summary(lat.fromReceiptUs.map((us) => us / 1000));
@@ -137,7 +139,7 @@ async function main() {
                 const p = summary(pipe);
                 const d = summary(direct);
                 rounds.push({ pipeline: p, fromGatewayReceipt: receipt, direct: d, ratioP50: Math.round((p.p50 / d.p50) * 100) / 100, ratioP99: Math.round((p.p99 / d.p99) * 100) / 100, refused, lagMs: Math.round(run.lagMs * 10) / 10 });
-                const timings = (await getJson(cfg.socket, "/stats")).timingsMs;
+                const timings = (await getJson(cfg.socket, "/stats", 60_000)).timingsMs;
                 log(`  timings: ${JSON.stringify(timings)}`);
                 log(`${rate}/s round ${round + 1}: pipeline p50 ${p.p50} p99 ${p.p99} ms (from the gateway's receipt: p50 ${receipt.p50} p99 ${receipt.p99}; ${p.n} readings${refused ? `, ${refused} refused` : ""}); direct p50 ${d.p50} p99 ${d.p99} ms; generator lag max ${run.lagMs.toFixed(1)} ms`);
                 await sleep(1000);
@@ -158,7 +160,7 @@ async function main() {
 
         // Sustained throughput through the broker: closed loop, 4 senders of 1000 readings.
         for (let round = 0; THROUGHPUT && round < ROUNDS; round++) {
-            const before = (await getJson(cfg.socket, "/stats")).ledger.appended as number;
+            const before = (await getJson(cfg.socket, "/stats", 60_000)).ledger.appended as number;
             const t0 = Date.now();
             const end = t0 + SECONDS * 1000;
             let sent = 0;
@@ -173,10 +175,10 @@ async function main() {
                 }
             }));
             const acceptedPerSecond = Math.round(sent / ((Date.now() - t0) / 1000));
-            let appended = (await getJson(cfg.socket, "/stats")).ledger.appended as number;
+            let appended = (await getJson(cfg.socket, "/stats", 60_000)).ledger.appended as number;
             while (appended - before < sent) {
                 await sleep(200);
-                appended = (await getJson(cfg.socket, "/stats")).ledger.appended as number;
+                appended = (await getJson(cfg.socket, "/stats", 60_000)).ledger.appended as number;
             }
             const ledgeredPerSecond = Math.round(sent / ((Date.now() - t0) / 1000));
             throughput.push({ round: round + 1, acceptedPerSecond, ledgeredPerSecond, readings: sent });
@@ -189,7 +191,7 @@ async function main() {
         await stopTestBroker(broker);
         fs.rmSync(dir, { recursive: true, force: true });
     }
-    const file = writeResult("events", {
+    const file = writeResult(NAME, {
         what: "sensor reading -> gateway (HTTP) -> Kafka (acks=all) -> ledger consumer -> ledger ack (quorum commit); peer: the same readings straight into the ledger",
         seconds: SECONDS, rounds: ROUNDS, targetP99MsAt10k: TARGET_P99_MS,
         latency: results, throughput,
