@@ -1,16 +1,14 @@
 // Bringing the lab's event pipeline up and down: the KRaft broker (events/broker.ts) on ::1 and on
 // the management bridge (where the nodes' agents reach it), the topics, and the pipeline daemon.
 // Idempotent, like the ledger's (ledger/lab/up.ts): `pulumi up --refresh` restarts what is missing.
-import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as http from "node:http";
 import * as path from "node:path";
-import { daemonPid } from "../components/lab/daemons";
+import { daemonPid, startNublarDaemon } from "../components/lab/daemons";
 import { brokerPid, formatBroker, startBroker, stopBroker, type BrokerLayout } from "./broker";
 import type { EventsPlan } from "./plan";
 import type { PipelineConfig } from "./pipeline";
 
-const PROJECT_DIR = path.resolve(__dirname, "..");
 
 export interface LabEventsInputs {
     plan: EventsPlan;
@@ -91,27 +89,10 @@ export async function startPipeline(inputs: LabEventsInputs, progress: (m: strin
     if (old) await stopPid(old, () => pipelinePid(plan)); // a config change takes a restart
     fs.writeFileSync(l.configFile, JSON.stringify(pipelineConfig(inputs), null, 2), { mode: 0o600 });
     progress("starting the event pipeline (sensor gateway, ledger, lake and alert consumers)");
-    const log = fs.openSync(l.logFile, "a", 0o640);
-    const child = spawn(process.execPath, [path.join(PROJECT_DIR, "cli", "nublar.js"), "bus", "serve", "--config", l.configFile], {
-        detached: true, stdio: ["ignore", log, log], cwd: PROJECT_DIR,
+    return startNublarDaemon({
+        what: "the event pipeline", args: ["bus", "serve", "--config", l.configFile], logFile: l.logFile, pidFile: l.pidFile,
+        alive: () => !!pipelinePid(plan), ready: () => pipelineRequest(pipelineSocket(plan), "/stats", 1000), timeoutMs: 60_000,
     });
-    child.unref();
-    fs.closeSync(log);
-    fs.writeFileSync(l.pidFile, `${child.pid}\n`);
-    const deadline = Date.now() + 60_000;
-    let last: unknown;
-    while (Date.now() < deadline) {
-        if (!pipelinePid(plan)) break;
-        try {
-            await pipelineRequest(pipelineSocket(plan), "/stats", 1000);
-            return child.pid!;
-        } catch (err) {
-            last = err;
-            await new Promise((r) => setTimeout(r, 100));
-        }
-    }
-    const tail = fs.existsSync(l.logFile) ? fs.readFileSync(l.logFile, "utf8").split("\n").slice(-10).join("\n") : "";
-    throw new Error(`the event pipeline did not come up (${(last as Error)?.message ?? "it exited"}); ${l.logFile} ends with:\n${tail}`);
 }
 
 export async function labEventsUp(inputs: LabEventsInputs, progress: (m: string) => void = () => undefined): Promise<void> {

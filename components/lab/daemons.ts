@@ -285,3 +285,29 @@ export function nodeRuntimePaths(nodeDir: string): NodeRuntimePaths {
         bfddDir: path.join(nodeDir, "bfdd"),
     };
 }
+
+/**
+ * Starts `nublar <args>` detached (the ledger's ingest service, the event pipeline), logging to
+ * `logFile`, its PID in `pidFile`. Resolves with the PID once `ready()` resolves; throws, quoting
+ * the end of the log, if it exits first (`alive()` false) or is not ready within `timeoutMs`.
+ */
+export async function startNublarDaemon(o: { what: string; args: string[]; logFile: string; pidFile: string; alive: () => boolean; ready: () => Promise<unknown>; timeoutMs: number }): Promise<number> {
+    const log = fs.openSync(o.logFile, "a", 0o640);
+    const child = spawn(process.execPath, [path.join(PROJECT_DIR, "cli", "nublar.js"), ...o.args], { detached: true, stdio: ["ignore", log, log], cwd: PROJECT_DIR });
+    child.unref();
+    fs.closeSync(log);
+    fs.writeFileSync(o.pidFile, `${child.pid}\n`);
+    const deadline = Date.now() + o.timeoutMs;
+    let last: unknown;
+    while (Date.now() < deadline && o.alive()) {
+        try {
+            await o.ready();
+            return child.pid!;
+        } catch (err) {
+            last = err;
+            await new Promise((r) => setTimeout(r, 100));
+        }
+    }
+    const tail = fs.existsSync(o.logFile) ? fs.readFileSync(o.logFile, "utf8").split("\n").slice(-10).join("\n") : "";
+    throw new Error(`${o.what} did not come up (${(last as Error)?.message ?? "it exited"}); ${o.logFile} ends with:\n${tail}`);
+}

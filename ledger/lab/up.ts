@@ -3,15 +3,13 @@
 // `pulumi up --refresh` after a reboot starts what is missing and keeps the data.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { spawn } from "node:child_process";
 import { LedgerCluster, LOOPBACK, type ClusterPasswords } from "./cluster";
-import { daemonPid } from "../../components/lab/daemons";
+import { daemonPid, startNublarDaemon } from "../../components/lab/daemons";
 import { ROLES } from "../pg/schema";
 import { serviceRequest } from "../service-client";
 import { writeServiceConfig, type ServiceConfig } from "../config";
 import type { LedgerLabLayout, LedgerPlan } from "../plan";
 
-const PROJECT_DIR = path.resolve(__dirname, "..", "..");
 
 export interface LabLedgerInputs {
     plan: LedgerPlan;
@@ -97,27 +95,10 @@ async function startService(plan: LedgerPlan, progress: (m: string) => void): Pr
         for (let i = 0; i < 100 && servicePid(plan); i++) await new Promise((r) => setTimeout(r, 50));
     }
     progress("starting the ledger ingest service");
-    const log = fs.openSync(lab.logFile, "a", 0o640);
-    const child = spawn(process.execPath, [path.join(PROJECT_DIR, "cli", "nublar.js"), "ledger", "serve", "--config", lab.configFile], {
-        detached: true, stdio: ["ignore", log, log], cwd: PROJECT_DIR,
+    await startNublarDaemon({
+        what: "the ledger ingest service", args: ["ledger", "serve", "--config", lab.configFile], logFile: lab.logFile, pidFile: lab.pidFile,
+        alive: () => !!servicePid(plan), ready: () => serviceRequest(lab.socket, "GET", "/v1/status", undefined, 1000), timeoutMs: 30_000,
     });
-    child.unref();
-    fs.closeSync(log);
-    fs.writeFileSync(lab.pidFile, `${child.pid}\n`);
-    const deadline = Date.now() + 30_000;
-    let last: unknown;
-    while (Date.now() < deadline) {
-        if (!servicePid(plan)) break;
-        try {
-            await serviceRequest(lab.socket, "GET", "/v1/status", undefined, 1000);
-            return;
-        } catch (err) {
-            last = err;
-            await new Promise((r) => setTimeout(r, 100));
-        }
-    }
-    const tail = fs.existsSync(lab.logFile) ? fs.readFileSync(lab.logFile, "utf8").split("\n").slice(-8).join("\n") : "";
-    throw new Error(`the ledger ingest service did not come up (${(last as Error)?.message ?? "it exited"}); ${lab.logFile} ends with:\n${tail}`);
 }
 
 export async function labLedgerDown(plan: LedgerPlan, passwords: ClusterPasswords, keepData = false): Promise<void> {

@@ -4,10 +4,10 @@
 // Everything is stopped by PID and removed, even when a test fails.
 import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
-import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
 import { brokerPid, clusterIdFor, kafkaClasspath, startBroker, stopBroker, type BrokerLayout } from "../../events/broker";
+import { pipelineRequest } from "../../events/lab";
 import type { PipelineConfig } from "../../events/pipeline";
 import { planEvents } from "../../events/plan";
 import { SiteSchema } from "../../site/model";
@@ -149,22 +149,9 @@ export class PipelineProcess {
     }
 }
 
+/** GET JSON on a unix socket (the pipeline's stats, the ledger's ingest service). */
 export function getJson(socket: string, urlPath: string, timeoutMs = 5000): Promise<any> {
-    return new Promise((resolve, reject) => {
-        const req = http.get({ socketPath: socket, path: urlPath, timeout: timeoutMs }, (res) => {
-            let d = "";
-            res.on("data", (c) => (d += c));
-            res.on("end", () => {
-                try {
-                    resolve(JSON.parse(d));
-                } catch (err) {
-                    reject(err);
-                }
-            });
-        });
-        req.on("timeout", () => req.destroy(new Error("timeout")));
-        req.on("error", reject);
-    });
+    return pipelineRequest(socket, urlPath, timeoutMs);
 }
 
 /** Every entry of a shard, through the ingest service. */
