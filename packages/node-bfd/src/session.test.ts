@@ -347,6 +347,7 @@ test("the longest receive gap while Up is recorded (telemetry for near-detection
     sim.run(3_000 * MS);
     sim.get("a").rxGapMaxUs = undefined; // the window starts now
     sim.run(500 * MS);
+    assert.equal(sim.get("a").rxGapDetectionUs, 30 * MS, "the detection time the gap is measured against");
     const clean = sim.get("a").rxGapMaxUs!;
     assert.ok(clean > 0 && clean <= 10 * MS + 1, `at most one interval between packets: ${clean} µs`);
     // Drop b's next packets for ~15 ms: the gap grows past one interval but stays under detection (30 ms).

@@ -62,6 +62,8 @@ export interface Session {
      * (takeRxGaps): how close the session came to its detection time. Telemetry, not protocol.
      */
     rxGapMaxUs?: number;
+    /** The detection time in force when that gap ended: timers change while a session settles (slow start, Poll). */
+    rxGapDetectionUs?: number;
     lastStateChangeAt: number;
     xmitAuthSeq: number;
     authRx: AuthRxState;
@@ -195,7 +197,15 @@ function receive(s: Session, p: ControlPacket, raw: Buffer, now: number, random:
 
     if (s.pollActive && p.final && s.pollSentLatest) endPoll(s);
 
-    if (s.lastRxAt !== undefined && s.state === State.Up) s.rxGapMaxUs = Math.max(s.rxGapMaxUs ?? 0, now - s.lastRxAt);
+    if (s.lastRxAt !== undefined && s.state === State.Up) {
+        // Kept by its share of the detection time then in force, not by its length alone.
+        const gap = now - s.lastRxAt;
+        const detection = detectionTimeUs(s);
+        if (s.rxGapMaxUs === undefined || gap / detection > s.rxGapMaxUs / (s.rxGapDetectionUs ?? detection)) {
+            s.rxGapMaxUs = gap;
+            s.rxGapDetectionUs = detection;
+        }
+    }
     s.lastRxAt = now;
     s.detectAt = now + detectionTimeUs(s);
     if (s.config.auth) s.authSeqResetAt = now + 2 * detectionTimeUs(s);

@@ -151,13 +151,15 @@ export class Transport {
         return [...this.sessions.values()].map((e) => snapshotOf(e));
     }
 
-    /** Each session's longest receive gap while Up since the last call (null: none seen), and its detection time; restarts the window. */
+    /** Each session's longest receive gap while Up since the last call (null: none seen), relative to the detection time then in force; restarts the window. */
     takeRxGaps(): RxGap[] {
         return [...this.sessions.values()].map((e) => {
             const s = e.session;
             const gap = s.rxGapMaxUs;
+            const detection = s.rxGapDetectionUs ?? detectionTimeUs(s);
             s.rxGapMaxUs = undefined;
-            return { id: e.id, peer: e.spec.peer, maxGapMs: gap === undefined ? null : gap / 1000, detectionMs: detectionTimeUs(s) / 1000, up: s.state === State.Up };
+            s.rxGapDetectionUs = undefined;
+            return { id: e.id, peer: e.spec.peer, maxGapMs: gap === undefined ? null : gap / 1000, detectionMs: detection / 1000, up: s.state === State.Up };
         });
     }
 

@@ -102,7 +102,7 @@ export interface RxGap {
     peer: string;
     /** The longest gap between two packets received while Up, ms; null when none was (two packets while Up). */
     maxGapMs: number | null;
-    /** The detection time now in force, ms: a gap this long takes the session Down. */
+    /** The detection time in force when that gap ended, ms: a gap this long takes the session Down. */
     detectionMs: number;
     up: boolean;
 }
