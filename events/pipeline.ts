@@ -24,6 +24,15 @@ export const PipelineConfig = z.strictObject({
     /** The ledger ingest service's unix socket. */
     ledgerSocket: z.string(),
     lakeDir: z.string(),
+    /** The lake on S3 (or an S3-compatible store) instead of lakeDir: production's. Credentials from the SDK's default chain. */
+    lakeS3: z.strictObject({
+        bucket: z.string().min(3),
+        prefix: z.string().optional(),
+        region: z.string().optional(),
+        /** An S3-compatible endpoint (path-style addressing). */
+        endpoint: z.string().url().optional(),
+        kmsKeyId: z.string().optional(),
+    }).optional(),
     /** How long the lake consumer lets a batch fill before writing a file (ms; default 5000). */
     lakeLingerMs: z.number().int().min(0).optional(),
     alerts: z.strictObject({ url: z.string(), routingKey: z.string().optional() }),
@@ -111,7 +120,13 @@ export async function runPipeline(cfg: PipelineConfig, parts: readonly PipelineP
         });
     }
     if (parts.includes("lake")) {
-        const sink = lakeSink(new DirectoryLake(cfg.lakeDir));
+        const store = cfg.lakeS3
+            ? new (require("./s3-lake") as typeof import("./s3-lake")).S3Lake({
+                bucket: cfg.lakeS3.bucket, prefix: cfg.lakeS3.prefix, kmsKeyId: cfg.lakeS3.kmsKeyId,
+                client: { region: cfg.lakeS3.region ?? "us-east-1", ...(cfg.lakeS3.endpoint ? { endpoint: cfg.lakeS3.endpoint, forcePathStyle: true } : {}) },
+            })
+            : new DirectoryLake(cfg.lakeDir);
+        const sink = lakeSink(store);
         lakeStats = sink.stats;
         consumers.lake = await runConsumer({
             bus: { ...bus, clientId: `${bus.clientId}-lake` }, groupId: "nublar-lake", topics: Object.values(TOPICS).map((t) => t.name), deadLetters: producer, log,
