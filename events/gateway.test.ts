@@ -36,7 +36,7 @@ test("a reading is answered 202 with its id only after the bus took it; the sens
     sent.length = 0;
     const r = await post(JSON.stringify({ sensor: "paddock-9/co2", kind: "co2", value: 412, unit: "ppm", seq: 7, boot: 3, time: "2026-11-20T09:00:00.250Z" }));
     assert.equal(r.status, 202);
-    assert.deepEqual(r.body.ids, ["sensor/paddock-9/co2/3/7"]);
+    assert.deepEqual(r.body.ids, ["sensor/paddock-9/co2#3/7"]);
     assert.equal(sent.length, 1);
     assert.equal(sent[0].topic, "nublar.sensors");
     assert.equal(sent[0].key, "paddock-9/co2");

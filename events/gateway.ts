@@ -7,7 +7,8 @@
 //   POST /v1/readings   {"sensor":"fence-07","kind":"fence-voltage","value":9.7,"unit":"kV","seq":41}
 //                       or an array of those, or {"readings":[...]}; optional "time" (ms since the
 //                       epoch or ISO 8601, the sensor's clock) and "boot" (changes when the sensor's
-//                       seq restarts from 0)
+//                       seq restarts from 0; without it, a sensor whose seq restarts repeats ids,
+//                       and its new readings are taken for resends)
 //   GET  /healthz
 import * as http from "node:http";
 import * as net from "node:net";
@@ -55,9 +56,10 @@ export function readingEnvelope(site: string, raw: unknown, address: string, rec
     if (r.boot !== undefined && !(typeof r.boot === "string" || typeof r.boot === "number")) return { ok: false, reason: "boot: must be a string or a number" };
     const time = timeUsOf(r.time, receivedAt);
     if (typeof time === "string") return { ok: false, reason: time };
-    const boot = r.boot === undefined ? "" : `${String(r.boot)}/`;
+    // '#' cannot be in a sensor id, and the boot is escaped: no two readings share an id.
+    const boot = r.boot === undefined ? "" : `#${encodeURIComponent(String(r.boot))}`;
     const event = {
-        id: `sensor/${String(r.sensor)}/${boot}${String(r.seq)}`, site, source: "sensor-gateway", time, type: "sensor-reading",
+        id: `sensor/${String(r.sensor)}${boot}/${String(r.seq)}`, site, source: "sensor-gateway", time, type: "sensor-reading",
         payload: { sensor: String(r.sensor), kind: String(r.kind), value: r.value, unit: typeof r.unit === "string" ? r.unit : "", seq: r.seq, receivedAt, address },
     } as NublarEvent;
     return validateEvent(event);

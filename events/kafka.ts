@@ -23,7 +23,8 @@ type RawProducer = Producer<string, Buffer, string, string>;
 /** A producer whose sends never overlap (see eventProducer). */
 export interface EventProducer {
     send(o: { messages: Parameters<RawProducer["send"]>[0]["messages"] }): Promise<unknown>;
-    close(): Promise<void>;
+    /** Waits for the send in flight at most `deadlineMs` (default 5 s), then closes. */
+    close(deadlineMs?: number): Promise<void>;
 }
 export type EventConsumer = Consumer<string, Buffer, string, string>;
 export type EventMessage = Message<string, Buffer, string, string>;
@@ -37,7 +38,7 @@ const bootstrap = (o: BusOptions) => o.brokers.map(parseBroker);
  * coalesce instead (events/gateway.ts), so one send carries many events.
  */
 export function eventProducer(o: BusOptions): EventProducer {
-    const raw: RawProducer = new Producer({
+    const make = (): RawProducer => new Producer({
         clientId: o.clientId,
         bootstrapBrokers: bootstrap(o),
         idempotent: true,
@@ -48,18 +49,60 @@ export function eventProducer(o: BusOptions): EventProducer {
         autocreateTopics: false,
         serializers: { key: stringSerializers.key, value: (v?: Buffer) => v, headerKey: stringSerializers.headerKey, headerValue: stringSerializers.headerValue },
     });
+    let raw = make();
     let tail: Promise<unknown> = Promise.resolve();
+    type Messages = Parameters<RawProducer["send"]>[0]["messages"];
+    const sendAll = async (messages: Messages) => {
+        for (const chunk of chunks(messages)) {
+            try {
+                await raw.send({ messages: chunk });
+            } catch (err) {
+                // After a failed send nobody knows whether the broker wrote it, and the client's
+                // sequence numbers may now be out of step with the broker's: a later send could be
+                // taken for a duplicate and dropped. A new producer (a new producer id) starts clean;
+                // anything sent again is dropped downstream by its event id.
+                const old = raw;
+                raw = make();
+                void Promise.resolve(old.close(true)).catch(() => undefined);
+                throw err;
+            }
+        }
+    };
     return {
         send(opts) {
-            const r = tail.then(() => raw.send({ messages: opts.messages }));
+            const r = tail.then(() => sendAll(opts.messages));
             tail = r.catch(() => undefined);
             return r;
         },
-        async close() {
-            await tail;
-            await raw.close(true);
+        async close(deadlineMs = 5000) {
+            // Bounded: a stalled broker must not hold up an agent's or a CLI's exit.
+            await Promise.race([tail, new Promise((r) => setTimeout(r, deadlineMs).unref())]);
+            await Promise.race([Promise.resolve(raw.close(true)).catch(() => undefined), new Promise((r) => setTimeout(r, 1000).unref())]);
         },
     };
+}
+
+/**
+ * The broker refuses a record batch over message.max.bytes (1 MiB by default), and the client
+ * puts one send's messages for a partition into one batch: split sends at about 900 KB.
+ */
+const MAX_SEND_BYTES = 900_000;
+function chunks<T extends { value?: Buffer; key?: string; headers?: unknown }>(messages: T[]): T[][] {
+    const out: T[][] = [];
+    let cur: T[] = [];
+    let size = 0;
+    for (const m of messages) {
+        const bytes = (m.value?.length ?? 0) + (m.key?.length ?? 0) + (m.headers ? JSON.stringify(m.headers).length : 0) + 64;
+        if (cur.length && size + bytes > MAX_SEND_BYTES) {
+            out.push(cur);
+            cur = [];
+            size = 0;
+        }
+        cur.push(m);
+        size += bytes;
+    }
+    if (cur.length) out.push(cur);
+    return out;
 }
 
 /** The message for an event: its topic, its key (what keeps its order), and the encoded envelope. Throws EventError when invalid. */
@@ -82,6 +125,8 @@ export interface DeadLetter {
     key?: string;
 }
 
+const MAX_DEAD_LETTER_BYTES = 256 * 1024;
+
 /** Sends what a boundary refused to the dead-letter topic, reason and origin in headers. */
 export async function sendDeadLetters(producer: EventProducer, letters: DeadLetter[]): Promise<void> {
     if (!letters.length) return;
@@ -89,8 +134,12 @@ export async function sendDeadLetters(producer: EventProducer, letters: DeadLett
         messages: letters.map((l) => ({
             topic: DEAD_LETTER_TOPIC,
             key: l.key ?? l.origin,
-            value: l.value,
-            headers: { "nublar-reason": l.reason.slice(0, 1000), "nublar-origin": l.origin, "nublar-at": new Date().toISOString() },
+            // Under the broker's message size limit, however large what was refused.
+            value: l.value.length > MAX_DEAD_LETTER_BYTES ? l.value.subarray(0, MAX_DEAD_LETTER_BYTES) : l.value,
+            headers: {
+                "nublar-reason": l.reason.slice(0, 1000), "nublar-origin": l.origin, "nublar-at": new Date().toISOString(),
+                ...(l.value.length > MAX_DEAD_LETTER_BYTES ? { "nublar-truncated-from": String(l.value.length) } : {}),
+            },
         })),
     });
 }
@@ -193,6 +242,6 @@ export async function publishOnce(brokers: string[], clientId: string, events: N
         return { ok: false, error: kafkaErrorText(err) };
     } finally {
         clearTimeout(timer);
-        await Promise.race([producer.close().catch(() => undefined), new Promise((r) => setTimeout(r, 1000))]);
+        await producer.close(1000).catch(() => undefined);
     }
 }

@@ -94,12 +94,12 @@ test("the same event sent twice (a sensor's resend: a new message, same id) is o
         const first = lakeSink(new DirectoryLake(root));
         await first.handle(delivered([0, 1, 2]));
         const resend = (offset: number, seq: number): Delivered => ({ event: reading(seq, T0 + seq * 1000), topic: "nublar.sensors", partition: 0, offset: BigInt(offset) });
-        await first.handle([resend(3, 1), ...delivered([4])]);
-        assert.equal(first.stats.resends, 1);
+        await first.handle([resend(3, 1), ...delivered([4]), resend(5, 9), resend(6, 9)]);
+        assert.equal(first.stats.resends, 2, "a resend of an old event, and the second copy of a new one in the same batch");
         const restarted = lakeSink(new DirectoryLake(root));
-        await restarted.handle([resend(5, 2), ...delivered([6])]);
+        await restarted.handle([resend(7, 2), ...delivered([8])]);
         assert.equal(restarted.stats.resends, 1, "remembered from the files");
-        assert.deepEqual((await lakeIds(root)).sort(), ["sensor/s1/0", "sensor/s1/1", "sensor/s1/2", "sensor/s1/4", "sensor/s1/6"]);
+        assert.deepEqual((await lakeIds(root)).sort(), ["sensor/s1/0", "sensor/s1/1", "sensor/s1/2", "sensor/s1/4", "sensor/s1/8", "sensor/s1/9"]);
     } finally {
         fs.rmSync(root, { recursive: true, force: true });
     }

@@ -183,7 +183,12 @@ export function lakeSink(store: LakeStore & { get?(key: string): Promise<Buffer>
             const done = marks.get(partition) ?? -1n;
             const unseen = list.filter((d) => d.offset > done);
             stats.skipped += list.length - unseen.length;
-            const fresh = unseen.filter((d) => !recent.has(d.event.id));
+            const inBatch = new Set<string>();
+            const fresh = unseen.filter((d) => {
+                if (recent.has(d.event.id) || inBatch.has(d.event.id)) return false;
+                inBatch.add(d.event.id);
+                return true;
+            });
             stats.resends += unseen.length - fresh.length;
             let run: Delivered[] = [];
             const hourOf = (d: Delivered) => Math.floor(d.event.time / 3_600_000_000);

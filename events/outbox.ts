@@ -60,8 +60,11 @@ export function envelopeOfAgentEvent(site: string, e: AgentEvent): NublarEvent {
                     removed: typeof rest.member === "string" ? [rest.member] : strings(rest.removed),
                 },
             };
-        default:
-            return { ...base, type: "agent-notice", payload: { node, seq, kind: String(type), fields: JSON.stringify(rest) } };
+        default: {
+            // An error can carry a command's whole output: keep notices well under the ledger's limit.
+            const fields = JSON.stringify(rest);
+            return { ...base, type: "agent-notice", payload: { node, seq, kind: String(type), fields: fields.length > 16_384 ? `${fields.slice(0, 16_384)}... (${fields.length} characters, cut)` : fields } };
+        }
     }
 }
 
@@ -116,7 +119,7 @@ export class Outbox {
             this.again = true;
             return;
         }
-        void this.flush();
+        void this.flush().catch(() => undefined);
     }
 
     /** Publishes what is new in the file; resolves when it is acknowledged (or failed, to be retried). */
@@ -126,7 +129,15 @@ export class Outbox {
         try {
             do {
                 this.again = false;
-                await this.publishNew();
+                try {
+                    await this.publishNew();
+                } catch (err) {
+                    // A full disk or a vanished file must not take the agent down: the next kick retries.
+                    this.stats.errors++;
+                    this.stats.lastError = (err as Error).message;
+                    this.o.log?.(`outbox: ${(err as Error).message}; will retry`);
+                    return;
+                }
             } while (this.again);
         } finally {
             this.running = false;
@@ -150,8 +161,11 @@ export class Outbox {
             } finally {
                 fs.closeSync(fd);
             }
-            const end = buf.lastIndexOf(0x0a);
-            if (end < 0) return; // a line still being written
+            let end = buf.lastIndexOf(0x0a);
+            if (end < 0) {
+                if (length < (this.o.maxBytes ?? 1 << 20)) return; // a line still being written
+                end = length - 1; // one line longer than a whole read: dead-lettered below, not a stall
+            }
             const messages: ReturnType<typeof messageOf>[] = [];
             const dead: { value: Buffer; reason: string; origin: string }[] = [];
             let at = this.offset;

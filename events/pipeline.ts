@@ -101,54 +101,62 @@ export async function runPipeline(cfg: PipelineConfig, parts: readonly PipelineP
     const ledgerCall = new LatencyRing(1 << 16);
     const toConsumer = new LatencyRing(1 << 16);
 
-    if (parts.includes("ledger")) {
-        const topics = Object.values(TOPICS).filter((t) => "shard" in t).map((t) => t.name);
-        consumers.ledger = await runConsumer({
-            bus: { ...bus, clientId: `${bus.clientId}-ledger` }, groupId: "nublar-ledger", topics, deadLetters: producer, log,
-            handle: timed(ledgerSink({
-                socket: cfg.ledgerSocket,
-                onAcked: (batch: Delivered[], ackedAt, r) => {
-                    ledgerResults.appended += r.appended;
-                    ledgerResults.duplicates += r.duplicates;
-                    for (const d of batch) {
-                        if (d.event.type !== "sensor-reading") continue;
-                        ledgerLatency.add(ackedAt - d.event.payload.receivedAt);
-                        sensorLatency.add(ackedAt - d.event.time);
-                    }
-                },
-            })),
-        });
-    }
-    if (parts.includes("lake")) {
-        const store = cfg.lakeS3
-            ? new (require("./s3-lake") as typeof import("./s3-lake")).S3Lake({
-                bucket: cfg.lakeS3.bucket, prefix: cfg.lakeS3.prefix, kmsKeyId: cfg.lakeS3.kmsKeyId,
-                client: { region: cfg.lakeS3.region ?? "us-east-1", ...(cfg.lakeS3.endpoint ? { endpoint: cfg.lakeS3.endpoint, forcePathStyle: true } : {}) },
-            })
-            : new DirectoryLake(cfg.lakeDir);
-        const sink = lakeSink(store);
-        lakeStats = sink.stats;
-        consumers.lake = await runConsumer({
-            bus: { ...bus, clientId: `${bus.clientId}-lake` }, groupId: "nublar-lake", topics: Object.values(TOPICS).map((t) => t.name), deadLetters: producer, log,
-            // Bigger files for the lake: it is read by analytics, not by people waiting.
-            maxBatch: 10_000, lingerMs: cfg.lakeLingerMs ?? 5000, handle: sink.handle,
-        });
-    }
-    if (parts.includes("alerts")) {
-        const { alertsSink } = require("./alerts/wire") as typeof import("./alerts/wire");
-        const sink = alertsSink({ site: cfg.site, url: cfg.alerts.url, routingKey: cfg.alerts.routingKey, publish: (events) => publishEvents(producer, events), log });
-        consumers.alerts = await runConsumer({
-            bus: { ...bus, clientId: `${bus.clientId}-alerts` }, groupId: "nublar-alerts", topics: [TOPICS.network.name, TOPICS.telemetry.name], deadLetters: producer, log,
-            // Alerts are about now: a new group starts at the end, not by re-alerting last week.
-            fallback: "latest", handle: sink.handle,
-        });
-        closers.push(sink.close);
-    }
-    if (parts.includes("gateway")) {
-        const gw = await startGateway({ site: cfg.site, producer, listen: cfg.gateway.listen, allow: cfg.gateway.allow, log });
-        gatewayStats = gw.stats;
-        log(`sensor gateway on ${gw.addresses.map((a) => `http://${a}/v1/readings`).join(", ")}`);
-        closers.push(gw.close);
+    try {
+        if (parts.includes("ledger")) {
+            const topics = Object.values(TOPICS).filter((t) => "shard" in t).map((t) => t.name);
+            consumers.ledger = await runConsumer({
+                bus: { ...bus, clientId: `${bus.clientId}-ledger` }, groupId: "nublar-ledger", topics, deadLetters: producer, log,
+                handle: timed(ledgerSink({
+                    socket: cfg.ledgerSocket,
+                    onAcked: (batch: Delivered[], ackedAt, r) => {
+                        ledgerResults.appended += r.appended;
+                        ledgerResults.duplicates += r.duplicates;
+                        for (const d of batch) {
+                            if (d.event.type !== "sensor-reading") continue;
+                            ledgerLatency.add(ackedAt - d.event.payload.receivedAt);
+                            sensorLatency.add(ackedAt - d.event.time);
+                        }
+                    },
+                })),
+            });
+        }
+        if (parts.includes("lake")) {
+            const store = cfg.lakeS3
+                ? new (require("./s3-lake") as typeof import("./s3-lake")).S3Lake({
+                    bucket: cfg.lakeS3.bucket, prefix: cfg.lakeS3.prefix, kmsKeyId: cfg.lakeS3.kmsKeyId,
+                    client: { region: cfg.lakeS3.region ?? "us-east-1", ...(cfg.lakeS3.endpoint ? { endpoint: cfg.lakeS3.endpoint, forcePathStyle: true } : {}) },
+                })
+                : new DirectoryLake(cfg.lakeDir);
+            const sink = lakeSink(store);
+            lakeStats = sink.stats;
+            consumers.lake = await runConsumer({
+                bus: { ...bus, clientId: `${bus.clientId}-lake` }, groupId: "nublar-lake", topics: Object.values(TOPICS).map((t) => t.name), deadLetters: producer, log,
+                // Bigger files for the lake: it is read by analytics, not by people waiting.
+                maxBatch: 10_000, lingerMs: cfg.lakeLingerMs ?? 5000, handle: sink.handle,
+            });
+        }
+        if (parts.includes("alerts")) {
+            const { alertsSink } = require("./alerts/wire") as typeof import("./alerts/wire");
+            const sink = alertsSink({ site: cfg.site, url: cfg.alerts.url, routingKey: cfg.alerts.routingKey, publish: (events) => publishEvents(producer, events), log });
+            consumers.alerts = await runConsumer({
+                bus: { ...bus, clientId: `${bus.clientId}-alerts` }, groupId: "nublar-alerts", topics: [TOPICS.network.name, TOPICS.telemetry.name], deadLetters: producer, log,
+                // Alerts are about now: a new group starts at the end, not by re-alerting last week.
+                fallback: "latest", handle: sink.handle,
+            });
+            closers.push(sink.close);
+        }
+        if (parts.includes("gateway")) {
+            const gw = await startGateway({ site: cfg.site, producer, listen: cfg.gateway.listen, allow: cfg.gateway.allow, log });
+            gatewayStats = gw.stats;
+            log(`sensor gateway on ${gw.addresses.map((a) => `http://${a}/v1/readings`).join(", ")}`);
+            closers.push(gw.close);
+        }
+    } catch (err) {
+        // Half started is worse than stopped: close what did start, then fail.
+        for (const c of Object.values(consumers)) await c.close().catch(() => undefined);
+        for (const c of closers) await c().catch(() => undefined);
+        await producer.close(1000).catch(() => undefined);
+        throw err;
     }
 
     function timed(handle: (batch: Delivered[]) => Promise<void>) {
@@ -206,8 +214,9 @@ export async function runPipeline(cfg: PipelineConfig, parts: readonly PipelineP
         async close() {
             loopDelay.disable();
             server.close();
-            for (const c of closers) await c().catch(() => undefined);
+            // Consumers first: a batch they finish may still need the alerts' notifier.
             for (const c of Object.values(consumers)) await c.close();
+            for (const c of closers) await c().catch(() => undefined);
             await producer.close().catch(() => undefined);
             fs.rmSync(cfg.socket, { force: true });
         },

@@ -64,7 +64,10 @@ export function planEvents(site: Site, lab?: { stateDir: string; managementPrefi
             controllerPort: base + 1,
             mgmtPort: base + 2,
             mgmtHost,
-            lakeDir: path.join(lab.stateDir, "lake"),
+            // Its own folder, removed with the broker: the lake's high offsets are the topics',
+            // so a new broker (offsets from 0 again) must start a new lake. (The ledger's
+            // checkpoints have their own lake folder.)
+            lakeDir: path.join(dir, "lake"),
             configFile: path.join(dir, "pipeline.json"),
             pidFile: path.join(dir, "pipeline.pid"),
             logFile: path.join(dir, "pipeline.log"),

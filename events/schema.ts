@@ -252,13 +252,16 @@ export type Verdict = { ok: true; event: NublarEvent } | { ok: false; reason: st
 const MIN_TIME_US = 946_684_800_000_000; // 2000-01-01
 const MAX_TIME_US = 4_102_444_800_000_000; // 2100-01-01
 const ID_MAX_BYTES = 200; // the ledger's idempotency key limit (ledger/writer.ts)
+const MAX_PAYLOAD_BYTES = 60_000; // under the ledger's 64 KiB entry limit
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$/;
 
 function check(e: NublarEvent): string | undefined {
     if (typeof e.id !== "string" || !e.id.length || Buffer.byteLength(e.id) > ID_MAX_BYTES) return `id: must be 1 to ${ID_MAX_BYTES} bytes`;
     if (/[\u0000-\u001f\u007f]/.test(e.id)) return "id: must not contain control characters";
     if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(e.site)) return `site: '${e.site}' is not a site name (lowercase letters, digits, '-')`;
-    if (!e.source || e.source.length > 200) return "source: must be 1 to 200 characters";
+    if (!e.source || Buffer.byteLength(e.source) > 200 || /[\u0000-\u001f\u007f]/.test(e.source)) return "source: must be 1 to 200 bytes, without control characters";
+    // The ledger refuses a payload over 64 KiB (canonical JSON): refuse it here, where it can be dead-lettered.
+    if (Buffer.byteLength(JSON.stringify(e.payload ?? null)) > MAX_PAYLOAD_BYTES) return `payload: over ${MAX_PAYLOAD_BYTES} bytes as JSON`;
     if (!Number.isSafeInteger(e.time) || e.time < MIN_TIME_US || e.time > MAX_TIME_US) return `time: ${e.time} is not µs since the epoch between 2000 and 2100`;
     if (!(e.type in RECORDS)) return `type: unknown event type '${String(e.type)}'`;
     switch (e.type) {

@@ -308,6 +308,8 @@ export async function startNublarDaemon(o: { what: string; args: string[]; logFi
             await new Promise((r) => setTimeout(r, 100));
         }
     }
+    // Half started is worse than stopped: it would hold ports and consume with no one watching.
+    if (o.alive()) child.kill("SIGKILL");
     const tail = fs.existsSync(o.logFile) ? fs.readFileSync(o.logFile, "utf8").split("\n").slice(-10).join("\n") : "";
     throw new Error(`${o.what} did not come up (${(last as Error)?.message ?? "it exited"}); ${o.logFile} ends with:\n${tail}`);
 }

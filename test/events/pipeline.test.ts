@@ -124,6 +124,14 @@ describe("the event pipeline", { skip }, () => {
         assert.ok(letters.some((l) => /is not a number/.test(l.reason) && JSON.parse(l.value).value === "high"));
     });
 
+    test("a request of 8,000 readings (over a megabyte on the bus, the broker's batch limit) is accepted: sends are split", async () => {
+        const readings = Array.from({ length: 8000 }, (_, i) => ({ sensor: `bulk-${i % 16}`, kind: "gate-count", value: i, unit: "people", seq: 500_000 + i }));
+        const r = await post(readings);
+        assert.equal(r.status, 202, JSON.stringify(r.body).slice(0, 300));
+        assert.equal(r.body.accepted, 8000);
+        await waitFor("all 8,000 in the ledger", async () => ((await sensorEntries(ledger!.socket)).filter((e) => e.payload.sensor.startsWith("bulk-")).length === 8000 ? true : undefined), 90_000, 200);
+    });
+
     test("killed right after the ledger acknowledged a batch, before committing: restarted, nothing is written twice or lost", async () => {
         await sinks.stop();
         const before = (await sensorEntries(ledger!.socket)).length;
