@@ -203,7 +203,8 @@ export function registerEventsCommands(program: Command, ctx: EventsCliContext):
             const { startDashboard } = require("../events/dashboard/server") as typeof import("../events/dashboard/server");
             const { runConsumer } = require("../events/consume") as typeof import("../events/consume");
             const { TOPICS } = lazy.topics();
-            const dash = await startDashboard({ site, host: "::1", port: opts.port ?? plan.dashboardPort });
+            // Small batches and short fetch waits: a session going Down should be on the page at once.
+            const dash = await startDashboard({ site, host: "::1", port: opts.port ?? plan.dashboardPort, batchMs: 20 });
             // A group of its own, new each run, from the oldest event kept: the page starts from
             // the park's history, then follows it live.
             const groupId = `nublar-dashboard-${process.pid}-${Date.now()}`;
@@ -211,7 +212,7 @@ export function registerEventsCommands(program: Command, ctx: EventsCliContext):
             let consumer: Awaited<ReturnType<typeof runConsumer>>;
             try {
                 consumer = await runConsumer({
-                    bus: { brokers: plan.brokers, clientId: "nublar-dashboard", timeoutMs: 5000 }, groupId, topics: [TOPICS.network.name, TOPICS.telemetry.name, TOPICS.alerts.name],
+                    bus: { brokers: plan.brokers, clientId: "nublar-dashboard", timeoutMs: 5000 }, groupId, topics: [TOPICS.network.name, TOPICS.telemetry.name, TOPICS.alerts.name], maxWaitMs: 20,
                     handle: async (batch) => batch.forEach((d) => dash.publish(d.event)), log,
                 });
             } catch (err) {

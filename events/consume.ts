@@ -17,6 +17,8 @@ export interface ConsumeOptions {
     bus: BusOptions;
     groupId: string;
     topics: string[];
+    /** How long a fetch may wait at the broker for data (default 100 ms; the broker answers as soon as there is some). */
+    maxWaitMs?: number;
     /** Must be idempotent; a rejection is retried (with backoff) before anything is committed. */
     handle: (batch: Delivered[]) => Promise<void>;
     /** Where refused messages go; one is made from `bus` when not given. */
@@ -56,7 +58,7 @@ function faultAfterSink(groupId: string): (() => void) | undefined {
 export async function runConsumer(o: ConsumeOptions): Promise<RunningConsumer> {
     const log = o.log ?? (() => undefined);
     const maxBatch = o.maxBatch ?? 2000;
-    const consumer = eventConsumer({ ...o.bus, groupId: o.groupId });
+    const consumer = eventConsumer({ ...o.bus, groupId: o.groupId, maxWaitMs: o.maxWaitMs });
     const ownProducer = o.deadLetters ? undefined : eventProducer({ ...o.bus, clientId: `${o.bus.clientId}-dlq` });
     const dlq = o.deadLetters ?? ownProducer!;
     const stats: RunningConsumer["stats"] = { batches: 0, delivered: 0, deadLettered: 0, retries: 0 };
