@@ -20,7 +20,7 @@ import * as path from "node:path";
 import * as zlib from "node:zlib";
 import * as avro from "avsc";
 import type { Delivered } from "./consume";
-import { ENVELOPE_SCHEMA_V1, type NublarEvent } from "./schema";
+import { ENVELOPE_TYPE, fromAvro, toAvro, type NublarEvent } from "./schema";
 
 export interface LakeStore {
     /** Every key under the prefix. */
@@ -65,25 +65,15 @@ export class DirectoryLake implements LakeStore {
     }
 }
 
-const ENVELOPE = avro.Type.forSchema(ENVELOPE_SCHEMA_V1 as avro.Schema);
-const NAMESPACE = "park.nublar.events";
-const RECORD_NAME: Record<string, string> = Object.fromEntries(
-    (ENVELOPE_SCHEMA_V1.fields[4].type as { name: string }[]).map((r) => [r.name, `${NAMESPACE}.${r.name}`]),
-);
-const TYPE_TO_RECORD: Record<NublarEvent["type"], string> = {
-    "sensor-reading": "SensorReading", "bfd-change": "BfdChange", "route-change": "RouteChange", "ingress-change": "IngressChange",
-    "path-latency": "PathLatency", deploy: "Deploy", "audit-result": "AuditResult", alert: "Alert", "agent-notice": "AgentNotice",
-};
-
 /** One Avro container file holding these events, deflate-compressed. */
 export function avroFile(events: NublarEvent[]): Promise<Buffer> {
     return new Promise((resolve, reject) => {
         const chunks: Buffer[] = [];
-        const enc = new avro.streams.BlockEncoder(ENVELOPE, { codec: "deflate", codecs: { deflate: zlib.deflateRaw } } as never);
+        const enc = new avro.streams.BlockEncoder(ENVELOPE_TYPE, { codec: "deflate", codecs: { deflate: zlib.deflateRaw } } as never);
         enc.on("data", (c: Buffer) => chunks.push(c));
         enc.on("end", () => resolve(Buffer.concat(chunks)));
         enc.on("error", reject);
-        for (const e of events) enc.write({ id: e.id, site: e.site, source: e.source, time: e.time, payload: { [RECORD_NAME[TYPE_TO_RECORD[e.type]]]: e.payload } });
+        for (const e of events) enc.write(toAvro(e));
         enc.end();
     });
 }
@@ -93,10 +83,9 @@ export function readAvroFile(data: Buffer): Promise<NublarEvent[]> {
     return new Promise((resolve, reject) => {
         const out: NublarEvent[] = [];
         const dec = new avro.streams.BlockDecoder({ codecs: { deflate: zlib.inflateRaw } } as never);
-        const typeOf = new Map(Object.entries(TYPE_TO_RECORD).map(([t, r]) => [`${NAMESPACE}.${r}`, t]));
-        dec.on("data", (r: { id: string; site: string; source: string; time: number; payload: Record<string, object> }) => {
-            const [branch, payload] = Object.entries(r.payload)[0];
-            out.push({ id: r.id, site: r.site, source: r.source, time: r.time, type: typeOf.get(branch), payload: { ...payload } } as NublarEvent);
+        dec.on("data", (r: Parameters<typeof fromAvro>[0]) => {
+            const e = fromAvro(r);
+            if (e) out.push(e);
         });
         dec.on("end", () => resolve(out));
         dec.on("error", reject);

@@ -285,8 +285,21 @@ function check(e: NublarEvent): string | undefined {
     return undefined;
 }
 
-function toAvro(e: NublarEvent): Record<string, unknown> {
+/** The envelope's Avro type (the lake writes container files of it). */
+export const ENVELOPE_TYPE = CURRENT;
+
+type AvroEnvelope = { id: string; site: string; source: string; time: number; payload: Record<string, unknown> };
+
+/** An event as the Avro envelope holds it: the payload under its record's name (a named union branch). */
+export function toAvro(e: NublarEvent): Record<string, unknown> {
     return { id: e.id, site: e.site, source: e.source, time: e.time, payload: { [`${NAMESPACE}.${RECORDS[e.type].name}`]: e.payload } };
+}
+
+/** Back from the Avro envelope; undefined for an unknown record. Plain objects: avsc hands back class instances. */
+export function fromAvro(raw: AvroEnvelope): NublarEvent | undefined {
+    const [branch, payload] = Object.entries(raw.payload)[0];
+    const type = TYPE_OF_RECORD.get(branch);
+    return type && ({ id: raw.id, site: raw.site, source: raw.source, time: raw.time, type, payload: { ...(payload as object) } } as NublarEvent);
 }
 
 /** Checks an event against the schema and the envelope's rules, without encoding it. */
@@ -318,17 +331,14 @@ export function decodeEvent(buf: Buffer | null | undefined): Verdict {
     if (buf[0] !== MAGIC) return { ok: false, reason: `not a nublar event: first byte 0x${buf[0].toString(16).padStart(2, "0")}, expected 0x00${buf[0] === 0x7b ? " (this looks like JSON)" : ""}` };
     const reader = READERS.get(buf[1]);
     if (!reader) return { ok: false, reason: `schema version ${buf[1]} is unknown to this build (it reads ${[...READERS.keys()].join(", ")})` };
-    let raw: { id: string; site: string; source: string; time: number; payload: Record<string, unknown> };
+    let raw: AvroEnvelope;
     try {
         raw = (reader === CURRENT ? CURRENT.fromBuffer(buf.subarray(2)) : CURRENT.fromBuffer(buf.subarray(2), reader as ReturnType<avro.Type["createResolver"]>)) as typeof raw;
     } catch (err) {
         return { ok: false, reason: `not valid Avro for schema version ${buf[1]}: ${(err as Error).message}` };
     }
-    const [branch, payload] = Object.entries(raw.payload)[0];
-    const type = TYPE_OF_RECORD.get(branch);
-    if (!type) return { ok: false, reason: `unknown payload record ${branch}` };
-    // avsc hands back records as class instances; plain objects keep JSON and equality simple.
-    const ev = { id: raw.id, site: raw.site, source: raw.source, time: raw.time, type, payload: { ...(payload as object) } } as NublarEvent;
+    const ev = fromAvro(raw);
+    if (!ev) return { ok: false, reason: `unknown payload record ${Object.keys(raw.payload)[0]}` };
     const why = check(ev);
     return why ? { ok: false, reason: why } : { ok: true, event: ev };
 }
