@@ -16,7 +16,7 @@
 // - Nginx upstream members at other nodes' loopbacks, live while any path to them is usable.
 import type { Site } from "../site/model";
 import { fnv16, PlanError } from "./addressing";
-import { NUBLAR_ROUTE_PROTOCOL, type AgentConfig, type AgentRoute, type AgentSession, type AgentUplink, type AgentUpstream } from "./agent/config";
+import { NUBLAR_ROUTE_PROTOCOL, type AgentConfig, type AgentRoute, type AgentSession, type AgentSessionGroup, type AgentUplink, type AgentUpstream } from "./agent/config";
 import { nodePlan, planSite, type NodePlan, type OverlayPeerPlan, type OverlayPlan, type SitePlan } from "./site-plan";
 
 /** Where the node's runtime files live; the lab puts them under its state folder. */
@@ -62,9 +62,12 @@ export function planAgent(site: Site, nodeName: string, opts: AgentPlanOptions, 
 
 function agentConfigFor(site: Site, plan: SitePlan, node: NodePlan, opts: AgentPlanOptions): AgentConfig {
     const paths = opts.paths(node.name);
-    const uplinks: AgentUplink[] = node.uplinks.map((u) => ({ ...u, session: `gw/${u.provider}` }));
-    const sessions: AgentSession[] = uplinks.map((u) => ({
-        id: u.session, kind: "gateway", provider: u.provider, peer: u.gateway, local: u.address, interface: u.ifname, multihop: false,
+    // An uplink whose router runs BFD has a gateway session; one whose router answers none (an
+    // EC2 node's VPC router) is judged by a group of the same name: it works while any path
+    // session over it is Up (below).
+    const uplinks: AgentUplink[] = node.uplinks.map(({ gatewayBfd: _, ...u }) => ({ ...u, session: `gw/${u.provider}` }));
+    const sessions: AgentSession[] = node.uplinks.filter((u) => u.gatewayBfd).map((u) => ({
+        id: `gw/${u.provider}`, kind: "gateway", provider: u.provider, peer: u.gateway, local: u.address, interface: u.ifname, multihop: false,
     }));
     const routes: AgentRoute[] = [];
     uplinks.forEach((u, k) => {
@@ -92,6 +95,13 @@ function agentConfigFor(site: Site, plan: SitePlan, node: NodePlan, opts: AgentP
         list.push({ overlay: o, peer: p, session: sid });
         byPeer.set(p.node, list);
     }
+    const sessionGroups: AgentSessionGroup[] = node.uplinks.filter((u) => !u.gatewayBfd).map((u) => {
+        const anyOf = sessions.filter((x) => x.kind === "path" && x.provider === u.provider).map((x) => x.id);
+        if (!anyOf.length) {
+            throw new PlanError(`node '${node.name}': its uplink to ${u.provider} ends at a router without BFD (an EC2 node's VPC router), and no other node is reachable over ${u.provider} to judge it by; give another node an uplink to ${u.provider}`);
+        }
+        return { id: `gw/${u.provider}`, anyOf, reason: `${u.provider}'s router answers no BFD: the uplink works while any path over it does` };
+    });
     // Last resort, ungated: when BFD sees every path to a node down (its agent died, say), its
     // traffic still tries the primary tunnel rather than finding no route at all. The gated
     // routes win whenever any of them is installed.
@@ -174,6 +184,7 @@ function agentConfigFor(site: Site, plan: SitePlan, node: NodePlan, opts: AgentP
         pathAuth: paths.bfdKeyFile ? { type: "meticulous-keyed-sha1", keyId: 1, keyFile: paths.bfdKeyFile } : undefined,
         uplinks,
         sessions,
+        ...(sessionGroups.length ? { sessionGroups } : {}),
         routes,
         ingress,
         eventBus: opts.eventBus?.(node.name),

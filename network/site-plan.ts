@@ -44,6 +44,12 @@ export interface UplinkPlan {
     address: string;
     /** The provider router's address on the link. */
     gateway: string;
+    /**
+     * Whether the router runs BFD with the node. Not on an EC2 node: its uplinks end at the VPC's
+     * router, which answers no BFD, so the agent judges the uplink by its paths over it instead
+     * (network/agent-plan.ts).
+     */
+    gatewayBfd: boolean;
 }
 
 export interface OverlayPeerPlan {
@@ -122,6 +128,7 @@ export function planSite(site: Site): SitePlan {
     // a hub lists every node as a peer, so text re-derived per peer would cost O(hubs x nodes)
     // parses (bench/site-plan.ts).
     const base = new Map(site.providers.map((p) => [p.name, prefixBase(p.prefix)]));
+    const hostOffset = new Map(site.providers.map((p) => [p.name, BigInt(p.uplinkHost ?? 2)]));
     const net64 = (provider: string, index: number) => base.get(provider)! + (BigInt(index) << 64n);
     const loopbackBase = prefixBase(loopbackPrefix);
     const overlayPrefix = new Map(site.providers.map((p) => [p.name, `${formatIpv6(net64(p.name, OVERLAY_SUBNET))}/64`]));
@@ -129,7 +136,10 @@ export function planSite(site: Site): SitePlan {
         const id = ids.get(node.name)!;
         const uplinks = node.uplinks.map((u, k): UplinkPlan => {
             const net = net64(u.provider, id);
-            return { provider: u.provider, ifname: `up${k}`, prefix: `${formatIpv6(net)}/64`, address: formatIpv6(net + 2n), gateway: formatIpv6(net + 1n) };
+            return {
+                provider: u.provider, ifname: `up${k}`, prefix: `${formatIpv6(net)}/64`,
+                address: formatIpv6(net + hostOffset.get(u.provider)!), gateway: formatIpv6(net + 1n), gatewayBfd: !node.ec2,
+            };
         });
         const overlayAddress = new Map(node.uplinks.map((u) => [u.provider, formatIpv6(net64(u.provider, OVERLAY_SUBNET) + BigInt(id))]));
         return [node.name, { id, loopback: formatIpv6(loopbackBase + BigInt(id)), uplinks, overlayAddress }];

@@ -92,7 +92,7 @@ export interface NixosNodeData {
     loopbackPrefix: string;
     sitePrefixes: string[];
     sshPort: number;
-    uplinks: UplinkPlan[];
+    uplinks: Omit<UplinkPlan, "gatewayBfd">[];
     overlays: NixosOverlayData[];
     sensors: { provider: string; prefix: string }[];
     /** Ports this node's Nginx serves clients on (edge nodes). */
@@ -181,7 +181,8 @@ export function nodeData(input: NixosNodeInput): NixosNodeData {
         loopbackPrefix,
         sitePrefixes: site.providers.map((p) => p.prefix),
         sshPort: siteNode.ssh?.port ?? 22,
-        uplinks: node.uplinks.map((u) => ({ ...u })),
+        // Whether the router runs BFD is the agent's business (its config), not the system's.
+        uplinks: node.uplinks.map(({ gatewayBfd: _, ...u }) => u),
         overlays: node.overlays.map((o) => overlayData(input, o, loopbackPrefix, providerPrefix(o.provider))),
         sensors: node.sensors.map((s) => ({ ...s })),
         ingressPorts: uniqueSorted(input.agent.ingress.map((u) => u.port)),

@@ -38,6 +38,22 @@ function ipv6Prefix(length: number) {
     });
 }
 
+/** An IPv6 prefix of any length, network-aligned (a firewall source, say). */
+const Ipv6AnyPrefix = z.string().superRefine((value, ctx) => {
+    if (Ipv4Like.test(value)) {
+        ctx.addIssue({ code: "custom", message: "the site is IPv6-only; IPv4 prefixes are not allowed" });
+        return;
+    }
+    if (!Validator.isValidIPv6CidrNotation(value)[0]) {
+        ctx.addIssue({ code: "custom", message: "must be an IPv6 prefix in CIDR notation, like 2001:db8:ff::/48" });
+        return;
+    }
+    const range = IPv6CidrRange.fromCidr(value);
+    if (IPv6CidrRange.fromCidr(`${value.split("/")[0]}/128`).getFirst().getValue() !== range.getFirst().getValue()) {
+        ctx.addIssue({ code: "custom", message: `host bits must be zero (the network is ${range.getFirst().toString()}/${range.cidrPrefix.getValue()})` });
+    }
+});
+
 /** A host or address to reach over SSH: a DNS name or an IPv6 address, never IPv4. */
 const SshHost = z
     .string()
@@ -79,6 +95,12 @@ export const Provider = z.strictObject({
      * negotiates detection times from both ends (policy/README.md).
      */
     bfd: BfdTimers.optional(),
+    /**
+     * A node's address in each of its uplink /64s on this provider (the provider's router is
+     * ::1). Default: ::2, or ::10 when the provider's block is an AWS VPC's (aws.vpc.uplinks),
+     * since AWS reserves the first four addresses of every subnet.
+     */
+    uplinkHost: z.number().int().min(2).max(0xffff).optional(),
 });
 
 export const Uplink = z.strictObject({
@@ -99,8 +121,19 @@ export const SiteNode = z.strictObject({
     /** Rack, room or zone: replicas must spread across these. */
     failureDomain: Name,
     uplinks: z.array(Uplink).min(1),
-    /** How deploys reach the node. Required outside the lab, where the lab generates its own. */
+    /**
+     * How deploys reach the node. Required outside the lab, where the lab generates its own,
+     * and on EC2 nodes, whose address is planned and whose host key nublar generates.
+     */
     ssh: SshEndpoint.optional(),
+    /**
+     * Data centers: the node is an EC2 instance running NixOS in the site's VPC (aws.vpc), one
+     * network interface per uplink, in the availability zone named by failureDomain.
+     */
+    ec2: z.strictObject({
+        /** Overrides aws.nixos.instanceType for this node. */
+        instanceType: z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, "must be an EC2 instance type such as m7i.large").optional(),
+    }).optional(),
 });
 
 export const IngressService = z.strictObject({
@@ -148,6 +181,43 @@ export const LabSettings = z.strictObject({
     managementPrefix: ipv6Prefix(64).default("fd6e:626c:6172::/64"),
 });
 
+const awsId = (prefix: string, what: string) =>
+    z.string().regex(new RegExp(`^${prefix}-[0-9a-f]{8,17}$`), `must be ${what} id such as ${prefix}-0123456789abcdef0`);
+
+/** One of the VPC's IPv6 blocks: a site provider's /48, brought to AWS (BYOIP) and held in an IPAM pool. */
+export const AwsVpcUplink = z.strictObject({
+    /** The site provider whose /48 this block is; EC2 nodes' uplinks to it are subnets of it. */
+    provider: Name,
+    /** The IPAM pool that holds the provider's /48 (aws ec2 describe-ipam-pools). */
+    ipamPoolId: awsId("ipam-pool", "an IPAM pool"),
+    /**
+     * Where these subnets send ::/0: the VPC's Internet gateway, or the provider's gateway into the
+     * VPC (a virtual private gateway of a Direct Connect, or a transit gateway).
+     */
+    route: z.union([
+        z.literal("internet-gateway"),
+        z.strictObject({ virtualGatewayId: awsId("vgw", "a virtual private gateway") }),
+        z.strictObject({ transitGatewayId: awsId("tgw", "a transit gateway") }),
+    ]).default("internet-gateway"),
+});
+
+/** The data center's IPv6-only VPC (components/aws/vpc.ts). */
+export const AwsVpc = z.strictObject({
+    uplinks: z.array(AwsVpcUplink).min(1),
+    /** Prefixes that may reach the nodes' SSH besides the site's own (the operators' networks). */
+    sshFrom: z.array(Ipv6AnyPrefix).default([]),
+});
+
+/** EC2 NixOS nodes (components/aws/nixos-instance.ts). */
+export const AwsNixos = z.strictObject({
+    /** The NixOS AMI in the site's region, pinned by id (the NixOS project publishes one per release and region). */
+    ami: awsId("ami", "an AMI"),
+    instanceType: z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, "must be an EC2 instance type such as m7i.large").default("m7i.large"),
+    rootVolumeGiB: z.number().int().min(8).max(16_384).default(40),
+    /** How long a new instance may take to boot and answer SSH before its first deploy fails. */
+    bootTimeoutMs: z.number().int().min(10_000).max(3_600_000).default(600_000),
+});
+
 export const Aws = z.strictObject({
     region: z.string().regex(/^[a-z]{2}(-gov)?-[a-z]+-\d$/, "must be an AWS region such as eu-west-1"),
     replicaRegion: z.string().regex(/^[a-z]{2}(-gov)?-[a-z]+-\d$/, "must be an AWS region such as eu-central-1"),
@@ -157,6 +227,10 @@ export const Aws = z.strictObject({
      * build cannot fetch (README, "Kubernetes and AWS").
      */
     dataLake: z.boolean().default(false),
+    /** The IPv6-only VPC that EC2 nodes (nodes[].ec2) live in. */
+    vpc: AwsVpc.optional(),
+    /** How EC2 nodes are built. Required when any node is an EC2 node. */
+    nixos: AwsNixos.optional(),
 });
 
 /** An image reference pinned by digest: what was reviewed is what runs (policy: image-digest). */
@@ -347,10 +421,41 @@ export const SiteSchema = SiteBase.superRefine((site, ctx) => {
             if (seen.has(up.provider)) issue(["nodes", i, "uplinks", k, "provider"], "a node has at most one uplink per provider");
             seen.add(up.provider);
         });
-        if (site.kind !== "lab" && !node.ssh) {
+        if (node.ec2) {
+            // EC2 nodes: planned addresses in the VPC, generated host keys (components/aws).
+            if (site.kind !== "datacenter") issue(["nodes", i, "ec2"], "EC2 nodes belong to datacenter sites");
+            if (node.ssh) issue(["nodes", i, "ssh"], "is derived on an EC2 node (its planned address and the host key nublar generates); remove it");
+            if (!site.aws?.vpc) issue(["nodes", i, "ec2"], "needs the site's VPC: give aws.vpc.uplinks");
+            else node.uplinks.forEach((up, k) => {
+                if (!site.aws!.vpc!.uplinks.some((v) => v.provider === up.provider)) {
+                    issue(["nodes", i, "uplinks", k, "provider"], `an EC2 node's uplinks are subnets of the VPC's blocks; list '${up.provider}' in aws.vpc.uplinks or remove this uplink`);
+                }
+            });
+            if (site.aws && !new RegExp(`^${site.aws.region}[a-z]$`).test(node.failureDomain)) {
+                issue(["nodes", i, "failureDomain"], `must be an availability zone of ${site.aws.region} (like ${site.aws.region}a) on an EC2 node`);
+            }
+        } else if (site.kind !== "lab" && !node.ssh) {
             issue(["nodes", i, "ssh"], "is required outside the lab: give host, user and the pinned hostKey");
         }
     });
+    const ec2Nodes = site.nodes.filter((n) => n.ec2);
+    if (ec2Nodes.length) {
+        if (site.aws && !site.aws.nixos) issue(["aws", "nixos"], "is required when nodes are EC2 nodes: give ami (the NixOS AMI in the region)");
+        const zones = new Set(ec2Nodes.map((n) => n.failureDomain));
+        if (zones.size < 2) issue(["nodes"], `EC2 nodes must span at least two availability zones (all are in ${[...zones][0]})`);
+    }
+    if (site.aws?.vpc) {
+        const seenVpc = new Set<string>();
+        site.aws.vpc.uplinks.forEach((v, k) => {
+            if (!providerNames.has(v.provider)) issue(["aws", "vpc", "uplinks", k, "provider"], `must name one of the site's providers (${[...providerNames].join(", ")})`);
+            if (seenVpc.has(v.provider)) issue(["aws", "vpc", "uplinks", k, "provider"], `'${v.provider}' is listed twice`);
+            seenVpc.add(v.provider);
+            const host = site.providers.find((p) => p.name === v.provider)?.uplinkHost;
+            if (host !== undefined && host < 4) {
+                issue(["providers", site.providers.findIndex((p) => p.name === v.provider), "uplinkHost"], "AWS reserves the first four addresses of every subnet (::0 to ::3); use 4 or more");
+            }
+        });
+    }
 
     site.ingress.forEach((svc, i) => {
         const seen = new Set<string>();
@@ -381,6 +486,10 @@ export const SiteSchema = SiteBase.superRefine((site, ctx) => {
     }
 }).transform((site) => ({
     ...site,
+    providers: site.providers.map((p) => ({
+        ...p,
+        uplinkHost: p.uplinkHost ?? (site.aws?.vpc?.uplinks.some((v) => v.provider === p.name) ? 0x10 : 2),
+    })),
     lab: site.kind === "lab" ? site.lab ?? LabSettings.parse({}) : site.lab,
     overlay: { transport: site.overlay.transport ?? (site.kind === "lab" ? "vxlan" as const : "wireguard" as const) },
     deploy: { ...site.deploy, activation: site.deploy.activation ?? (site.kind === "lab" ? "lab" as const : "nixos" as const) },

@@ -26,6 +26,17 @@ export const AgentSession = z.strictObject({
     multihop: z.boolean(),
 });
 
+/**
+ * A name for "any of these sessions": usable while any member is. It stands in for a gateway
+ * session where the router answers no BFD (an EC2 node's VPC router): the uplink then works
+ * while any path over it does.
+ */
+export const AgentSessionGroup = z.strictObject({
+    id: z.string().min(1),
+    anyOf: z.array(z.string()).min(1),
+    reason: z.string(),
+});
+
 export const AgentUplink = z.strictObject({
     provider: z.string(),
     ifname: z.string(),
@@ -33,7 +44,7 @@ export const AgentUplink = z.strictObject({
     prefix: z.string(),
     address: z.string(),
     gateway: z.string(),
-    /** The gateway session that says whether this uplink works. */
+    /** The gateway session (or session group) that says whether this uplink works. */
     session: z.string(),
 });
 
@@ -49,7 +60,7 @@ export const AgentRoute = z.strictObject({
     dev: z.string(),
     metric: z.number().int().min(0),
     /**
-     * The BFD session whose state gates this route. Absent: the route is always installed
+     * The BFD session (or session group) whose state gates this route. Absent: the route is always installed
      * (the routes that carry the BFD path sessions themselves, which must not depend on BFD).
      */
     session: z.string().optional(),
@@ -91,6 +102,8 @@ export const AgentConfig = z.strictObject({
     }).optional(),
     uplinks: z.array(AgentUplink),
     sessions: z.array(AgentSession),
+    /** Absent when empty, so that sites without such uplinks render exactly as before (no redeploy). */
+    sessionGroups: z.array(AgentSessionGroup).optional(),
     routes: z.array(AgentRoute),
     /** Upstreams this node's Nginx serves (empty on nodes without ingress). */
     ingress: z.array(AgentUpstream),
@@ -117,6 +130,7 @@ export type AgentConfig = z.infer<typeof AgentConfig>;
 export type AgentSession = z.infer<typeof AgentSession>;
 export type AgentRoute = z.infer<typeof AgentRoute>;
 export type AgentUplink = z.infer<typeof AgentUplink>;
+export type AgentSessionGroup = z.infer<typeof AgentSessionGroup>;
 export type AgentUpstream = z.infer<typeof AgentUpstream>;
 
 export class AgentConfigError extends Error {
@@ -134,9 +148,17 @@ export function parseAgentConfig(raw: unknown, source = "agent config"): AgentCo
         throw new AgentConfigError(`${source} is not valid:\n${lines.join("\n")}`);
     }
     const config = r.data;
-    const ids = new Set(config.sessions.map((s) => s.id));
+    const sessionIds = new Set(config.sessions.map((s) => s.id));
     const problems: string[] = [];
-    if (ids.size !== config.sessions.length) problems.push("sessions: two sessions share an id");
+    if (sessionIds.size !== config.sessions.length) problems.push("sessions: two sessions share an id");
+    // Groups gather sessions only (never groups), so a verdict never recurses.
+    for (const g of config.sessionGroups ?? []) {
+        if (sessionIds.has(g.id)) problems.push(`sessionGroups.${g.id}: the id is also a session's`);
+        for (const m of g.anyOf) if (!sessionIds.has(m)) problems.push(`sessionGroups.${g.id}: session '${m}' is not defined`);
+    }
+    const groupIds = (config.sessionGroups ?? []).map((g) => g.id);
+    const ids = new Set([...sessionIds, ...groupIds]);
+    if (ids.size !== sessionIds.size + groupIds.length) problems.push("sessionGroups: two groups share an id");
     for (const route of config.routes) if (route.session !== undefined && !ids.has(route.session)) problems.push(`routes.${route.id}: session '${route.session}' is not defined`);
     for (const up of config.uplinks) if (!ids.has(up.session)) problems.push(`uplinks.${up.provider}: session '${up.session}' is not defined`);
     for (const u of config.ingress) for (const m of u.members) for (const s of m.sessions) {

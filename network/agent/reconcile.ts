@@ -93,9 +93,14 @@ export interface DesiredState {
 
 export function desiredState(cfg: AgentConfig, health: ReadonlyMap<string, SessionHealth>, clock: Clock): DesiredState {
     const verdicts = new Map<string, Verdict>();
-    const verdict = (id: string) => {
+    const groups = new Map((cfg.sessionGroups ?? []).map((g) => [g.id, g.anyOf]));
+    const verdict = (id: string): Verdict => {
         let v = verdicts.get(id);
-        if (!v) verdicts.set(id, (v = judge(health.get(id), cfg, clock)));
+        if (!v) {
+            const anyOf = groups.get(id);
+            v = anyOf ? anyVerdict(anyOf, anyOf.map((m) => verdict(m))) : judge(health.get(id), cfg, clock);
+            verdicts.set(id, v);
+        }
         return v;
     };
     const routes = cfg.routes.map((route): RouteVerdict => (route.session === undefined
@@ -109,20 +114,20 @@ export function desiredState(cfg: AgentConfig, health: ReadonlyMap<string, Sessi
                 members.push({ ...base, decision: "use", why: "local member" });
                 continue;
             }
-            const vs = m.sessions.map(verdict);
-            const live = vs.find((v) => v.decision === "use");
-            const unknown = vs.find((v) => v.decision === "keep");
-            const pick = live ?? unknown;
-            if (pick) members.push({ ...base, ...pick, why: `${pick.why} on ${m.sessions[vs.indexOf(pick)]}` });
-            else {
-                const waiting = vs.findIndex((v) => v.until !== undefined);
-                const why = waiting >= 0 ? `${vs[waiting].why} on ${m.sessions[waiting]}` : `every path is down (${m.sessions.join(", ")})`;
-                members.push({ ...base, decision: "withdraw", why, until: earliest(vs.map((v) => v.until)) });
-            }
+            members.push({ ...base, ...anyVerdict(m.sessions, m.sessions.map(verdict)) });
         }
     }
     const deprecatedUplinks = cfg.uplinks.filter((u) => verdict(u.session).decision === "withdraw").map((u) => u.provider);
     return { routes, members, deprecatedUplinks, wakeAt: earliest([...verdicts.values()].map((v) => v.until)) };
+}
+
+/** "Any of these": usable if one is, kept if one is kept, else withdrawn until the first may change. */
+function anyVerdict(ids: string[], vs: Verdict[]): Verdict {
+    const pick = vs.find((v) => v.decision === "use") ?? vs.find((v) => v.decision === "keep");
+    if (pick) return { ...pick, why: `${pick.why} on ${ids[vs.indexOf(pick)]}` };
+    const waiting = vs.findIndex((v) => v.until !== undefined);
+    const why = waiting >= 0 ? `${vs[waiting].why} on ${ids[waiting]}` : `every path is down (${ids.join(", ")})`;
+    return { decision: "withdraw", why, until: earliest(vs.map((v) => v.until)) };
 }
 
 function earliest(times: (number | undefined)[]): number | undefined {
