@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
-import { labSiteInput } from "../site/fixtures";
+import { dcSiteInput, labSiteInput } from "../site/fixtures";
 import { parseSite } from "../site/load";
 import { planLab } from "./lab-plan";
 import { planAgent, planAgents, timersForBudget } from "./agent-plan";
@@ -172,4 +172,39 @@ test("with WireGuard, a spoke sends other loopbacks only through the hub that Wi
     // VXLAN: every hub, over every provider.
     const vx = planAgent(parseSite({ ...raw, overlay: { transport: "vxlan" } }), "visitor-center", { paths });
     assert.equal(vx.routes.filter((r) => r.id.startsWith("loopbacks/")).length, 4);
+});
+
+test("EC2 nodes: uplinks at ::10, no gateway sessions (the VPC router answers no BFD); each uplink is judged by the paths over it", () => {
+    const dc = parseSite(dcSiteInput());
+    const plan = planSite(dc);
+    for (const cfg of planAgents(dc, { paths }, plan)) {
+        assert.deepEqual(parseAgentConfig(JSON.parse(JSON.stringify(cfg))), JSON.parse(JSON.stringify(cfg)));
+        assert.ok(cfg.uplinks.every((u) => u.address.endsWith("::10") && u.gateway.endsWith("::1")), cfg.node);
+        assert.deepEqual(cfg.sessions.filter((s) => s.kind === "gateway"), [], cfg.node);
+        for (const u of cfg.uplinks) {
+            const group = cfg.sessionGroups!.find((g) => g.id === u.session)!;
+            const paths = cfg.sessions.filter((s) => s.kind === "path" && s.provider === u.provider).map((s) => s.id);
+            assert.deepEqual(group.anyOf, paths, `${cfg.node} ${u.session}`);
+            assert.ok(paths.length >= 1);
+            // The defaults via the uplink are gated by the group.
+            assert.equal(cfg.routes.find((r) => r.id === `default/${u.provider}`)?.session, group.id);
+        }
+    }
+    // A park's plan has no groups at all (its agent.json is unchanged).
+    assert.ok(planAgents(site(), { paths }).every((c) => c.sessionGroups === undefined));
+    // An EC2 node alone on a provider has nothing to judge that uplink by.
+    const lone = dcSiteInput();
+    lone.nodes[2].uplinks = [{ provider: "aws-transit" }, { provider: "equinix" }];
+    lone.nodes[0].uplinks = [{ provider: "aws-transit" }];
+    lone.nodes[1].uplinks = [{ provider: "aws-transit" }];
+    assert.throws(() => planAgents(parseSite(lone), { paths }), (e: Error) => e instanceof PlanError && /ledger-1.*equinix.*answers no BFD|ledger-1.*router without BFD.*equinix/.test(e.message));
+});
+
+test("the agent refuses a config whose session group names an unknown session, or shares a session's id", () => {
+    const cfg = JSON.parse(JSON.stringify(planAgents(parseSite(dcSiteInput()), { paths })[0]));
+    cfg.sessionGroups[0].anyOf.push("path/nowhere/aws-transit");
+    assert.throws(() => parseAgentConfig(cfg), /sessionGroups.gw\/aws-transit: session 'path\/nowhere\/aws-transit' is not defined/);
+    cfg.sessionGroups[0].anyOf.pop();
+    cfg.sessionGroups[0].id = cfg.sessions[0].id;
+    assert.throws(() => parseAgentConfig(cfg), /the id is also a session's/);
 });

@@ -16,3 +16,37 @@ export function labSiteInput(nodes: string[], overrides: Record<string, unknown>
         ...overrides,
     };
 }
+
+/**
+ * A data center of EC2 nodes (nodes[].ec2) in an IPv6-only VPC that holds both providers'
+ * blocks: two edges and a ledger node across three availability zones.
+ */
+export function dcSiteInput(overrides: Record<string, unknown> = {}): any {
+    const node = (name: string, role: string, zone: string) => ({
+        name, role, failureDomain: `eu-west-1${zone}`, ec2: {}, uplinks: [{ provider: "aws-transit" }, { provider: "equinix" }],
+    });
+    return {
+        name: "dc-test",
+        kind: "datacenter",
+        sla: { availability: 0.9999, failoverBudgetMs: 300 },
+        aws: {
+            region: "eu-west-1",
+            replicaRegion: "eu-central-1",
+            vpc: {
+                uplinks: [
+                    { provider: "aws-transit", ipamPoolId: "ipam-pool-0123456789abcdef0" },
+                    { provider: "equinix", ipamPoolId: "ipam-pool-0fedcba987654321f", route: { virtualGatewayId: "vgw-0123456789abcdef0" } },
+                ],
+                sshFrom: ["2001:db8:ff00::/40"],
+            },
+            nixos: { ami: "ami-0123456789abcdef0" },
+        },
+        providers: [
+            { name: "aws-transit", prefix: "2001:db8:3100::/48" },
+            { name: "equinix", prefix: "2001:db8:3200::/48" },
+        ],
+        nodes: [node("edge-1", "edge", "a"), node("edge-2", "edge", "b"), node("ledger-1", "ledger", "c")],
+        ingress: [{ name: "ledger-api", port: 443, upstreams: ["ledger-1"] }],
+        ...overrides,
+    };
+}

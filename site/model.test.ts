@@ -2,7 +2,7 @@ import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { labSiteInput } from "./fixtures";
+import { dcSiteInput, labSiteInput } from "./fixtures";
 import { loadSiteFromStackFile, parseSite, SiteConfigError, stackFile } from "./load";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -144,4 +144,35 @@ test("a large site can live in its own file (nublar:siteFile), read relative to 
     } finally {
         fs.rmSync(dir, { recursive: true, force: true });
     }
+});
+
+test("EC2 nodes: a valid data center parses; VPC providers' uplink hosts default to ::10 (AWS reserves ::0-::3), others to ::2", () => {
+    const site = parseSite(dcSiteInput());
+    assert.deepEqual(site.providers.map((p) => p.uplinkHost), [0x10, 0x10]);
+    assert.equal(site.aws?.nixos?.instanceType, "m7i.large");
+    assert.deepEqual(site.aws?.vpc?.uplinks.map((u) => u.route), ["internet-gateway", { virtualGatewayId: "vgw-0123456789abcdef0" }]);
+    assert.deepEqual(parseSite(labSite()).providers.map((p) => p.uplinkHost), [2, 2]);
+    const raw = dcSiteInput();
+    raw.providers[1].uplinkHost = 3;
+    assert.ok(problems(raw).some((p) => p.startsWith("nublar:site.providers[1].uplinkHost") && p.includes("reserves the first four")));
+});
+
+test("EC2 nodes: each mistake is named at its key", () => {
+    const expect = (change: (raw: any) => void, key: string, words: RegExp) => {
+        const raw = dcSiteInput();
+        change(raw);
+        const ps = problems(raw);
+        assert.ok(ps.some((p) => p.startsWith(`nublar:site.${key}`) && words.test(p)), `${key} ${words}:\n${ps.join("\n")}`);
+    };
+    expect((r) => (r.nodes[0].ssh = { host: "2001:db8:3100::10", hostKey: "ssh-ed25519 AAAAC3Nza" }), "nodes[0].ssh", /derived on an EC2 node/);
+    expect((r) => (r.nodes[1].failureDomain = "eu-central-1a"), "nodes[1].failureDomain", /availability zone of eu-west-1/);
+    expect((r) => r.nodes.forEach((n: any) => (n.failureDomain = "eu-west-1a")), "nodes", /at least two availability zones/);
+    expect((r) => r.aws.vpc.uplinks.pop(), "nodes[0].uplinks[1].provider", /list 'equinix' in aws.vpc.uplinks/);
+    expect((r) => delete r.aws.nixos, "aws.nixos", /NixOS AMI/);
+    expect((r) => delete r.aws.vpc, "nodes[0].ec2", /aws.vpc.uplinks/);
+    expect((r) => (r.aws.vpc.uplinks[0].ipamPoolId = "pool-1"), "aws.vpc.uplinks[0].ipamPoolId", /IPAM pool id/);
+    expect((r) => (r.aws.vpc.uplinks[1].provider = "level3"), "aws.vpc.uplinks[1].provider", /one of the site's providers/);
+    expect((r) => (r.aws.vpc.sshFrom = ["10.0.0.0/8"]), "aws.vpc.sshFrom[0]", /IPv6-only/);
+    expect((r) => (r.aws.nixos.ami = "nixos-24.05"), "aws.nixos.ami", /AMI id/);
+    expect((r) => (r.kind = "park"), "nodes[0].ec2", /datacenter sites/);
 });

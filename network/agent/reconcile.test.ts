@@ -1,7 +1,7 @@
 // The agent's decisions under a virtual clock: BFD states in, routes and members out.
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
-import { labSiteInput } from "../../site/fixtures";
+import { dcSiteInput, labSiteInput } from "../../site/fixtures";
 import { parseSite } from "../../site/load";
 import { planAgent } from "../agent-plan";
 import { desiredState, diffRoutes, initialHealth, judge, memberSet, onStateChange, type SessionHealth } from "./reconcile";
@@ -124,4 +124,28 @@ test("diffRoutes adds missing and changed routes, removes unwanted ones, and lea
     assert.deepEqual(diff.remove.map((r) => r.destination), ["2001:db8:ff::/64"]);
     assert.equal(diff.add.length, cfg.routes.length - 1);
     assert.ok(diff.add.includes(cfg.routes[1]));
+});
+
+test("an uplink judged by its paths (EC2): not judged until a path comes Up, used while any is, withdrawn and deprecated when all are down", () => {
+    const dc = planAgent(parseSite(dcSiteInput()), "ledger-1", { paths, holdDownMs: 1000, startupGraceMs: 5000 });
+    const over = (p: string) => dc.sessions.filter((s) => s.kind === "path" && s.provider === p).map((s) => s.id);
+    const defaults = (d: ReturnType<typeof desiredState>, p: string) => d.routes.find((r) => r.route.id === `default/${p}`)!;
+    // A new site's first node: no peer is deployed, no path has come Up. Its defaults stay,
+    // or its operators lose it (the grace would end and withdraw them otherwise).
+    const fresh = desiredState(dc, new Map(), { now: T0 + 60_000, startedAt: T0 });
+    assert.equal(defaults(fresh, "aws-transit").decision, "use");
+    assert.match(defaults(fresh, "aws-transit").why, /not judged/);
+    assert.deepEqual(fresh.deprecatedUplinks, []);
+    // Everything Up, then one of the two paths over aws-transit dies: still used.
+    const h = new Map(dc.sessions.map((s) => [s.id, onStateChange(initialHealth(), "up", "up", T0)]));
+    const [first, second] = over("aws-transit");
+    h.set(first, onStateChange(h.get(first)!, "down", "up", T0 + 100));
+    assert.equal(defaults(desiredState(dc, h, { now: T0 + 101, startedAt: T0 }), "aws-transit").decision, "use");
+    // Both down: the uplink is dead, its defaults withdrawn and its addresses deprecated; equinix's stay.
+    h.set(second, onStateChange(h.get(second)!, "down", "up", T0 + 200));
+    const d = desiredState(dc, h, { now: T0 + 201, startedAt: T0 });
+    assert.equal(defaults(d, "aws-transit").decision, "withdraw");
+    assert.match(defaults(d, "aws-transit").why, /every path is down/);
+    assert.equal(defaults(d, "equinix").decision, "use");
+    assert.deepEqual(d.deprecatedUplinks, ["aws-transit"]);
 });

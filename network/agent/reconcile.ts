@@ -98,7 +98,12 @@ export function desiredState(cfg: AgentConfig, health: ReadonlyMap<string, Sessi
         let v = verdicts.get(id);
         if (!v) {
             const anyOf = groups.get(id);
-            v = anyOf ? anyVerdict(anyOf, anyOf.map((m) => verdict(m))) : judge(health.get(id), cfg, clock);
+            v = !anyOf ? judge(health.get(id), cfg, clock)
+                // No path over the uplink has come Up since the agent started: its peers may not
+                // be deployed yet (a new site's canary). That is no evidence against the uplink,
+                // and withdrawing its routes would cut the node off from its operators.
+                : anyOf.every((m) => health.get(m)?.upAt === undefined) ? { decision: "use", why: `no path over it has come up since the agent started (${anyOf.join(", ")}): not judged` }
+                : anyVerdict(anyOf, anyOf.map((m) => verdict(m)));
             verdicts.set(id, v);
         }
         return v;

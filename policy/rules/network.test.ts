@@ -6,7 +6,7 @@ import * as assert from "node:assert/strict";
 import * as path from "node:path";
 import { renderNginxConf } from "../../network/agent/nginx-conf";
 import type { AgentConfig } from "../../network/agent/config";
-import { labSiteInput } from "../../site/fixtures";
+import { dcSiteInput, labSiteInput } from "../../site/fixtures";
 import { loadSiteFromStackFile, parseSite } from "../../site/load";
 import type { Site } from "../../site/model";
 import { plannedAgents } from "../bfd-timing";
@@ -181,4 +181,19 @@ test("a deployment whose agent.json is broken is reported, not crashed on", asyn
     broken.props.files["agent.json"] = "{ not json";
     const o = await validateResource(bfdCoverage, broken);
     assert.match(o.violations[0]?.message ?? "", /edge: agent\.json is not a valid agent config/);
+});
+
+test("bfd-coverage: EC2 nodes' uplinks (a VPC router without BFD) are covered by their paths; a group of anything else is not", async () => {
+    const site = parseSite(dcSiteInput());
+    for (const policy of [bfdDetectionWithinBudget, bfdMultihopAuthenticated, bfdCoverage, multihoming, ipv6Only]) {
+        assert.deepEqual((await validateResource(policy, siteResource(site))).violations, [], policy.name);
+    }
+    const agent = plannedAgents(site).find((a) => a.node === "ledger-1")!;
+    assert.ok(agent.sessionGroups?.length, "the EC2 node's uplinks are judged by groups");
+    assert.deepEqual((await validateResource(bfdCoverage, deployment(agent))).violations, []);
+    // A group that also names a session over the other provider does not watch this uplink.
+    const [g0, g1] = agent.sessionGroups!;
+    const crossed = { ...agent, sessionGroups: [{ ...g0, anyOf: [...g0.anyOf, g1.anyOf[0]] }, g1] };
+    const o = await validateResource(bfdCoverage, deployment(crossed));
+    assert.match(o.violations[0]?.message ?? "", /uplink up0 \(aws-transit\) is judged by group gw\/aws-transit, whose members are not all path sessions over aws-transit/);
 });

@@ -52,7 +52,7 @@ export const bfdMultihopAuthenticated: ResourceValidationPolicy = {
 
 export const bfdCoverage: ResourceValidationPolicy = {
     name: "bfd-coverage",
-    description: "Every uplink gateway, every overlay path and every ingress upstream is watched by a BFD session, and the routes and members that depend on them are gated by it.",
+    description: "Every uplink gateway, every overlay path and every ingress upstream is watched by a BFD session, and the routes and members that depend on them are gated by it. An uplink whose router answers no BFD (an EC2 node's VPC router) is watched by the path sessions over it.",
     enforcementLevel: "mandatory",
     severity: "critical",
     remediationSteps: "Let the planner write the agent configs (network/agent-plan.ts): it gives each uplink a gateway session, each tunnel peer a path session and each upstream member the sessions of its paths. A hand-edited or stale agent.json is what this finds.",
@@ -62,12 +62,18 @@ export const bfdCoverage: ResourceValidationPolicy = {
         const planned = site ? new Map(siteView(site).plan.nodes.map((p) => [p.name, p])) : undefined;
         for (const n of nodesOf(args, report)) {
             const sessions = new Map(n.agent.sessions.map((s) => [s.id, s]));
+            const groups = new Map((n.agent.sessionGroups ?? []).map((g) => [g.id, g]));
             for (const u of n.agent.uplinks) {
                 const s = sessions.get(u.session);
-                if (!s || s.kind !== "gateway" || s.peer !== u.gateway) missing.push(`${n.node}: uplink ${u.ifname} (${u.provider}) has no gateway session to ${u.gateway}`);
+                const g = groups.get(u.session);
+                // A router without BFD (an EC2 node's VPC router): the uplink is judged by the
+                // path sessions over it, which must exist and run over this provider.
+                const byPaths = g && g.anyOf.length > 0 && g.anyOf.every((id) => sessions.get(id)?.kind === "path" && sessions.get(id)?.provider === u.provider);
+                if (g && !byPaths) missing.push(`${n.node}: uplink ${u.ifname} (${u.provider}) is judged by group ${g.id}, whose members are not all path sessions over ${u.provider}`);
+                else if (!g && (!s || s.kind !== "gateway" || s.peer !== u.gateway)) missing.push(`${n.node}: uplink ${u.ifname} (${u.provider}) has no gateway session to ${u.gateway}`);
             }
             for (const up of n.agent.ingress) for (const m of up.members) {
-                if (!m.sessions.length || m.sessions.some((id) => !sessions.has(id))) missing.push(`${n.node}: upstream ${up.name} member ${m.node} is not gated by a BFD session`);
+                if (!m.sessions.length || m.sessions.some((id) => !sessions.has(id) && !groups.has(id))) missing.push(`${n.node}: upstream ${up.name} member ${m.node} is not gated by a BFD session`);
             }
             for (const r of n.agent.routes) {
                 if (r.session === undefined && !r.id.startsWith("last-resort/") && !r.id.startsWith("underlay/")) missing.push(`${n.node}: route ${r.id} is not gated by a BFD session`);
