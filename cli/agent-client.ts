@@ -17,11 +17,18 @@ export interface NodeAccess {
     hostKey: string;
     /** Private key to log in with; else the SSH agent (SSH_AUTH_SOCK) is used. */
     identityFile?: string;
+    /**
+     * A new machine may still be booting (an EC2 node): a deploy's first connection retries an
+     * unreachable node for this long. Absent: one try.
+     */
+    reachableWithinMs?: number;
     agentSocket: string;
 }
 
 /** The node could not be reached: exit code 3. */
 export class UnreachableError extends Error {}
+/** The node answered with another host key than the pinned one: never retried. */
+export class HostKeyMismatchError extends UnreachableError {}
 /** A usage or lookup problem the user can fix: exit code 1. */
 export class ClientError extends Error {}
 
@@ -78,9 +85,9 @@ export async function connectPinned(access: Omit<NodeAccess, "agentSocket">, whe
     await new Promise<void>((resolve, reject) => {
         let keyMismatch = false;
         conn.on("ready", () => resolve());
-        conn.on("error", (err) => reject(new UnreachableError(keyMismatch
-            ? `${where} presented a host key that does not match the pinned one; refusing to connect`
-            : `cannot reach ${where}: ${err.message}`)));
+        conn.on("error", (err) => reject(keyMismatch
+            ? new HostKeyMismatchError(`${where} presented a host key that does not match the pinned one; refusing to connect`)
+            : new UnreachableError(`cannot reach ${where}: ${err.message}`)));
         let privateKey: Buffer | undefined;
         if (access.identityFile) {
             try {

@@ -12,7 +12,7 @@
 import { createHash } from "node:crypto";
 import * as path from "node:path";
 import type { Client } from "ssh2";
-import { agentGetOver, connectPinned, describeNode, type NodeAccess } from "../../cli/agent-client";
+import { agentGetOver, connectPinned, describeNode, HostKeyMismatchError, UnreachableError, type NodeAccess } from "../../cli/agent-client";
 import { sh, type Activation, type DeployMode } from "./activation";
 
 export interface DeployTarget {
@@ -163,11 +163,28 @@ async function waitHealthy(target: DeployTarget, where: string, deadline: number
     }
 }
 
+/**
+ * The first connection of a deploy. A new machine may still be booting (an EC2 node), so an
+ * unreachable node is retried for `access.reachableWithinMs`; a wrong host key fails at once.
+ */
+export async function connectWhenUp(access: DeployTarget["access"], where: string, log: (line: string) => void, retryEveryMs = 5000): Promise<Client> {
+    const deadline = Date.now() + (access.reachableWithinMs ?? 0);
+    for (let attempt = 1; ; attempt++) {
+        try {
+            return await connectPinned(access, where, 15_000);
+        } catch (err) {
+            if (!(err instanceof UnreachableError) || err instanceof HostKeyMismatchError || Date.now() + retryEveryMs > deadline) throw err;
+            if (attempt === 1) log(`${where}: ${err.message}; retrying every ${retryEveryMs / 1000} s for up to ${Math.round((deadline - Date.now()) / 1000)} s while it boots`);
+            await new Promise((r) => setTimeout(r, retryEveryMs));
+        }
+    }
+}
+
 export async function deploy(req: DeployRequest): Promise<DeployResult> {
     const { target, activation } = req;
     const where = describeNode(target.node, target.access);
     const log = req.log ?? (() => {});
-    const conn = await connectPinned(target.access, where, 15_000);
+    const conn = await connectWhenUp(target.access, where, log);
     let gen = 0;
     const digest = bundleDigest(req.files);
     let activatedAt = 0;

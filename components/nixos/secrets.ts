@@ -3,19 +3,21 @@
 //   - the site's BFD authentication key (meticulous keyed SHA1, 20 bytes);
 //   - each node's WireGuard key pair per tunnel (x25519; the public half is not secret);
 //   - the ledger's passwords (ingest, auditor, replication, Redis) and its checkpoint signing
-//     key (ed25519; PKCS#8 PEM, with the SPKI PEM public half, which auditors get).
+//     key (ed25519; PKCS#8 PEM, with the SPKI PEM public half, which auditors get);
+//   - an EC2 node's SSH host key (ed25519, OpenSSH format), so that its first deploy already
+//     pins it: the public half is the node's pinned hostKey (components/aws/nixos-instance.ts).
 // Generated once, at create, and kept until the resource is replaced: rotating a key is
 // `pulumi up --replace <urn>`, or setting the `nublar:bfdKey` secret in the stack config.
 import * as pulumi from "@pulumi/pulumi";
 
 interface KeyInputs {
-    kind: "bfd" | "wireguard" | "password" | "ed25519";
+    kind: "bfd" | "wireguard" | "password" | "ed25519" | "ssh-host";
 }
 
 interface KeyOutputs extends KeyInputs {
     /** The secret: "0x<hex>" for BFD, base64 of the raw private key for WireGuard. */
     value: string;
-    /** WireGuard's public key (base64); empty for BFD. */
+    /** The public half: WireGuard's (base64), ed25519's (SPKI PEM), ssh-host's (an OpenSSH line); empty for BFD and passwords. */
     publicKey: string;
 }
 
@@ -34,6 +36,12 @@ const keyProvider: pulumi.dynamic.ResourceProvider<KeyInputs, KeyOutputs> = {
                 id: crypto.randomUUID(),
                 outs: { ...inputs, value: pair.privateKey.export({ format: "pem", type: "pkcs8" }).toString(), publicKey: pair.publicKey.export({ format: "pem", type: "spki" }).toString() },
             };
+        }
+        if (inputs.kind === "ssh-host") {
+            // ssh2 writes OpenSSH's own private key format, which sshd reads.
+            const { utils } = require("ssh2") as typeof import("ssh2");
+            const pair = utils.generateKeyPairSync("ed25519");
+            return { id: crypto.randomUUID(), outs: { ...inputs, value: pair.private, publicKey: pair.public } };
         }
         const { privateKey, publicKey } = crypto.generateKeyPairSync("x25519");
         // The raw 32-byte keys are the last 32 bytes of their DER (PKCS#8 / SPKI) encodings.

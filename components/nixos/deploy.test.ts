@@ -1,0 +1,71 @@
+// A deploy's first connection against a real SSH server (ssh2's) on ::1: a node still booting
+// is retried until it answers, a wrong host key fails at once, and a node that never answers
+// fails after the wait with the reason.
+import { test } from "node:test";
+import * as assert from "node:assert/strict";
+import type { AddressInfo } from "node:net";
+import { Server, utils } from "ssh2";
+import { HostKeyMismatchError, UnreachableError } from "../../cli/agent-client";
+import { connectWhenUp } from "./deploy";
+
+const hostKey = utils.generateKeyPairSync("ed25519");
+const clientKey = utils.generateKeyPairSync("ed25519");
+
+function sshServer(): Server {
+    return new Server({ hostKeys: [hostKey.private] }, (client) => {
+        client.on("authentication", (ctx) => ctx.accept());
+        client.on("ready", () => client.end());
+        client.on("error", () => {});
+    });
+}
+
+/** A free port on ::1, closed again: nothing listens there until a test starts a server. */
+async function freePort(): Promise<number> {
+    const s = sshServer();
+    await new Promise<void>((r) => s.listen(0, "::1", r));
+    const { port } = s.address() as AddressInfo;
+    await new Promise<void>((r) => s.close(() => r()));
+    return port;
+}
+
+const access = (port: number, pinned: string, reachableWithinMs?: number) => ({
+    host: "::1", port, user: "root", hostKey: pinned, reachableWithinMs,
+    identityFile: undefined as string | undefined,
+});
+
+test("a node that is still booting is retried until it answers, with one progress line", async (t) => {
+    const port = await freePort();
+    const server = sshServer();
+    t.after(() => server.close());
+    const lines: string[] = [];
+    const started = Date.now();
+    setTimeout(() => server.listen(port, "::1"), 1200);
+    const { writeFileSync, mkdtempSync, rmSync } = await import("node:fs");
+    const dir = mkdtempSync("/tmp/nublar-deploy-test-");
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    writeFileSync(`${dir}/id`, clientKey.private, { mode: 0o600 });
+    const conn = await connectWhenUp({ ...access(port, hostKey.public, 20_000), identityFile: `${dir}/id` }, "node 'edge-1'", (l) => lines.push(l), 200);
+    conn.end();
+    assert.ok(Date.now() - started >= 1200, "it connected only once the server was up");
+    assert.equal(lines.length, 1, lines.join("\n"));
+    assert.match(lines[0], /node 'edge-1': cannot reach .*; retrying every 0.2 s/);
+});
+
+test("a wrong host key fails at once, however long the wait; an unreachable node fails after it", async (t) => {
+    const port = await freePort();
+    const server = sshServer();
+    t.after(() => server.close());
+    await new Promise<void>((r) => server.listen(port, "::1", r));
+    const other = utils.generateKeyPairSync("ed25519").public;
+    const started = Date.now();
+    await assert.rejects(connectWhenUp(access(port, other, 60_000), "node 'edge-1'", () => {}, 200), (e: Error) => e instanceof HostKeyMismatchError && /does not match the pinned one/.test(e.message));
+    assert.ok(Date.now() - started < 5000, "not retried");
+    const closed = await freePort();
+    const t0 = Date.now();
+    await assert.rejects(connectWhenUp(access(closed, hostKey.public, 1000), "node 'edge-2'", () => {}, 200), (e: Error) => e instanceof UnreachableError && !(e instanceof HostKeyMismatchError) && /cannot reach node 'edge-2'/.test(e.message));
+    assert.ok(Date.now() - t0 >= 800, "retried until the wait was over");
+    // Without reachableWithinMs: one try.
+    const t1 = Date.now();
+    await assert.rejects(connectWhenUp(access(closed, hostKey.public), "node 'edge-2'", () => {}, 200), UnreachableError);
+    assert.ok(Date.now() - t1 < 800);
+});
