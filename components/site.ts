@@ -5,7 +5,8 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { planAgents } from "../network/agent-plan";
 import { planLab } from "../network/lab-plan";
-import { planSite } from "../network/site-plan";
+import { planSite, type SitePlan } from "../network/site-plan";
+import type { NodeAccess as AgentNodeAccess } from "../cli/agent-client";
 import { NIXOS_PATHS, nixosAgentPaths } from "../nix/render";
 import type { Site as SiteModel } from "../site/model";
 import { LabEventBus } from "./lab/event-bus";
@@ -51,6 +52,27 @@ export class Site extends pulumi.ComponentResource {
             const defaultLedgerBackups = site.aws?.dataLake ? `s3://${lakeName}-ledger-backups/unicorn` : undefined;
             new SiteWorkloads(`${name}-workloads`, { site, defaultLedgerBackups }, { parent: this });
         }
+    }
+
+    /**
+     * A data center's EC2 nodes (nodes[].ec2): the VPC from its plan (network/aws-plan.ts), then
+     * one instance per node. Loaded only when the site has any (the AWS SDK takes a second).
+     */
+    private ec2Nodes(name: string, site: SiteModel, plan: SitePlan, authorizedKeys: string[]) {
+        const { planAwsNetwork } = require("../network/aws-plan") as typeof import("../network/aws-plan");
+        const network = planAwsNetwork(site, plan);
+        const instances = new Map<string, import("./aws/nixos-instance").NixosInstance>();
+        if (!network) return instances;
+        const { DataCenterNetwork } = require("./aws/vpc") as typeof import("./aws/vpc");
+        const { NixosInstance } = require("./aws/nixos-instance") as typeof import("./aws/nixos-instance");
+        const vpc = new DataCenterNetwork(`${name}-vpc`, { plan: network }, { parent: this });
+        for (const p of network.instances) {
+            instances.set(p.node, new NixosInstance(`${name}-${p.node}`, {
+                site: site.name, region: network.region, plan: p, subnetIds: vpc.subnetIds, authorizedKeys,
+                securityGroupIds: p.ingress ? [vpc.nodeSecurityGroupId, vpc.ingressSecurityGroupId] : [vpc.nodeSecurityGroupId],
+            }, { parent: this }));
+        }
+        return instances;
     }
 
     constructor(name: string, args: SiteArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -106,26 +128,37 @@ export class Site extends pulumi.ComponentResource {
             // Real nodes are reached at their configured endpoints with their pinned keys, as the
             // operator (SSH agent, or `nublar:sshIdentityFile`).
             const identityFile = new pulumi.Config("nublar").get("sshIdentityFile");
+            // EC2 nodes are built first (their VPC, interfaces, host keys); the deploy then reaches
+            // them like any node, at their planned address, pinning the generated key.
+            const instances = this.ec2Nodes(name, site, plan, operatorKeys);
+            const access = (node: string): pulumi.Output<Omit<AgentNodeAccess, "agentSocket">> => {
+                const instance = instances.get(node);
+                if (instance) {
+                    return pulumi.all([instance.instanceId, instance.hostKey]).apply(([, hostKey]) => ({
+                        host: instance.sshAddress, port: 22, user: "root", hostKey, identityFile, reachableWithinMs: site.aws!.nixos!.bootTimeoutMs,
+                    }));
+                }
+                const ssh = site.nodes.find((n) => n.name === node)!.ssh!;
+                return pulumi.output({ host: ssh.host, port: ssh.port, user: ssh.user, hostKey: ssh.hostKey, identityFile });
+            };
             const deploy = new SiteDeploy(`${name}-deploy`, {
                 site, plan, agents, revision: args.revision,
-                access: (node) => {
-                    const ssh = site.nodes.find((n) => n.name === node)!.ssh!;
-                    return { host: ssh.host, port: ssh.port, user: ssh.user, hostKey: ssh.hostKey, identityFile };
-                },
-                machine: (node) => site.nodes.find((n) => n.name === node)!.ssh!.hostKey,
+                access,
+                // A new instance is a new machine: deployed again.
+                machine: (node) => instances.get(node)?.instanceId ?? site.nodes.find((n) => n.name === node)!.ssh!.hostKey,
                 activation: () => ({ kind: "nixos" }),
                 authorizedKeys: operatorKeys,
                 nginx: { luaDir: NIXOS_PATHS.luaDir, modules: [] },
             }, { parent: this });
             this.generations = deploy.generations;
             this.workloads(name, site);
-            this.nodes = pulumi.output(Object.fromEntries(site.nodes.map((n): [string, NodeAccess] => [n.name, {
+            this.nodes = pulumi.all(Object.fromEntries(site.nodes.map((n) => [n.name, access(n.name).apply((a): NodeAccess => ({
                 role: n.role,
                 failureDomain: n.failureDomain,
-                ssh: `ssh -p ${n.ssh!.port} ${n.ssh!.user}@${n.ssh!.host}`,
-                hostKey: n.ssh!.hostKey,
-                access: { host: n.ssh!.host, port: n.ssh!.port, user: n.ssh!.user, hostKey: n.ssh!.hostKey, agentSocket: NIXOS_PATHS.agentSocket },
-            }])));
+                ssh: `ssh -p ${a.port} ${a.user}@${a.host}`,
+                hostKey: a.hostKey,
+                access: { host: a.host, port: a.port, user: a.user, hostKey: a.hostKey, agentSocket: NIXOS_PATHS.agentSocket },
+            }))])));
         }
         // The site description is an output too: stack-level policies (the SLA estimate) see a
         // resource's outputs, not its inputs.

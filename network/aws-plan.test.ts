@@ -23,7 +23,7 @@ test("one subnet per EC2 node uplink: the planned /64, inside its provider's blo
     assert.deepEqual(aws.blocks.map((b) => [b.provider, b.prefix, b.defaultRoute.kind]), [
         ["aws-transit", "2001:db8:3100::/48", "internet-gateway"], ["equinix", "2001:db8:3200::/48", "virtual-gateway"],
     ]);
-    assert.equal(aws.subnets.length, 6);
+    assert.equal(aws.subnets.length, 8);
     for (const node of plan.nodes) {
         const inst = aws.instances.find((i) => i.node === node.name)!;
         assert.equal(inst.availabilityZone, site.nodes.find((n) => n.name === node.name)!.failureDomain);
@@ -66,7 +66,7 @@ test("a node's instance type overrides the site's; a site without EC2 nodes has 
     const raw = dcSiteInput();
     raw.nodes[2].ec2 = { instanceType: "r7i.2xlarge" };
     const site = parseSite(raw);
-    assert.deepEqual(planAwsNetwork(site, planSite(site))!.instances.map((i) => i.instanceType), ["m7i.large", "m7i.large", "r7i.2xlarge"]);
+    assert.deepEqual(planAwsNetwork(site, planSite(site))!.instances.map((i) => i.instanceType), ["m7i.large", "m7i.large", "r7i.2xlarge", "m7i.large"]);
     const lab = parseSite(labSiteInput(["gate", "app"]));
     assert.equal(planAwsNetwork(lab, planSite(lab)), undefined);
     const many = dcSiteInput();

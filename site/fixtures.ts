@@ -19,7 +19,8 @@ export function labSiteInput(nodes: string[], overrides: Record<string, unknown>
 
 /**
  * A data center of EC2 nodes (nodes[].ec2) in an IPv6-only VPC that holds both providers'
- * blocks: two edges and a ledger node across three availability zones.
+ * blocks: two edges and two ledger nodes across three availability zones. It passes the
+ * nublar-sla pack.
  */
 export function dcSiteInput(overrides: Record<string, unknown> = {}): any {
     const node = (name: string, role: string, zone: string) => ({
@@ -45,8 +46,9 @@ export function dcSiteInput(overrides: Record<string, unknown> = {}): any {
             { name: "aws-transit", prefix: "2001:db8:3100::/48" },
             { name: "equinix", prefix: "2001:db8:3200::/48" },
         ],
-        nodes: [node("edge-1", "edge", "a"), node("edge-2", "edge", "b"), node("ledger-1", "ledger", "c")],
-        ingress: [{ name: "ledger-api", port: 443, upstreams: ["ledger-1"] }],
+        nodes: [node("edge-1", "edge", "a"), node("edge-2", "edge", "b"), node("ledger-1", "ledger", "c"), node("ledger-2", "ledger", "a")],
+        ingress: [{ name: "ledger-api", port: 443, upstreams: ["ledger-1", "ledger-2"] }],
+        ledger: { backup: { schedule: "0 0 3 * * *", retentionDays: 30 } },
         ...overrides,
     };
 }
