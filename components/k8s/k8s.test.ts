@@ -14,6 +14,7 @@ import { validateResource, validateStack, type TestResource } from "../../policy
 import { loadSiteFromStackFile } from "../../site/load";
 import { nginxTest } from "../../test/helpers/nginx";
 import { settled } from "../../test/helpers/pulumi-mocks";
+import { manifests } from "../../test/helpers/k8s-manifests";
 import { ComponentArgsError } from "./common";
 
 interface Registered { type: string; name: string; inputs: Record<string, any> }
@@ -181,26 +182,6 @@ test("the policy pack does find what the components prevent, on the same resourc
     assert.equal(found.length, 1, found.join("\n"));
     assert.match(found[0], /^pod-resources on kubernetes:apps\/v1:Deployment web: container cache lacks limits\.cpu, limits\.memory/);
 });
-
-/** Mocks show a secret input as Pulumi's wire wrapper; the provider would send its value. */
-function unsecret(v: any): any {
-    if (Array.isArray(v)) return v.map(unsecret);
-    if (v && typeof v === "object") {
-        if (v["4dabf18193072939515e22adb298388d"] === "1b47061264138c4ac30d75fd1eb44270") return unsecret(v.value);
-        return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, unsecret(x)]));
-    }
-    return v;
-}
-
-/** The built-in resources as manifests: what the Kubernetes provider would send the API server. */
-function manifests(rs: Registered[]): Record<string, unknown>[] {
-    return rs.filter((r) => /^kubernetes:(core|apps|policy|autoscaling|networking\.k8s\.io)\//.test(r.type)).map((r) => {
-        const [group, kind] = r.type.slice("kubernetes:".length).split(":");
-        const apiVersion = group.startsWith("core/") ? group.slice("core/".length) : group;
-        const inputs = unsecret(r.inputs);
-        return { ...inputs, apiVersion, kind, metadata: { name: r.name, ...inputs.metadata } };
-    });
-}
 
 function kubernetesValidate(docs: Record<string, unknown>[]): { status: number | null; output: string } {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nublar-k8s-validate-"));
