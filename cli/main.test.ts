@@ -6,7 +6,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { stringify } from "yaml";
-import { labSiteInput } from "../site/fixtures";
+import { dcSiteInput, labSiteInput } from "../site/fixtures";
 
 const BIN = path.join(__dirname, "nublar.js");
 
@@ -97,4 +97,26 @@ test("network commands: --help, usage errors exit 2, an unreachable agent exits 
     assert.match(gone.stderr, /cannot reach the agent socket/);
     const limit = nublar("events", "--limit", "lots", "--socket", "/nonexistent");
     assert.equal(limit.status, 2);
+});
+
+test("site plan of a data center with EC2 nodes adds the VPC: blocks, a subnet per uplink, the SSH address; --json has it as planned", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nublar-cli-"));
+    try {
+        const file = path.join(dir, "Pulumi.dc-test.yaml");
+        fs.writeFileSync(file, stringify({ config: { "nublar:site": dcSiteInput() } }));
+        const text = nublar("site", "plan", "--file", file, "--node", "ledger-1");
+        assert.equal(text.status, 0, text.stderr);
+        assert.match(text.stdout, /AWS eu-west-1: VPC blocks 2001:db8:3100::\/48 \(aws-transit, ::\/0 to the Internet gateway\), 2001:db8:3200::\/48 \(equinix, ::\/0 to vgw-0123456789abcdef0\)/);
+        assert.match(text.stdout, /ledger-1\s+eu-west-1c\s+m7i.large\s+up0 \(aws-transit\)\s+\S+::\/64\s+\S+::10\s+yes/);
+        assert.doesNotMatch(text.stdout, /^edge-1\s+eu-west/m, "--node shows that node only");
+        const { planSite } = require("../network/site-plan") as typeof import("../network/site-plan");
+        const { planAwsNetwork } = require("../network/aws-plan") as typeof import("../network/aws-plan");
+        const { parseSite } = require("../site/load") as typeof import("../site/load");
+        const site = parseSite(dcSiteInput());
+        const json = JSON.parse(nublar("site", "plan", "--file", file, "--json").stdout);
+        assert.deepEqual(json.aws, JSON.parse(JSON.stringify(planAwsNetwork(site, planSite(site)))));
+        assert.match(nublar("site", "show", "--file", file).stdout, /edge-1\s+edge\s+eu-west-1a\s+aws-transit,equinix\s+\(EC2: see site plan\)/);
+    } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
 });

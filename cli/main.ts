@@ -17,6 +17,7 @@ import { cutUplink, restoreUplink } from "../components/lab/ops";
 import { labSshPaths } from "../components/lab/ssh-config";
 import { planLab } from "../network/lab-plan";
 import { planSite, type SitePlan } from "../network/site-plan";
+import { planAwsNetwork, type AwsNetworkPlan } from "../network/aws-plan";
 import { PlanError } from "../network/addressing";
 import { loadSiteFromStackFile, SiteConfigError, stackFile } from "../site/load";
 import type { Site } from "../site/model";
@@ -101,7 +102,7 @@ export function buildProgram(): Command {
                 "",
                 table([["NODE", "ROLE", "FAILURE DOMAIN", "UPLINKS", "SSH"],
                     ...s.nodes.map((n) => [n.name, n.role, n.failureDomain, n.uplinks.map((u) => u.provider).join(","),
-                        n.ssh ? `${n.ssh.user}@${n.ssh.host.includes(":") ? `[${n.ssh.host}]` : n.ssh.host}:${n.ssh.port}` : "(lab)"])]),
+                        n.ssh ? `${n.ssh.user}@${n.ssh.host.includes(":") ? `[${n.ssh.host}]` : n.ssh.host}:${n.ssh.port}` : n.ec2 ? "(EC2: see site plan)" : "(lab)"])]),
             ].join("\n"));
         });
 
@@ -119,7 +120,16 @@ export function buildProgram(): Command {
             }
             const nodes = opts.node ? plan.nodes.filter((n) => n.name === opts.node) : plan.nodes;
             if (opts.node && nodes.length === 0) throw new UserError(`no node '${opts.node}'; nodes are: ${plan.nodes.map((n) => n.name).join(", ")}`);
-            print(!!opts.json, opts.node ? nodes[0] : plan, () => [
+            // A data center's EC2 nodes: the VPC's subnets and interfaces (network/aws-plan.ts).
+            let aws: AwsNetworkPlan | undefined;
+            try {
+                aws = planAwsNetwork(siteFor(opts), plan);
+            } catch (err) {
+                if (err instanceof PlanError) throw new UserError(`the site's AWS network cannot be planned: ${err.message}`);
+                throw err;
+            }
+            const instances = aws?.instances.filter((i) => nodes.some((n) => n.name === i.node)) ?? [];
+            print(!!opts.json, opts.node ? nodes[0] : aws ? { ...plan, aws } : plan, () => [
                 `site ${plan.site}: loopbacks from ${plan.loopbackPrefix}, overlay hubs ${plan.hubs.join(", ")}`,
                 "",
                 table([["NODE", "ID", "ROLE", "LOOPBACK", "UPLINKS", "TUNNELS (PEERS)", "SENSORS"],
@@ -129,6 +139,13 @@ export function buildProgram(): Command {
                         n.sensors.map((x) => x.prefix).join(" ")])]),
                 ...(opts.node ? ["", table([["TUNNEL", "TRANSPORT", "PEER", "PEER ADDRESS", "ENDPOINT", "PEER LOOPBACK"],
                     ...nodes[0].overlays.flatMap((o) => o.peers.map((p) => [o.ifname, o.transport, `${p.node}${p.hub ? " (hub)" : ""}`, p.address, p.endpoint, p.loopback]))])] : []),
+                ...(aws && instances.length ? [
+                    "",
+                    `AWS ${aws.region}: VPC blocks ${aws.blocks.map((b) => `${b.prefix} (${b.provider}, ::/0 to ${b.defaultRoute.kind === "internet-gateway" ? "the Internet gateway" : b.defaultRoute.id})`).join(", ")}`,
+                    table([["EC2 NODE", "ZONE", "TYPE", "INTERFACE", "SUBNET", "ADDRESS", "SSH"],
+                        ...instances.flatMap((i) => i.interfaces.map((x) => [i.node, i.availabilityZone, i.instanceType, `${x.ifname} (${x.provider})`,
+                            aws!.subnets.find((s) => s.key === x.subnet)!.prefix, x.address, x.address === i.sshAddress ? "yes" : ""]))]),
+                ] : []),
             ].join("\n"));
         });
 
