@@ -63,6 +63,11 @@ export class Site extends pulumi.ComponentResource {
         const network = planAwsNetwork(site, plan);
         const instances = new Map<string, import("./aws/nixos-instance").NixosInstance>();
         if (!network) return instances;
+        // The first boot lets these keys in; the first deploy then declares them. Without any,
+        // nobody could ever log in.
+        if (!authorizedKeys.length) {
+            throw new Error(`site '${site.name}' has EC2 nodes but no operator keys: set nublar:operatorKeys (the public keys allowed to log in as root, e.g. pulumi config set --path 'nublar:operatorKeys[0]' "$(cat ~/.ssh/id_ed25519.pub)")`);
+        }
         const { DataCenterNetwork } = require("./aws/vpc") as typeof import("./aws/vpc");
         const { NixosInstance } = require("./aws/nixos-instance") as typeof import("./aws/nixos-instance");
         const vpc = new DataCenterNetwork(`${name}-vpc`, { plan: network }, { parent: this });

@@ -190,6 +190,11 @@ test("EC2 nodes: uplinks at ::10, no gateway sessions (the VPC router answers no
             assert.equal(cfg.routes.find((r) => r.id === `default/${u.provider}`)?.session, group.id);
         }
     }
+    // An uplink judged by its paths keeps an ungated default below every gated route.
+    for (const cfg of planAgents(dc, { paths }, plan)) {
+        assert.deepEqual(cfg.routes.filter((r) => r.id.startsWith("last-resort/default/")).map((r) => [r.id, r.destination, r.metric, r.session]),
+            cfg.uplinks.map((u, k) => [`last-resort/default/${u.provider}`, "::/0", 4096 + k, undefined]));
+    }
     // A park's plan has no groups at all (its agent.json is unchanged).
     assert.ok(planAgents(site(), { paths }).every((c) => c.sessionGroups === undefined));
     // An EC2 node alone on a provider has nothing to judge that uplink by.

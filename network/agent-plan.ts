@@ -102,6 +102,16 @@ function agentConfigFor(site: Site, plan: SitePlan, node: NodePlan, opts: AgentP
         }
         return { id: `gw/${u.provider}`, anyOf, reason: `${u.provider}'s router answers no BFD: the uplink works while any path over it does` };
     });
+    // Paths over an uplink can all fail for reasons on the peers' side (every hub rebooting), with
+    // the uplink itself fine; a node left without any default would then lose its operators too.
+    // So an uplink judged by its paths keeps an ungated default below every gated one.
+    node.uplinks.forEach((u, k) => {
+        if (u.gatewayBfd) return;
+        routes.push({
+            id: `last-resort/default/${u.provider}`, destination: "::/0", via: u.gateway, dev: u.ifname, metric: LAST_RESORT_METRIC + k,
+            reason: `default route via ${u.provider} when no path over any uplink is up (not gated: its router answers no BFD)`,
+        });
+    });
     // Last resort, ungated: when BFD sees every path to a node down (its agent died, say), its
     // traffic still tries the primary tunnel rather than finding no route at all. The gated
     // routes win whenever any of them is installed.

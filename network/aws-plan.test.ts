@@ -74,3 +74,15 @@ test("a node's instance type overrides the site's; a site without EC2 nodes has 
     const big = parseSite(many);
     assert.throws(() => planAwsNetwork(big, planSite(big)), (e: Error) => e instanceof PlanError && /nodes security group needs 65 inbound rules.*aws.vpc.sshFrom/.test(e.message));
 });
+
+test("the interface on an Internet-routed block is the instance's primary one, whatever the uplinks' order", () => {
+    const raw = dcSiteInput();
+    for (const n of raw.nodes) n.uplinks.reverse();
+    const site = parseSite(raw);
+    const plan = planSite(site);
+    for (const inst of planAwsNetwork(site, plan)!.instances) {
+        const node = plan.nodes.find((n) => n.name === inst.node)!;
+        assert.deepEqual(inst.interfaces.map((i) => [i.deviceIndex, i.ifname, i.provider]), [[0, "up1", "aws-transit"], [1, "up0", "equinix"]]);
+        assert.equal(inst.sshAddress, node.uplinks.find((u) => u.provider === "aws-transit")!.address);
+    }
+});

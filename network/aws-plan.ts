@@ -42,7 +42,7 @@ export interface AwsSubnetPlan {
 }
 
 export interface AwsInterfacePlan {
-    /** 0 is the instance's primary interface; the others are attached after launch. */
+    /** 0 is the instance's primary interface (the one deploys reach); the others are attached after launch. */
     deviceIndex: number;
     /** The name the plan gives it on the node (up0, up1, ...); NixOS names the NIC by its MAC. */
     ifname: string;
@@ -122,12 +122,17 @@ export function planAwsNetwork(site: Site, plan: SitePlan): AwsNetworkPlan | und
     const subnets: AwsSubnetPlan[] = [];
     const instances = ec2.map((node): AwsInstancePlan => {
         const planned = plan.nodes.find((p) => p.name === node.name)!;
-        const interfaces = planned.uplinks.map((u, k): AwsInterfacePlan => {
+        // The interface deploys reach (on an Internet-routed block) is the instance's primary one:
+        // before the agent's source routes exist, replies leave by the primary interface, and
+        // AWS drops what leaves an interface from another's address.
+        const primary = Math.max(0, planned.uplinks.findIndex((u) => internet.has(u.provider)));
+        const order = [planned.uplinks[primary], ...planned.uplinks.filter((_, k) => k !== primary)];
+        const interfaces = order.map((u, deviceIndex): AwsInterfacePlan => {
             const key = `${node.name}-${u.ifname}`;
             subnets.push({ key, node: node.name, provider: u.provider, prefix: u.prefix, availabilityZone: node.failureDomain });
-            return { deviceIndex: k, ifname: u.ifname, provider: u.provider, subnet: key, address: u.address };
+            return { deviceIndex, ifname: u.ifname, provider: u.provider, subnet: key, address: u.address };
         });
-        const ssh = interfaces.find((i) => internet.has(i.provider)) ?? interfaces[0];
+        const ssh = interfaces[0];
         return {
             node: node.name,
             role: node.role,

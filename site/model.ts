@@ -434,7 +434,15 @@ export const SiteSchema = SiteBase.superRefine((site, ctx) => {
             if (site.aws && !new RegExp(`^${site.aws.region}[a-z]$`).test(node.failureDomain)) {
                 issue(["nodes", i, "failureDomain"], `must be an availability zone of ${site.aws.region} (like ${site.aws.region}a) on an EC2 node`);
             }
-        } else if (site.kind !== "lab" && !node.ssh) {
+        } else if (site.aws?.vpc) {
+            // The VPC routes a whole block to itself: a /64 of it elsewhere is unreachable from it.
+            node.uplinks.forEach((up, k) => {
+                if (site.aws!.vpc!.uplinks.some((v) => v.provider === up.provider)) {
+                    issue(["nodes", i, "uplinks", k, "provider"], `'${up.provider}' is one of the VPC's blocks (aws.vpc.uplinks): only EC2 nodes (nodes[].ec2) can have uplinks in it`);
+                }
+            });
+        }
+        if (!node.ec2 && site.kind !== "lab" && !node.ssh) {
             issue(["nodes", i, "ssh"], "is required outside the lab: give host, user and the pinned hostKey");
         }
     });

@@ -18,7 +18,7 @@ import { validateResource } from "../../policy/testing";
 import { dcSiteInput } from "../../site/fixtures";
 import { parseSite } from "../../site/load";
 import { settled } from "../../test/helpers/pulumi-mocks";
-import { ec2HardwareConfiguration, renderUserData } from "./user-data";
+import { ec2HardwareConfiguration, IMDS_NFT_TABLE, renderUserData } from "./user-data";
 
 interface Registered { type: string; name: string; inputs: Record<string, any>; id: string }
 const registered: Registered[] = [];
@@ -43,7 +43,10 @@ before(async () => {
     }, "nublar", "unit", true);
 });
 
-async function dc(raw: unknown = dcSiteInput()) {
+const OPERATOR_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOperatorKey operator@dc";
+
+async function dc(raw: unknown = dcSiteInput(), operatorKeys: string[] = [OPERATOR_KEY]) {
+    pulumi.runtime.setAllConfig({ "nublar:operatorKeys": JSON.stringify(operatorKeys) });
     const { Site } = await import("../site");
     registered.length = 0;
     const site = parseSite(raw);
@@ -64,10 +67,25 @@ test("the VPC: the providers' /48s from their IPAM pools, AWS's mandatory IPv4 /
     assert.ok(routes.every((r) => r.inputs.destinationIpv6CidrBlock === "::/0" && !r.inputs.destinationCidrBlock));
     const igw = of("aws:ec2/internetGateway:InternetGateway")[0];
     assert.deepEqual(routes.map((r) => r.inputs.gatewayId).sort(), [igw.id, "vgw-0123456789abcdef0"].sort());
+    // The provider's gateway is attached to this VPC (a route to an unattached one fails).
+    assert.deepEqual(of("aws:ec2/vpnGatewayAttachment:VpnGatewayAttachment").map((a) => [a.inputs.vpcId, a.inputs.vpnGatewayId]), [[vpc.id, "vgw-0123456789abcdef0"]]);
     // No IPv4 subnet, no IPv4 route, no IPv4 firewall rule anywhere.
     assert.ok(of("aws:ec2/subnet:Subnet").every((s) => s.inputs.ipv6Native === true && s.inputs.cidrBlock === undefined));
     const rules = [...of("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"), ...of("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")];
     assert.ok(rules.length > 0 && rules.every((r) => r.inputs.cidrIpv6 && !r.inputs.cidrIpv4));
+});
+
+test("a transit gateway is attached through one of its block's subnets per zone, and the block's default goes to it", async () => {
+    const raw = dcSiteInput();
+    raw.aws.vpc.uplinks[1].route = { transitGatewayId: "tgw-0123456789abcdef0" };
+    const { of } = await dc(raw);
+    const [attachment] = of("aws:ec2transitgateway/vpcAttachment:VpcAttachment");
+    assert.equal(attachment.inputs.transitGatewayId, "tgw-0123456789abcdef0");
+    assert.equal(attachment.inputs.ipv6Support, "enable");
+    const subnets = of("aws:ec2/subnet:Subnet").filter((x) => attachment.inputs.subnetIds.includes(x.id));
+    assert.ok(subnets.every((x) => x.inputs.ipv6CidrBlock.startsWith("2001:db8:3200:")), "subnets of the equinix block");
+    assert.deepEqual(subnets.map((x) => x.inputs.availabilityZone).sort(), ["eu-west-1a", "eu-west-1b", "eu-west-1c"]);
+    assert.deepEqual(of("aws:ec2/route:Route").map((r) => r.inputs.transitGatewayId).filter(Boolean), ["tgw-0123456789abcdef0"]);
 });
 
 test("every uplink: an IPv6-only subnet at its planned /64 in the node's zone, and an interface at its planned address", async () => {
@@ -115,7 +133,13 @@ test("instances: the configured NixOS AMI in each node's zone, IMDSv2 over IPv6,
     const script = String(typeof data === "object" ? data.value : data);
     assert.match(script, /^#!\/bin\/sh\n/);
     assert.match(script, /cat > \/etc\/ssh\/ssh_host_ed25519_key <<'NUBLAR_KEY'\nPRIVATE dc-edge-1-host-key\nNUBLAR_KEY/);
+    assert.match(script, /\nSSH_HOST_ED25519_KEY:PRIVATE dc-edge-1-host-key\n/);
+    assert.match(script, new RegExp(`cat > /root/.ssh/authorized_keys <<'NUBLAR_KEYS'\\n${OPERATOR_KEY}\\nNUBLAR_KEYS`));
     assert.match(script, /up0 = "0a:11:22:33:44:[0-9a-f]{2}";\n    up1 = "0a:11:22:33:44:[0-9a-f]{2}";/);
+});
+
+test("EC2 nodes without operator keys are refused, saying how to set them (nobody could log in)", async () => {
+    await assert.rejects(dc(dcSiteInput(), []), /EC2 nodes but no operator keys: set nublar:operatorKeys/);
 });
 
 test("each node's deploy reaches its planned address on the Internet-routed block, pinning the generated key, waiting for the boot", async () => {
@@ -144,31 +168,67 @@ test("the nublar-sla pack finds nothing mandatory in the data center's resources
     assert.deepEqual(found, []);
 });
 
-test("the first-boot script, run in a scratch root, installs the host key, the operators' keys and a hardware configuration that parses", (t) => {
+test("the first-boot script, run in a scratch root: the host key, the operators' keys, the NICs renamed by MAC, a hardware configuration that parses; once only", (t) => {
     const host = utils.generateKeyPairSync("ed25519");
-    const script = renderUserData({
+    const input = {
         site: "dc-test", node: "edge-1", hostPrivateKey: host.private, hostPublicKey: host.public,
         authorizedKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOperatorKeyOne op@one", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOperatorKeyTwo op@two"],
         uplinkMacs: { up0: "0A:11:22:33:44:01", up1: "0a:11:22:33:44:02" },
-    });
+    };
+    const script = renderUserData(input);
     const root = fs.mkdtempSync(path.join(os.tmpdir(), "nublar-userdata-"));
     t.after(() => fs.rmSync(root, { recursive: true, force: true }));
-    // The same script, rooted in the scratch folder, with systemctl a no-op.
-    const rooted = script.replace(/(^|[\s>])\/(etc|root)\//gm, `$1${root}/$2/`).replace(/ \/(etc|root)(?= |$)/gm, ` ${root}/$1`).replace("systemctl restart", "true");
-    const r = spawnSync("sh", ["-c", rooted], { encoding: "utf8" });
+    // The machine as the image boots it: two NICs under their kernel names, up1's MAC on ens5.
+    for (const [dev, mac] of [["ens5", "0a:11:22:33:44:02"], ["ens6", "0a:11:22:33:44:01"]]) {
+        fs.mkdirSync(path.join(root, "sys/class/net", dev), { recursive: true });
+        fs.writeFileSync(path.join(root, "sys/class/net", dev, "address"), `${mac}\n`);
+    }
+    // The same script, rooted in the scratch folder, with ip and systemctl recorded, not run.
+    const rooted = script
+        .replace(/(^|[\s>'"])\/(etc|root|var\/lib|sys\/class\/net)(?=[\/\s]|$)/gm, `$1${root}/$2`)
+        .replace("set -eu\n", `set -eu\nip() { echo "ip $*" >> ${root}/calls; }\nsystemctl() { echo "systemctl $*" >> ${root}/calls; }\n`);
+    const run = () => spawnSync("sh", ["-c", rooted], { encoding: "utf8" });
+    const r = run();
     assert.equal(r.status, 0, r.stderr);
     const keyFile = path.join(root, "etc/ssh/ssh_host_ed25519_key");
     assert.equal(fs.readFileSync(keyFile, "utf8").trim(), host.private.trim());
     assert.equal(fs.statSync(keyFile).mode & 0o777, 0o600);
-    const parsed = utils.parseKey(fs.readFileSync(keyFile, "utf8"));
-    assert.ok(!(parsed instanceof Error) && (Array.isArray(parsed) ? parsed[0] : parsed).type === "ssh-ed25519");
+    // OpenSSH itself derives the pinned public key from the installed private one.
+    const derived = spawnSync("ssh-keygen", ["-y", "-f", keyFile], { encoding: "utf8" });
+    assert.equal(derived.status, 0, derived.stderr);
+    assert.equal(derived.stdout.trim().split(" ").slice(0, 2).join(" "), host.public.trim().split(" ").slice(0, 2).join(" "));
     assert.equal(fs.readFileSync(path.join(root, "etc/ssh/ssh_host_ed25519_key.pub"), "utf8").trim(), host.public.trim());
     assert.equal(fs.readFileSync(path.join(root, "root/.ssh/authorized_keys"), "utf8").trim().split("\n").length, 2);
-    const hw = fs.readFileSync(path.join(root, "etc/nixos/hardware-configuration.nix"), "utf8");
+    const calls = fs.readFileSync(path.join(root, "calls"), "utf8");
+    assert.match(calls, /systemctl restart sshd.service/);
+    assert.match(calls, /ip link set dev ens5 name up1\n/);
+    assert.match(calls, /ip link set dev ens6 name up0\n/);
+    // (Un-rooted: the rooting above also rewrote the paths inside it.)
+    const hw = fs.readFileSync(path.join(root, "etc/nixos/hardware-configuration.nix"), "utf8").split(`${root}/`).join("/");
     assert.equal(hw, ec2HardwareConfiguration({ site: "dc-test", node: "edge-1", uplinkMacs: { up0: "0a:11:22:33:44:01", up1: "0a:11:22:33:44:02" } }));
     const nix = spawnSync("/usr/bin/nix-instantiate", ["--parse", "-E", hw], { encoding: "utf8", env: { ...process.env, NIX_CONFIG: "build-users-group =" } });
     assert.equal(nix.status, 0, nix.stderr);
-    // Values that could break out of the script are refused.
+    const nft = spawnSync("nft", ["-c", "-f", "-"], { input: IMDS_NFT_TABLE, encoding: "utf8" });
+    assert.equal(nft.status, 0, `the IMDS rule: ${nft.stderr}`);
+    assert.ok(hw.includes(IMDS_NFT_TABLE.split("\n")[2].trim()), "the hardware configuration carries the checked rule");
+    // Amazon-init runs it again at every boot: the second time it changes nothing.
+    fs.writeFileSync(path.join(root, "root/.ssh/authorized_keys"), "rotated\n");
+    fs.rmSync(path.join(root, "calls"));
+    assert.equal(run().status, 0);
+    assert.equal(fs.readFileSync(path.join(root, "root/.ssh/authorized_keys"), "utf8"), "rotated\n");
+    assert.ok(!fs.existsSync(path.join(root, "calls")));
+});
+
+test("the host key lines of the user data, read as NixOS's apply-ec2-data reads them (sed), give back the key pair; values that could break out are refused", () => {
+    const host = utils.generateKeyPairSync("ed25519");
+    const script = renderUserData({ site: "s", node: "n", hostPrivateKey: host.private, hostPublicKey: host.public, authorizedKeys: [], uplinkMacs: { up0: "0a:11:22:33:44:01" } });
+    const sed = (expr: string) => spawnSync("sed", [expr], { input: script, encoding: "utf8" }).stdout;
+    assert.equal(sed("s/|/\\n/g; s/SSH_HOST_ED25519_KEY://; t; d").trim(), host.private.trim());
+    assert.equal(sed("s/SSH_HOST_ED25519_KEY_PUB://; t; d").trim(), host.public.trim());
     assert.throws(() => renderUserData({ site: "s", node: "n", hostPrivateKey: "a\nNUBLAR_KEY\nrm -rf /", hostPublicKey: host.public, authorizedKeys: [], uplinkMacs: {} }), /contains the line 'NUBLAR_KEY'/);
+    assert.throws(() => renderUserData({ site: "s", node: "n", hostPrivateKey: host.private, hostPublicKey: `${host.public.split(" ").slice(0, 2).join(" ")} x';reboot;'`, authorizedKeys: [], uplinkMacs: {} }), /not an ed25519 public key line/);
+    assert.throws(() => renderUserData({ site: "s", node: "n", hostPrivateKey: host.private, hostPublicKey: host.public, authorizedKeys: ["ssh-ed25519 AAAA a|b"], uplinkMacs: {} }), /holds '\|'/);
     assert.throws(() => ec2HardwareConfiguration({ site: "s", node: "n", uplinkMacs: { up0: "\"; evil" } }), /cannot name NIC 'up0'/);
+    const many = Array.from({ length: 200 }, (_, i) => `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI${"x".repeat(40)}${i} operator${i}@example`);
+    assert.throws(() => renderUserData({ site: "s", node: "n", hostPrivateKey: host.private, hostPublicKey: host.public, authorizedKeys: many, uplinkMacs: {} }), /over EC2's 16384-byte user data limit/);
 });

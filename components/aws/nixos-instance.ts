@@ -63,7 +63,9 @@ export class NixosInstance extends pulumi.ComponentResource {
             userData: pulumi.secret(userData),
             userDataReplaceOnChange: false,
             tags,
-        }, { ...child, ignoreChanges: ["userData"] });
+            // A replacement takes over the same interfaces, which cannot be attached to two
+            // instances: the old one goes first.
+        }, { ...child, ignoreChanges: ["userData"], deleteBeforeReplace: true });
         interfaces.slice(1).forEach((eni, k) => new aws.ec2.NetworkInterfaceAttachment(`${name}-${plan.interfaces[k + 1].ifname}`, {
             region, instanceId: instance.id, networkInterfaceId: eni.id, deviceIndex: plan.interfaces[k + 1].deviceIndex,
         }, child));

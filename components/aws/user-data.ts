@@ -1,11 +1,18 @@
-// The first-boot script of an EC2 NixOS node (the NixOS AMI's amazon-init runs user data that
-// starts with "#!"). It does only what must exist before the first deploy can reach the node:
-//   - the SSH host key nublar generated, so that the deploy pins it from the first connection;
-//   - the operators' keys for root;
-//   - /etc/nixos/hardware-configuration.nix: the AMI's EC2 module, and the uplink NICs named as
-//     the plan names them (up0, up1, ...) by their MAC addresses. The deploy's configuration.nix
-//     imports it (nix/README.md).
-// Everything else arrives with the deploy. Pure: the component passes the values in.
+// The first boot of an EC2 NixOS node, from its user data. It does only what must exist before
+// the first deploy can reach the node, and only once:
+//   - the SSH host key nublar generated, so that the deploy pins it from the first connection.
+//     NixOS's own apply-ec2-data installs it before sshd starts, from the SSH_HOST_ED25519_KEY
+//     lines at the end (after `exit`, where the shell never reads); the script installs it too,
+//     and restarts sshd, where an older image did not;
+//   - the operators' keys for root, until the first deploy declares them (the hardware
+//     configuration below then removes this file: a key revoked later must not linger);
+//   - the uplink NICs named as the plan names them (up0, up1, ...) by MAC address, now, so that
+//     the first deploy finds them (NixOS's udev rule only names a NIC as it appears);
+//   - /etc/nixos/hardware-configuration.nix, which the deploy's configuration.nix imports
+//     (nix/README.md): the AMI's EC2 module, the NIC names, and EC2 specifics (below).
+// The image's amazon-init runs a "#!" script at every boot; a marker file keeps this one to the
+// first, and the hardware configuration turns amazon-init off once nublar owns the node.
+// Pure: the component passes the values in.
 
 export interface UserDataInput {
     site: string;
@@ -18,27 +25,53 @@ export interface UserDataInput {
     uplinkMacs: Record<string, string>;
 }
 
+/** EC2's limit on user data, before base64. */
+export const USER_DATA_MAX_BYTES = 16 * 1024;
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+const DONE = "/var/lib/nublar/first-boot.done";
+
+function macs(input: Pick<UserDataInput, "node" | "uplinkMacs">): [string, string][] {
+    return Object.entries(input.uplinkMacs).map(([ifname, mac]) => {
+        const m = mac.toLowerCase();
+        if (!/^up\d+$/.test(ifname) || !MAC.test(m)) throw new Error(`node '${input.node}': cannot name NIC '${ifname}' by MAC '${mac}'`);
+        return [ifname, m];
+    });
+}
 
 /** The NixOS hardware configuration of an EC2 node. */
 export function ec2HardwareConfiguration(input: Pick<UserDataInput, "site" | "node" | "uplinkMacs">): string {
-    const macs = Object.entries(input.uplinkMacs).map(([ifname, mac]) => {
-        const m = mac.toLowerCase();
-        if (!/^up\d+$/.test(ifname) || !MAC.test(m)) throw new Error(`node '${input.node}': cannot name NIC '${ifname}' by MAC '${mac}'`);
-        return `    ${ifname} = "${m}";`;
-    });
     return [
         `# EC2 hardware of ${input.node} (site ${input.site}): written at first boot by nublar (components/aws/user-data.ts).`,
         "{ modulesPath, ... }:",
         "{",
         '  imports = [ "${modulesPath}/virtualisation/amazon-image.nix" ];',
+        "  # UEFI images (Graviton, and some x86 types) boot from an EFI partition.",
+        '  ec2.efi = builtins.pathExists "/sys/firmware/efi";',
         "  nublar.overlay.uplinkMacs = {",
-        ...macs,
+        ...macs(input).map(([ifname, mac]) => `    ${ifname} = "${mac}";`),
+        "  };",
+        "  # From here on the deploy owns the node: no more user-data scripts, no keys but the declared ones.",
+        "  virtualisation.amazon-init.enable = false;",
+        '  system.activationScripts.nublarFirstBootKeys = "rm -f /root/.ssh/authorized_keys";',
+        "  # The Amazon Time Sync Service over IPv6 (the image's default is IPv4).",
+        '  networking.timeServers = [ "fd00:ec2::123" ];',
+        "  # The user data holds the host's private key: only root may ask the instance metadata service.",
+        "  networking.nftables.tables.nublar-imds = {",
+        '    family = "inet";',
+        "    content = ''",
+        "      chain output {",
+        "        type filter hook output priority 0; policy accept;",
+        "        ip6 daddr fd00:ec2::254 meta skuid != 0 drop",
+        "      }",
+        "    '';",
         "  };",
         "}",
         "",
     ].join("\n");
 }
+
+/** The nftables table above, as nft reads it (tests check it with `nft -c`). */
+export const IMDS_NFT_TABLE = "table inet nublar-imds {\n  chain output {\n    type filter hook output priority 0; policy accept;\n    ip6 daddr fd00:ec2::254 meta skuid != 0 drop\n  }\n}\n";
 
 /** A here-document body, refused if it could end the here-document early. */
 function heredoc(tag: string, body: string): string {
@@ -47,24 +80,52 @@ function heredoc(tag: string, body: string): string {
 }
 
 export function renderUserData(input: UserDataInput): string {
-    for (const k of input.authorizedKeys) if (/[\r\n]/.test(k)) throw new Error(`node '${input.node}': an authorized key spans lines`);
-    if (!/^ssh-ed25519 [A-Za-z0-9+/=]+( .*)?$/.test(input.hostPublicKey.trim())) throw new Error(`node '${input.node}': the host key is not an ed25519 public key line`);
-    return [
+    // NixOS reads the SSH_HOST_* lines with sed, turning every '|' in the user data into a new
+    // line: nothing else may contain one.
+    for (const k of input.authorizedKeys) if (/[\r\n|]/.test(k)) throw new Error(`node '${input.node}': an authorized key spans lines or holds '|'`);
+    const pub = input.hostPublicKey.trim();
+    // Quoted into the script as '...': no quote, '|' or new line can be in it.
+    if (!/^ssh-ed25519 [A-Za-z0-9+/=]+( [A-Za-z0-9@._:-]*)?$/.test(pub)) throw new Error(`node '${input.node}': the host key is not an ed25519 public key line`);
+    const priv = input.hostPrivateKey.trim();
+    if (priv.includes("|")) throw new Error(`node '${input.node}': the host's private key holds '|'`);
+    const rename = macs(input).map(([ifname, mac]) => [
+        `want=${ifname}; mac=${mac}`,
+        "for dev in /sys/class/net/*; do",
+        '  if [ "$(cat "$dev/address")" = "$mac" ] && [ "${dev##*/}" != "$want" ]; then',
+        '    ip link set dev "${dev##*/}" down && ip link set dev "${dev##*/}" name "$want" && ip link set dev "$want" up',
+        "  fi",
+        "done",
+    ].join("\n"));
+    const script = [
         "#!/bin/sh",
         `# First boot of ${input.node} (site ${input.site}), written by nublar (components/aws/user-data.ts).`,
         "set -eu",
+        `if [ -e ${DONE} ]; then exit 0; fi`,
         "umask 077",
-        "mkdir -p /etc/ssh /root/.ssh /etc/nixos",
-        `cat > /etc/ssh/ssh_host_ed25519_key ${heredoc("NUBLAR_KEY", input.hostPrivateKey)}`,
-        `cat > /etc/ssh/ssh_host_ed25519_key.pub ${heredoc("NUBLAR_KEY", input.hostPublicKey)}`,
-        "chmod 600 /etc/ssh/ssh_host_ed25519_key",
-        "chmod 644 /etc/ssh/ssh_host_ed25519_key.pub",
+        "mkdir -p /etc/ssh /root/.ssh /etc/nixos /var/lib/nublar",
+        `pub='${pub}'`,
+        // apply-ec2-data has installed it before sshd started, unless this image predates that.
+        'if [ "$(cat /etc/ssh/ssh_host_ed25519_key.pub 2>/dev/null)" != "$pub" ]; then',
+        `  cat > /etc/ssh/ssh_host_ed25519_key ${heredoc("NUBLAR_KEY", priv)}`,
+        '  printf "%s\\n" "$pub" > /etc/ssh/ssh_host_ed25519_key.pub',
+        "  chmod 600 /etc/ssh/ssh_host_ed25519_key",
+        "  chmod 644 /etc/ssh/ssh_host_ed25519_key.pub",
+        '  if ! systemctl restart sshd.service; then echo "nublar: sshd did not restart" >&2; fi',
+        "fi",
         `cat > /root/.ssh/authorized_keys ${heredoc("NUBLAR_KEYS", input.authorizedKeys.join("\n"))}`,
         "chmod 600 /root/.ssh/authorized_keys",
+        ...rename,
         `cat > /etc/nixos/hardware-configuration.nix ${heredoc("NUBLAR_NIX", ec2HardwareConfiguration(input))}`,
         "chmod 644 /etc/nixos/hardware-configuration.nix",
-        // sshd may have started before this script, with keys of its own making.
-        "systemctl restart sshd.service || true",
+        `touch ${DONE}`,
+        "exit 0",
+        // Read by NixOS's apply-ec2-data (sed), never by the shell.
+        `SSH_HOST_ED25519_KEY:${priv.split("\n").join("|")}`,
+        `SSH_HOST_ED25519_KEY_PUB:${pub}`,
         "",
     ].join("\n");
+    const bytes = Buffer.byteLength(script);
+    if (bytes > USER_DATA_MAX_BYTES) throw new Error(`node '${input.node}': the first-boot script is ${bytes} bytes, over EC2's ${USER_DATA_MAX_BYTES}-byte user data limit (fewer operator keys?)`);
+    if (script.split("\n").some((l) => l.includes("|") && !l.startsWith("SSH_HOST_ED25519_KEY:"))) throw new Error(`node '${input.node}': '|' outside the host key line of the user data`);
+    return script;
 }

@@ -3,7 +3,8 @@
 //     AWS requires of every VPC and that no subnet uses;
 //   - one IPv6-only subnet per EC2 node uplink, in the node's zone;
 //   - one route table per provider block: ::/0 to the Internet gateway, or to the provider's
-//     gateway into the VPC (Direct Connect's virtual private gateway, or a transit gateway);
+//     gateway into the VPC (Direct Connect's virtual private gateway, or a transit gateway),
+//     which this component attaches to the VPC;
 //   - two security groups: every node's (ICMPv6, SSH, the overlay) and the edges' ingress ports.
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
@@ -44,19 +45,7 @@ export class DataCenterNetwork extends pulumi.ComponentResource {
         const internetGateway = plan.blocks.some((b) => b.defaultRoute.kind === "internet-gateway")
             ? new aws.ec2.InternetGateway(name, { region, vpcId: vpc.id, tags: tags("igw") }, child)
             : undefined;
-        const routeTables = new Map(plan.blocks.map((b) => {
-            const table = new aws.ec2.RouteTable(`${name}-${b.provider}`, { region, vpcId: vpc.id, tags: tags(b.provider) }, child);
-            const r = b.defaultRoute;
-            new aws.ec2.Route(`${name}-${b.provider}-default`, {
-                region,
-                routeTableId: table.id,
-                destinationIpv6CidrBlock: "::/0",
-                ...(r.kind === "internet-gateway" ? { gatewayId: internetGateway!.id }
-                    : r.kind === "virtual-gateway" ? { gatewayId: r.id }
-                    : { transitGatewayId: r.id }),
-            }, child);
-            return [b.provider, table] as const;
-        }));
+        const routeTables = new Map(plan.blocks.map((b) => [b.provider, new aws.ec2.RouteTable(`${name}-${b.provider}`, { region, vpcId: vpc.id, tags: tags(b.provider) }, child)] as const));
 
         for (const s of plan.subnets) {
             const subnet = new aws.ec2.Subnet(`${name}-${s.key}`, {
@@ -72,6 +61,30 @@ export class DataCenterNetwork extends pulumi.ComponentResource {
             }, { ...child, dependsOn: blocks });
             new aws.ec2.RouteTableAssociation(`${name}-${s.key}`, { region, subnetId: subnet.id, routeTableId: routeTables.get(s.provider)!.id }, child);
             this.subnetIds[s.key] = subnet.id;
+        }
+
+        // ::/0 per block. A provider's own gateway must first be attached to this VPC: a virtual
+        // private gateway (Direct Connect) to one VPC at a time, a transit gateway through one
+        // subnet per zone.
+        for (const b of plan.blocks) {
+            const r = b.defaultRoute;
+            let via: { gatewayId: pulumi.Input<string> } | { transitGatewayId: pulumi.Input<string> };
+            let attached: pulumi.Resource | undefined;
+            if (r.kind === "internet-gateway") via = { gatewayId: internetGateway!.id };
+            else if (r.kind === "virtual-gateway") {
+                attached = new aws.ec2.VpnGatewayAttachment(`${name}-${b.provider}`, { region, vpcId: vpc.id, vpnGatewayId: r.id }, child);
+                via = { gatewayId: r.id };
+            } else {
+                const zones = new Map<string, string>();
+                for (const s of plan.subnets) if (s.provider === b.provider && !zones.has(s.availabilityZone)) zones.set(s.availabilityZone, s.key);
+                attached = new aws.ec2transitgateway.VpcAttachment(`${name}-${b.provider}`, {
+                    region, vpcId: vpc.id, transitGatewayId: r.id, ipv6Support: "enable", subnetIds: [...zones.values()].map((k) => this.subnetIds[k]), tags: tags(b.provider),
+                }, child);
+                via = { transitGatewayId: r.id };
+            }
+            new aws.ec2.Route(`${name}-${b.provider}-default`, {
+                region, routeTableId: routeTables.get(b.provider)!.id, destinationIpv6CidrBlock: "::/0", ...via,
+            }, { ...child, dependsOn: attached ? [attached] : [] });
         }
 
         const group = (what: string, description: string, rules: AwsFirewallRule[], egress: boolean) => {

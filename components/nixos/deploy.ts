@@ -12,7 +12,7 @@
 import { createHash } from "node:crypto";
 import * as path from "node:path";
 import type { Client } from "ssh2";
-import { agentGetOver, connectPinned, describeNode, HostKeyMismatchError, UnreachableError, type NodeAccess } from "../../cli/agent-client";
+import { agentGetOver, connectPinned, describeNode, UnreachableError, type NodeAccess } from "../../cli/agent-client";
 import { sh, type Activation, type DeployMode } from "./activation";
 
 export interface DeployTarget {
@@ -165,7 +165,10 @@ async function waitHealthy(target: DeployTarget, where: string, deadline: number
 
 /**
  * The first connection of a deploy. A new machine may still be booting (an EC2 node), so an
- * unreachable node is retried for `access.reachableWithinMs`; a wrong host key fails at once.
+ * unreachable node is retried for `access.reachableWithinMs`. So is a wrong host key within
+ * that window (a booting image's sshd may answer with its own key for a moment, before the
+ * pinned one is installed): the wrong key is never accepted, only waited out. Without a
+ * window, both fail at once.
  */
 export async function connectWhenUp(access: DeployTarget["access"], where: string, log: (line: string) => void, retryEveryMs = 5000): Promise<Client> {
     const deadline = Date.now() + (access.reachableWithinMs ?? 0);
@@ -173,7 +176,7 @@ export async function connectWhenUp(access: DeployTarget["access"], where: strin
         try {
             return await connectPinned(access, where, 15_000);
         } catch (err) {
-            if (!(err instanceof UnreachableError) || err instanceof HostKeyMismatchError || Date.now() + retryEveryMs > deadline) throw err;
+            if (!(err instanceof UnreachableError) || Date.now() + retryEveryMs > deadline) throw err;
             if (attempt === 1) log(`${where}: ${err.message}; retrying every ${retryEveryMs / 1000} s for up to ${Math.round((deadline - Date.now()) / 1000)} s while it boots`);
             await new Promise((r) => setTimeout(r, retryEveryMs));
         }

@@ -149,3 +149,19 @@ test("an uplink judged by its paths (EC2): not judged until a path comes Up, use
     assert.equal(defaults(d, "equinix").decision, "use");
     assert.deepEqual(d.deprecatedUplinks, ["aws-transit"]);
 });
+
+test("once any path of the node is Up, an uplink none of whose paths came Up is judged: kept through the grace, then withdrawn; the ungated last-resort default stays", () => {
+    const dc = planAgent(parseSite(dcSiteInput()), "ledger-1", { paths, holdDownMs: 1000, startupGraceMs: 5000 });
+    const h = new Map(dc.sessions.map((s) => [s.id, initialHealth()]));
+    for (const s of dc.sessions) if (s.provider === "aws-transit") h.set(s.id, onStateChange(initialHealth(), "up", "up", T0 + 100));
+    const at = (now: number) => desiredState(dc, h, { now, startedAt: T0 });
+    const route = (d: ReturnType<typeof desiredState>, id: string) => d.routes.find((r) => r.route.id === id)!;
+    assert.equal(route(at(T0 + 1000), "default/equinix").decision, "keep", "within the grace: not known yet");
+    const later = at(T0 + 6000);
+    assert.equal(route(later, "default/equinix").decision, "withdraw");
+    assert.match(route(later, "default/equinix").why, /every path is down|BFD down/);
+    assert.deepEqual(later.deprecatedUplinks, ["equinix"]);
+    assert.equal(route(later, "default/aws-transit").decision, "use");
+    assert.equal(route(later, "last-resort/default/equinix").decision, "use");
+    assert.equal(route(later, "last-resort/default/equinix").route.session, undefined);
+});

@@ -42,7 +42,26 @@ async function stopProcess(p: ChildProcess): Promise<void> {
     clearTimeout(timer);
 }
 
+/**
+ * Start one; a port another process took between our pick and the server's bind (the OS's
+ * free ports are only free when asked) makes it try once more on new ports.
+ */
 export async function startKubeApi(): Promise<KubeApi> {
+    try {
+        return await startOnce();
+    } catch (err) {
+        if (!/address already in use/i.test(String((err as Error).message))) throw err;
+        return startOnce();
+    }
+}
+
+/** Processes still running when this test process exits, however it exits: ended by PID. */
+const running = new Set<ChildProcess>();
+process.once("exit", () => {
+    for (const p of running) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
+});
+
+async function startOnce(): Promise<KubeApi> {
     const bin = path.join(KUBE_TOOLS, "bin");
     if (!fs.existsSync(path.join(bin, "kube-apiserver"))) throw new Error(`no ${bin}/kube-apiserver: run scripts/setup`);
     const started = Date.now();
@@ -50,7 +69,10 @@ export async function startKubeApi(): Promise<KubeApi> {
     fs.chmodSync(dir, 0o700);
     const procs: ChildProcess[] = [];
     const stop = async () => {
-        for (const p of procs.reverse()) await stopProcess(p);
+        for (const p of procs.reverse()) {
+            await stopProcess(p);
+            running.delete(p);
+        }
         fs.rmSync(dir, { recursive: true, force: true });
     };
     try {
@@ -77,6 +99,7 @@ export async function startKubeApi(): Promise<KubeApi> {
             "--unsafe-no-fsync", "--quota-backend-bytes=1073741824", "--log-level=warn",
         ], { stdio: ["ignore", log("etcd"), log("etcd")] });
         procs.push(etcd);
+        running.add(etcd);
         const apiserver = spawn(path.join(bin, "kube-apiserver"), [
             `--etcd-servers=http://[::1]:${client}`,
             "--bind-address=::1", "--advertise-address=::1", `--secure-port=${api}`,
@@ -89,6 +112,7 @@ export async function startKubeApi(): Promise<KubeApi> {
             "--endpoint-reconciler-type=none", "--disable-admission-plugins=ServiceAccount", "--profiling=false",
         ], { stdio: ["ignore", log("apiserver"), log("apiserver")] });
         procs.push(apiserver);
+        running.add(apiserver);
 
         const kubeconfig = path.join(dir, "kubeconfig");
         fs.writeFileSync(kubeconfig, [
@@ -98,15 +122,15 @@ export async function startKubeApi(): Promise<KubeApi> {
             "contexts:", "- name: test", "  context: {cluster: test, user: admin}", "current-context: test", "",
         ].join("\n"), { mode: 0o600 });
         const kubectl = (args: string[], input?: string) => {
-            const r = spawnSync(path.join(bin, "kubectl"), ["--kubeconfig", kubeconfig, ...args], { input, encoding: "utf8", maxBuffer: 64 << 20 });
+            const r = spawnSync(path.join(bin, "kubectl"), ["--kubeconfig", kubeconfig, "--request-timeout=60s", ...args], { input, encoding: "utf8", maxBuffer: 64 << 20, timeout: 120_000 });
             return { status: r.status, stdout: r.stdout ?? "", stderr: `${r.stderr ?? ""}${r.error ? String(r.error) : ""}` };
         };
         const deadline = Date.now() + 90_000;
         for (;;) {
             for (const [name, p] of [["etcd", etcd], ["kube-apiserver", apiserver]] as const) {
-                if (p.exitCode !== null) throw new Error(`${name} exited (${p.exitCode}): ${fs.readFileSync(path.join(dir, `${name === "etcd" ? "etcd" : "apiserver"}.log`), "utf8").slice(-2000)}`);
+                if (p.exitCode !== null || p.signalCode !== null) throw new Error(`${name} exited (${p.exitCode ?? p.signalCode}): ${fs.readFileSync(path.join(dir, `${name === "etcd" ? "etcd" : "apiserver"}.log`), "utf8").slice(-2000)}`);
             }
-            if (kubectl(["get", "--raw", "/readyz"]).stdout.trim() === "ok") break;
+            if (kubectl(["get", "--raw", "/readyz", "--request-timeout=2s"]).stdout.trim() === "ok") break;
             if (Date.now() > deadline) throw new Error(`kube-apiserver not ready within 90 s: ${fs.readFileSync(path.join(dir, "apiserver.log"), "utf8").slice(-2000)}`);
             await new Promise((r) => setTimeout(r, 250));
         }
