@@ -15,8 +15,8 @@ const Name = z
 
 const Ipv4Like = /^\d{1,3}(\.\d{1,3}){3}(\/\d+)?$/;
 
-/** An IPv6 prefix in CIDR form, network-aligned, of exactly `length` bits. */
-function ipv6Prefix(length: number) {
+/** An IPv6 prefix in CIDR form, network-aligned, of exactly `length` bits (any length when absent). */
+function ipv6Prefix(length?: number) {
     return z.string().superRefine((value, ctx) => {
         if (Ipv4Like.test(value)) {
             ctx.addIssue({ code: "custom", message: "the site is IPv6-only; IPv4 prefixes are not allowed" });
@@ -27,32 +27,20 @@ function ipv6Prefix(length: number) {
             return;
         }
         const range = IPv6CidrRange.fromCidr(value);
-        if (Number(range.cidrPrefix.getValue()) !== length) {
+        const bits = Number(range.cidrPrefix.getValue());
+        if (length !== undefined && bits !== length) {
             ctx.addIssue({ code: "custom", message: `must be a /${length}` });
             return;
         }
         const given = IPv6CidrRange.fromCidr(`${value.split("/")[0]}/128`).getFirst().getValue();
         if (given !== range.getFirst().getValue()) {
-            ctx.addIssue({ code: "custom", message: `host bits must be zero (the network is ${range.getFirst().toString()}/${length})` });
+            ctx.addIssue({ code: "custom", message: `host bits must be zero (the network is ${range.getFirst().toString()}/${bits})` });
         }
     });
 }
 
 /** An IPv6 prefix of any length, network-aligned (a firewall source, say). */
-const Ipv6AnyPrefix = z.string().superRefine((value, ctx) => {
-    if (Ipv4Like.test(value)) {
-        ctx.addIssue({ code: "custom", message: "the site is IPv6-only; IPv4 prefixes are not allowed" });
-        return;
-    }
-    if (!Validator.isValidIPv6CidrNotation(value)[0]) {
-        ctx.addIssue({ code: "custom", message: "must be an IPv6 prefix in CIDR notation, like 2001:db8:ff::/48" });
-        return;
-    }
-    const range = IPv6CidrRange.fromCidr(value);
-    if (IPv6CidrRange.fromCidr(`${value.split("/")[0]}/128`).getFirst().getValue() !== range.getFirst().getValue()) {
-        ctx.addIssue({ code: "custom", message: `host bits must be zero (the network is ${range.getFirst().toString()}/${range.cidrPrefix.getValue()})` });
-    }
-});
+const Ipv6AnyPrefix = ipv6Prefix();
 
 /** A host or address to reach over SSH: a DNS name or an IPv6 address, never IPv4. */
 const SshHost = z
