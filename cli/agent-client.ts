@@ -27,7 +27,7 @@ export interface NodeAccess {
 
 /** The node could not be reached: exit code 3. */
 export class UnreachableError extends Error {}
-/** The node answered with another host key than the pinned one: never retried. */
+/** The node answered with another host key than the pinned one: never accepted (a deploy waits out a booting image's own key, then fails with this). */
 export class HostKeyMismatchError extends UnreachableError {}
 /** A usage or lookup problem the user can fix: exit code 1. */
 export class ClientError extends Error {}
@@ -85,9 +85,13 @@ export async function connectPinned(access: Omit<NodeAccess, "agentSocket">, whe
     await new Promise<void>((resolve, reject) => {
         let keyMismatch = false;
         conn.on("ready", () => resolve());
-        conn.on("error", (err) => reject(keyMismatch
+        conn.on("error", (err) => {
+            // ssh2 only ends the socket: a peer that never closes would keep it half open.
+            conn.destroy();
+            reject(keyMismatch
             ? new HostKeyMismatchError(`${where} presented a host key that does not match the pinned one; refusing to connect`)
-            : new UnreachableError(`cannot reach ${where}: ${err.message}`)));
+            : new UnreachableError(`cannot reach ${where}: ${err.message}`));
+        });
         let privateKey: Buffer | undefined;
         if (access.identityFile) {
             try {

@@ -192,8 +192,8 @@ test("EC2 nodes: uplinks at ::10, no gateway sessions (the VPC router answers no
     }
     // An uplink judged by its paths keeps an ungated default below every gated route.
     for (const cfg of planAgents(dc, { paths }, plan)) {
-        assert.deepEqual(cfg.routes.filter((r) => r.id.startsWith("last-resort/default/")).map((r) => [r.id, r.destination, r.metric, r.session]),
-            cfg.uplinks.map((u, k) => [`last-resort/default/${u.provider}`, "::/0", 4096 + k, undefined]));
+        assert.deepEqual(cfg.routes.filter((r) => r.id.startsWith("last-resort/default")).map((r) => [r.id, r.destination, r.source, r.metric, r.session]),
+            cfg.uplinks.flatMap((u, k) => [[`last-resort/default-from/${u.provider}`, "::/0", u.prefix, 4096, undefined], [`last-resort/default/${u.provider}`, "::/0", undefined, 4096 + k, undefined]]));
     }
     // A park's plan has no groups at all (its agent.json is unchanged).
     assert.ok(planAgents(site(), { paths }).every((c) => c.sessionGroups === undefined));

@@ -104,9 +104,15 @@ function agentConfigFor(site: Site, plan: SitePlan, node: NodePlan, opts: AgentP
     });
     // Paths over an uplink can all fail for reasons on the peers' side (every hub rebooting), with
     // the uplink itself fine; a node left without any default would then lose its operators too.
-    // So an uplink judged by its paths keeps an ungated default below every gated one.
+    // So an uplink judged by its paths keeps ungated defaults below every gated one: from its
+    // own prefix (replies to an operator leave by the interface they came in on, whatever the
+    // metrics: AWS drops what leaves an interface from another's address), and a plain one.
     node.uplinks.forEach((u, k) => {
         if (u.gatewayBfd) return;
+        routes.push({
+            id: `last-resort/default-from/${u.provider}`, destination: "::/0", source: u.prefix, via: u.gateway, dev: u.ifname, metric: LAST_RESORT_METRIC,
+            reason: `traffic from ${u.provider}'s prefix when no path over it is up (not gated: its router answers no BFD)`,
+        });
         routes.push({
             id: `last-resort/default/${u.provider}`, destination: "::/0", via: u.gateway, dev: u.ifname, metric: LAST_RESORT_METRIC + k,
             reason: `default route via ${u.provider} when no path over any uplink is up (not gated: its router answers no BFD)`,

@@ -17,10 +17,7 @@ import { VXLAN_PORT, WIREGUARD_PORT, type SitePlan } from "./site-plan";
  */
 export const VPC_IPV4_CIDR = "10.255.255.0/28";
 
-export type AwsDefaultRoute =
-    | { kind: "internet-gateway" }
-    | { kind: "virtual-gateway"; id: string }
-    | { kind: "transit-gateway"; id: string };
+export type AwsDefaultRoute = { kind: "internet-gateway" } | { kind: "virtual-gateway"; id: string };
 
 export interface AwsBlockPlan {
     provider: string;
@@ -106,14 +103,16 @@ export function planAwsNetwork(site: Site, plan: SitePlan): AwsNetworkPlan | und
     if (!aws?.vpc || !aws.nixos) throw new PlanError(`site '${site.name}' has EC2 nodes but no aws.vpc or aws.nixos (the site model requires both)`);
     const nixos = aws.nixos;
 
-    const blocks = aws.vpc.uplinks.map((u): AwsBlockPlan => ({
-        provider: u.provider,
-        prefix: site.providers.find((p) => p.name === u.provider)!.prefix,
-        ipamPoolId: u.ipamPoolId,
-        defaultRoute: u.route === "internet-gateway" ? { kind: "internet-gateway" }
-            : "virtualGatewayId" in u.route ? { kind: "virtual-gateway", id: u.route.virtualGatewayId }
-            : { kind: "transit-gateway", id: u.route.transitGatewayId },
-    }));
+    const blocks = aws.vpc.uplinks.map((u): AwsBlockPlan => {
+        const r = u.route;
+        if (r !== "internet-gateway" && !("virtualGatewayId" in r)) throw new PlanError(`aws.vpc.uplinks '${u.provider}': a transit gateway cannot serve an IPv6-only VPC (the site model refuses it)`);
+        return {
+            provider: u.provider,
+            prefix: site.providers.find((p) => p.name === u.provider)!.prefix,
+            ipamPoolId: u.ipamPoolId,
+            defaultRoute: r === "internet-gateway" ? { kind: "internet-gateway" } : { kind: "virtual-gateway", id: r.virtualGatewayId },
+        };
+    });
     if (blocks.length > AWS_LIMITS.ipv6BlocksPerVpc) {
         throw new PlanError(`aws.vpc.uplinks: ${blocks.length} IPv6 blocks, but a VPC takes at most ${AWS_LIMITS.ipv6BlocksPerVpc}`);
     }

@@ -175,6 +175,7 @@ test("EC2 nodes: each mistake is named at its key", () => {
     expect((r) => (r.aws.vpc.sshFrom = ["10.0.0.0/8"]), "aws.vpc.sshFrom[0]", /IPv6-only/);
     expect((r) => (r.aws.nixos.ami = "nixos-24.05"), "aws.nixos.ami", /AMI id/);
     expect((r) => (r.kind = "park"), "nodes[0].ec2", /datacenter sites/);
+    expect((r) => (r.aws.vpc.uplinks[1].route = { transitGatewayId: "tgw-0123456789abcdef0" }), "aws.vpc.uplinks[1].route", /transit gateways attach only through subnets with IPv4/);
     expect((r) => {
         delete r.nodes[3].ec2;
         r.nodes[3].ssh = { host: "2001:db8:3300::10", hostKey: "ssh-ed25519 AAAAC3Nza" };

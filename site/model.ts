@@ -179,13 +179,15 @@ export const AwsVpcUplink = z.strictObject({
     /** The IPAM pool that holds the provider's /48 (aws ec2 describe-ipam-pools). */
     ipamPoolId: awsId("ipam-pool", "an IPAM pool"),
     /**
-     * Where these subnets send ::/0: the VPC's Internet gateway, or the provider's gateway into the
-     * VPC (a virtual private gateway of a Direct Connect, or a transit gateway).
+     * Where these subnets send ::/0: the VPC's Internet gateway, or the provider's Direct Connect
+     * virtual private gateway (nublar attaches it to the VPC, so it must not be attached to
+     * another). Transit gateways are refused: AWS attaches them only through subnets with IPv4.
      */
     route: z.union([
         z.literal("internet-gateway"),
         z.strictObject({ virtualGatewayId: awsId("vgw", "a virtual private gateway") }),
-        z.strictObject({ transitGatewayId: awsId("tgw", "a transit gateway") }),
+        // Parsed only to be refused with the reason (the site's rules below).
+        z.strictObject({ transitGatewayId: z.string() }),
     ]).default("internet-gateway"),
 });
 
@@ -445,6 +447,9 @@ export const SiteSchema = SiteBase.superRefine((site, ctx) => {
         site.aws.vpc.uplinks.forEach((v, k) => {
             if (!providerNames.has(v.provider)) issue(["aws", "vpc", "uplinks", k, "provider"], `must name one of the site's providers (${[...providerNames].join(", ")})`);
             if (seenVpc.has(v.provider)) issue(["aws", "vpc", "uplinks", k, "provider"], `'${v.provider}' is listed twice`);
+            if (typeof v.route === "object" && "transitGatewayId" in v.route) {
+                issue(["aws", "vpc", "uplinks", k, "route"], "transit gateways attach only through subnets with IPv4 (an AWS rule), and the VPC is IPv6-only: route this provider through its Direct Connect virtual private gateway ({ virtualGatewayId })");
+            }
             seenVpc.add(v.provider);
             const host = site.providers.find((p) => p.name === v.provider)?.uplinkHost;
             if (host !== undefined && host < 4) {

@@ -75,19 +75,6 @@ test("the VPC: the providers' /48s from their IPAM pools, AWS's mandatory IPv4 /
     assert.ok(rules.length > 0 && rules.every((r) => r.inputs.cidrIpv6 && !r.inputs.cidrIpv4));
 });
 
-test("a transit gateway is attached through one of its block's subnets per zone, and the block's default goes to it", async () => {
-    const raw = dcSiteInput();
-    raw.aws.vpc.uplinks[1].route = { transitGatewayId: "tgw-0123456789abcdef0" };
-    const { of } = await dc(raw);
-    const [attachment] = of("aws:ec2transitgateway/vpcAttachment:VpcAttachment");
-    assert.equal(attachment.inputs.transitGatewayId, "tgw-0123456789abcdef0");
-    assert.equal(attachment.inputs.ipv6Support, "enable");
-    const subnets = of("aws:ec2/subnet:Subnet").filter((x) => attachment.inputs.subnetIds.includes(x.id));
-    assert.ok(subnets.every((x) => x.inputs.ipv6CidrBlock.startsWith("2001:db8:3200:")), "subnets of the equinix block");
-    assert.deepEqual(subnets.map((x) => x.inputs.availabilityZone).sort(), ["eu-west-1a", "eu-west-1b", "eu-west-1c"]);
-    assert.deepEqual(of("aws:ec2/route:Route").map((r) => r.inputs.transitGatewayId).filter(Boolean), ["tgw-0123456789abcdef0"]);
-});
-
 test("every uplink: an IPv6-only subnet at its planned /64 in the node's zone, and an interface at its planned address", async () => {
     const { of, plan, site } = await dc();
     const subnets = of("aws:ec2/subnet:Subnet");
@@ -186,7 +173,13 @@ test("the first-boot script, run in a scratch root: the host key, the operators'
     // The same script, rooted in the scratch folder, with ip and systemctl recorded, not run.
     const rooted = script
         .replace(/(^|[\s>'"])\/(etc|root|var\/lib|sys\/class\/net)(?=[\/\s]|$)/gm, `$1${root}/$2`)
-        .replace("set -eu\n", `set -eu\nip() { echo "ip $*" >> ${root}/calls; }\nsystemctl() { echo "systemctl $*" >> ${root}/calls; }\n`);
+        .replace("set -eu\n", [
+            "set -eu",
+            // `ip link set dev X name Y` renames the fake interface, as the kernel would.
+            `ip() { echo "ip $*" >> ${root}/calls; if [ "$5" = name ]; then mv "${root}/sys/class/net/$4" "${root}/sys/class/net/$6"; fi; }`,
+            `systemctl() { echo "systemctl $*" >> ${root}/calls; }`,
+            "",
+        ].join("\n"));
     const run = () => spawnSync("sh", ["-c", rooted], { encoding: "utf8" });
     const r = run();
     assert.equal(r.status, 0, r.stderr);
@@ -211,12 +204,27 @@ test("the first-boot script, run in a scratch root: the host key, the operators'
     const nft = spawnSync("nft", ["-c", "-f", "-"], { input: IMDS_NFT_TABLE, encoding: "utf8" });
     assert.equal(nft.status, 0, `the IMDS rule: ${nft.stderr}`);
     assert.ok(hw.includes(IMDS_NFT_TABLE.split("\n")[2].trim()), "the hardware configuration carries the checked rule");
-    // Amazon-init runs it again at every boot: the second time it changes nothing.
+    assert.deepEqual(fs.readdirSync(path.join(root, "sys/class/net")).sort(), ["up0", "up1"]);
+    // Amazon-init runs it again at every boot: names already right, nothing is written again.
     fs.writeFileSync(path.join(root, "root/.ssh/authorized_keys"), "rotated\n");
     fs.rmSync(path.join(root, "calls"));
     assert.equal(run().status, 0);
     assert.equal(fs.readFileSync(path.join(root, "root/.ssh/authorized_keys"), "utf8"), "rotated\n");
     assert.ok(!fs.existsSync(path.join(root, "calls")));
+    // A reboot before the first deploy lost the names: they are given again, keys still untouched.
+    fs.renameSync(path.join(root, "sys/class/net/up0"), path.join(root, "sys/class/net/ens6"));
+    assert.equal(run().status, 0);
+    assert.equal(fs.readFileSync(path.join(root, "calls"), "utf8"), "ip link set dev ens6 down\nip link set dev ens6 name up0\nip link set dev up0 up\n");
+    assert.equal(fs.readFileSync(path.join(root, "root/.ssh/authorized_keys"), "utf8"), "rotated\n");
+    // A rename that fails stops the script before anything is written or marked done.
+    fs.rmSync(path.join(root, "var/lib/nublar"), { recursive: true });
+    fs.rmSync(path.join(root, "etc/nixos/hardware-configuration.nix"));
+    fs.renameSync(path.join(root, "sys/class/net/up0"), path.join(root, "sys/class/net/ens6"));
+    const failing = spawnSync("sh", ["-c", rooted.replace(/^ip\(\) \{.*$/m, "ip() { return 1; }")], { encoding: "utf8" });
+    assert.notEqual(failing.status, 0);
+    assert.match(failing.stderr, /nublar: cannot name ens6 up0/);
+    assert.ok(!fs.existsSync(path.join(root, "var/lib/nublar/first-boot.done")));
+    assert.ok(!fs.existsSync(path.join(root, "etc/nixos/hardware-configuration.nix")));
 });
 
 test("the host key lines of the user data, read as NixOS's apply-ec2-data reads them (sed), give back the key pair; values that could break out are refused", () => {

@@ -4,14 +4,16 @@
 //     NixOS's own apply-ec2-data installs it before sshd starts, from the SSH_HOST_ED25519_KEY
 //     lines at the end (after `exit`, where the shell never reads); the script installs it too,
 //     and restarts sshd, where an older image did not;
-//   - the operators' keys for root, until the first deploy declares them (the hardware
-//     configuration below then removes this file: a key revoked later must not linger);
-//   - the uplink NICs named as the plan names them (up0, up1, ...) by MAC address, now, so that
-//     the first deploy finds them (NixOS's udev rule only names a NIC as it appears);
+//   - the operators' keys for root, until the first deploy declares them (from then on sshd
+//     reads the declared keys only: a key revoked later must not linger);
+//   - the uplink NICs named as the plan names them (up0, up1, ...) by MAC address, at every
+//     boot until the first deploy, waiting for interfaces attached after launch (NixOS's udev
+//     rule then names them as they appear);
 //   - /etc/nixos/hardware-configuration.nix, which the deploy's configuration.nix imports
 //     (nix/README.md): the AMI's EC2 module, the NIC names, and EC2 specifics (below).
-// The image's amazon-init runs a "#!" script at every boot; a marker file keeps this one to the
-// first, and the hardware configuration turns amazon-init off once nublar owns the node.
+// The image's amazon-init runs a "#!" script at every boot; a marker file keeps the key and file
+// writing to the first, and the hardware configuration turns amazon-init off once nublar owns
+// the node. amazon-init's PATH has no iproute2: the script takes the system's.
 // Pure: the component passes the values in.
 
 export interface UserDataInput {
@@ -42,7 +44,7 @@ function macs(input: Pick<UserDataInput, "node" | "uplinkMacs">): [string, strin
 export function ec2HardwareConfiguration(input: Pick<UserDataInput, "site" | "node" | "uplinkMacs">): string {
     return [
         `# EC2 hardware of ${input.node} (site ${input.site}): written at first boot by nublar (components/aws/user-data.ts).`,
-        "{ modulesPath, ... }:",
+        "{ modulesPath, lib, options, ... }:",
         "{",
         '  imports = [ "${modulesPath}/virtualisation/amazon-image.nix" ];',
         "  # UEFI images (Graviton, and some x86 types) boot from an EFI partition.",
@@ -50,11 +52,13 @@ export function ec2HardwareConfiguration(input: Pick<UserDataInput, "site" | "no
         "  nublar.overlay.uplinkMacs = {",
         ...macs(input).map(([ifname, mac]) => `    ${ifname} = "${mac}";`),
         "  };",
-        "  # From here on the deploy owns the node: no more user-data scripts, no keys but the declared ones.",
+        "  # From here on the deploy owns the node: no more user-data scripts, and root's declared keys",
+        "  # only (NixOS 24.11 and later; a rollback to the image's own system still reads the",
+        "  # launch-time file, so that a failed first deploy never locks the operators out).",
         "  virtualisation.amazon-init.enable = false;",
-        '  system.activationScripts.nublarFirstBootKeys = "rm -f /root/.ssh/authorized_keys";',
-        "  # The Amazon Time Sync Service over IPv6 (the image's default is IPv4).",
-        '  networking.timeServers = [ "fd00:ec2::123" ];',
+        "  services.openssh = lib.optionalAttrs (options.services.openssh ? authorizedKeysInHomedir) { authorizedKeysInHomedir = false; };",
+        "  # The Amazon Time Sync Service over IPv6 (the image's default is its IPv4 address).",
+        '  networking.timeServers = lib.mkForce [ "fd00:ec2::123" ];',
         "  # The user data holds the host's private key: only root may ask the instance metadata service.",
         "  networking.nftables.tables.nublar-imds = {",
         '    family = "inet";',
@@ -88,18 +92,32 @@ export function renderUserData(input: UserDataInput): string {
     if (!/^ssh-ed25519 [A-Za-z0-9+/=]+( [A-Za-z0-9@._:-]*)?$/.test(pub)) throw new Error(`node '${input.node}': the host key is not an ed25519 public key line`);
     const priv = input.hostPrivateKey.trim();
     if (priv.includes("|")) throw new Error(`node '${input.node}': the host's private key holds '|'`);
-    const rename = macs(input).map(([ifname, mac]) => [
-        `want=${ifname}; mac=${mac}`,
-        "for dev in /sys/class/net/*; do",
-        '  if [ "$(cat "$dev/address")" = "$mac" ] && [ "${dev##*/}" != "$want" ]; then',
-        '    ip link set dev "${dev##*/}" down && ip link set dev "${dev##*/}" name "$want" && ip link set dev "$want" up',
-        "  fi",
-        "done",
-    ].join("\n"));
+    const pairs = macs(input);
+    // Idempotent, so it runs at every boot until the first deploy: an interface attached after
+    // launch may appear late, and a reboot undoes names given by hand.
+    const rename = [
+        "name_nic() {",
+        '  for _ in $(seq 120); do',
+        "    for dev in /sys/class/net/*; do",
+        '      if [ "$(cat "$dev/address" 2>/dev/null)" = "$2" ]; then',
+        '        [ "${dev##*/}" = "$1" ] && return 0',
+        '        if ip link set dev "${dev##*/}" down && ip link set dev "${dev##*/}" name "$1" && ip link set dev "$1" up; then return 0; fi',
+        '        echo "nublar: cannot name ${dev##*/} $1" >&2; return 1',
+        "      fi",
+        "    done",
+        "    sleep 1",
+        "  done",
+        '  echo "nublar: no interface with MAC $2 (for $1) after 120 s" >&2; return 1',
+        "}",
+        ...pairs.map(([ifname, mac]) => `name_nic ${ifname} ${mac}`),
+    ];
     const script = [
         "#!/bin/sh",
         `# First boot of ${input.node} (site ${input.site}), written by nublar (components/aws/user-data.ts).`,
         "set -eu",
+        "PATH=/run/current-system/sw/bin:$PATH",
+        "export PATH",
+        ...rename,
         `if [ -e ${DONE} ]; then exit 0; fi`,
         "umask 077",
         "mkdir -p /etc/ssh /root/.ssh /etc/nixos /var/lib/nublar",
@@ -114,7 +132,6 @@ export function renderUserData(input: UserDataInput): string {
         "fi",
         `cat > /root/.ssh/authorized_keys ${heredoc("NUBLAR_KEYS", input.authorizedKeys.join("\n"))}`,
         "chmod 600 /root/.ssh/authorized_keys",
-        ...rename,
         `cat > /etc/nixos/hardware-configuration.nix ${heredoc("NUBLAR_NIX", ec2HardwareConfiguration(input))}`,
         "chmod 644 /etc/nixos/hardware-configuration.nix",
         `touch ${DONE}`,

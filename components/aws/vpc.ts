@@ -3,8 +3,7 @@
 //     AWS requires of every VPC and that no subnet uses;
 //   - one IPv6-only subnet per EC2 node uplink, in the node's zone;
 //   - one route table per provider block: ::/0 to the Internet gateway, or to the provider's
-//     gateway into the VPC (Direct Connect's virtual private gateway, or a transit gateway),
-//     which this component attaches to the VPC;
+//     Direct Connect virtual private gateway, which this component attaches to the VPC;
 //   - two security groups: every node's (ICMPv6, SSH, the overlay) and the edges' ingress ports.
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
@@ -63,28 +62,17 @@ export class DataCenterNetwork extends pulumi.ComponentResource {
             this.subnetIds[s.key] = subnet.id;
         }
 
-        // ::/0 per block. A provider's own gateway must first be attached to this VPC: a virtual
-        // private gateway (Direct Connect) to one VPC at a time, a transit gateway through one
-        // subnet per zone.
+        // ::/0 per block. A provider's Direct Connect gateway must first be attached to this VPC
+        // (to one VPC at a time: nublar owns the attachment).
         for (const b of plan.blocks) {
             const r = b.defaultRoute;
-            let via: { gatewayId: pulumi.Input<string> } | { transitGatewayId: pulumi.Input<string> };
-            let attached: pulumi.Resource | undefined;
-            if (r.kind === "internet-gateway") via = { gatewayId: internetGateway!.id };
-            else if (r.kind === "virtual-gateway") {
-                attached = new aws.ec2.VpnGatewayAttachment(`${name}-${b.provider}`, { region, vpcId: vpc.id, vpnGatewayId: r.id }, child);
-                via = { gatewayId: r.id };
-            } else {
-                const zones = new Map<string, string>();
-                for (const s of plan.subnets) if (s.provider === b.provider && !zones.has(s.availabilityZone)) zones.set(s.availabilityZone, s.key);
-                attached = new aws.ec2transitgateway.VpcAttachment(`${name}-${b.provider}`, {
-                    region, vpcId: vpc.id, transitGatewayId: r.id, ipv6Support: "enable", subnetIds: [...zones.values()].map((k) => this.subnetIds[k]), tags: tags(b.provider),
-                }, child);
-                via = { transitGatewayId: r.id };
-            }
+            const attached = r.kind === "virtual-gateway"
+                ? [new aws.ec2.VpnGatewayAttachment(`${name}-${b.provider}`, { region, vpcId: vpc.id, vpnGatewayId: r.id }, child)]
+                : [];
             new aws.ec2.Route(`${name}-${b.provider}-default`, {
-                region, routeTableId: routeTables.get(b.provider)!.id, destinationIpv6CidrBlock: "::/0", ...via,
-            }, { ...child, dependsOn: attached ? [attached] : [] });
+                region, routeTableId: routeTables.get(b.provider)!.id, destinationIpv6CidrBlock: "::/0",
+                gatewayId: r.kind === "internet-gateway" ? internetGateway!.id : r.id,
+            }, { ...child, dependsOn: attached });
         }
 
         const group = (what: string, description: string, rules: AwsFirewallRule[], egress: boolean) => {

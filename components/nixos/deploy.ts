@@ -12,7 +12,7 @@
 import { createHash } from "node:crypto";
 import * as path from "node:path";
 import type { Client } from "ssh2";
-import { agentGetOver, connectPinned, describeNode, UnreachableError, type NodeAccess } from "../../cli/agent-client";
+import { agentGetOver, connectPinned, describeNode, HostKeyMismatchError, UnreachableError, type NodeAccess } from "../../cli/agent-client";
 import { sh, type Activation, type DeployMode } from "./activation";
 
 export interface DeployTarget {
@@ -172,12 +172,16 @@ async function waitHealthy(target: DeployTarget, where: string, deadline: number
  */
 export async function connectWhenUp(access: DeployTarget["access"], where: string, log: (line: string) => void, retryEveryMs = 5000): Promise<Client> {
     const deadline = Date.now() + (access.reachableWithinMs ?? 0);
-    for (let attempt = 1; ; attempt++) {
+    let last = "";
+    for (;;) {
         try {
             return await connectPinned(access, where, 15_000);
         } catch (err) {
             if (!(err instanceof UnreachableError) || Date.now() + retryEveryMs > deadline) throw err;
-            if (attempt === 1) log(`${where}: ${err.message}; retrying every ${retryEveryMs / 1000} s for up to ${Math.round((deadline - Date.now()) / 1000)} s while it boots`);
+            // One line per kind of failure, so that a wrong key after an unreachable spell shows.
+            const kind = err instanceof HostKeyMismatchError ? "key" : "unreachable";
+            if (kind !== last) log(`${where}: ${err.message}; retrying every ${retryEveryMs / 1000} s for up to ${Math.round((deadline - Date.now()) / 1000)} s while it boots`);
+            last = kind;
             await new Promise((r) => setTimeout(r, retryEveryMs));
         }
     }

@@ -162,6 +162,11 @@ test("once any path of the node is Up, an uplink none of whose paths came Up is 
     assert.match(route(later, "default/equinix").why, /every path is down|BFD down/);
     assert.deepEqual(later.deprecatedUplinks, ["equinix"]);
     assert.equal(route(later, "default/aws-transit").decision, "use");
-    assert.equal(route(later, "last-resort/default/equinix").decision, "use");
-    assert.equal(route(later, "last-resort/default/equinix").route.session, undefined);
+    for (const id of ["last-resort/default/equinix", "last-resort/default-from/equinix"]) {
+        assert.equal(route(later, id).decision, "use");
+        assert.equal(route(later, id).route.session, undefined);
+    }
+    // No two routes the kernel would see as one (destination, source, metric).
+    const keys = dc.routes.map((r) => `${r.destination}|${r.source ?? ""}|${r.metric}`);
+    assert.equal(new Set(keys).size, keys.length);
 });

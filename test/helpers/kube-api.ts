@@ -20,12 +20,16 @@ export interface KubeApi {
     stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-    const s = net.createServer();
-    await new Promise<void>((resolve, reject) => s.once("error", reject).listen(0, "::1", resolve));
-    const { port } = s.address() as net.AddressInfo;
-    await new Promise<void>((resolve) => s.close(() => resolve()));
-    return port;
+/** `n` distinct free ports on ::1: all held open while picking, so that they differ. */
+async function freePorts(n: number): Promise<number[]> {
+    const servers = await Promise.all(Array.from({ length: n }, async () => {
+        const s = net.createServer();
+        await new Promise<void>((resolve, reject) => s.once("error", reject).listen(0, "::1", resolve));
+        return s;
+    }));
+    const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
+    await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    return ports;
 }
 
 function openssl(args: string[], cwd: string): void {
@@ -55,11 +59,21 @@ export async function startKubeApi(): Promise<KubeApi> {
     }
 }
 
-/** Processes still running when this test process exits, however it exits: ended by PID. */
+/**
+ * Processes still running when this test process ends: ended by PID, on a normal exit and when
+ * the test runner stops the file with a signal.
+ */
 const running = new Set<ChildProcess>();
-process.once("exit", () => {
+const killAll = () => {
     for (const p of running) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
-});
+};
+process.once("exit", killAll);
+for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    process.once(signal, () => {
+        killAll();
+        process.kill(process.pid, signal);
+    });
+}
 
 async function startOnce(): Promise<KubeApi> {
     const bin = path.join(KUBE_TOOLS, "bin");
@@ -88,8 +102,14 @@ async function startOnce(): Promise<KubeApi> {
         const token = require("node:crypto").randomBytes(24).toString("hex");
         fs.writeFileSync(path.join(dir, "tokens.csv"), `${token},admin,admin-uid,system:masters\n`, { mode: 0o600 });
 
-        const [client, peer, api] = [await freePort(), await freePort(), await freePort()];
-        const log = (name: string) => fs.openSync(path.join(dir, `${name}.log`), "a");
+        const [client, peer, api] = await freePorts(3);
+        // The children keep their own copies of these: ours are closed once they started.
+        const fds: number[] = [];
+        const log = (name: string) => {
+            const fd = fs.openSync(path.join(dir, `${name}.log`), "a");
+            fds.push(fd);
+            return fd;
+        };
         const etcd = spawn(path.join(bin, "etcd"), [
             "--name", "n0", "--data-dir", path.join(dir, "etcd"),
             "--listen-client-urls", `http://[::1]:${client}`, "--advertise-client-urls", `http://[::1]:${client}`,
@@ -113,6 +133,7 @@ async function startOnce(): Promise<KubeApi> {
         ], { stdio: ["ignore", log("apiserver"), log("apiserver")] });
         procs.push(apiserver);
         running.add(apiserver);
+        for (const fd of fds) fs.closeSync(fd);
 
         const kubeconfig = path.join(dir, "kubeconfig");
         fs.writeFileSync(kubeconfig, [
