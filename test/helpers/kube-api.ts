@@ -64,8 +64,10 @@ export async function startKubeApi(): Promise<KubeApi> {
  * the test runner stops the file with a signal.
  */
 const running = new Set<ChildProcess>();
+const folders = new Set<string>();
 const killAll = () => {
     for (const p of running) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
+    for (const dir of folders) fs.rmSync(dir, { recursive: true, force: true });
 };
 process.once("exit", killAll);
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
@@ -81,6 +83,7 @@ async function startOnce(): Promise<KubeApi> {
     const started = Date.now();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nublar-kube-"));
     fs.chmodSync(dir, 0o700);
+    folders.add(dir);
     const procs: ChildProcess[] = [];
     const stop = async () => {
         for (const p of procs.reverse()) {
@@ -88,6 +91,7 @@ async function startOnce(): Promise<KubeApi> {
             running.delete(p);
         }
         fs.rmSync(dir, { recursive: true, force: true });
+        folders.delete(dir);
     };
     try {
         // A CA, the server's certificate for ::1, the service-account key pair, an admin token.
