@@ -77,7 +77,36 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
     });
 }
 
+/**
+ * What an earlier test run left when it was killed outright (SIGKILL, or a runner that gave up
+ * on it): its folder, and its servers if they outlived it. Each folder lists the PIDs it
+ * started; a process is ended only if its command line still names that folder.
+ */
+function sweepLeftovers(): void {
+    for (const name of fs.readdirSync(os.tmpdir())) {
+        if (!name.startsWith("nublar-kube-")) continue;
+        const dir = path.join(os.tmpdir(), name);
+        let pids: number[];
+        try {
+            pids = fs.readFileSync(path.join(dir, "pids"), "utf8").split("\n").filter(Boolean).map(Number);
+        } catch {
+            continue; // still starting, or not ours
+        }
+        const owner = pids[0];
+        if (owner && fs.existsSync(`/proc/${owner}`)) continue; // its test process still runs
+        for (const pid of pids.slice(1)) {
+            try {
+                if (fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(dir)) process.kill(pid, "SIGKILL");
+            } catch {
+                // already gone
+            }
+        }
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+}
+
 async function startOnce(): Promise<KubeApi> {
+    sweepLeftovers();
     const bin = path.join(KUBE_TOOLS, "bin");
     if (!fs.existsSync(path.join(bin, "kube-apiserver"))) throw new Error(`no ${bin}/kube-apiserver: run scripts/setup`);
     const started = Date.now();
@@ -137,6 +166,8 @@ async function startOnce(): Promise<KubeApi> {
         ], { stdio: ["ignore", log("apiserver"), log("apiserver")] });
         procs.push(apiserver);
         running.add(apiserver);
+        // Who started what, for sweepLeftovers if this process dies without cleaning up.
+        fs.writeFileSync(path.join(dir, "pids"), [process.pid, etcd.pid, apiserver.pid].join("\n"));
         for (const fd of fds) fs.closeSync(fd);
 
         const kubeconfig = path.join(dir, "kubeconfig");
