@@ -111,9 +111,10 @@ export function buildProgram(): Command {
         .addOption(stackOpt()).addOption(fileOpt()).addOption(jsonOpt())
         .addOption(new Option("--node <name>", "one node, with its tunnel peers"))
         .action((opts: { stack: string; file?: string; json?: boolean; node?: string }) => {
+            const siteModel = siteFor(opts);
             let plan: SitePlan;
             try {
-                plan = planSite(siteFor(opts));
+                plan = planSite(siteModel);
             } catch (err) {
                 if (err instanceof PlanError) throw new UserError(`the site cannot be planned: ${err.message}`);
                 throw err;
@@ -123,7 +124,7 @@ export function buildProgram(): Command {
             // A data center's EC2 nodes: the VPC's subnets and interfaces (network/aws-plan.ts).
             let aws: AwsNetworkPlan | undefined;
             try {
-                aws = planAwsNetwork(siteFor(opts), plan);
+                aws = planAwsNetwork(siteModel, plan);
             } catch (err) {
                 if (err instanceof PlanError) throw new UserError(`the site's AWS network cannot be planned: ${err.message}`);
                 throw err;

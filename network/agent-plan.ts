@@ -95,20 +95,20 @@ function agentConfigFor(site: Site, plan: SitePlan, node: NodePlan, opts: AgentP
         list.push({ overlay: o, peer: p, session: sid });
         byPeer.set(p.node, list);
     }
-    const sessionGroups: AgentSessionGroup[] = node.uplinks.filter((u) => !u.gatewayBfd).map((u) => {
+    // An uplink whose router answers no BFD is judged by the path sessions over it (a group).
+    // Paths over an uplink can all fail for reasons on the peers' side (every hub rebooting), with
+    // the uplink itself fine; a node left without any default would then lose its operators too.
+    // So such an uplink also keeps ungated defaults below every gated one: from its own prefix
+    // (replies to an operator leave by the interface they came in on, whatever the metrics: AWS
+    // drops what leaves an interface from another's address), and a plain one.
+    const sessionGroups: AgentSessionGroup[] = [];
+    node.uplinks.forEach((u, k) => {
+        if (u.gatewayBfd) return;
         const anyOf = sessions.filter((x) => x.kind === "path" && x.provider === u.provider).map((x) => x.id);
         if (!anyOf.length) {
             throw new PlanError(`node '${node.name}': its uplink to ${u.provider} ends at a router without BFD (an EC2 node's VPC router), and no other node is reachable over ${u.provider} to judge it by; give another node an uplink to ${u.provider}`);
         }
-        return { id: `gw/${u.provider}`, anyOf, reason: `${u.provider}'s router answers no BFD: the uplink works while any path over it does` };
-    });
-    // Paths over an uplink can all fail for reasons on the peers' side (every hub rebooting), with
-    // the uplink itself fine; a node left without any default would then lose its operators too.
-    // So an uplink judged by its paths keeps ungated defaults below every gated one: from its
-    // own prefix (replies to an operator leave by the interface they came in on, whatever the
-    // metrics: AWS drops what leaves an interface from another's address), and a plain one.
-    node.uplinks.forEach((u, k) => {
-        if (u.gatewayBfd) return;
+        sessionGroups.push({ id: `gw/${u.provider}`, anyOf, reason: `${u.provider}'s router answers no BFD: the uplink works while any path over it does` });
         routes.push({
             id: `last-resort/default-from/${u.provider}`, destination: "::/0", source: u.prefix, via: u.gateway, dev: u.ifname, metric: LAST_RESORT_METRIC,
             reason: `traffic from ${u.provider}'s prefix when no path over it is up (not gated: its router answers no BFD)`,

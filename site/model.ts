@@ -399,6 +399,7 @@ export const SiteSchema = SiteBase.superRefine((site, ctx) => {
     });
 
     const providerNames = new Set(site.providers.map((p) => p.name));
+    const vpcBlocks = vpcProviders(site);
     const nodeNames = new Set(site.nodes.map((n) => n.name));
     site.nodes.forEach((node, i) => {
         node.uplinks.forEach((up, k) => {
@@ -416,18 +417,17 @@ export const SiteSchema = SiteBase.superRefine((site, ctx) => {
             if (site.kind !== "datacenter") issue(["nodes", i, "ec2"], "EC2 nodes belong to datacenter sites");
             if (node.ssh) issue(["nodes", i, "ssh"], "is derived on an EC2 node (its planned address and the host key nublar generates); remove it");
             if (!site.aws?.vpc) issue(["nodes", i, "ec2"], "needs the site's VPC: give aws.vpc.uplinks");
-            else node.uplinks.forEach((up, k) => {
-                if (!site.aws!.vpc!.uplinks.some((v) => v.provider === up.provider)) {
-                    issue(["nodes", i, "uplinks", k, "provider"], `an EC2 node's uplinks are subnets of the VPC's blocks; list '${up.provider}' in aws.vpc.uplinks or remove this uplink`);
-                }
-            });
             if (site.aws && !new RegExp(`^${site.aws.region}[a-z]$`).test(node.failureDomain)) {
                 issue(["nodes", i, "failureDomain"], `must be an availability zone of ${site.aws.region} (like ${site.aws.region}a) on an EC2 node`);
             }
-        } else if (site.aws?.vpc) {
-            // The VPC routes a whole block to itself: a /64 of it elsewhere is unreachable from it.
+        }
+        if (site.aws?.vpc) {
             node.uplinks.forEach((up, k) => {
-                if (site.aws!.vpc!.uplinks.some((v) => v.provider === up.provider)) {
+                const inVpc = vpcBlocks.has(up.provider);
+                if (node.ec2 && !inVpc) {
+                    issue(["nodes", i, "uplinks", k, "provider"], `an EC2 node's uplinks are subnets of the VPC's blocks; list '${up.provider}' in aws.vpc.uplinks or remove this uplink`);
+                } else if (!node.ec2 && inVpc) {
+                    // The VPC routes a whole block to itself: a /64 of it elsewhere is unreachable from it.
                     issue(["nodes", i, "uplinks", k, "provider"], `'${up.provider}' is one of the VPC's blocks (aws.vpc.uplinks): only EC2 nodes (nodes[].ec2) can have uplinks in it`);
                 }
             });
@@ -485,23 +485,28 @@ export const SiteSchema = SiteBase.superRefine((site, ctx) => {
             if (app.maxReplicas !== undefined && app.maxReplicas < app.replicas) issue(["kubernetes", "lamp", i, "maxReplicas"], `is below replicas (${app.replicas})`);
         });
     }
-}).transform((site) => ({
-    ...site,
-    providers: site.providers.map((p) => ({
-        ...p,
-        uplinkHost: p.uplinkHost ?? (site.aws?.vpc?.uplinks.some((v) => v.provider === p.name) ? 0x10 : 2),
-    })),
-    lab: site.kind === "lab" ? site.lab ?? LabSettings.parse({}) : site.lab,
-    overlay: { transport: site.overlay.transport ?? (site.kind === "lab" ? "vxlan" as const : "wireguard" as const) },
-    deploy: { ...site.deploy, activation: site.deploy.activation ?? (site.kind === "lab" ? "lab" as const : "nixos" as const) },
-    ledger: { ...site.ledger, anchor: site.ledger.anchor ?? (site.kind === "lab" ? "directory" as const : "object-lock" as const) },
-}));
+}).transform((site) => {
+    const blocks = vpcProviders(site);
+    return {
+        ...site,
+        providers: site.providers.map((p) => ({ ...p, uplinkHost: p.uplinkHost ?? (blocks.has(p.name) ? 0x10 : 2) })),
+        lab: site.kind === "lab" ? site.lab ?? LabSettings.parse({}) : site.lab,
+        overlay: { transport: site.overlay.transport ?? (site.kind === "lab" ? "vxlan" as const : "wireguard" as const) },
+        deploy: { ...site.deploy, activation: site.deploy.activation ?? (site.kind === "lab" ? "lab" as const : "nixos" as const) },
+        ledger: { ...site.ledger, anchor: site.ledger.anchor ?? (site.kind === "lab" ? "directory" as const : "object-lock" as const) },
+    };
+});
 
 export type Site = z.output<typeof SiteSchema>;
 export type SiteInput = z.input<typeof SiteSchema>;
 export type SiteNode = z.output<typeof SiteNode>;
 export type Provider = z.output<typeof Provider>;
 export type LabSettings = z.output<typeof LabSettings>;
+
+/** The providers whose /48 is one of the data center VPC's blocks (aws.vpc.uplinks). */
+function vpcProviders(site: { aws?: { vpc?: { uplinks: { provider: string }[] } } }): Set<string> {
+    return new Set(site.aws?.vpc?.uplinks.map((v) => v.provider));
+}
 
 function uniqueNames(
     items: { name: string }[],

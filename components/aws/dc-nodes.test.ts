@@ -51,7 +51,9 @@ async function dc(raw: unknown = dcSiteInput(), operatorKeys: string[] = [OPERAT
     registered.length = 0;
     const site = parseSite(raw);
     const { resources } = await settled((opts) => new Site("dc", { site, stateRoot: "/tmp/nublar-unit" }, opts));
-    const of = (t: string) => registered.filter((r) => r.type === t || (t.startsWith("nublar:nixos:") && r.type.endsWith(t.slice("nublar:".length))));
+    // Dynamic resources (nublar's nixos:Deployment, nixos:GeneratedKey) register as
+    // `pulumi-nodejs:dynamic/<module>:<type>`.
+    const of = (t: string) => registered.filter((r) => r.type === t || r.type === `pulumi-nodejs:dynamic/${t}`);
     return { site, plan: planSite(site), of, resources };
 }
 
@@ -131,11 +133,11 @@ test("EC2 nodes without operator keys are refused, saying how to set them (nobod
 
 test("each node's deploy reaches its planned address on the Internet-routed block, pinning the generated key, waiting for the boot", async () => {
     const { of, plan } = await dc();
-    const deployments = of("nublar:nixos:Deployment");
+    const deployments = of("nixos:Deployment");
     assert.equal(deployments.length, 4);
     for (const d of deployments) {
         const node = plan.nodes.find((n) => n.name === d.inputs.node)!;
-        const key = of("nublar:nixos:GeneratedKey").find((k) => k.name === `dc-${node.name}-host-key`)!;
+        const key = of("nixos:GeneratedKey").find((k) => k.name === `dc-${node.name}-host-key`)!;
         assert.deepEqual(d.inputs.access, {
             host: node.uplinks.find((u) => u.provider === "aws-transit")!.address, port: 22, user: "root",
             hostKey: publicKeyOf("ssh-host", key.name), reachableWithinMs: 600_000,

@@ -3,9 +3,9 @@
 // that never answers fails after the wait with the reason.
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
-import type { AddressInfo } from "node:net";
 import { Server, utils } from "ssh2";
 import { HostKeyMismatchError, UnreachableError } from "../../cli/agent-client";
+import { freePort } from "../../test/helpers/ports";
 import { connectWhenUp } from "./deploy";
 
 const hostKey = utils.generateKeyPairSync("ed25519");
@@ -17,15 +17,6 @@ function sshServer(key: string = hostKey.private): Server {
         client.on("ready", () => client.end());
         client.on("error", () => {});
     });
-}
-
-/** A free port on ::1, closed again: nothing listens there until a test starts a server. */
-async function freePort(): Promise<number> {
-    const s = sshServer();
-    await new Promise<void>((r) => s.listen(0, "::1", r));
-    const { port } = s.address() as AddressInfo;
-    await new Promise<void>((r) => s.close(() => r()));
-    return port;
 }
 
 const access = (port: number, pinned: string, reachableWithinMs?: number) => ({

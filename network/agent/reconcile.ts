@@ -96,7 +96,9 @@ export function desiredState(cfg: AgentConfig, health: ReadonlyMap<string, Sessi
     const groups = new Map((cfg.sessionGroups ?? []).map((g) => [g.id, g.anyOf]));
     // Has any path of this node come Up since the agent started? Until then there may be no
     // deployed peer at all (a new site's first node), and a group of paths judges nothing.
-    const anyPathUp = cfg.sessions.some((s) => s.kind === "path" && health.get(s.id)?.upAt !== undefined);
+    // Asked only when a group is judged: most nodes have none, and this runs on every BFD event.
+    let anyPathUpSeen: boolean | undefined;
+    const anyPathUp = () => (anyPathUpSeen ??= cfg.sessions.some((s) => s.kind === "path" && health.get(s.id)?.upAt !== undefined));
     const verdict = (id: string): Verdict => {
         let v = verdicts.get(id);
         if (!v) {
@@ -106,7 +108,7 @@ export function desiredState(cfg: AgentConfig, health: ReadonlyMap<string, Sessi
                 // deployed yet (a new site's canary). That is no evidence against the uplink, and
                 // withdrawing its routes would cut the node off from its operators. Once any path
                 // is Up, peers exist, and an uplink none of whose paths came Up is judged.
-                : !anyPathUp ? { decision: "use", why: `no path of this node has come up since the agent started (peers not deployed yet?): ${id} not judged` }
+                : !anyPathUp() ? { decision: "use", why: `no path of this node has come up since the agent started (peers not deployed yet?): ${id} not judged` }
                 : anyVerdict(anyOf, anyOf.map((m) => verdict(m)));
             verdicts.set(id, v);
         }

@@ -4,11 +4,11 @@
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Admin, Consumer, MessagesStreamFallbackModes, MessagesStreamModes, ProduceAcks, Producer, stringDeserializers, stringSerializers, type Message } from "@platformatic/kafka";
+import { freePort } from "../helpers/ports";
 import { brokerPid, clusterIdFor, formatBroker, KAFKA_VERSION, kafkaClasspath, startBroker, stopBroker, type BrokerLayout } from "../../events/broker";
 
 function missingJars(): string | undefined {
@@ -21,15 +21,6 @@ function missingJars(): string | undefined {
 }
 // Without the jars each test is reported as skipped, with the reason and the fix (scripts/setup).
 const skip = missingJars();
-
-/** A port nobody listens on now, on ::1. */
-async function freePort(): Promise<number> {
-    const server = net.createServer();
-    await new Promise<void>((resolve, reject) => server.once("error", reject).listen(0, "::1", resolve));
-    const port = (server.address() as net.AddressInfo).port;
-    await new Promise((resolve) => server.close(resolve));
-    return port;
-}
 
 const alive = (pid: number) => {
     try {

@@ -16,7 +16,8 @@ import { generateSigningKey } from "../../ledger/core/checkpoint";
 import { LOOPBACK, type LedgerCluster } from "../../ledger/lab/cluster";
 import { ROLES } from "../../ledger/pg/schema";
 import { IngestService } from "../../ledger/service";
-import { freePort, startTestCluster } from "../ledger/fixture";
+import { startTestCluster } from "../ledger/fixture";
+import { freePort } from "../helpers/ports";
 
 const PROJECT_DIR = path.resolve(__dirname, "..", "..");
 export const SHARDS = ["habitat", "network", "security", "audit"];

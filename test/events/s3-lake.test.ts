@@ -13,7 +13,7 @@ import type { Delivered } from "../../events/consume";
 import { lakeSink, readAvroFile } from "../../events/lake-sink";
 import { S3Lake } from "../../events/s3-lake";
 import type { NublarEvent } from "../../events/schema";
-import { freePort } from "../ledger/fixture";
+import { freePort } from "../helpers/ports";
 import { waitFor } from "./fixture";
 
 const BIN = path.resolve(__dirname, "..", "..", ".tools", "bin", "versitygw");

@@ -5,9 +5,9 @@
 // PID and removes the folder, whatever the test did.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
+import { freePorts } from "./ports";
 
 export const KUBE_TOOLS = path.resolve(__dirname, "..", "..", ".tools", "kube");
 
@@ -18,18 +18,6 @@ export interface KubeApi {
     /** Startup time, for the record. */
     startedInMs: number;
     stop(): Promise<void>;
-}
-
-/** `n` distinct free ports on ::1: all held open while picking, so that they differ. */
-async function freePorts(n: number): Promise<number[]> {
-    const servers = await Promise.all(Array.from({ length: n }, async () => {
-        const s = net.createServer();
-        await new Promise<void>((resolve, reject) => s.once("error", reject).listen(0, "::1", resolve));
-        return s;
-    }));
-    const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
-    await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-    return ports;
 }
 
 function openssl(args: string[], cwd: string): void {
@@ -60,22 +48,15 @@ export async function startKubeApi(): Promise<KubeApi> {
 }
 
 /**
- * Processes still running when this test process ends: ended by PID, on a normal exit and when
- * the test runner stops the file with a signal.
+ * Processes still running when this test process exits without stopping them: ended by PID.
+ * (A process killed outright runs nothing: the next start sweeps up after it, below.)
  */
 const running = new Set<ChildProcess>();
 const folders = new Set<string>();
-const killAll = () => {
+process.once("exit", () => {
     for (const p of running) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
     for (const dir of folders) fs.rmSync(dir, { recursive: true, force: true });
-};
-process.once("exit", killAll);
-for (const signal of ["SIGTERM", "SIGINT"] as const) {
-    process.once(signal, () => {
-        killAll();
-        process.kill(process.pid, signal);
-    });
-}
+});
 
 /**
  * What an earlier test run left when it was killed outright (SIGKILL, or a runner that gave up
@@ -136,13 +117,15 @@ async function startOnce(): Promise<KubeApi> {
         fs.writeFileSync(path.join(dir, "tokens.csv"), `${token},admin,admin-uid,system:masters\n`, { mode: 0o600 });
 
         const [client, peer, api] = await freePorts(3);
-        // The children keep their own copies of these: ours are closed once they started.
+        // Each child's output goes to <name>.log. The children keep their own copies of these
+        // descriptors: ours are closed once they started.
         const fds: number[] = [];
-        const log = (name: string) => {
+        const logTo = (name: string): ["ignore", number, number] => {
             const fd = fs.openSync(path.join(dir, `${name}.log`), "a");
             fds.push(fd);
-            return fd;
+            return ["ignore", fd, fd];
         };
+        const logTail = (name: string) => fs.readFileSync(path.join(dir, `${name}.log`), "utf8").slice(-2000);
         const etcd = spawn(path.join(bin, "etcd"), [
             "--name", "n0", "--data-dir", path.join(dir, "etcd"),
             "--listen-client-urls", `http://[::1]:${client}`, "--advertise-client-urls", `http://[::1]:${client}`,
@@ -150,7 +133,7 @@ async function startOnce(): Promise<KubeApi> {
             "--initial-cluster", `n0=http://[::1]:${peer}`, "--initial-cluster-state", "new",
             // A test's data: no fsync, and a small quota.
             "--unsafe-no-fsync", "--quota-backend-bytes=1073741824", "--log-level=warn",
-        ], { stdio: ["ignore", log("etcd"), log("etcd")] });
+        ], { stdio: logTo("etcd") });
         procs.push(etcd);
         running.add(etcd);
         const apiserver = spawn(path.join(bin, "kube-apiserver"), [
@@ -163,7 +146,7 @@ async function startOnce(): Promise<KubeApi> {
             "--service-cluster-ip-range=fd00:10:96::/112",
             // No nodes and no controller-manager: no endpoints to reconcile, no default service account.
             "--endpoint-reconciler-type=none", "--disable-admission-plugins=ServiceAccount", "--profiling=false",
-        ], { stdio: ["ignore", log("apiserver"), log("apiserver")] });
+        ], { stdio: logTo("kube-apiserver") });
         procs.push(apiserver);
         running.add(apiserver);
         // Who started what, for sweepLeftovers if this process dies without cleaning up.
@@ -184,10 +167,10 @@ async function startOnce(): Promise<KubeApi> {
         const deadline = Date.now() + 90_000;
         for (;;) {
             for (const [name, p] of [["etcd", etcd], ["kube-apiserver", apiserver]] as const) {
-                if (p.exitCode !== null || p.signalCode !== null) throw new Error(`${name} exited (${p.exitCode ?? p.signalCode}): ${fs.readFileSync(path.join(dir, `${name === "etcd" ? "etcd" : "apiserver"}.log`), "utf8").slice(-2000)}`);
+                if (p.exitCode !== null || p.signalCode !== null) throw new Error(`${name} exited (${p.exitCode ?? p.signalCode}): ${logTail(name)}`);
             }
             if (kubectl(["get", "--raw", "/readyz", "--request-timeout=2s"]).stdout.trim() === "ok") break;
-            if (Date.now() > deadline) throw new Error(`kube-apiserver not ready within 90 s: ${fs.readFileSync(path.join(dir, "apiserver.log"), "utf8").slice(-2000)}`);
+            if (Date.now() > deadline) throw new Error(`kube-apiserver not ready within 90 s: ${logTail("kube-apiserver")}`);
             await new Promise((r) => setTimeout(r, 250));
         }
         return { kubeconfig, kubectl, startedInMs: Date.now() - started, stop };

@@ -1,23 +1,13 @@
 // A real ledger cluster for a test file: PostgreSQL primary + 2 standbys and Redis on ::1, on free
 // ports, in a fresh directory; destroyed (processes stopped, files removed) even when tests fail.
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { LedgerCluster, LOOPBACK, newPasswords } from "../../ledger/lab/cluster";
 import { ROLES } from "../../ledger/pg/schema";
 import type { ShardAccess } from "../../ledger/pg/store";
 
-export async function freePort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-        const s = net.createServer();
-        s.once("error", reject);
-        s.listen(0, LOOPBACK, () => {
-            const port = (s.address() as net.AddressInfo).port;
-            s.close(() => resolve(port));
-        });
-    });
-}
+import { freePort } from "../helpers/ports";
 
 export async function startTestCluster(shards: string[], standbys = 2): Promise<LedgerCluster> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nublar-ledger-"));
