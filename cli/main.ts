@@ -107,7 +107,7 @@ export function buildProgram(): Command {
         });
 
     site.command("plan")
-        .description("the site's address and overlay plan: loopbacks, uplinks, tunnels and their peers, sensor subnets")
+        .description("the site's address and overlay plan: loopbacks, uplinks, tunnels and their peers, sensor subnets; a data center's VPC for its EC2 nodes")
         .addOption(stackOpt()).addOption(fileOpt()).addOption(jsonOpt())
         .addOption(new Option("--node <name>", "one node, with its tunnel peers"))
         .action((opts: { stack: string; file?: string; json?: boolean; node?: string }) => {
