@@ -6,8 +6,9 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
 import { readFileSync } from "node:fs";
+import { projectPath } from "./model/project";
 
-const labConfig = parse(readFileSync(path.join(__dirname, "stacks", "Pulumi.lab.yaml"), "utf8")).config["nublar:site"];
+const labConfig = parse(readFileSync(projectPath("stacks", "Pulumi.lab.yaml"), "utf8")).config["nublar:site"];
 const types: string[] = [];
 
 async function runProgram(site: unknown): Promise<Record<string, unknown>> {

@@ -4,10 +4,11 @@ import { spawnSync } from "node:child_process";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { Site } from "./components/site";
-import { siteFromConfig, SiteConfigError } from "./site/load";
-import type { Site as SiteModel } from "./site/model";
+import { siteFromConfig, SiteConfigError } from "./model/site/load";
+import type { Site as SiteModel } from "./model/site/model";
+import { PROJECT_ROOT } from "./model/project";
 
-const stateRoot = process.env.NUBLAR_STATE_DIR ?? path.join(__dirname, ".nublar");
+const stateRoot = process.env.NUBLAR_STATE_DIR ?? path.join(PROJECT_ROOT, ".nublar");
 
 function loadSite(): SiteModel {
     try {
@@ -23,7 +24,7 @@ function loadSite(): SiteModel {
 
 /** The program's commit, recorded in each node's system profile (absent outside a git checkout). */
 function revision(): string | undefined {
-    const r = spawnSync("git", ["rev-parse", "--short=12", "HEAD"], { cwd: __dirname, encoding: "utf8" });
+    const r = spawnSync("git", ["rev-parse", "--short=12", "HEAD"], { cwd: PROJECT_ROOT, encoding: "utf8" });
     return r.status === 0 ? r.stdout.trim() : undefined;
 }
 

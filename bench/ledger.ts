@@ -13,12 +13,12 @@
 // Usage: node --import tsx bench/ledger.ts [--seconds S] [--verify-entries N] [--producers P]
 import * as os from "node:os";
 import pg from "pg";
-import { generateSigningKey } from "../ledger/core/checkpoint";
-import { LakeDirectorySink } from "../ledger/sinks";
-import { ShardStore } from "../ledger/pg/store";
-import { databaseName } from "../ledger/pg/schema";
-import { verifyShard } from "../ledger/verify-shard";
-import { ShardWriter, type AppendItem } from "../ledger/writer";
+import { generateSigningKey } from "../model/ledger/core/checkpoint";
+import { LakeDirectorySink } from "../runtime/ledger/sinks";
+import { ShardStore } from "../runtime/ledger/pg/store";
+import { databaseName } from "../runtime/ledger/pg/schema";
+import { verifyShard } from "../runtime/ledger/verify-shard";
+import { ShardWriter, type AppendItem } from "../runtime/ledger/writer";
 import { auditorAccess, ingestAccess, startTestCluster } from "../test/ledger/fixture";
 import { summary, writeResult } from "./machine";
 

@@ -10,19 +10,20 @@
 //    with the real engine.
 import * as path from "node:path";
 import type { ResourceValidationPolicy, StackValidationPolicy } from "@pulumi/policy";
-import { planAgents } from "../network/agent-plan";
-import { planSite } from "../network/site-plan";
-import { nixosAgentPaths } from "../nix/render";
+import { planAgents } from "../model/network/agent-plan";
+import { planSite } from "../model/network/site-plan";
+import { nixosAgentPaths } from "../model/nix/render";
 import { policies } from "../policy/policies";
 import { clearPlanCache } from "../policy/rules/nodes";
 import { TYPES } from "../policy/rules/resources";
 import { validateResource, validateStack } from "../policy/testing";
-import { parseSite } from "../site/load";
+import { parseSite } from "../model/site/load";
 import { TestProject } from "../test/engine/project";
 import { machine, summary, writeResult } from "./machine";
 import { benchSite } from "./site-plan";
+import { PROJECT_ROOT } from "../model/project";
 
-const ROOT = path.resolve(__dirname, "..");
+const ROOT = PROJECT_ROOT;
 
 function option(name: string, fallback: string): string {
     const i = process.argv.indexOf(`--${name}`);

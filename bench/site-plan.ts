@@ -12,8 +12,9 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { TestProject } from "../test/engine/project";
 import { machine, summary, writeResult } from "./machine";
+import { PROJECT_ROOT } from "../model/project";
 
-const ROOT = path.resolve(__dirname, "..");
+const ROOT = PROJECT_ROOT;
 
 /** A park of n nodes: 2 edge and 2 core hubs, the rest app nodes, two providers. */
 export function benchSite(n: number) {
@@ -39,11 +40,11 @@ export function benchSite(n: number) {
 
 /** One measured run, in this (child) process. */
 async function measureOnce(n: number) {
-    const { parseSite } = await import("../site/load");
-    const { planSite } = await import("../network/site-plan");
-    const { planAgents } = await import("../network/agent-plan");
-    const { renderNginxConf } = await import("../network/agent/nginx-conf");
-    const { NIXOS_PATHS, nixosAgentPaths, renderNixosNode } = await import("../nix/render");
+    const { parseSite } = await import("../model/site/load");
+    const { planSite } = await import("../model/network/site-plan");
+    const { planAgents } = await import("../model/network/agent-plan");
+    const { renderNginxConf } = await import("../model/network/nginx-conf");
+    const { NIXOS_PATHS, nixosAgentPaths, renderNixosNode } = await import("../model/nix/render");
     const raw = benchSite(n);
     global.gc?.();
     const rssBefore = process.memoryUsage().rss;

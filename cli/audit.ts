@@ -9,10 +9,10 @@ import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Command, Option } from "commander";
-import { generateSigningKey, loadPrivateKey } from "../ledger/core/checkpoint";
-import type { LedgerPlan } from "../ledger/plan";
-import type { Site } from "../site/model";
-import { PULUMI_BIN, pulumiProjectDir } from "./engine";
+import { generateSigningKey, loadPrivateKey } from "../model/ledger/core/checkpoint";
+import type { LedgerPlan } from "../model/ledger/plan";
+import type { Site } from "../model/site/model";
+import { PULUMI_BIN, pulumiProjectDir } from "../runtime/pulumi-engine";
 
 export const EXIT_FAIL = 1;
 export const EXIT_USAGE = 2;
@@ -170,7 +170,7 @@ export function registerAuditCommands(program: Command, ctx: AuditCliContext): v
 async function publishAudit(ctx: AuditCliContext, site: Site | undefined, r: import("../policy/audit/report").AuditReport): Promise<{ published: boolean; reason?: string }> {
     const brokers = site && ctx.busFor?.(site);
     if (!site || !brokers?.length) return { published: false, reason: site ? `site ${site.name} has no event bus` : "no site component was previewed" };
-    const { publishOnce } = require("../events/kafka") as typeof import("../events/kafka");
+    const { publishOnce } = require("../runtime/events/kafka") as typeof import("../runtime/events/kafka");
     const time = Date.parse(r.generatedAt) * 1000;
     const res = await publishOnce(brokers, "nublar-audit", [{
         id: `audit-report/${r.id}`, site: site.name, source: "nublar-audit", time, type: "audit-result",
@@ -187,7 +187,7 @@ async function appendToLedger(ctx: AuditCliContext, site: Site | undefined, sock
     const socket = socketOpt ?? plan?.lab?.socket;
     if (!socket) return { appended: false, reason: `site ${site?.name}'s ledger runs on CloudNativePG; pass --ledger-socket to its ingest service` };
     if (!fs.existsSync(socket)) return { appended: false, reason: `the ledger's ingest socket ${socket} is not there (is the lab up? npm run lab)` };
-    const { serviceRequest } = require("../ledger/service-client") as typeof import("../ledger/service-client");
+    const { serviceRequest } = require("../runtime/ledger/service-client") as typeof import("../runtime/ledger/service-client");
     const payload = {
         kind: "audit-report", report: r.id, stack: r.stack, site: r.site?.name ?? null, generatedAt: r.generatedAt, verdict: r.verdict,
         findings: { mandatory: r.summary.mandatory, advisory: r.summary.advisory }, commit: r.program.commit, pack: r.pack,

@@ -1,8 +1,8 @@
 // `nublar bus ...` and `nublar dashboard`: the event pipeline as engineers use it. Everything
 // heavy (the Kafka client, avsc) is loaded only by the command that needs it.
 import { Command, InvalidArgumentError, Option } from "commander";
-import type { EventsPlan } from "../events/plan";
-import type { Site } from "../site/model";
+import type { EventsPlan } from "../model/events/plan";
+import type { Site } from "../model/site/model";
 
 export interface EventsCliContext {
     siteFor(stack: string): Site;
@@ -14,11 +14,11 @@ export class EventsUserError extends Error {}
 export class EventsUnreachable extends Error {}
 
 const lazy = {
-    kafka: () => require("../events/kafka") as typeof import("../events/kafka"),
-    schema: () => require("../events/schema") as typeof import("../events/schema"),
-    lab: () => require("../events/lab") as typeof import("../events/lab"),
-    pipeline: () => require("../events/pipeline") as typeof import("../events/pipeline"),
-    topics: () => require("../events/topics") as typeof import("../events/topics"),
+    kafka: () => require("../runtime/events/kafka") as typeof import("../runtime/events/kafka"),
+    schema: () => require("../model/events/schema") as typeof import("../model/events/schema"),
+    lab: () => require("../lab/event-bus") as typeof import("../lab/event-bus"),
+    pipeline: () => require("../runtime/events/pipeline") as typeof import("../runtime/events/pipeline"),
+    topics: () => require("../model/events/topics") as typeof import("../model/events/topics"),
 };
 
 const stackOpt = () => new Option("-s, --stack <name>", "stack name (a file stacks/Pulumi.<name>.yaml)").default("lab");
@@ -43,7 +43,7 @@ const positiveInt = (v: string) => {
     return n;
 };
 
-function describe(e: import("../events/schema").NublarEvent): string {
+function describe(e: import("../model/events/schema").NublarEvent): string {
     const t = new Date(e.time / 1000).toISOString();
     const p = e.payload as unknown as Record<string, unknown>;
     const body = e.type === "bfd-change" ? `${p.node} ${p.session} ${p.from} -> ${p.to} (${p.diagnostic})`
@@ -86,7 +86,7 @@ export function registerEventsCommands(program: Command, ctx: EventsCliContext):
         .action(async (opts: { stack: string; json?: boolean }) => {
             const plan = labOf(ctx, opts.stack);
             const l = lazy.lab();
-            const { brokerPid } = require("../events/broker") as typeof import("../events/broker");
+            const { brokerPid } = require("../lab/kafka-broker") as typeof import("../lab/kafka-broker");
             const broker = brokerPid(l.brokerLayout(plan));
             const pid = l.pipelinePid(plan);
             let stats: Record<string, unknown> | undefined;
@@ -200,8 +200,8 @@ export function registerEventsCommands(program: Command, ctx: EventsCliContext):
         .action(async (opts: { stack: string; port?: number }) => {
             const site = ctx.siteFor(opts.stack);
             const plan = planOf(ctx, opts.stack);
-            const { startDashboard } = require("../events/dashboard/server") as typeof import("../events/dashboard/server");
-            const { runConsumer } = require("../events/consume") as typeof import("../events/consume");
+            const { startDashboard } = require("../runtime/events/dashboard/server") as typeof import("../runtime/events/dashboard/server");
+            const { runConsumer } = require("../runtime/events/consume") as typeof import("../runtime/events/consume");
             const { TOPICS } = lazy.topics();
             // Small batches and short fetch waits: a session going Down should be on the page at once.
             const dash = await startDashboard({ site, host: "::1", port: opts.port ?? plan.dashboardPort, batchMs: 20 });

@@ -6,23 +6,23 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { checkpointProblem, keyId, loadPublicKey } from "../ledger/core/checkpoint";
-import { inclusionPath } from "../ledger/core/merkle";
-import { checkProof, type InclusionProof } from "../ledger/core/proof";
-import { readServiceConfig, type ServiceConfig } from "../ledger/config";
-import type { ShardAccess } from "../ledger/pg/store";
-import type { ShardVerifyResult } from "../ledger/verify-shard";
-import type { LedgerPlan } from "../ledger/plan";
-import { serviceRequest } from "../ledger/service-client";
+import { checkpointProblem, keyId, loadPublicKey } from "../model/ledger/core/checkpoint";
+import { inclusionPath } from "../model/ledger/core/merkle";
+import { checkProof, type InclusionProof } from "../model/ledger/core/proof";
+import { readServiceConfig, type ServiceConfig } from "../runtime/ledger/config";
+import type { ShardAccess } from "../runtime/ledger/pg/store";
+import type { ShardVerifyResult } from "../runtime/ledger/verify-shard";
+import type { LedgerPlan } from "../model/ledger/plan";
+import { serviceRequest } from "../runtime/ledger/service-client";
 
 // The database, Redis and service code (pg, ioredis) loads only when a ledger command runs, so
 // that every other `nublar` command starts without it.
 const lazy = {
-    store: () => require("../ledger/pg/store") as typeof import("../ledger/pg/store"),
-    sinks: () => require("../ledger/sinks") as typeof import("../ledger/sinks"),
-    verify: () => require("../ledger/verify-shard") as typeof import("../ledger/verify-shard"),
-    lab: () => require("../ledger/lab/up") as typeof import("../ledger/lab/up"),
-    service: () => require("../ledger/service") as typeof import("../ledger/service"),
+    store: () => require("../runtime/ledger/pg/store") as typeof import("../runtime/ledger/pg/store"),
+    sinks: () => require("../runtime/ledger/sinks") as typeof import("../runtime/ledger/sinks"),
+    verify: () => require("../runtime/ledger/verify-shard") as typeof import("../runtime/ledger/verify-shard"),
+    lab: () => require("../lab/ledger/up") as typeof import("../lab/ledger/up"),
+    service: () => require("../runtime/ledger/service") as typeof import("../runtime/ledger/service"),
 };
 
 export const EXIT_TAMPERED = 1;
@@ -308,7 +308,7 @@ export function registerLedgerCommands(program: Command, ctx: LedgerCliContext):
         });
 
     ledger.command("serve")
-        .description("run the ingest service (the lab starts it; see ledger/service.ts)")
+        .description("run the ingest service (the lab starts it; see runtime/ledger/service.ts)")
         .requiredOption("-c, --config <file>", "service config (JSON, mode 0600)")
         .action(async (opts: { config: string }) => {
             await lazy.service().runService(readServiceConfig(opts.config));

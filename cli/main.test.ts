@@ -6,7 +6,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { stringify } from "yaml";
-import { dcSiteInput, labSiteInput } from "../site/fixtures";
+import { dcSiteInput, labSiteInput } from "../model/site/fixtures";
+import { PROJECT_ROOT } from "../model/project";
 
 const BIN = path.join(__dirname, "nublar.js");
 
@@ -62,9 +63,9 @@ test("site show prints the site with defaults; unknown stacks get a clear messag
 
 test("site plan shows the address and overlay plan; a site that cannot be planned exits 1 saying why", () => {
     const plan = JSON.parse(nublar("site", "plan", "--stack", "lab", "--json").stdout);
-    const { planSite } = require("../network/site-plan") as typeof import("../network/site-plan");
-    const { loadSiteFromStackFile, stackFile } = require("../site/load") as typeof import("../site/load");
-    assert.deepEqual(plan, JSON.parse(JSON.stringify(planSite(loadSiteFromStackFile(stackFile(path.join(__dirname, ".."), "lab"))))));
+    const { planSite } = require("../model/network/site-plan") as typeof import("../model/network/site-plan");
+    const { loadSiteFromStackFile, stackFile } = require("../model/site/load") as typeof import("../model/site/load");
+    assert.deepEqual(plan, JSON.parse(JSON.stringify(planSite(loadSiteFromStackFile(stackFile(PROJECT_ROOT, "lab"))))));
     const one = nublar("site", "plan", "--stack", "lab", "--node", "visitor-center");
     assert.equal(one.status, 0);
     assert.match(one.stdout, /ov0\s+vxlan\s+gate \(hub\)/);
@@ -109,9 +110,9 @@ test("site plan of a data center with EC2 nodes adds the VPC: blocks, a subnet p
         assert.match(text.stdout, /AWS eu-west-1: VPC blocks 2001:db8:3100::\/48 \(aws-transit, ::\/0 to the Internet gateway\), 2001:db8:3200::\/48 \(equinix, ::\/0 to vgw-0123456789abcdef0\)/);
         assert.match(text.stdout, /ledger-1\s+eu-west-1c\s+m7i.large\s+up0 \(aws-transit\)\s+\S+::\/64\s+\S+::10\s+yes/);
         assert.doesNotMatch(text.stdout, /^edge-1\s+eu-west/m, "--node shows that node only");
-        const { planSite } = require("../network/site-plan") as typeof import("../network/site-plan");
-        const { planAwsNetwork } = require("../network/aws-plan") as typeof import("../network/aws-plan");
-        const { parseSite } = require("../site/load") as typeof import("../site/load");
+        const { planSite } = require("../model/network/site-plan") as typeof import("../model/network/site-plan");
+        const { planAwsNetwork } = require("../model/network/aws-plan") as typeof import("../model/network/aws-plan");
+        const { parseSite } = require("../model/site/load") as typeof import("../model/site/load");
         const site = parseSite(dcSiteInput());
         const json = JSON.parse(nublar("site", "plan", "--file", file, "--json").stdout);
         assert.deepEqual(json.aws, JSON.parse(JSON.stringify(planAwsNetwork(site, planSite(site)))));

@@ -4,23 +4,23 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { Command, CommanderError, Option } from "commander";
-import { ClientError, UnreachableError } from "./agent-client";
+import { ClientError, UnreachableError } from "../runtime/agent/client";
 import { registerAuditCommands } from "./audit";
 import { EventsUnreachable, EventsUserError, registerEventsCommands } from "./events";
-import { PROJECT_DIR, pulumiProjectDir } from "./engine";
+import { PROJECT_DIR, pulumiProjectDir } from "../runtime/pulumi-engine";
 import { EXIT_UNREACHABLE, registerNetworkCommands } from "./network";
 import { LedgerUnreachable, LedgerUserError, registerLedgerCommands } from "./ledger";
-import { LedgerConfigError } from "../ledger/config";
-import { planLedger } from "../ledger/plan";
-import { cleanLab, inspectLab } from "../components/lab/inspect";
-import { cutUplink, restoreUplink } from "../components/lab/ops";
-import { labSshPaths } from "../components/lab/ssh-config";
-import { planLab } from "../network/lab-plan";
-import { planSite, type SitePlan } from "../network/site-plan";
-import { planAwsNetwork, type AwsNetworkPlan } from "../network/aws-plan";
-import { PlanError } from "../network/addressing";
-import { loadSiteFromStackFile, SiteConfigError, stackFile } from "../site/load";
-import type { Site } from "../site/model";
+import { LedgerConfigError } from "../runtime/ledger/config";
+import { planLedger } from "../model/ledger/plan";
+import { cleanLab, inspectLab } from "../lab/inspect";
+import { cutUplink, restoreUplink } from "../lab/ops";
+import { labSshPaths } from "../model/network/lab-ssh-config";
+import { planLab } from "../model/network/lab-plan";
+import { planSite, type SitePlan } from "../model/network/site-plan";
+import { planAwsNetwork, type AwsNetworkPlan } from "../model/network/aws-plan";
+import { PlanError } from "../model/network/addressing";
+import { loadSiteFromStackFile, SiteConfigError, stackFile } from "../model/site/load";
+import type { Site } from "../model/site/model";
 
 const stateRoot = () => process.env.NUBLAR_STATE_DIR ?? path.join(PROJECT_DIR, ".nublar");
 
@@ -121,7 +121,7 @@ export function buildProgram(): Command {
             }
             const nodes = opts.node ? plan.nodes.filter((n) => n.name === opts.node) : plan.nodes;
             if (opts.node && nodes.length === 0) throw new UserError(`no node '${opts.node}'; nodes are: ${plan.nodes.map((n) => n.name).join(", ")}`);
-            // A data center's EC2 nodes: the VPC's subnets and interfaces (network/aws-plan.ts).
+            // A data center's EC2 nodes: the VPC's subnets and interfaces (model/network/aws-plan.ts).
             let aws: AwsNetworkPlan | undefined;
             try {
                 aws = planAwsNetwork(siteModel, plan);
@@ -234,8 +234,7 @@ export function buildProgram(): Command {
     registerNetworkCommands(program);
     const ledgerPlanFor = (site: Site) => {
         if (site.kind !== "lab") return planLedger(site);
-        // Lazily: components/lab loads the Pulumi SDK, which no other command needs.
-        const { labLedgerPlan } = require("../components/lab/park") as typeof import("../components/lab/park");
+        const { labLedgerPlan } = require("../lab/layout") as typeof import("../lab/layout");
         return labLedgerPlan(site, planLab(site), stateRoot());
     };
     registerLedgerCommands(program, { planFor: (stack) => ledgerPlanFor(siteFor({ stack })) });
@@ -243,7 +242,7 @@ export function buildProgram(): Command {
         stateRoot,
         ledgerFor: (site) => (site.ledger.shards.includes("audit") ? ledgerPlanFor(site) : undefined),
         busFor: (site) => {
-            const { planEvents } = require("../events/plan") as typeof import("../events/plan");
+            const { planEvents } = require("../model/events/plan") as typeof import("../model/events/plan");
             const plan = planEvents(site, site.kind === "lab" ? { stateDir: stateRoot(), managementPrefix: site.lab!.managementPrefix } : undefined);
             return plan?.brokers;
         },
@@ -253,9 +252,9 @@ export function buildProgram(): Command {
         siteFor: (stack) => siteFor({ stack }),
         planFor: (stack) => {
             const site = siteFor({ stack });
-            const { planEvents } = require("../events/plan") as typeof import("../events/plan");
+            const { planEvents } = require("../model/events/plan") as typeof import("../model/events/plan");
             if (site.kind !== "lab") return planEvents(site);
-            const { labEventsPlan } = require("../components/lab/park") as typeof import("../components/lab/park");
+            const { labEventsPlan } = require("../lab/layout") as typeof import("../lab/layout");
             return labEventsPlan(site, planLab(site), stateRoot());
         },
     });
@@ -266,7 +265,7 @@ export function buildProgram(): Command {
         .addOption(new Option("--bfd-nice <n>", "niceness of the BFD timer thread").default("-10"))
         .addOption(new Option("--bfd-realtime <prio>", "run the BFD timer thread under SCHED_FIFO at this priority (1-99)"))
         .action(async (opts: { config: string; bfdNice: string; bfdRealtime?: string }) => {
-            const { runAgent } = await import("../network/agent/main");
+            const { runAgent } = await import("../runtime/agent/main");
             await runAgent(opts.config, { bfdNiceness: Number(opts.bfdNice), bfdRealtimePriority: opts.bfdRealtime ? Number(opts.bfdRealtime) : undefined });
             await new Promise(() => undefined); // runs until signalled
         });

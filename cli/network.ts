@@ -4,8 +4,8 @@
 // Exit codes: 0 fine; 1 a problem to fix (bad stack, unknown node); 2 bad arguments;
 // 3 the node or its agent cannot be reached; 4 --check found something not Up.
 import { Command, InvalidArgumentError, Option } from "commander";
-import type { AgentState } from "../network/agent/agent";
-import { agentGet, agentJson, resolveTarget, type Target } from "./agent-client";
+import type { AgentState } from "../runtime/agent/agent";
+import { agentGet, agentJson, resolveTarget, type Target } from "../runtime/agent/client";
 
 export const EXIT_UNREACHABLE = 3;
 export const EXIT_CHECK_FAILED = 4;

@@ -2,12 +2,12 @@
 // registers, how they are parented, and that bad config creates nothing.
 import { before, test } from "node:test";
 import * as assert from "node:assert/strict";
-import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { loadSiteFromStackFile, stackFile } from "../site/load";
-import { planLab } from "../network/lab-plan";
+import { loadSiteFromStackFile, stackFile } from "../model/site/load";
+import { planLab } from "../model/network/lab-plan";
+import { PROJECT_ROOT } from "../model/project";
 
-const ROOT = path.resolve(__dirname, "..");
+const ROOT = PROJECT_ROOT;
 
 interface Registered {
     type: string;

@@ -1,17 +1,18 @@
 // `Site`: the one component a stack builds. It takes the validated site model, plans it
-// (network/site-plan.ts, network/agent-plan.ts) and applies the plans: the lab park's
+// (model/network/site-plan.ts, model/network/agent-plan.ts) and applies the plans: the lab park's
 // machinery for lab sites, then every node's system, deployed over SSH (components/nixos).
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { planAgents } from "../network/agent-plan";
-import { planLab } from "../network/lab-plan";
-import { planSite, type SitePlan } from "../network/site-plan";
-import type { NodeAccess as AgentNodeAccess } from "../cli/agent-client";
-import { NIXOS_PATHS, nixosAgentPaths } from "../nix/render";
-import type { Site as SiteModel } from "../site/model";
+import { planAgents } from "../model/network/agent-plan";
+import { planLab } from "../model/network/lab-plan";
+import { planSite, type SitePlan } from "../model/network/site-plan";
+import type { NodeAccess as AgentNodeAccess } from "../runtime/agent/client";
+import { NIXOS_PATHS, nixosAgentPaths } from "../model/nix/render";
+import type { Site as SiteModel } from "../model/site/model";
 import { LabEventBus } from "./lab/event-bus";
 import { LabLedger } from "./lab/ledger";
-import { labAgentPaths, labEventsPlan, labLedgerPlan, labNodeDirs, LabPark, type LabNodeAccess } from "./lab/park";
+import { LabPark, type LabNodeAccess } from "./lab/park";
+import { labAgentPaths, labEventsPlan, labLedgerPlan, labNodeDirs } from "../lab/layout";
 import { NIXOS_PROJECT_DIR } from "./nixos/node";
 import { SiteDeploy } from "./nixos/site-deploy";
 
@@ -55,11 +56,11 @@ export class Site extends pulumi.ComponentResource {
     }
 
     /**
-     * A data center's EC2 nodes (nodes[].ec2): the VPC from its plan (network/aws-plan.ts), then
+     * A data center's EC2 nodes (nodes[].ec2): the VPC from its plan (model/network/aws-plan.ts), then
      * one instance per node. Loaded only when the site has any (the AWS SDK takes a second).
      */
     private ec2Nodes(name: string, site: SiteModel, plan: SitePlan, authorizedKeys: string[]) {
-        const { planAwsNetwork } = require("../network/aws-plan") as typeof import("../network/aws-plan");
+        const { planAwsNetwork } = require("../model/network/aws-plan") as typeof import("../model/network/aws-plan");
         const network = planAwsNetwork(site, plan);
         const instances = new Map<string, import("./aws/nixos-instance").NixosInstance>();
         if (!network) return instances;

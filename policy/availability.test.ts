@@ -3,14 +3,15 @@
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import * as path from "node:path";
-import { labSiteInput } from "../site/fixtures";
-import { loadSiteFromStackFile, parseSite } from "../site/load";
+import { labSiteInput } from "../model/site/fixtures";
+import { loadSiteFromStackFile, parseSite } from "../model/site/load";
 import { estimateAvailability, groupEstimate, HOURS_PER_YEAR, unavailabilityOf } from "./availability";
 import { validateStack } from "./testing";
 import { slaAvailability } from "./rules/sla";
 import { TYPES } from "./rules/resources";
+import { projectPath } from "../model/project";
 
-const STACKS = path.join(__dirname, "..", "stacks");
+const STACKS = projectPath("stacks");
 const rate = { perYear: 2, repairHours: 4 };
 const domain = { perYear: 0.5, repairHours: 10 };
 

@@ -8,8 +8,8 @@
 // Nginx, each service's upstreams); a group is down while all its members are down at once
 // (members sharing a failure domain go down with it), and each failure of a member costs the
 // failover time (BFD detection plus the agent's reaction) before traffic moves off it.
-import type { AgentConfig } from "../network/agent/config";
-import type { Site } from "../site/model";
+import type { AgentConfig } from "../model/network/agent-config";
+import type { Site } from "../model/site/model";
 import { agentDetections, plannedAgents, providerTimersOf, summarize, type DetectionSummary } from "./bfd-timing";
 
 export const HOURS_PER_YEAR = 8766; // 365.25 days

@@ -2,11 +2,11 @@
 // detection time at one end is the remote's Detect Mult times the larger of the local Required
 // Min RX and the remote's Desired Min TX. A session's detection time, for the SLA, is the worse
 // of its two ends: a failure counts as detected when both sides have moved off the path.
-import type { AgentConfig, AgentSession } from "../network/agent/config";
-import { planAgents } from "../network/agent-plan";
-import type { SitePlan } from "../network/site-plan";
-import { nixosAgentPaths } from "../nix/render";
-import type { Site } from "../site/model";
+import type { AgentConfig, AgentSession } from "../model/network/agent-config";
+import { planAgents } from "../model/network/agent-plan";
+import type { SitePlan } from "../model/network/site-plan";
+import { nixosAgentPaths } from "../model/nix/render";
+import type { Site } from "../model/site/model";
 
 export type BfdTimers = AgentConfig["timers"];
 

@@ -12,11 +12,11 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import type { ResourceValidationPolicy } from "@pulumi/policy";
 import { utils } from "ssh2";
-import { planSite } from "../../network/site-plan";
+import { planSite } from "../../model/network/site-plan";
 import { policies } from "../../policy/policies";
 import { validateResource } from "../../policy/testing";
-import { dcSiteInput } from "../../site/fixtures";
-import { parseSite } from "../../site/load";
+import { dcSiteInput } from "../../model/site/fixtures";
+import { parseSite } from "../../model/site/load";
 import { settled } from "../../test/helpers/pulumi-mocks";
 import { ec2HardwareConfiguration, IMDS_NFT_TABLE, renderUserData } from "./user-data";
 

@@ -1,10 +1,10 @@
-// NixosInstance: one EC2 node, applied from its plan (network/aws-plan.ts). An interface per
+// NixosInstance: one EC2 node, applied from its plan (model/network/aws-plan.ts). An interface per
 // uplink at the planned address, the NixOS AMI, and a first-boot script (./user-data.ts) with
 // the host key nublar generated: the key is a Pulumi secret, and its public half is what the
 // node's deploys pin. The deploy itself (components/nixos) is the same as a park node's.
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import type { AwsInstancePlan } from "../../network/aws-plan";
+import type { AwsInstancePlan } from "../../model/network/aws-plan";
 import { GeneratedKey } from "../nixos/secrets";
 import { renderUserData } from "./user-data";
 

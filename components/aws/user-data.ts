@@ -10,7 +10,7 @@
 //     boot until the first deploy, waiting for interfaces attached after launch (NixOS's udev
 //     rule then names them as they appear);
 //   - /etc/nixos/hardware-configuration.nix, which the deploy's configuration.nix imports
-//     (nix/README.md): the AMI's EC2 module, the NIC names, and EC2 specifics (below).
+//     (model/nix/README.md): the AMI's EC2 module, the NIC names, and EC2 specifics (below).
 // The image's amazon-init runs a "#!" script at every boot; a marker file keeps the key and file
 // writing to the first, and the hardware configuration turns amazon-init off once nublar owns
 // the node. amazon-init's PATH has no iproute2: the script takes the system's.

@@ -1,4 +1,4 @@
-// DataCenterNetwork: the data center's IPv6-only VPC, applied from its plan (network/aws-plan.ts).
+// DataCenterNetwork: the data center's IPv6-only VPC, applied from its plan (model/network/aws-plan.ts).
 //   - the VPC takes each provider's /48 from its IPAM pool (BYOIP), plus the /28 of IPv4 that
 //     AWS requires of every VPC and that no subnet uses;
 //   - one IPv6-only subnet per EC2 node uplink, in the node's zone;
@@ -7,7 +7,7 @@
 //   - two security groups: every node's (ICMPv6, SSH, the overlay) and the edges' ingress ports.
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import type { AwsFirewallRule, AwsNetworkPlan } from "../../network/aws-plan";
+import type { AwsFirewallRule, AwsNetworkPlan } from "../../model/network/aws-plan";
 
 export interface DataCenterNetworkArgs {
     plan: AwsNetworkPlan;

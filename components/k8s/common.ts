@@ -1,6 +1,6 @@
 // What the Kubernetes components share: image references pinned by digest, labels, and the
 // failure-domain topology key replicas spread over.
-import { PINNED_IMAGE } from "../../site/model";
+import { PINNED_IMAGE } from "../../model/site/model";
 
 /** Kubernetes' label for the zone a node is in: nublar's failure domain on a cluster. */
 export const FAILURE_DOMAIN_KEY = "topology.kubernetes.io/zone";

@@ -11,18 +11,19 @@ import * as pulumi from "@pulumi/pulumi";
 import type { ResourceValidationPolicy, StackValidationPolicy } from "@pulumi/policy";
 import { policies } from "../../policy/policies";
 import { validateResource, validateStack, type TestResource } from "../../policy/testing";
-import { loadSiteFromStackFile } from "../../site/load";
+import { loadSiteFromStackFile } from "../../model/site/load";
 import { nginxTest } from "../../test/helpers/nginx";
 import { settled } from "../../test/helpers/pulumi-mocks";
 import { manifests } from "../../test/helpers/k8s-manifests";
 import { ComponentArgsError } from "./common";
+import { projectPath } from "../../model/project";
 
 interface Registered { type: string; name: string; inputs: Record<string, any> }
 const registered: Registered[] = [];
 const DIGEST = `@sha256:${"0123456789abcdef".repeat(4)}`;
 /** kubernetes-validate (PyPI), installed by setup: Kubernetes' OpenAPI schemas, offline. */
-const KUBERNETES_VALIDATE = path.join(__dirname, "..", "..", ".tools", "venv", "bin", "kubernetes-validate");
-const park = loadSiteFromStackFile(path.join(__dirname, "..", "..", "stacks", "Pulumi.isla-nublar.yaml"));
+const KUBERNETES_VALIDATE = projectPath(".tools", "venv", "bin", "kubernetes-validate");
+const park = loadSiteFromStackFile(projectPath("stacks", "Pulumi.isla-nublar.yaml"));
 
 before(async () => {
     await pulumi.runtime.setMocks({

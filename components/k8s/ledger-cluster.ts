@@ -5,7 +5,7 @@
 // Redis cache tier beside them. The CloudNativePG operator itself is installed separately.
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import type { Site } from "../../site/model";
+import type { Site } from "../../model/site/model";
 import { GeneratedKey } from "../nixos/secrets";
 import { ComponentArgsError, FAILURE_DOMAIN_KEY, labelsFor, pinnedImage, selectorFor } from "./common";
 
@@ -14,7 +14,7 @@ export const CNPG_API = "postgresql.cnpg.io/v1";
 
 export interface UnicornLedgerClusterArgs {
     namespace: string;
-    /** The site's ledger settings (site/model.ts): shards, instances, dataDurability, backup. */
+    /** The site's ledger settings (model/site/model.ts): shards, instances, dataDurability, backup. */
     ledger: Site["ledger"];
     /** PostgreSQL's image for CloudNativePG, pinned by digest. */
     postgresImage: string;
@@ -90,7 +90,7 @@ export class UnicornLedgerCluster extends pulumi.ComponentResource {
             this.clusters[shard] = created.metadata.name;
         }
 
-        // The cache tier (ledger/cache.ts): acknowledged entries only, so losing it loses nothing.
+        // The cache tier (runtime/ledger/cache.ts): acknowledged entries only, so losing it loses nothing.
         const cache = `${name}-cache`;
         const labels = labelsFor(cache, "ledger-cache");
         const selector = selectorFor(cache);

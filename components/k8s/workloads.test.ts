@@ -10,13 +10,14 @@ import * as pulumi from "@pulumi/pulumi";
 import type { ResourceValidationPolicy } from "@pulumi/policy";
 import { policies } from "../../policy/policies";
 import { validateResource } from "../../policy/testing";
-import { parseSite } from "../../site/load";
+import { parseSite } from "../../model/site/load";
 import { settled } from "../../test/helpers/pulumi-mocks";
 import { OPERATORS } from "./operators";
+import { PROJECT_ROOT } from "../../model/project";
 
 interface Registered { type: string; name: string; inputs: Record<string, any> }
 const registered: Registered[] = [];
-const ROOT = path.resolve(__dirname, "..", "..");
+const ROOT = PROJECT_ROOT;
 const DIGEST = `@sha256:${"fedcba9876543210".repeat(4)}`;
 const stackSite = (stack: string) => parse(fs.readFileSync(path.join(ROOT, "stacks", `Pulumi.${stack}.yaml`), "utf8")).config["nublar:site"];
 

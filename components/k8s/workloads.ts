@@ -3,8 +3,8 @@
 // legacy LAMP apps. `Site` builds one for parks and data centers that have the settings.
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { planEvents } from "../../events/plan";
-import type { Site } from "../../site/model";
+import { planEvents } from "../../model/events/plan";
+import type { Site } from "../../model/site/model";
 import { EventBus } from "./event-bus";
 import { LegacyLampApp } from "./lamp";
 import { UnicornLedgerCluster } from "./ledger-cluster";
@@ -43,7 +43,7 @@ export class SiteWorkloads extends pulumi.ComponentResource {
             }, after);
         }
         if (k.eventBus) {
-            // The pipeline's own topics (events/plan.ts), unless the site lists one of them itself.
+            // The pipeline's own topics (model/events/plan.ts), unless the site lists one of them itself.
             const own = new Set(k.eventBus.topics.map((t) => t.name));
             const pipeline = (planEvents(site)?.topics ?? []).filter((t) => !own.has(t.name))
                 .map((t) => ({ name: t.name, partitions: t.partitions, retentionHours: Number(t.configs?.["retention.ms"] ?? 604_800_000) / 3_600_000 }));

@@ -1,16 +1,15 @@
 // The lab's event pipeline as a Pulumi resource: one dynamic resource that runs the KRaft broker
-// and the pipeline daemon on this machine (events/lab.ts). Parks and data centers get the bus
+// and the pipeline daemon on this machine (lab/event-bus.ts). Parks and data centers get the bus
 // from Strimzi instead (components/k8s/event-bus.ts).
-import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import type { LabEventsInputs } from "../../events/lab";
-import type { EventsPlan } from "../../events/plan";
+import type { LabEventsInputs } from "../../lab/event-bus";
+import type { EventsPlan } from "../../model/events/plan";
 
 // Plain strings, so Pulumi's closure serializer captures them by value (see providers.ts).
-const LAB_MODULE = path.join(__dirname, "..", "..", "events", "lab.ts");
+const LAB_MODULE = require.resolve("../../lab/event-bus");
 const TSX_HOOK = require.resolve("tsx/cjs");
 
-function lab(): typeof import("../../events/lab") {
+function lab(): typeof import("../../lab/event-bus") {
     require(TSX_HOOK);
     return require(LAB_MODULE);
 }

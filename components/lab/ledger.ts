@@ -1,18 +1,17 @@
 // The lab's Unicorn ledger as Pulumi resources: generated passwords and the checkpoint signing key
 // (Pulumi secrets), and one dynamic resource that runs the cluster and the ingest service on this
-// machine (ledger/lab/up.ts). Parks and data centers get the same ledger from CloudNativePG instead.
-import * as path from "node:path";
+// machine (lab/ledger/up.ts). Parks and data centers get the same ledger from CloudNativePG instead.
 import * as pulumi from "@pulumi/pulumi";
-import type { ClusterPasswords } from "../../ledger/lab/cluster";
-import type { LabLedgerInputs } from "../../ledger/lab/up";
-import type { LedgerPlan } from "../../ledger/plan";
+import type { ClusterPasswords } from "../../lab/ledger/cluster";
+import type { LabLedgerInputs } from "../../lab/ledger/up";
+import type { LedgerPlan } from "../../model/ledger/plan";
 import { GeneratedKey } from "../nixos/secrets";
 
 // Plain strings, so Pulumi's closure serializer captures them by value (see providers.ts).
-const UP_MODULE = path.join(__dirname, "..", "..", "ledger", "lab", "up.ts");
+const UP_MODULE = require.resolve("../../lab/ledger/up");
 const TSX_HOOK = require.resolve("tsx/cjs");
 
-function up(): typeof import("../../ledger/lab/up") {
+function up(): typeof import("../../lab/ledger/up") {
     require(TSX_HOOK);
     return require(UP_MODULE);
 }

@@ -1,15 +1,13 @@
 // The lab park: a small site made of network namespaces on this machine.
-// It applies a LabPlan (network/lab-plan.ts) and decides nothing itself.
+// It applies a LabPlan (model/network/lab-plan.ts) and decides nothing itself.
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import type { AgentConfig } from "../../network/agent/config";
-import type { LabNodePlan, LabPlan } from "../../network/lab-plan";
-import { nodeRuntimePaths, renderBfddConf } from "./daemons";
+import type { AgentConfig } from "../../model/network/agent-config";
+import type { LabNodePlan, LabPlan } from "../../model/network/lab-plan";
+import { renderBfddConf } from "../../lab/daemons";
+import { labNodeDirs } from "../../lab/layout";
 import { LabBridge, LabDaemon, LabFile, LabNetns, LabSshd, LabSshKey, LabVeth } from "./providers";
-import { labSshPaths, renderKnownHosts, renderSshConfig } from "./ssh-config";
-import { planEvents, type EventsPlan } from "../../events/plan";
-import { planLedger, type LedgerPlan } from "../../ledger/plan";
-import type { Site } from "../../site/model";
+import { labSshPaths, renderKnownHosts, renderSshConfig } from "../../model/network/lab-ssh-config";
 
 export interface LabParkArgs {
     plan: LabPlan;
@@ -160,32 +158,4 @@ export class LabPark extends pulumi.ComponentResource {
 
         return { name, plan: node, netns, uplinks, hostKey, sshd };
     }
-}
-
-/** The lab deploy's layout on a node: its runtime folder and its generations (components/nixos). */
-export function labNodeDirs(plan: LabPlan, stateRoot: string, node: string) {
-    const nodeDir = path.join(stateRoot, plan.stateSubdir, "nodes", node);
-    return { nodeDir, systemRoot: path.join(nodeDir, "system"), runtime: nodeRuntimePaths(nodeDir) };
-}
-
-/**
- * Where a lab node's agent files live, for network/agent-plan.ts's `paths` option. The BFD key
- * is a Pulumi secret the deploy puts in /run/keys, as on NixOS (the lab node's sshd has a
- * private /run, which the daemons it starts share).
- */
-export function labAgentPaths(plan: LabPlan, stateRoot: string, bfdKeyFile: string) {
-    return (node: string) => {
-        const rt = labNodeDirs(plan, stateRoot, node).runtime;
-        return { socket: rt.agentSocket, events: rt.events, nginxControl: rt.nginxControl, bfdKeyFile };
-    };
-}
-
-/** The lab's event pipeline plan: the broker and the pipeline beside the park's files. */
-export function labEventsPlan(site: Site, plan: LabPlan, stateRoot: string): EventsPlan | undefined {
-    return planEvents(site, { stateDir: path.join(stateRoot, plan.stateSubdir), managementPrefix: plan.mgmt.prefix });
-}
-
-/** The lab's ledger plan: its files beside the park's, fed by every node's agent event file. */
-export function labLedgerPlan(site: Site, plan: LabPlan, stateRoot: string): LedgerPlan {
-    return planLedger(site, { stateDir: path.join(stateRoot, plan.stateSubdir), agentEventsFile: (n) => labNodeDirs(plan, stateRoot, n).runtime.events });
 }

@@ -8,10 +8,10 @@
 // separate plain Node process) and calls one idempotent operation.
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import type * as Ops from "./ops";
+import type * as Ops from "../../lab/ops";
 
 // Plain strings, so Pulumi's closure serializer captures them by value.
-const OPS_MODULE = path.join(__dirname, "ops.ts");
+const OPS_MODULE = require.resolve("../../lab/ops");
 const TSX_HOOK = require.resolve("tsx/cjs");
 
 function ops(): typeof Ops {
@@ -206,9 +206,9 @@ export class LabFile extends pulumi.dynamic.Resource {
 // ---- daemons: FRR's bfdd on the provider routers, the small HTTP service on nodes ----
 // (A node's agent and Nginx are its system: components/nixos deploys them over SSH.)
 
-const DAEMONS_MODULE = path.join(__dirname, "daemons.ts");
+const DAEMONS_MODULE = require.resolve("../../lab/daemons");
 
-function daemons(): typeof import("./daemons") {
+function daemons(): typeof import("../../lab/daemons") {
     require(TSX_HOOK);
     return require(DAEMONS_MODULE);
 }

@@ -5,16 +5,16 @@
 //
 // The deploy itself runs in a dynamic provider (Pulumi's Node.js provider host), which loads
 // ./deploy.ts by absolute path through tsx, as the lab's providers do.
-import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import type { NodeAccess } from "../../cli/agent-client";
-import type { DeployMode } from "./activation";
+import type { NodeAccess } from "../../runtime/agent/client";
+import type { DeployMode } from "../../model/nix/activation";
+import { PROJECT_ROOT } from "../../model/project";
 
-const DEPLOY_MODULE = path.join(__dirname, "deploy.ts");
-const ACTIVATION_MODULE = path.join(__dirname, "activation.ts");
-const KAFKA_MODULE = path.join(__dirname, "..", "..", "events", "kafka.ts");
+const DEPLOY_MODULE = require.resolve("../../runtime/deploy/deploy");
+const ACTIVATION_MODULE = require.resolve("../../model/nix/activation");
+const KAFKA_MODULE = require.resolve("../../runtime/events/kafka");
 const TSX_HOOK = require.resolve("tsx/cjs");
-const PROJECT_DIR = path.resolve(__dirname, "../..");
+const PROJECT_DIR = PROJECT_ROOT;
 
 export type ActivationSpec =
     | { kind: "nixos"; root?: string }
@@ -32,7 +32,7 @@ export interface NixosNodeArgs {
     activation: ActivationSpec;
     mode: DeployMode;
     confirmTimeoutMs: number;
-    /** The rendered bundle (nix/render.ts, plus the lab's overlay.json): relative path -> content. */
+    /** The rendered bundle (model/nix/render.ts, plus the lab's overlay.json): relative path -> content. */
     files: pulumi.Input<Record<string, pulumi.Input<string>>>;
     /** Secrets for /run/keys: name -> content. Pass Pulumi secrets; they stay encrypted in state. */
     secrets: pulumi.Input<Record<string, pulumi.Input<string>>>;
@@ -69,7 +69,7 @@ interface DeploymentOutputs extends Omit<DeploymentInputs, "secrets" | "files"> 
 
 function modules() {
     require(TSX_HOOK);
-    return { deploy: require(DEPLOY_MODULE) as typeof import("./deploy"), activation: require(ACTIVATION_MODULE) as typeof import("./activation") };
+    return { deploy: require(DEPLOY_MODULE) as typeof import("../../runtime/deploy/deploy"), activation: require(ACTIVATION_MODULE) as typeof import("../../model/nix/activation") };
 }
 
 function activationFor(spec: ActivationSpec) {
@@ -89,7 +89,7 @@ function digests(inputs: DeploymentInputs) {
 async function publishDeploy(inputs: DeploymentInputs, startedAt: number, outcome: { generation: number; outcome: string; message: string }): Promise<void> {
     if (!inputs.events) return;
     require(TSX_HOOK);
-    const { publishOnce } = require(KAFKA_MODULE) as typeof import("../../events/kafka");
+    const { publishOnce } = require(KAFKA_MODULE) as typeof import("../../runtime/events/kafka");
     const time = Math.round((performance.timeOrigin + performance.now()) * 1000);
     const e = inputs.events;
     const r = await publishOnce(e.brokers, `deploy-${inputs.node}`, [{

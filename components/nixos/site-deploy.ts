@@ -4,12 +4,12 @@
 // fails `pulumi up`, and the engine starts nothing that depends on it: one bad config stops
 // at the canary.
 import * as pulumi from "@pulumi/pulumi";
-import type { NodeAccess } from "../../cli/agent-client";
-import type { AgentConfig } from "../../network/agent/config";
-import { renderNginxConf } from "../../network/agent/nginx-conf";
-import type { SitePlan } from "../../network/site-plan";
-import { NIXOS_PATHS, renderNixosNode } from "../../nix/render";
-import type { Site } from "../../site/model";
+import type { NodeAccess } from "../../runtime/agent/client";
+import type { AgentConfig } from "../../model/network/agent-config";
+import { renderNginxConf } from "../../model/network/nginx-conf";
+import type { SitePlan } from "../../model/network/site-plan";
+import { NIXOS_PATHS, renderNixosNode } from "../../model/nix/render";
+import type { Site } from "../../model/site/model";
 import type { ActivationSpec } from "./node";
 import { NixosNode, type DeployEventsTarget } from "./node";
 import { GeneratedKey } from "./secrets";
@@ -87,7 +87,7 @@ export class SiteDeploy extends pulumi.ComponentResource {
                         wireguardPublicKeys: site.overlay.transport === "wireguard" ? wg : undefined,
                         profile: { label: `nublar-${site.name}`, revision: args.revision },
                     });
-                    // The lab applies the overlay itself (components/lab/overlay.ts) from this file.
+                    // The lab applies the overlay itself (lab/overlay.ts) from this file.
                     return { ...bundle, "overlay.json": `${JSON.stringify({ hub: node.hub, overlays: node.overlays }, null, 2)}\n` };
                 });
                 const secrets: Record<string, pulumi.Input<string>> = { [basename(NIXOS_PATHS.bfdKeyFile)]: bfdKey };

@@ -9,15 +9,16 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import Ajv2020 from "ajv/dist/2020";
-import { loadSiteFromStackFile } from "../../site/load";
+import { loadSiteFromStackFile } from "../../model/site/load";
 import { bfdDetectionWithinBudget } from "../rules/network";
 import { centos7EndOfLife } from "../rules/lamp";
 import { renderReportHtml } from "./html";
 import { AuditReport, contentHash, reportJsonSchema } from "./report";
 import { buildReport, findingOf, writeReport, type PreviewOutcome } from "./run";
 import { verifyReport } from "./sign";
+import { PROJECT_ROOT } from "../../model/project";
 
-const ROOT = path.resolve(__dirname, "..", "..");
+const ROOT = PROJECT_ROOT;
 const lab = loadSiteFromStackFile(path.join(ROOT, "stacks", "Pulumi.lab.yaml"));
 const URN = "urn:pulumi:lab::nublar::nublar:site:Site::lab";
 

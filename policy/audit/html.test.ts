@@ -8,11 +8,12 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { PNG } from "pngjs";
 import { chromium } from "playwright-core";
-import { loadSiteFromStackFile } from "../../site/load";
+import { loadSiteFromStackFile } from "../../model/site/load";
 import { buildReport, findingOf, writeReport } from "./run";
+import { PROJECT_ROOT } from "../../model/project";
 
 const CHROMIUM = process.env.NUBLAR_CHROMIUM ?? "/usr/bin/chromium";
-const ROOT = path.resolve(__dirname, "..", "..");
+const ROOT = PROJECT_ROOT;
 
 /** Pixels of a PNG within `tolerance` of an RGB colour. */
 function countColour(png: PNG, [r, g, b]: [number, number, number], tolerance = 12): number {

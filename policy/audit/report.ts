@@ -4,7 +4,7 @@
 // tools, and a test keeps the two in step.
 import canonicalize from "canonicalize";
 import { z } from "zod";
-import { sha256Hex } from "../../ledger/core/encoding";
+import { sha256Hex } from "../../model/ledger/core/encoding";
 
 export const REPORT_FORMAT = "nublar-audit/1";
 

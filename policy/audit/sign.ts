@@ -5,8 +5,8 @@ import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { z } from "zod";
-import { keyId, loadPublicKey } from "../../ledger/core/checkpoint";
-import { sha256Hex } from "../../ledger/core/encoding";
+import { keyId, loadPublicKey } from "../../model/ledger/core/checkpoint";
+import { sha256Hex } from "../../model/ledger/core/encoding";
 import { contentHash, parseReport, type AuditReport } from "./report";
 
 export const SIGNATURE_FORMAT = "nublar-audit-signature/1";

@@ -38,7 +38,7 @@ export const ingressRetries: ResourceValidationPolicy = {
     description: "Nginx retries a request on another member when the one it tried fails (proxy_next_upstream on error and timeout, with at least two tries), so that a member dying mid-request costs no visitor an error.",
     enforcementLevel: "mandatory",
     severity: "high",
-    remediationSteps: "Render Nginx's config with nublar's renderer (network/agent/nginx-conf.ts), which sets proxy_next_upstream error timeout http_502 http_503 and proxy_next_upstream_tries 3.",
+    remediationSteps: "Render Nginx's config with nublar's renderer (model/network/nginx-conf.ts), which sets proxy_next_upstream error timeout http_502 http_503 and proxy_next_upstream_tries 3.",
     configSchema: { properties: { minTries: { type: "integer", minimum: 2, default: 2 } } },
     validateResource: (args, report) => {
         const { minTries } = configOf(args, { minTries: 2 });

@@ -4,18 +4,19 @@
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import * as path from "node:path";
-import { renderNginxConf } from "../../network/agent/nginx-conf";
-import type { AgentConfig } from "../../network/agent/config";
-import { dcSiteInput, labSiteInput } from "../../site/fixtures";
-import { loadSiteFromStackFile, parseSite } from "../../site/load";
-import type { Site } from "../../site/model";
+import { renderNginxConf } from "../../model/network/nginx-conf";
+import type { AgentConfig } from "../../model/network/agent-config";
+import { dcSiteInput, labSiteInput } from "../../model/site/fixtures";
+import { loadSiteFromStackFile, parseSite } from "../../model/site/load";
+import type { Site } from "../../model/site/model";
 import { plannedAgents } from "../bfd-timing";
 import { UNKNOWN, validateResource, type TestResource } from "../testing";
 import { ingressHealthFromBfd, ingressRedundancy, ingressRetries } from "./ingress";
 import { bfdCoverage, bfdDetectionWithinBudget, bfdMultihopAuthenticated, ipv6Only, multihoming } from "./network";
 import { TYPES } from "./resources";
+import { projectPath } from "../../model/project";
 
-const STACKS = path.join(__dirname, "..", "..", "stacks");
+const STACKS = projectPath("stacks");
 const park = () => loadSiteFromStackFile(path.join(STACKS, "Pulumi.isla-nublar.yaml"));
 const siteResource = (site: Site): TestResource => ({ type: TYPES.site, name: site.name, props: { site } });
 

@@ -12,7 +12,7 @@ export const bfdDetectionWithinBudget: ResourceValidationPolicy = {
     description: "Every BFD session detects a failure, as negotiated by both ends (multiplier x the larger of the intervals), fast enough that detection plus the agent's reaction fits the site's failover budget.",
     enforcementLevel: "mandatory",
     severity: "critical",
-    remediationSteps: "Raise sla.failoverBudgetMs to what the site can meet, or agree faster BFD timers with the provider (providers[].bfd) so that multiplier x max(interval) + sla.reactionMs fits the budget. nublar picks its own timers from the budget (network/agent-plan.ts timersForBudget).",
+    remediationSteps: "Raise sla.failoverBudgetMs to what the site can meet, or agree faster BFD timers with the provider (providers[].bfd) so that multiplier x max(interval) + sla.reactionMs fits the budget. nublar picks its own timers from the budget (model/network/agent-plan.ts timersForBudget).",
     configSchema: {
         properties: {
             budgetShare: { type: "number", minimum: 0.01, maximum: 1, default: 1, description: "Share of sla.failoverBudgetMs that detection plus reaction may use." },
@@ -55,7 +55,7 @@ export const bfdCoverage: ResourceValidationPolicy = {
     description: "Every uplink gateway, every overlay path and every ingress upstream is watched by a BFD session, and the routes and members that depend on them are gated by it. An uplink whose router answers no BFD (an EC2 node's VPC router) is watched by the path sessions over it.",
     enforcementLevel: "mandatory",
     severity: "critical",
-    remediationSteps: "Let the planner write the agent configs (network/agent-plan.ts): it gives each uplink a gateway session, each tunnel peer a path session and each upstream member the sessions of its paths. A hand-edited or stale agent.json is what this finds.",
+    remediationSteps: "Let the planner write the agent configs (model/network/agent-plan.ts): it gives each uplink a gateway session, each tunnel peer a path session and each upstream member the sessions of its paths. A hand-edited or stale agent.json is what this finds.",
     validateResource: (args, report) => {
         const missing: string[] = [];
         const site = siteOf(args);

@@ -1,10 +1,10 @@
 // One node's forwarding plan as the policies read it, from either place it appears: the site
 // component (planned at preview by the same planners the program uses, so a violation blocks the
 // preview) or a node deployment (the files actually shipped to the node, known at `up`).
-import type { AgentConfig } from "../../network/agent/config";
-import { renderNginxConf } from "../../network/agent/nginx-conf";
-import { planSite, type SitePlan } from "../../network/site-plan";
-import type { Site } from "../../site/model";
+import type { AgentConfig } from "../../model/network/agent-config";
+import { renderNginxConf } from "../../model/network/nginx-conf";
+import { planSite, type SitePlan } from "../../model/network/site-plan";
+import type { Site } from "../../model/site/model";
 import { plannedAgents } from "../bfd-timing";
 import { renderedOf, siteOf } from "./resources";
 

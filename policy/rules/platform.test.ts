@@ -3,17 +3,18 @@
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import * as path from "node:path";
-import { labSiteInput } from "../../site/fixtures";
-import { loadSiteFromStackFile, parseSite } from "../../site/load";
-import type { Site } from "../../site/model";
+import { labSiteInput } from "../../model/site/fixtures";
+import { loadSiteFromStackFile, parseSite } from "../../model/site/load";
+import type { Site } from "../../model/site/model";
 import { UNKNOWN, validateResource, validateStack, type TestResource } from "../testing";
 import { kafkaProducerAcks, kafkaReplication } from "./events";
 import { lakeBuckets } from "./lake";
 import { centos7EndOfLife, imageDigest, podDisruptionBudget, podProbes, podResources, yumGpgcheck } from "./lamp";
 import { ledgerAnchor, ledgerBackups, ledgerQuorum } from "./ledger";
 import { TYPES } from "./resources";
+import { projectPath } from "../../model/project";
 
-const STACKS = path.join(__dirname, "..", "..", "stacks");
+const STACKS = projectPath("stacks");
 const siteResource = (site: Site): TestResource => ({ type: TYPES.site, name: site.name, props: { site } });
 const park = () => loadSiteFromStackFile(path.join(STACKS, "Pulumi.isla-nublar.yaml"));
 const DIGEST = `@sha256:${"ab".repeat(32)}`;

@@ -3,8 +3,8 @@
 // validated site description as its inputs, known at preview; node deployments carry the
 // rendered agent config and Nginx config, known once their inputs resolve (at `up`).
 import { UnknownValueError } from "@pulumi/policy";
-import { AgentConfigError, parseAgentConfig, type AgentConfig } from "../../network/agent/config";
-import type { Site } from "../../site/model";
+import { AgentConfigError, parseAgentConfig, type AgentConfig } from "../../model/network/agent-config";
+import type { Site } from "../../model/site/model";
 
 export const TYPES = {
     site: "nublar:site:Site",

@@ -2,11 +2,11 @@
 // preview are not mistaken for secrets, and host key checking cannot be switched off.
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
-import * as path from "node:path";
-import { loadSiteFromStackFile } from "../../site/load";
+import { loadSiteFromStackFile } from "../../model/site/load";
 import { UNKNOWN, validateResource, type TestResource } from "../testing";
 import { TYPES } from "./resources";
 import { noPlaintextSecrets, sshHostKeysPinned } from "./secrets";
+import { projectPath } from "../../model/project";
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK1DPPZ1bdOYcF29MZO/LFWFEfFqOlt3s2EXlc/YUWXB";
 const PEM = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
@@ -45,7 +45,7 @@ test("no-plaintext-secrets: unknown values at preview are not secrets, and nothi
 });
 
 test("ssh-host-keys-pinned: parks pin every node's key; a deployment without one, or a command turning checks off, fails", async () => {
-    const park = loadSiteFromStackFile(path.join(__dirname, "..", "..", "stacks", "Pulumi.isla-nublar.yaml"));
+    const park = loadSiteFromStackFile(projectPath("stacks", "Pulumi.isla-nublar.yaml"));
     assert.deepEqual((await validateResource(sshHostKeysPinned, { type: TYPES.site, name: park.name, props: { site: park } })).violations, []);
     const unpinned = structuredClone(park);
     unpinned.nodes[1].ssh!.hostKey = "";

@@ -6,7 +6,7 @@
 // always secret: the ones nublar's components wrap with pulumi.secret (tested in components/)
 // and the ones providers encrypt themselves (Kubernetes Secret data).
 import type { ResourceValidationPolicy } from "@pulumi/policy";
-import { HostKey } from "../../site/model";
+import { HostKey } from "../../model/site/model";
 import { configOf, isUnknown, isUnknownValue, known, rawProps, siteOf, TYPES } from "./resources";
 
 /** Inputs that are secret by construction: type -> top-level property names. */

@@ -8,10 +8,10 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { spawn, spawnSync } from "node:child_process";
 import { parse, stringify } from "yaml";
-import { cleanLab } from "../../components/lab/inspect";
-import { cutUplink, netnsExists, linkExists, restoreUplink, sshdPid } from "../../components/lab/ops";
-import { planLab } from "../../network/lab-plan";
-import { parseSite } from "../../site/load";
+import { cleanLab } from "../../lab/inspect";
+import { cutUplink, netnsExists, linkExists, restoreUplink, sshdPid } from "../../lab/ops";
+import { planLab } from "../../model/network/lab-plan";
+import { parseSite } from "../../model/site/load";
 import { requireCommands, requireRoot } from "../helpers/prereq";
 import { ROOT, TestProject } from "./project";
 
@@ -264,7 +264,7 @@ test("a second up changes nothing", () => {
     ok(pulumi(["preview", "--expect-no-changes"]), "preview after up");
 });
 
-/** Each node's generation as the node itself records it (components/nixos/lab-system.ts). */
+/** Each node's generation as the node itself records it (lab/node-system.ts). */
 function nodeSystem(node: string) {
     const root = path.join(stateDir, plan.stateSubdir, "nodes", node, "system");
     const current = Number(fs.readFileSync(path.join(root, "current"), "utf8").trim());

@@ -7,9 +7,9 @@ import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse } from "yaml";
-import { netnsExists } from "../../components/lab/ops";
-import { planLab } from "../../network/lab-plan";
-import { parseSite } from "../../site/load";
+import { netnsExists } from "../../lab/ops";
+import { planLab } from "../../model/network/lab-plan";
+import { parseSite } from "../../model/site/load";
 import { requireCommands } from "../helpers/prereq";
 import { ROOT, TestProject } from "./project";
 

@@ -6,7 +6,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { stringify } from "yaml";
-import { engineEnv, PROJECT_DIR } from "../../cli/engine";
+import { engineEnv, PROJECT_DIR } from "../../runtime/pulumi-engine";
 
 export const ROOT = PROJECT_DIR;
 const PASSPHRASE = "engine-test";
@@ -36,7 +36,7 @@ export class TestProject {
     }
 
     env(): NodeJS.ProcessEnv {
-        // The CLI's engine settings (cli/engine.ts), with this project's own home and state.
+        // The CLI's engine settings (runtime/pulumi-engine.ts), with this project's own home and state.
         const env: NodeJS.ProcessEnv = {
             ...process.env,
             ...engineEnv(""),

@@ -7,10 +7,10 @@ import * as fs from "node:fs";
 import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
-import type { BrokerLayout } from "../../events/broker";
-import { eventConsumer, eventProducer, publishEvents, type EventProducer } from "../../events/kafka";
-import { decodeEvent, nowUs, type NublarEvent } from "../../events/schema";
-import { TOPICS } from "../../events/topics";
+import type { BrokerLayout } from "../../lab/kafka-broker";
+import { eventConsumer, eventProducer, publishEvents, type EventProducer } from "../../runtime/events/kafka";
+import { decodeEvent, nowUs, type NublarEvent } from "../../model/events/schema";
+import { TOPICS } from "../../model/events/topics";
 import { missingKafka, PipelineProcess, startTestBroker, stopTestBroker, testPipelineConfig, waitFor } from "./fixture";
 
 const skip = missingKafka();

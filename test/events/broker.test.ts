@@ -1,4 +1,4 @@
-// The lab's Kafka broker (events/broker.ts), for real: a KRaft broker from the jars scripts/setup
+// The lab's Kafka broker (lab/kafka-broker.ts), for real: a KRaft broker from the jars scripts/setup
 // installs, on free ports on ::1 in a temp folder, driven with @platformatic/kafka. Everything it
 // starts is stopped at the end, by PID, even when a test fails.
 import { after, describe, test } from "node:test";
@@ -9,7 +9,7 @@ import * as path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Admin, Consumer, MessagesStreamFallbackModes, MessagesStreamModes, ProduceAcks, Producer, stringDeserializers, stringSerializers, type Message } from "@platformatic/kafka";
 import { freePort } from "../helpers/ports";
-import { brokerPid, clusterIdFor, formatBroker, KAFKA_VERSION, kafkaClasspath, startBroker, stopBroker, type BrokerLayout } from "../../events/broker";
+import { brokerPid, clusterIdFor, formatBroker, KAFKA_VERSION, kafkaClasspath, startBroker, stopBroker, type BrokerLayout } from "../../lab/kafka-broker";
 
 function missingJars(): string | undefined {
     try {
@@ -31,7 +31,7 @@ const alive = (pid: number) => {
     }
 };
 
-test("scripts/setup installs the Kafka version events/broker.ts runs", () => {
+test("scripts/setup installs the Kafka version lab/kafka-broker.ts runs", () => {
     const setup = fs.readFileSync(path.join(__dirname, "../../scripts/setup"), "utf8");
     assert.match(setup, new RegExp(`^KAFKA_VERSION=${KAFKA_VERSION.replace(/\./g, "\\.")}$`, "m"));
 });

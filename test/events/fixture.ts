@@ -1,4 +1,4 @@
-// A real event pipeline for a test file: a KRaft broker from the Kafka jars (events/broker.ts) and
+// A real event pipeline for a test file: a KRaft broker from the Kafka jars (lab/kafka-broker.ts) and
 // a real ledger (PostgreSQL primary + 2 standbys, Redis, the ingest service) on ::1, on free ports,
 // in fresh folders; the pipeline's parts run as child processes, so a test can SIGKILL one.
 // Everything is stopped by PID and removed, even when a test fails.
@@ -6,20 +6,21 @@ import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { brokerPid, clusterIdFor, kafkaClasspath, startBroker, stopBroker, type BrokerLayout } from "../../events/broker";
-import { pipelineRequest } from "../../events/lab";
-import type { PipelineConfig } from "../../events/pipeline";
-import { planEvents } from "../../events/plan";
-import { SiteSchema } from "../../site/model";
-import { writeServiceConfig, type ServiceConfig } from "../../ledger/config";
-import { generateSigningKey } from "../../ledger/core/checkpoint";
-import { LOOPBACK, type LedgerCluster } from "../../ledger/lab/cluster";
-import { ROLES } from "../../ledger/pg/schema";
-import { IngestService } from "../../ledger/service";
+import { brokerPid, clusterIdFor, kafkaClasspath, startBroker, stopBroker, type BrokerLayout } from "../../lab/kafka-broker";
+import { pipelineRequest } from "../../lab/event-bus";
+import type { PipelineConfig } from "../../runtime/events/pipeline";
+import { planEvents } from "../../model/events/plan";
+import { SiteSchema } from "../../model/site/model";
+import { writeServiceConfig, type ServiceConfig } from "../../runtime/ledger/config";
+import { generateSigningKey } from "../../model/ledger/core/checkpoint";
+import { LOOPBACK, type LedgerCluster } from "../../lab/ledger/cluster";
+import { ROLES } from "../../runtime/ledger/pg/schema";
+import { IngestService } from "../../runtime/ledger/service";
 import { startTestCluster } from "../ledger/fixture";
 import { freePort } from "../helpers/ports";
+import { PROJECT_ROOT } from "../../model/project";
 
-const PROJECT_DIR = path.resolve(__dirname, "..", "..");
+const PROJECT_DIR = PROJECT_ROOT;
 export const SHARDS = ["habitat", "network", "security", "audit"];
 
 /** Why the event tests cannot run here, or undefined. */

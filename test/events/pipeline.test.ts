@@ -7,11 +7,11 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import type { BrokerLayout } from "../../events/broker";
-import { eventConsumer, resetGroup } from "../../events/kafka";
-import { readAvroFile } from "../../events/lake-sink";
-import type { PipelineConfig } from "../../events/pipeline";
-import { DEAD_LETTER_TOPIC } from "../../events/topics";
+import type { BrokerLayout } from "../../lab/kafka-broker";
+import { eventConsumer, resetGroup } from "../../runtime/events/kafka";
+import { readAvroFile } from "../../runtime/events/lake-sink";
+import type { PipelineConfig } from "../../runtime/events/pipeline";
+import { DEAD_LETTER_TOPIC } from "../../model/events/topics";
 import { getJson, missingKafka, PipelineProcess, shardEntries, startTestBroker, startTestLedger, stopTestBroker, testPipelineConfig, waitFor, type TestLedger } from "./fixture";
 
 const skip = missingKafka();

@@ -1,4 +1,4 @@
-// The lake's S3 writer (events/s3-lake.ts) against a real S3-compatible store: Versity's S3
+// The lake's S3 writer (runtime/events/s3-lake.ts) against a real S3-compatible store: Versity's S3
 // gateway (versitygw, built by setup from the Go module proxy) over a POSIX folder, on ::1. The
 // same exactly-once checks as the folder's: whole files, a re-read batch skipped by offset, a
 // resend dropped by id after a restart, and the files readable back.
@@ -9,10 +9,10 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
-import type { Delivered } from "../../events/consume";
-import { lakeSink, readAvroFile } from "../../events/lake-sink";
-import { S3Lake } from "../../events/s3-lake";
-import type { NublarEvent } from "../../events/schema";
+import type { Delivered } from "../../runtime/events/consume";
+import { lakeSink, readAvroFile } from "../../runtime/events/lake-sink";
+import { S3Lake } from "../../runtime/events/s3-lake";
+import type { NublarEvent } from "../../model/events/schema";
 import { freePort } from "../helpers/ports";
 import { waitFor } from "./fixture";
 

@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
-import { parseSite } from "../../site/load";
+import { parseSite } from "../../model/site/load";
 import { startKubeApi, KUBE_TOOLS, type KubeApi } from "../helpers/kube-api";
 import { manifests, type RegisteredResource } from "../helpers/k8s-manifests";
 import { settled } from "../helpers/pulumi-mocks";

@@ -3,12 +3,12 @@
 // that the chain (and its signed checkpoints) continues unbroken on the new primary.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { generateSigningKey } from "../../ledger/core/checkpoint";
-import { databaseName } from "../../ledger/pg/schema";
-import { LakeDirectorySink } from "../../ledger/sinks";
-import { verifyShard } from "../../ledger/verify-shard";
-import { ShardWriter } from "../../ledger/writer";
-import type { LedgerCluster } from "../../ledger/lab/cluster";
+import { generateSigningKey } from "../../model/ledger/core/checkpoint";
+import { databaseName } from "../../runtime/ledger/pg/schema";
+import { LakeDirectorySink } from "../../runtime/ledger/sinks";
+import { verifyShard } from "../../runtime/ledger/verify-shard";
+import { ShardWriter } from "../../runtime/ledger/writer";
+import type { LedgerCluster } from "../../lab/ledger/cluster";
 import { auditorAccess, ingestAccess, startTestCluster } from "./fixture";
 
 let cluster: LedgerCluster;

@@ -3,9 +3,9 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { LedgerCluster, LOOPBACK, newPasswords } from "../../ledger/lab/cluster";
-import { ROLES } from "../../ledger/pg/schema";
-import type { ShardAccess } from "../../ledger/pg/store";
+import { LedgerCluster, LOOPBACK, newPasswords } from "../../lab/ledger/cluster";
+import { ROLES } from "../../runtime/ledger/pg/schema";
+import type { ShardAccess } from "../../runtime/ledger/pg/store";
 
 import { freePort } from "../helpers/ports";
 

@@ -3,16 +3,16 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import pg from "pg";
-import { generateSigningKey } from "../../ledger/core/checkpoint";
-import { chainEntry, genesisHead } from "../../ledger/core/encoding";
-import { LedgerCache } from "../../ledger/cache";
-import { ShardReader } from "../../ledger/reader";
-import { LakeDirectorySink } from "../../ledger/sinks";
-import { ShardStore } from "../../ledger/pg/store";
-import { databaseName } from "../../ledger/pg/schema";
-import { verifyShard } from "../../ledger/verify-shard";
-import { ShardWriter, WriterError, type AppendItem } from "../../ledger/writer";
-import { LOOPBACK, type LedgerCluster } from "../../ledger/lab/cluster";
+import { generateSigningKey } from "../../model/ledger/core/checkpoint";
+import { chainEntry, genesisHead } from "../../model/ledger/core/encoding";
+import { LedgerCache } from "../../runtime/ledger/cache";
+import { ShardReader } from "../../runtime/ledger/reader";
+import { LakeDirectorySink } from "../../runtime/ledger/sinks";
+import { ShardStore } from "../../runtime/ledger/pg/store";
+import { databaseName } from "../../runtime/ledger/pg/schema";
+import { verifyShard } from "../../runtime/ledger/verify-shard";
+import { ShardWriter, WriterError, type AppendItem } from "../../runtime/ledger/writer";
+import { LOOPBACK, type LedgerCluster } from "../../lab/ledger/cluster";
 import { auditorAccess, ingestAccess, startTestCluster } from "./fixture";
 
 const TAMPER = ["t_payload", "t_delete", "t_reorder", "t_truncate", "t_rewrite"];

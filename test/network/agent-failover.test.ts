@@ -6,7 +6,7 @@ import { after, before, describe, test } from "node:test";
 import * as assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as path from "node:path";
-import { cutUplink, restoreUplink } from "../../components/lab/ops";
+import { cutUplink, restoreUplink } from "../../lab/ops";
 import { Park, requireParkTools, sh, testSite } from "./park";
 
 const HOLD_DOWN_MS = 1500;

@@ -6,12 +6,12 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { spawn, spawnSync } from "node:child_process";
-import { labSiteInput } from "../../site/fixtures";
-import { parseSite } from "../../site/load";
-import { planLab, type LabPlan } from "../../network/lab-plan";
-import * as ops from "../../components/lab/ops";
-import { cleanLab, inspectLab } from "../../components/lab/inspect";
-import { labSshPaths, renderKnownHosts, renderSshConfig } from "../../components/lab/ssh-config";
+import { labSiteInput } from "../../model/site/fixtures";
+import { parseSite } from "../../model/site/load";
+import { planLab, type LabPlan } from "../../model/network/lab-plan";
+import * as ops from "../../lab/ops";
+import { cleanLab, inspectLab } from "../../lab/inspect";
+import { labSshPaths, renderKnownHosts, renderSshConfig } from "../../model/network/lab-ssh-config";
 import { requireCommands, requireRoot } from "../helpers/prereq";
 
 const tag = `tn${(process.pid % 46656).toString(36)}`;

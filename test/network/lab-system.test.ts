@@ -1,4 +1,4 @@
-// Network layer: the lab's switch-to-configuration (components/nixos/lab-system.ts) on its
+// Network layer: the lab's switch-to-configuration (lab/node-system.ts) on its
 // own, in a namespace this test creates: the watchdog rolls an unconfirmed generation back
 // by itself (the path a deploy takes when the new generation cut it off), and a confirmed one
 // stays. The engine test covers the deploy around it; this covers the node's side alone.
@@ -8,8 +8,8 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
-import { agentDaemon, daemonPid } from "../../components/lab/daemons";
-import { createNetns, deleteNetns, netnsExists } from "../../components/lab/ops";
+import { agentDaemon, daemonPid } from "../../lab/daemons";
+import { createNetns, deleteNetns, netnsExists } from "../../lab/ops";
 import { requireRoot } from "../helpers/prereq";
 
 const ROOT = path.resolve(__dirname, "../..");
@@ -19,7 +19,7 @@ const root = path.join(dir, "system");
 const nodeDir = path.join(dir, "node");
 
 function labSystem(...args: string[]) {
-    const r = spawnSync("ip", ["netns", "exec", netns, process.execPath, "--import", "tsx", "components/nixos/lab-system.ts", ...args, "--root", root, "--node-dir", nodeDir],
+    const r = spawnSync("ip", ["netns", "exec", netns, process.execPath, "--import", "tsx", "lab/node-system.ts", ...args, "--root", root, "--node-dir", nodeDir],
         { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
     assert.equal(r.status, 0, `lab-system ${args.join(" ")}: ${r.stderr}`);
     return r.stdout.trim() ? JSON.parse(r.stdout) : undefined;
@@ -91,7 +91,7 @@ test("an unconfirmed generation is rolled back by the node's watchdog; a confirm
     assert.equal(current(), 3, "a confirmed generation stays");
     assert.ok(!fs.existsSync(path.join(root, "generations", "3", "rolled-back")));
     // Confirming a generation that no longer runs is an error, not a silent success.
-    const late = spawnSync("ip", ["netns", "exec", netns, process.execPath, "--import", "tsx", "components/nixos/lab-system.ts", "confirm", "--gen", "2", "--root", root, "--node-dir", nodeDir], { cwd: ROOT, encoding: "utf8" });
+    const late = spawnSync("ip", ["netns", "exec", netns, process.execPath, "--import", "tsx", "lab/node-system.ts", "confirm", "--gen", "2", "--root", root, "--node-dir", nodeDir], { cwd: ROOT, encoding: "utf8" });
     assert.equal(late.status, 1);
     assert.match(late.stderr, /generation 2 is no longer running/);
 });

@@ -5,8 +5,8 @@
 import { after, before, describe, test } from "node:test";
 import * as assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { cutUplink, restoreUplink } from "../../components/lab/ops";
-import { applyOverlay } from "../../components/lab/overlay";
+import { cutUplink, restoreUplink } from "../../lab/ops";
+import { applyOverlay } from "../../lab/overlay";
 import { Park, requireParkTools, sh, testSite } from "./park";
 
 const allUp = (s: any) => s.sessions.every((x: any) => x.bfd?.status === "up") && s.routes.every((r: any) => r.installed);

@@ -9,17 +9,17 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as readline from "node:readline";
-import { agentGet, agentJson } from "../../cli/agent-client";
-import { agentDaemon, daemonPid, helloDaemon, nodeRuntimePaths, renderBfddConf, startAgent, startBfdd, startHello, startNginx, stopBfdd, stopDaemon, stopNginx, type NodeRuntimePaths } from "../../components/lab/daemons";
-import { createNetns, createVeth, deleteNetns } from "../../components/lab/ops";
-import { applyOverlay } from "../../components/lab/overlay";
+import { agentGet, agentJson } from "../../runtime/agent/client";
+import { agentDaemon, daemonPid, helloDaemon, nodeRuntimePaths, renderBfddConf, startAgent, startBfdd, startHello, startNginx, stopBfdd, stopDaemon, stopNginx, type NodeRuntimePaths } from "../../lab/daemons";
+import { createNetns, createVeth, deleteNetns } from "../../lab/ops";
+import { applyOverlay } from "../../lab/overlay";
 import { sh } from "../../packages/node-bfd/test/network/harness";
-import { planAgents } from "../../network/agent-plan";
-import type { AgentConfig } from "../../network/agent/config";
-import { renderNginxConf } from "../../network/agent/nginx-conf";
-import { planLab, type LabPlan } from "../../network/lab-plan";
-import { parseSite } from "../../site/load";
-import type { Site } from "../../site/model";
+import { planAgents } from "../../model/network/agent-plan";
+import type { AgentConfig } from "../../model/network/agent-config";
+import { renderNginxConf } from "../../model/network/nginx-conf";
+import { planLab, type LabPlan } from "../../model/network/lab-plan";
+import { parseSite } from "../../model/site/load";
+import type { Site } from "../../model/site/model";
 
 export interface ParkOptions {
     holdDownMs?: number;

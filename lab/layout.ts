@@ -1,0 +1,37 @@
+// Where the lab keeps each node's files, its event pipeline and its ledger on this machine:
+// pure functions of the lab plan and the state folder. The CLI reads them without loading the
+// Pulumi SDK; components/lab applies them.
+import * as path from "node:path";
+import { planEvents, type EventsPlan } from "../model/events/plan";
+import { planLedger, type LedgerPlan } from "../model/ledger/plan";
+import type { LabPlan } from "../model/network/lab-plan";
+import type { Site } from "../model/site/model";
+import { nodeRuntimePaths } from "./daemons";
+
+/** The lab deploy's layout on a node: its runtime folder and its generations (components/nixos). */
+export function labNodeDirs(plan: LabPlan, stateRoot: string, node: string) {
+    const nodeDir = path.join(stateRoot, plan.stateSubdir, "nodes", node);
+    return { nodeDir, systemRoot: path.join(nodeDir, "system"), runtime: nodeRuntimePaths(nodeDir) };
+}
+
+/**
+ * Where a lab node's agent files live, for model/network/agent-plan.ts's `paths` option. The BFD key
+ * is a Pulumi secret the deploy puts in /run/keys, as on NixOS (the lab node's sshd has a
+ * private /run, which the daemons it starts share).
+ */
+export function labAgentPaths(plan: LabPlan, stateRoot: string, bfdKeyFile: string) {
+    return (node: string) => {
+        const rt = labNodeDirs(plan, stateRoot, node).runtime;
+        return { socket: rt.agentSocket, events: rt.events, nginxControl: rt.nginxControl, bfdKeyFile };
+    };
+}
+
+/** The lab's event pipeline plan: the broker and the pipeline beside the park's files. */
+export function labEventsPlan(site: Site, plan: LabPlan, stateRoot: string): EventsPlan | undefined {
+    return planEvents(site, { stateDir: path.join(stateRoot, plan.stateSubdir), managementPrefix: plan.mgmt.prefix });
+}
+
+/** The lab's ledger plan: its files beside the park's, fed by every node's agent event file. */
+export function labLedgerPlan(site: Site, plan: LabPlan, stateRoot: string): LedgerPlan {
+    return planLedger(site, { stateDir: path.join(stateRoot, plan.stateSubdir), agentEventsFile: (n) => labNodeDirs(plan, stateRoot, n).runtime.events });
+}

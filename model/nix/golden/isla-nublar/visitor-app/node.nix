@@ -1,0 +1,148 @@
+# visitor-app of site isla-nublar: pure data, written by nublar (model/nix/render.ts); do not edit.
+{
+  site = "isla-nublar";
+  name = "visitor-app";
+  id = 10807;
+  role = "app";
+  failureDomain = "visitor-center";
+  hub = false;
+  loopback = "2001:db8:1100::2a37";
+  loopbackPrefix = "2001:db8:1100::/64";
+  sitePrefixes = [ "2001:db8:1100::/48" "2001:db8:1200::/48" ];
+  sshPort = 22;
+  uplinks = [
+    {
+      provider = "costa-rica-telecom";
+      ifname = "up0";
+      prefix = "2001:db8:1100:2a37::/64";
+      address = "2001:db8:1100:2a37::2";
+      gateway = "2001:db8:1100:2a37::1";
+    }
+    {
+      provider = "pacific-fiber";
+      ifname = "up1";
+      prefix = "2001:db8:1200:2a37::/64";
+      address = "2001:db8:1200:2a37::2";
+      gateway = "2001:db8:1200:2a37::1";
+    }
+  ];
+  overlays = [
+    {
+      provider = "costa-rica-telecom";
+      transport = "wireguard";
+      ifname = "ov0";
+      underlay = {
+        ifname = "up0";
+        local = "2001:db8:1100:2a37::2";
+      };
+      vni = 104748;
+      mac = "02:6e:99:2c:2a:37";
+      port = 51820;
+      mtu = 1420;
+      prefix = "2001:db8:1100:4000::/64";
+      address = "2001:db8:1100:4000::2a37";
+      peers = [
+        {
+          node = "gate";
+          endpoint = "2001:db8:1100:3d76::2";
+          address = "2001:db8:1100:4000::3d76";
+          loopback = "2001:db8:1100::3d76";
+          hub = true;
+          endpointPort = 51820;
+          publicKey = "RkFLRSBnYXRlIGNvc3RhLXJpY2EtdGVsZWNvbS4uLi4=";
+          allowedIPs = [ "2001:db8:1100:4000::3d76/128" "2001:db8:1100::3d76/128" "2001:db8:1100::/64" ];
+        }
+        {
+          node = "gate-2";
+          endpoint = "2001:db8:1100:2c9b::2";
+          address = "2001:db8:1100:4000::2c9b";
+          loopback = "2001:db8:1100::2c9b";
+          hub = true;
+          endpointPort = 51820;
+          publicKey = "RkFLRSBnYXRlLTIgY29zdGEtcmljYS10ZWxlY29tLi4=";
+          allowedIPs = [ "2001:db8:1100:4000::2c9b/128" "2001:db8:1100::2c9b/128" ];
+        }
+        {
+          node = "control-room";
+          endpoint = "2001:db8:1100:134d::2";
+          address = "2001:db8:1100:4000::134d";
+          loopback = "2001:db8:1100::134d";
+          hub = true;
+          endpointPort = 51820;
+          publicKey = "RkFLRSBjb250cm9sLXJvb20gY29zdGEtcmljYS10ZWw=";
+          allowedIPs = [ "2001:db8:1100:4000::134d/128" "2001:db8:1100::134d/128" ];
+        }
+      ];
+      providerPrefix = "2001:db8:1100::/48";
+      privateKeyFile = "/run/keys/nublar-wg-ov0.key";
+    }
+    {
+      provider = "pacific-fiber";
+      transport = "wireguard";
+      ifname = "ov1";
+      underlay = {
+        ifname = "up1";
+        local = "2001:db8:1200:2a37::2";
+      };
+      vni = 76150;
+      mac = "02:6e:29:76:2a:37";
+      port = 51821;
+      mtu = 1420;
+      prefix = "2001:db8:1200:4000::/64";
+      address = "2001:db8:1200:4000::2a37";
+      peers = [
+        {
+          node = "gate";
+          endpoint = "2001:db8:1200:3d76::2";
+          address = "2001:db8:1200:4000::3d76";
+          loopback = "2001:db8:1100::3d76";
+          hub = true;
+          endpointPort = 51821;
+          publicKey = "RkFLRSBnYXRlIHBhY2lmaWMtZmliZXIuLi4uLi4uLi4=";
+          allowedIPs = [ "2001:db8:1200:4000::3d76/128" "2001:db8:1100::3d76/128" "2001:db8:1100::/64" ];
+        }
+        {
+          node = "gate-2";
+          endpoint = "2001:db8:1200:2c9b::2";
+          address = "2001:db8:1200:4000::2c9b";
+          loopback = "2001:db8:1100::2c9b";
+          hub = true;
+          endpointPort = 51821;
+          publicKey = "RkFLRSBnYXRlLTIgcGFjaWZpYy1maWJlci4uLi4uLi4=";
+          allowedIPs = [ "2001:db8:1200:4000::2c9b/128" "2001:db8:1100::2c9b/128" ];
+        }
+        {
+          node = "control-room";
+          endpoint = "2001:db8:1200:134d::2";
+          address = "2001:db8:1200:4000::134d";
+          loopback = "2001:db8:1100::134d";
+          hub = true;
+          endpointPort = 51821;
+          publicKey = "RkFLRSBjb250cm9sLXJvb20gcGFjaWZpYy1maWJlci4=";
+          allowedIPs = [ "2001:db8:1200:4000::134d/128" "2001:db8:1100::134d/128" ];
+        }
+      ];
+      providerPrefix = "2001:db8:1200::/48";
+      privateKeyFile = "/run/keys/nublar-wg-ov1.key";
+    }
+  ];
+  sensors = [
+    {
+      provider = "costa-rica-telecom";
+      prefix = "2001:db8:1100:aa37::/64";
+    }
+    {
+      provider = "pacific-fiber";
+      prefix = "2001:db8:1200:aa37::/64";
+    }
+  ];
+  ingressPorts = [ ];
+  upstreamPorts = [ 443 ];
+  authorizedKeys = [
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGdvbGRlbi10ZXN0LWtleS1ub3QtYS1yZWFsLWtleQ operator@golden"
+  ];
+  profile = {
+    label = "golden";
+    revision = null;
+  };
+}

@@ -1,0 +1,523 @@
+// The one site model. Every planner, component, the CLI and (later) the agent
+// take a `Site` from here; nothing else defines the shape of a site.
+//
+// The schema is written with zod so that bad stack config is rejected before any
+// resource exists, with an error naming the key, the value and the rule
+// (see ./load.ts for the formatting).
+import { z } from "zod";
+import { SHARD_NAME } from "../vocabulary";
+import { IPv6CidrRange, Validator } from "ip-num";
+
+/** DNS-label-like names: they end up in hostnames, namespace and unit names. */
+const Name = z
+    .string()
+    .regex(/^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$/, "must be 1-32 characters of a-z, 0-9 and '-', starting with a letter and not ending with '-'");
+
+const Ipv4Like = /^\d{1,3}(\.\d{1,3}){3}(\/\d+)?$/;
+
+/** An IPv6 prefix in CIDR form, network-aligned, of exactly `length` bits (any length when absent). */
+function ipv6Prefix(length?: number) {
+    return z.string().superRefine((value, ctx) => {
+        if (Ipv4Like.test(value)) {
+            ctx.addIssue({ code: "custom", message: "the site is IPv6-only; IPv4 prefixes are not allowed" });
+            return;
+        }
+        if (!Validator.isValidIPv6CidrNotation(value)[0]) {
+            ctx.addIssue({ code: "custom", message: "must be an IPv6 prefix in CIDR notation, like 2001:db8:a::/48" });
+            return;
+        }
+        const range = IPv6CidrRange.fromCidr(value);
+        const bits = Number(range.cidrPrefix.getValue());
+        if (length !== undefined && bits !== length) {
+            ctx.addIssue({ code: "custom", message: `must be a /${length}` });
+            return;
+        }
+        const given = IPv6CidrRange.fromCidr(`${value.split("/")[0]}/128`).getFirst().getValue();
+        if (given !== range.getFirst().getValue()) {
+            ctx.addIssue({ code: "custom", message: `host bits must be zero (the network is ${range.getFirst().toString()}/${bits})` });
+        }
+    });
+}
+
+/** An IPv6 prefix of any length, network-aligned (a firewall source, say). */
+const Ipv6AnyPrefix = ipv6Prefix();
+
+/** A host or address to reach over SSH: a DNS name or an IPv6 address, never IPv4. */
+const SshHost = z
+    .string()
+    .min(1)
+    .refine((h) => !Ipv4Like.test(h), "the site is IPv6-only; use an IPv6 address or a DNS name")
+    .refine((h) => !h.includes(":") || Validator.isValidIPv6String(h)[0], "is not a valid IPv6 address");
+
+/** An OpenSSH public host key line, pinned: `ssh-ed25519 AAAA...`. */
+export const HostKey = z
+    .string()
+    .regex(
+        /^(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|ssh-rsa) [A-Za-z0-9+/]+={0,3}( .*)?$/,
+        "must be an OpenSSH public key line such as 'ssh-ed25519 AAAA...' (see ssh-keyscan)",
+    );
+
+export const SshEndpoint = z.strictObject({
+    host: SshHost,
+    port: z.number().int().min(1).max(65535).default(22),
+    user: z.string().regex(/^[a-z_][a-z0-9_-]*$/, "must be a POSIX user name").default("root"),
+    /** The node's host key, pinned: deploys refuse a host presenting any other key. */
+    hostKey: HostKey,
+});
+
+/** BFD timers, as RFC 5880 names them: what a system sends, what it accepts, and its multiplier. */
+export const BfdTimers = z.strictObject({
+    transmitIntervalMs: z.number().int().min(1).max(60_000),
+    receiveIntervalMs: z.number().int().min(1).max(60_000),
+    detectMultiplier: z.number().int().min(1).max(255),
+});
+
+export const Provider = z.strictObject({
+    name: Name,
+    /** One /48 per provider per site: uplinks, loopbacks and overlay addresses come from it. */
+    prefix: ipv6Prefix(48),
+    asn: z.number().int().min(1).max(4294967295).optional(),
+    /**
+     * The BFD timers the provider's router runs on our uplinks, as agreed with the provider.
+     * Absent: it matches ours (the lab's routers are configured that way). The SLA policy
+     * negotiates detection times from both ends (policy/README.md).
+     */
+    bfd: BfdTimers.optional(),
+    /**
+     * A node's address in each of its uplink /64s on this provider (the provider's router is
+     * ::1). Default: ::2, or ::10 when the provider's block is an AWS VPC's (aws.vpc.uplinks),
+     * since AWS reserves the first four addresses of every subnet.
+     */
+    uplinkHost: z.number().int().min(2).max(0xffff).optional(),
+});
+
+export const Uplink = z.strictObject({
+    /** Name of one of the site's providers. */
+    provider: Name,
+});
+
+export const NodeRole = z.enum(["edge", "core", "app", "ledger", "sensor-gateway"]);
+
+export const SiteNode = z.strictObject({
+    name: Name,
+    role: NodeRole,
+    /**
+     * A stable number for the node, used to derive its addresses. Optional: by default it is
+     * derived from the name, so that adding or removing a node never renumbers the others.
+     */
+    id: z.number().int().min(1).max(0x3fff).optional(),
+    /** Rack, room or zone: replicas must spread across these. */
+    failureDomain: Name,
+    uplinks: z.array(Uplink).min(1),
+    /**
+     * How deploys reach the node. Required outside the lab, where the lab generates its own,
+     * and on EC2 nodes, whose address is planned and whose host key nublar generates.
+     */
+    ssh: SshEndpoint.optional(),
+    /**
+     * Data centers: the node is an EC2 instance running NixOS in the site's VPC (aws.vpc), one
+     * network interface per uplink, in the availability zone named by failureDomain.
+     */
+    ec2: z.strictObject({
+        /** Overrides aws.nixos.instanceType for this node. */
+        instanceType: z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, "must be an EC2 instance type such as m7i.large").optional(),
+    }).optional(),
+});
+
+export const IngressService = z.strictObject({
+    name: Name,
+    port: z.number().int().min(1).max(65535),
+    /** Node names that serve this service; BFD state decides which are live. */
+    upstreams: z.array(Name).min(1),
+});
+
+/** How often a kind of component fails, and how long it takes to repair: the availability model's inputs. */
+export const FailureRate = z.strictObject({
+    perYear: z.number().min(0).max(10_000),
+    repairHours: z.number().min(0).max(8760),
+});
+
+export const Sla = z.strictObject({
+    /** Availability target as a fraction, e.g. 0.999999 for "six nines". */
+    availability: z.number().gt(0).lt(1),
+    /** Maximum time from a path failing to traffic moving off it, in milliseconds. */
+    failoverBudgetMs: z.number().int().min(1).max(60_000),
+    /**
+     * Stated failure rates, the inputs of the SLA policy's availability estimate (policy/README.md
+     * "The availability model"). The defaults are conservative figures for owned hardware and
+     * transit; state your own from your providers' contracts and your fleet's history.
+     */
+    failureRates: z.strictObject({
+        node: FailureRate.default({ perYear: 1, repairHours: 4 }),
+        provider: FailureRate.default({ perYear: 2, repairHours: 4 }),
+        failureDomain: FailureRate.default({ perYear: 0.1, repairHours: 8 }),
+    }).prefault({}),
+    /**
+     * After BFD declares a path down, the time for the agent to move routes and Nginx's members
+     * (bench/agent-failover measures it; the default leaves room above the lab's median).
+     */
+    reactionMs: z.number().int().min(0).max(60_000).default(50),
+});
+
+export const LabSettings = z.strictObject({
+    /**
+     * Short tag that names everything the lab creates on this machine (namespaces `nbl-<tag>-*`,
+     * bridge `nb<tag>`), so that a test lab and the user's lab never collide.
+     */
+    tag: z.string().regex(/^[a-z][a-z0-9]{0,7}$/, "must be 1-8 characters of a-z and 0-9, starting with a letter").default("lab"),
+    /** ULA /64 for the management bridge that the host uses to reach nodes (SSH). */
+    managementPrefix: ipv6Prefix(64).default("fd6e:626c:6172::/64"),
+});
+
+const awsId = (prefix: string, what: string) =>
+    z.string().regex(new RegExp(`^${prefix}-[0-9a-f]{8,17}$`), `must be ${what} id such as ${prefix}-0123456789abcdef0`);
+
+/** One of the VPC's IPv6 blocks: a site provider's /48, brought to AWS (BYOIP) and held in an IPAM pool. */
+export const AwsVpcUplink = z.strictObject({
+    /** The site provider whose /48 this block is; EC2 nodes' uplinks to it are subnets of it. */
+    provider: Name,
+    /** The IPAM pool that holds the provider's /48 (aws ec2 describe-ipam-pools). */
+    ipamPoolId: awsId("ipam-pool", "an IPAM pool"),
+    /**
+     * Where these subnets send ::/0: the VPC's Internet gateway, or the provider's Direct Connect
+     * virtual private gateway (nublar attaches it to the VPC, so it must not be attached to
+     * another). Transit gateways are refused: AWS attaches them only through subnets with IPv4.
+     */
+    route: z.union([
+        z.literal("internet-gateway"),
+        z.strictObject({ virtualGatewayId: awsId("vgw", "a virtual private gateway") }),
+        // Parsed only to be refused with the reason (the site's rules below).
+        z.strictObject({ transitGatewayId: z.string() }),
+    ]).default("internet-gateway"),
+});
+
+/** The data center's IPv6-only VPC (components/aws/vpc.ts). */
+export const AwsVpc = z.strictObject({
+    uplinks: z.array(AwsVpcUplink).min(1),
+    /** Prefixes that may reach the nodes' SSH besides the site's own (the operators' networks). */
+    sshFrom: z.array(Ipv6AnyPrefix).default([]),
+});
+
+/** EC2 NixOS nodes (components/aws/nixos-instance.ts). */
+export const AwsNixos = z.strictObject({
+    /** The NixOS AMI in the site's region, pinned by id (the NixOS project publishes one per release and region). */
+    ami: awsId("ami", "an AMI"),
+    instanceType: z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, "must be an EC2 instance type such as m7i.large").default("m7i.large"),
+    rootVolumeGiB: z.number().int().min(8).max(16_384).default(40),
+    /** How long a new instance may take to boot and answer SSH before its first deploy fails. */
+    bootTimeoutMs: z.number().int().min(10_000).max(3_600_000).default(600_000),
+});
+
+export const Aws = z.strictObject({
+    region: z.string().regex(/^[a-z]{2}(-gov)?-[a-z]+-\d$/, "must be an AWS region such as eu-west-1"),
+    replicaRegion: z.string().regex(/^[a-z]{2}(-gov)?-[a-z]+-\d$/, "must be an AWS region such as eu-central-1"),
+    /**
+     * Build the site's data lake in S3 (components/aws/data-lake.ts): buckets `<site>-lake-*`.
+     * Off by default: it needs Pulumi's AWS provider plugin, which this repository's engine
+     * build cannot fetch (README, "Kubernetes and AWS").
+     */
+    dataLake: z.boolean().default(false),
+    /** The IPv6-only VPC that EC2 nodes (nodes[].ec2) live in. */
+    vpc: AwsVpc.optional(),
+    /** How EC2 nodes are built. Required when any node is an EC2 node. */
+    nixos: AwsNixos.optional(),
+});
+
+/** An image reference pinned by digest: what was reviewed is what runs (policy: image-digest). */
+export const PINNED_IMAGE = /^[a-z0-9][a-z0-9._\-/:]*@sha256:[0-9a-f]{64}$/;
+const ImageRef = z.string().regex(PINNED_IMAGE, "must be pinned by digest: registry/name@sha256:<64 hex digits> (images/README.md)");
+
+/**
+ * The site's Kubernetes workloads (components/k8s): the ledger on CloudNativePG, the event bus
+ * on Strimzi, and the legacy LAMP apps. Parks and data centers only: the lab runs its ledger on
+ * this machine, and has no cluster.
+ */
+export const KubernetesSettings = z.strictObject({
+    namespace: Name.default("nublar"),
+    images: z.strictObject({ postgres: ImageRef, redis: ImageRef, cacheProxy: ImageRef }),
+    /** Run the ledger's shards on CloudNativePG here (default), with backups to `ledgerBackups.destination`. */
+    ledger: z.boolean().default(true),
+    /** Where the ledger's backups go: s3://bucket/prefix, and the Secret with the lake's credentials. Default on a data center: its own lake. */
+    ledgerBackups: z.strictObject({
+        destination: z.string().regex(/^s3:\/\/[a-z0-9.-]+(\/.*)?$/, "must be an s3://bucket/prefix URL"),
+        /** The name of the Kubernetes Secret with the lake's S3 credentials (ACCESS_KEY_ID, ACCESS_SECRET_KEY). */
+        credentialsSecretName: Name.default("lake-credentials"),
+    }).optional(),
+    eventBus: z.strictObject({
+        topics: z.array(z.strictObject({
+            // Also a Kubernetes object name (the KafkaTopic's): starts and ends with a letter or digit.
+            name: z.string().regex(/^[a-z0-9]([a-z0-9.-]{0,247}[a-z0-9])?$/, "topic names are a-z, 0-9, '.' and '-', starting and ending with a letter or digit"),
+            partitions: z.number().int().min(1).max(1000).optional(),
+            retentionHours: z.number().int().min(1).max(87_600).optional(),
+        })).min(1),
+    }).optional(),
+    lamp: z.array(z.strictObject({
+        name: Name,
+        image: ImageRef,
+        replicas: z.number().int().min(2).max(100).default(2),
+        maxReplicas: z.number().int().min(2).max(1000).optional(),
+        stateful: z.boolean().default(false),
+        storageClass: Name.default("ssd"),
+        size: z.string().regex(/^\d+(Mi|Gi|Ti)$/, "a size like 10Gi").default("10Gi"),
+    })).default([]),
+});
+
+export const SiteKind = z.enum(["lab", "park", "datacenter"]);
+
+/**
+ * The overlay between nodes: one tunnel segment per provider, over that provider's uplinks.
+ * WireGuard in production; VXLAN over IPv6 where the kernel has no WireGuard (the lab).
+ * Default: `vxlan` for lab sites, `wireguard` elsewhere.
+ */
+export const OverlaySettings = z.strictObject({
+    transport: z.enum(["wireguard", "vxlan"]).optional(),
+});
+
+/** How `pulumi up` deploys the site's nodes (components/nixos). */
+export const DeploySettings = z.strictObject({
+    /** `nixos`: nixos-rebuild on the node. `lab`: the lab's namespace nodes. Default: by site kind. */
+    activation: z.enum(["nixos", "lab"]).optional(),
+    /** What nixos-rebuild does with the new generation. */
+    mode: z.enum(["switch", "boot", "test", "dry-activate"]).default("switch"),
+    /** Nodes deployed at once, after the canary. */
+    maxParallel: z.number().int().min(1).max(1000).default(4),
+    /** Deploy one node first, and the rest only if it confirms: `true` picks the first node in the list, or name one. */
+    canary: z.union([z.boolean(), Name]).default(true),
+    /** After activation, the node must be reachable and its BFD sessions Up within this, or it rolls back. */
+    confirmTimeoutMs: z.number().int().min(1000).max(3_600_000).default(60_000),
+});
+
+/**
+ * The Unicorn ledger (ledger/): tamper-evident telemetry history on PostgreSQL, one database per
+ * vertical shard, replicated to a quorum, with signed checkpoints. In the lab it runs on this
+ * machine (a primary and standbys on ::1); in parks and data centers on CloudNativePG.
+ */
+export const LedgerSettings = z.strictObject({
+    /** Vertical shards by telemetry domain; each is its own database (and, in production, can be its own cluster). */
+    shards: z.array(z.string().regex(SHARD_NAME, "shard names are lowercase letters, digits and _, starting with a letter"))
+        .min(1).default(["habitat", "network", "security", "audit"])
+        .refine((s) => new Set(s).size === s.length, "shard names must be unique"),
+    /** PostgreSQL instances per shard cluster: a primary and (instances - 1) standbys; commits wait for ANY 1 standby. */
+    instances: z.number().int().min(1).max(9).default(3),
+    /** A signed checkpoint every `entries` entries or `ms` milliseconds, whichever comes first. */
+    checkpoint: z.strictObject({
+        entries: z.number().int().min(1).max(1_000_000).default(1000),
+        ms: z.number().int().min(100).max(3_600_000).default(5000),
+    }).prefault({}),
+    /**
+     * Commits wait for a synchronous standby. `required`: a commit waits until one acknowledges,
+     * even if none is up (CloudNativePG's dataDurability). `preferred` lets the primary go on
+     * alone, which can lose acknowledged entries; the SLA policy refuses it.
+     */
+    dataDurability: z.enum(["required", "preferred"]).default("required"),
+    /** Backups (CloudNativePG's scheduled base backups and WAL archive). Required outside the lab. */
+    backup: z.strictObject({
+        /** Six-field cron schedule of base backups, as CloudNativePG takes it. */
+        schedule: z.string().regex(/^(\S+\s+){5}\S+$/, "must be a six-field cron schedule, like '0 0 3 * * *'"),
+        retentionDays: z.number().int().min(1).max(3650),
+    }).optional(),
+    /**
+     * Where signed checkpoints are anchored: `object-lock`, the site's lake bucket under S3 Object
+     * Lock (compliance mode); `directory`, a write-once local folder (the lab's lake). Default:
+     * `directory` in the lab, `object-lock` elsewhere.
+     */
+    anchor: z.enum(["object-lock", "directory"]).optional(),
+    /** Lab only: the first of the ports the ledger uses on ::1 (the PostgreSQL instances, then Redis). */
+    labBasePort: z.number().int().min(1024).max(32000).default(25430),
+});
+
+/**
+ * The event pipeline (events/): the Kafka bus every event flows over, the sensor gateway, the
+ * ledger and lake consumers, the alerts and the dashboard. In the lab the bus is one KRaft
+ * broker on this machine; in parks and data centers, the Strimzi cluster (components/k8s).
+ */
+export const EventSettings = z.strictObject({
+    /** Run the pipeline. Off: agents' events reach the ledger by the ledger's own file collector. */
+    enabled: z.boolean().default(true),
+    /**
+     * Partitions per topic. Kafka orders events within a partition only, so with one partition
+     * a replay re-derives exactly the same ledger chain; more partitions spread load but only
+     * keep each sensor's and each node's own order.
+     */
+    partitions: z.number().int().min(1).max(128).default(1),
+    /** Where agents and consumers reach the bus outside the lab (host:port, IPv6 as [addr]:port). */
+    brokers: z.array(z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "must be host:port, IPv6 as [addr]:port")).optional(),
+    /** The sensor gateway's HTTP port. */
+    gatewayPort: z.number().int().min(1).max(65535).default(8470),
+    /** The dashboard's port on ::1 (`nublar dashboard`). */
+    dashboardPort: z.number().int().min(1).max(65535).default(8480),
+    /** Alerts go to PagerDuty (Events v2) when a routing key is set: `pulumi config set --secret nublar:pagerDutyRoutingKey`. */
+    alerts: z.strictObject({
+        /** The Events v2 endpoint; another URL for a PagerDuty-compatible receiver. */
+        url: z.string().url().default("https://events.pagerduty.com/v2/enqueue"),
+    }).prefault({}),
+    /** Lab only: the broker's first port (then its controller port, then its management-bridge port). */
+    labBasePort: z.number().int().min(1024).max(32000).default(19092),
+});
+
+const SiteBase = z.strictObject({
+    name: Name,
+    kind: SiteKind,
+    description: z.string().optional(),
+    sla: Sla,
+    providers: z.array(Provider).min(1),
+    nodes: z.array(SiteNode).min(1),
+    ingress: z.array(IngressService).default([]),
+    overlay: OverlaySettings.default({}),
+    deploy: DeploySettings.default({ mode: "switch", maxParallel: 4, canary: true, confirmTimeoutMs: 60_000 }),
+    lab: LabSettings.optional(),
+    // prefault: an absent `ledger` is parsed as {}, so the defaults live in one place (above).
+    ledger: LedgerSettings.prefault({}),
+    aws: Aws.optional(),
+    kubernetes: KubernetesSettings.optional(),
+    events: EventSettings.prefault({}),
+});
+
+/** Cross-field rules: references resolve, names are unique, prefixes are disjoint. */
+export const SiteSchema = SiteBase.superRefine((site, ctx) => {
+    const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: "custom", path, message });
+
+    uniqueNames(site.providers, ["providers"], "provider", issue);
+    uniqueNames(site.nodes, ["nodes"], "node", issue);
+    uniqueNames(site.ingress, ["ingress"], "ingress service", issue);
+
+    // Provider prefixes must not overlap: the planner carves disjoint subnets from them.
+    site.providers.forEach((a, i) => {
+        site.providers.forEach((b, j) => {
+            if (j <= i) return;
+            try {
+                const ra = IPv6CidrRange.fromCidr(a.prefix);
+                const rb = IPv6CidrRange.fromCidr(b.prefix);
+                // ip-num's isOverlapping excludes nesting and equality, so check those too.
+                if (ra.isOverlapping(rb) || ra.contains(rb) || ra.inside(rb)) {
+                    issue(["providers", j, "prefix"], `overlaps providers[${i}] '${a.name}' (${a.prefix})`);
+                }
+            } catch {
+                // The field-level rule already reported a malformed prefix.
+            }
+        });
+    });
+
+    const providerNames = new Set(site.providers.map((p) => p.name));
+    const vpcBlocks = vpcProviders(site);
+    const nodeNames = new Set(site.nodes.map((n) => n.name));
+    site.nodes.forEach((node, i) => {
+        node.uplinks.forEach((up, k) => {
+            if (!providerNames.has(up.provider)) {
+                issue(["nodes", i, "uplinks", k, "provider"], `must name one of the site's providers (${[...providerNames].join(", ")})`);
+            }
+        });
+        const seen = new Set<string>();
+        node.uplinks.forEach((up, k) => {
+            if (seen.has(up.provider)) issue(["nodes", i, "uplinks", k, "provider"], "a node has at most one uplink per provider");
+            seen.add(up.provider);
+        });
+        if (node.ec2) {
+            // EC2 nodes: planned addresses in the VPC, generated host keys (components/aws).
+            if (site.kind !== "datacenter") issue(["nodes", i, "ec2"], "EC2 nodes belong to datacenter sites");
+            if (node.ssh) issue(["nodes", i, "ssh"], "is derived on an EC2 node (its planned address and the host key nublar generates); remove it");
+            if (!site.aws?.vpc) issue(["nodes", i, "ec2"], "needs the site's VPC: give aws.vpc.uplinks");
+            if (site.aws && !new RegExp(`^${site.aws.region}[a-z]$`).test(node.failureDomain)) {
+                issue(["nodes", i, "failureDomain"], `must be an availability zone of ${site.aws.region} (like ${site.aws.region}a) on an EC2 node`);
+            }
+        }
+        if (site.aws?.vpc) {
+            node.uplinks.forEach((up, k) => {
+                const inVpc = vpcBlocks.has(up.provider);
+                if (node.ec2 && !inVpc) {
+                    issue(["nodes", i, "uplinks", k, "provider"], `an EC2 node's uplinks are subnets of the VPC's blocks; list '${up.provider}' in aws.vpc.uplinks or remove this uplink`);
+                } else if (!node.ec2 && inVpc) {
+                    // The VPC routes a whole block to itself: a /64 of it elsewhere is unreachable from it.
+                    issue(["nodes", i, "uplinks", k, "provider"], `'${up.provider}' is one of the VPC's blocks (aws.vpc.uplinks): only EC2 nodes (nodes[].ec2) can have uplinks in it`);
+                }
+            });
+        }
+        if (!node.ec2 && site.kind !== "lab" && !node.ssh) {
+            issue(["nodes", i, "ssh"], "is required outside the lab: give host, user and the pinned hostKey");
+        }
+    });
+    const ec2Nodes = site.nodes.filter((n) => n.ec2);
+    if (ec2Nodes.length) {
+        if (site.aws && !site.aws.nixos) issue(["aws", "nixos"], "is required when nodes are EC2 nodes: give ami (the NixOS AMI in the region)");
+        const zones = new Set(ec2Nodes.map((n) => n.failureDomain));
+        if (zones.size < 2) issue(["nodes"], `EC2 nodes must span at least two availability zones (all are in ${[...zones][0]})`);
+    }
+    if (site.aws?.vpc) {
+        const seenVpc = new Set<string>();
+        site.aws.vpc.uplinks.forEach((v, k) => {
+            if (!providerNames.has(v.provider)) issue(["aws", "vpc", "uplinks", k, "provider"], `must name one of the site's providers (${[...providerNames].join(", ")})`);
+            if (seenVpc.has(v.provider)) issue(["aws", "vpc", "uplinks", k, "provider"], `'${v.provider}' is listed twice`);
+            if (typeof v.route === "object" && "transitGatewayId" in v.route) {
+                issue(["aws", "vpc", "uplinks", k, "route"], "transit gateways attach only through subnets with IPv4 (an AWS rule), and the VPC is IPv6-only: route this provider through its Direct Connect virtual private gateway ({ virtualGatewayId })");
+            }
+            seenVpc.add(v.provider);
+            const host = site.providers.find((p) => p.name === v.provider)?.uplinkHost;
+            if (host !== undefined && host < 4) {
+                issue(["providers", site.providers.findIndex((p) => p.name === v.provider), "uplinkHost"], "AWS reserves the first four addresses of every subnet (::0 to ::3); use 4 or more");
+            }
+        });
+    }
+
+    site.ingress.forEach((svc, i) => {
+        const seen = new Set<string>();
+        svc.upstreams.forEach((u, k) => {
+            if (!nodeNames.has(u)) issue(["ingress", i, "upstreams", k], `must name one of the site's nodes (${[...nodeNames].join(", ")})`);
+            // A repeated node is not redundancy; the policy pack and the SLA estimate count upstreams.
+            if (seen.has(u)) issue(["ingress", i, "upstreams", k], `'${u}' is listed twice`);
+            seen.add(u);
+        });
+    });
+
+    if (typeof site.deploy.canary === "string" && !nodeNames.has(site.deploy.canary)) {
+        issue(["deploy", "canary"], `must name one of the site's nodes (${[...nodeNames].join(", ")}), or be true or false`);
+    }
+    if (site.deploy.activation === "lab" && site.kind !== "lab") issue(["deploy", "activation"], "'lab' activation only deploys to the lab's namespace nodes; use 'nixos'");
+    if (site.kind !== "lab" && site.lab) issue(["lab"], "is only allowed on sites of kind 'lab'");
+    if (site.kind === "datacenter" && !site.aws) issue(["aws"], "is required for a datacenter site: give region and replicaRegion");
+    if (site.kubernetes && site.kind === "lab") issue(["kubernetes"], "the lab has no Kubernetes cluster; its ledger runs on this machine");
+    const k = site.kubernetes;
+    if (k?.ledger && !k.ledgerBackups && !site.aws?.dataLake) issue(["kubernetes", "ledgerBackups"], "is required when the ledger runs on Kubernetes and the site builds no data lake (aws.dataLake): give destination (s3://bucket/prefix)");
+    if (k?.ledger && !site.ledger.backup) issue(["ledger", "backup"], "is required when the ledger runs on Kubernetes: give schedule and retentionDays");
+    if (k) {
+        uniqueNames(k.lamp, ["kubernetes", "lamp"], "LAMP app", issue);
+        if (k.eventBus) uniqueNames(k.eventBus.topics, ["kubernetes", "eventBus", "topics"], "topic", issue);
+        k.lamp.forEach((app, i) => {
+            if (app.maxReplicas !== undefined && app.maxReplicas < app.replicas) issue(["kubernetes", "lamp", i, "maxReplicas"], `is below replicas (${app.replicas})`);
+        });
+    }
+}).transform((site) => {
+    const blocks = vpcProviders(site);
+    return {
+        ...site,
+        providers: site.providers.map((p) => ({ ...p, uplinkHost: p.uplinkHost ?? (blocks.has(p.name) ? 0x10 : 2) })),
+        lab: site.kind === "lab" ? site.lab ?? LabSettings.parse({}) : site.lab,
+        overlay: { transport: site.overlay.transport ?? (site.kind === "lab" ? "vxlan" as const : "wireguard" as const) },
+        deploy: { ...site.deploy, activation: site.deploy.activation ?? (site.kind === "lab" ? "lab" as const : "nixos" as const) },
+        ledger: { ...site.ledger, anchor: site.ledger.anchor ?? (site.kind === "lab" ? "directory" as const : "object-lock" as const) },
+    };
+});
+
+export type Site = z.output<typeof SiteSchema>;
+export type SiteInput = z.input<typeof SiteSchema>;
+export type SiteNode = z.output<typeof SiteNode>;
+export type Provider = z.output<typeof Provider>;
+export type LabSettings = z.output<typeof LabSettings>;
+
+/** The providers whose /48 is one of the data center VPC's blocks (aws.vpc.uplinks). */
+function vpcProviders(site: { aws?: { vpc?: { uplinks: { provider: string }[] } } }): Set<string> {
+    return new Set(site.aws?.vpc?.uplinks.map((v) => v.provider));
+}
+
+function uniqueNames(
+    items: { name: string }[],
+    path: string[],
+    what: string,
+    issue: (path: (string | number)[], message: string) => void,
+) {
+    const first = new Map<string, number>();
+    items.forEach((item, i) => {
+        const j = first.get(item.name);
+        if (j !== undefined) issue([...path, i, "name"], `duplicate ${what} name (also ${path.join(".")}[${j}])`);
+        else first.set(item.name, i);
+    });
+}

@@ -1,0 +1,364 @@
+// nublar-agent: one per node. It keeps the node's BFD sessions (node-bfd) and applies what
+// reconcile.ts decides: kernel routes and address lifetimes over rtnetlink, and Nginx
+// upstream members over Nginx's local control socket. It serves its state, metrics and
+// events on a unix socket (api.ts).
+//
+// Failure behaviour:
+// - while the agent is down, installed routes stay (fail-static), and Nginx keeps its sets;
+// - on start it reads the kernel's routes (our protocol number only) and Nginx's sets, and
+//   keeps them through the startup grace while sessions come Up;
+// - on SIGTERM it takes its sessions AdminDown, so that peers keep their routes to us
+//   (RFC 5882 §3.2) while we restart.
+import { spawn, spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import { BfdService, GTSM_TABLE, gtsmRuleset, type SessionSnapshot, type SessionSpec, type StateChange } from "node-bfd";
+import type { AgentConfig } from "../../model/network/agent-config";
+import { EventLog } from "./events";
+import { Kernel, type KernelEvent } from "./kernel";
+import { AgentMetrics } from "./metrics";
+import { NginxControl } from "./nginx-control";
+import { desiredState, diffRoutes, initialHealth, memberSet, onStateChange, routeKey, type BfdState, type DesiredState, type SessionHealth } from "./reconcile";
+
+export interface AgentOptions {
+    /** Niceness of node-bfd's timer thread (negative needs root). Default -10. */
+    bfdNiceness?: number;
+    /** SCHED_FIFO priority of node-bfd's timer thread (needs root); undefined: not real-time. */
+    bfdRealtimePriority?: number;
+    /** Install the GTSM nftables rule (default true). */
+    gtsm?: boolean;
+    /** Re-check everything at least this often, to repair drift (ms). */
+    resyncMs?: number;
+    log?: (line: string) => void;
+    /** Called when the agent cannot go on (node-bfd's worker died); the daemon exits. */
+    onFatal?: (err: Error) => void;
+}
+
+export class Agent {
+    readonly events: EventLog;
+    readonly metrics = new AgentMetrics();
+    readonly startedAt = Date.now();
+    private readonly health = new Map<string, SessionHealth>();
+    private readonly nginx?: NginxControl;
+    /** What Nginx holds, as last read or pushed. */
+    private pushed: Record<string, string[]> | undefined;
+    private running = false;
+    private dirty = false;
+    private wakeTimer?: NodeJS.Timeout;
+    private resyncTimer?: NodeJS.Timeout;
+    private stopped = false;
+
+    private constructor(readonly config: AgentConfig, private readonly kernel: Kernel, private readonly bfd: BfdService) {
+        this.events = new EventLog(config.node, config.paths.events);
+        if (config.paths.nginxControl) this.nginx = new NginxControl(config.paths.nginxControl);
+        for (const s of config.sessions) this.health.set(s.id, initialHealth());
+    }
+
+    static async start(config: AgentConfig, opts: AgentOptions = {}): Promise<Agent> {
+        const log = opts.log ?? (() => undefined);
+        const kernel = await Kernel.open();
+        if (opts.gtsm !== false) installGtsm();
+        await kernel.ensureAddress("lo", config.loopback, 128);
+        const bfd = await BfdService.start({ workerNiceness: opts.bfdNiceness ?? -10, workerRealtimePriority: opts.bfdRealtimePriority });
+        const agent = new Agent(config, kernel, bfd);
+        agent.events.emit("agent", { event: "start", site: config.site, sessions: config.sessions.length, routes: config.routes.length });
+        bfd.on("state", (c) => agent.onBfd(c));
+        bfd.on("error", (err) => {
+            // Without BFD the agent would hold stale decisions: exit, leave routes in place
+            // (fail-static), and let the supervisor restart it.
+            agent.events.emit("error", { step: "bfd", message: `BFD worker died: ${err.message}` });
+            opts.onFatal?.(err);
+        });
+        kernel.watch((e) => agent.onKernel(e));
+        const secret = config.pathAuth ? readKey(config.pathAuth.keyFile) : undefined;
+        for (const s of config.sessions) {
+            const spec: SessionSpec = {
+                peer: s.peer, local: s.local, interface: s.interface, multihop: s.multihop,
+                transmitIntervalMs: config.timers.transmitIntervalMs, receiveIntervalMs: config.timers.receiveIntervalMs, detectMultiplier: config.timers.detectMultiplier,
+            };
+            // Path sessions are authenticated whether they run inside a tunnel (single-hop) or
+            // across providers (multihop): a tunnel such as VXLAN does not authenticate its peers.
+            if (s.kind === "path" || s.multihop) {
+                if (config.pathAuth && secret) spec.auth = { type: config.pathAuth.type, keys: [{ id: config.pathAuth.keyId, secret }], sendKeyId: config.pathAuth.keyId };
+                else spec.allowUnauthenticated = true;
+            }
+            await bfd.add(s.id, spec);
+            agent.metrics.sessionState.set({ session: s.id, peer: s.peer, kind: s.kind }, 0);
+        }
+        if (agent.nginx) {
+            try {
+                agent.pushed = (await agent.nginx.get()).upstreams;
+            } catch (err) {
+                agent.events.emit("error", { step: "nginx", message: (err as Error).message });
+            }
+        }
+        agent.resyncTimer = setInterval(() => agent.reconcile("resync"), opts.resyncMs ?? 5000);
+        agent.resyncTimer.unref();
+        await agent.reconcile("start");
+        log(`agent for ${config.node} (site ${config.site}): ${config.sessions.length} BFD sessions, ${config.routes.length} planned routes, ${config.ingress.length} upstreams`);
+        return agent;
+    }
+
+    private onBfd(c: StateChange): void {
+        const meta = this.config.sessions.find((s) => s.id === c.id);
+        const prev = this.health.get(c.id) ?? initialHealth();
+        this.health.set(c.id, onStateChange(prev, c.to as BfdState, c.remoteState as BfdState, c.at));
+        this.metrics.transitions.inc({ session: c.id, to: c.to });
+        this.metrics.sessionState.set({ session: c.id, peer: c.peer, kind: meta?.kind ?? "unknown" }, c.to === "up" ? 1 : 0);
+        if (c.diagnostic === "control-detection-time-expired" && c.to === "down") this.metrics.detectionTimeouts.inc({ session: c.id });
+        this.events.emit("bfd", { session: c.id, peer: c.peer, from: c.from, to: c.to, diagnostic: c.diagnostic, remoteState: c.remoteState }, c.at);
+        void this.reconcile(`bfd ${c.id} ${c.to}`);
+    }
+
+    private onKernel(e: KernelEvent): void {
+        if (e.route && e.route.protocol === this.config.routeProtocol) {
+            this.events.emit("route", { event: e.kind, ...e.route }, e.at);
+        }
+        if (e.kind === "link-up" || e.kind === "link-down") {
+            this.events.emit("agent", { event: e.kind, link: e.link }, e.at);
+            // The kernel flushes routes through a link that goes down, and never restores them.
+            void this.reconcile(`${e.kind} ${e.link}`);
+        } else if (e.kind === "route-removed" && e.route?.protocol === this.config.routeProtocol) {
+            void this.reconcile("route removed");
+        }
+    }
+
+    /** Apply the desired state. Runs one at a time; a request during a run causes one more run. */
+    async reconcile(reason: string): Promise<void> {
+        if (this.stopped) return;
+        if (this.running) {
+            this.dirty = true;
+            return;
+        }
+        this.running = true;
+        try {
+            do {
+                this.dirty = false;
+                await this.reconcileOnce(reason);
+            } while (this.dirty && !this.stopped);
+        } finally {
+            this.running = false;
+        }
+    }
+
+    private async reconcileOnce(reason: string): Promise<void> {
+        this.metrics.reconciles.inc();
+        const now = Date.now();
+        const d = desiredState(this.config, this.health, { now, startedAt: this.startedAt });
+        // Nginx first: excluding a dead member is what clients feel; then the kernel.
+        await Promise.all([this.applyNginx(d, reason), this.applyRoutes(d, reason), this.applyAddresses(d)]);
+        if (this.wakeTimer) clearTimeout(this.wakeTimer);
+        this.wakeTimer = undefined;
+        if (d.wakeAt !== undefined) {
+            this.wakeTimer = setTimeout(() => this.reconcile("timer"), Math.max(1, d.wakeAt - Date.now() + 1));
+        }
+    }
+
+    private async applyNginx(d: DesiredState, reason: string): Promise<void> {
+        if (!this.nginx) return;
+        try {
+            // Read back what Nginx holds on start, after an error, and on every resync: a
+            // restarted Nginx has lost its sets.
+            if (!this.pushed || reason === "resync") this.pushed = (await this.nginx.get()).upstreams;
+        } catch (err) {
+            this.metrics.reconcileErrors.inc({ step: "nginx" });
+            this.events.emit("error", { step: "nginx", message: (err as Error).message });
+            return;
+        }
+        for (const u of this.config.ingress) {
+            const current = this.pushed[u.name] ?? [];
+            const want = memberSet(d.members, u.name, current);
+            if (sameSet(want, current)) continue;
+            try {
+                // Nginx may use the new set as soon as it stores it, before the reply arrives:
+                // the event records both ends of that window.
+                const requestedAt = performance.timeOrigin + performance.now();
+                const version = await this.nginx.put(u.name, want);
+                this.pushed[u.name] = want;
+                this.metrics.nginxPushes.inc({ result: "ok" });
+                const removed = current.filter((m) => !want.includes(m));
+                this.events.emit("nginx", { upstream: u.name, members: want, removed, added: want.filter((m) => !current.includes(m)), version, reason, requestedAt });
+                if (removed.length) void this.abortConnections(u.name, removed);
+            } catch (err) {
+                // Unknown state now: read it back on the next pass.
+                this.pushed = undefined;
+                this.metrics.nginxPushes.inc({ result: "error" });
+                this.metrics.reconcileErrors.inc({ step: "nginx" });
+                this.events.emit("error", { step: "nginx", upstream: u.name, message: (err as Error).message });
+                return;
+            }
+        }
+    }
+
+    /**
+     * Requests in flight to a member that just died would wait for a reply that never comes
+     * (the peer cannot even send a reset). Destroying those sockets (`ss -K`, the kernel's
+     * sock_destroy) fails them at once, and Nginx's proxy_next_upstream retries them on a
+     * live member. Idle keepalive connections to the dead member go too.
+     */
+    private async abortConnections(upstream: string, members: string[]): Promise<void> {
+        for (const m of members) {
+            const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
+                const child = spawn("ss", ["-H", "-K", "-t", "dst", m], { stdio: ["ignore", "pipe", "pipe"] });
+                let out = "";
+                child.stdout.on("data", (c) => (out += c));
+                child.stderr.on("data", (c) => (out += c));
+                child.on("error", (err) => resolve({ code: -1, out: err.message }));
+                child.on("close", (code) => resolve({ code, out }));
+            });
+            if (r.code === 0) {
+                const count = r.out.split("\n").filter((l) => l.trim()).length;
+                this.events.emit("nginx", { upstream, event: "connections-aborted", member: m, count });
+            } else {
+                this.metrics.reconcileErrors.inc({ step: "abort-connections" });
+                this.events.emit("error", { step: "abort-connections", member: m, message: r.out.trim() });
+            }
+        }
+    }
+
+    private async applyRoutes(d: DesiredState, reason: string): Promise<void> {
+        let installed;
+        try {
+            installed = await this.kernel.routes(this.config.routeProtocol);
+        } catch (err) {
+            this.metrics.reconcileErrors.inc({ step: "routes" });
+            this.events.emit("error", { step: "routes", message: `cannot read routes: ${(err as Error).message}` });
+            return;
+        }
+        const diff = diffRoutes(d.routes, installed);
+        // Withdraw first, so that traffic moves to the backup at once.
+        for (const r of diff.remove) {
+            try {
+                await this.kernel.deleteRoute(r);
+                this.metrics.routeChanges.inc({ op: "withdraw" });
+            } catch (err) {
+                if (!/ESRCH/.test((err as Error).message)) {
+                    this.metrics.reconcileErrors.inc({ step: "routes" });
+                    this.events.emit("error", { step: "routes", route: routeKey(r), message: (err as Error).message });
+                }
+            }
+        }
+        for (const r of diff.add) {
+            try {
+                await this.kernel.setRoute(r, this.config.routeProtocol);
+                this.metrics.routeChanges.inc({ op: "install" });
+            } catch (err) {
+                // ENETDOWN: the link is down; the link-up event brings us back.
+                this.metrics.reconcileErrors.inc({ step: "routes" });
+                this.events.emit("error", { step: "routes", route: r.id, message: (err as Error).message, reason });
+            }
+        }
+    }
+
+    private readonly deprecated = new Map<string, boolean>();
+
+    private async applyAddresses(d: DesiredState): Promise<void> {
+        for (const u of this.config.uplinks) {
+            const want = d.deprecatedUplinks.includes(u.provider);
+            if (this.deprecated.get(u.provider) === want) continue;
+            try {
+                const addr = (await this.kernel.addresses(u.ifname)).find((a) => a.address === u.address);
+                if (!addr) continue;
+                if (addr.deprecated !== want) await this.kernel.setDeprecated(u.ifname, u.address, addr.prefixLength, want);
+                this.deprecated.set(u.provider, want);
+                this.events.emit("address", { uplink: u.provider, address: u.address, preferred: !want });
+            } catch (err) {
+                this.metrics.reconcileErrors.inc({ step: "addresses" });
+                this.events.emit("error", { step: "addresses", uplink: u.provider, message: (err as Error).message });
+            }
+        }
+    }
+
+    /** Everything `nublar bfd peers`, `routes` and `ingress` show. */
+    async state(): Promise<AgentState> {
+        const snapshot = await this.bfd.snapshot();
+        const byId = new Map(snapshot.sessions.map((s) => [s.id, s]));
+        const now = Date.now();
+        const d = desiredState(this.config, this.health, { now, startedAt: this.startedAt });
+        let installed: Awaited<ReturnType<Kernel["routes"]>> = [];
+        try {
+            installed = await this.kernel.routes(this.config.routeProtocol);
+        } catch {
+            // shown as not installed
+        }
+        const have = new Set(installed.map((r) => `${routeKey(r)} via ${r.via} dev ${r.dev}`));
+        return {
+            node: this.config.node,
+            site: this.config.site,
+            startedAt: this.startedAt,
+            loopback: this.config.loopback,
+            sessions: this.config.sessions.map((s) => ({
+                ...s,
+                bfd: byId.get(s.id),
+            })),
+            routes: d.routes.map((v) => ({
+                id: v.route.id, destination: v.route.destination, source: v.route.source, via: v.route.via, dev: v.route.dev, metric: v.route.metric,
+                session: v.route.session, reason: v.route.reason, decision: v.decision, why: v.why,
+                installed: have.has(`${routeKey(v.route)} via ${v.route.via} dev ${v.route.dev}`),
+            })),
+            ingress: this.config.ingress.map((u) => ({
+                name: u.name, port: u.port,
+                pushed: this.pushed?.[u.name],
+                members: d.members.filter((m) => m.upstream === u.name).map((m) => ({ node: m.node, address: m.address, decision: m.decision, why: m.why, live: this.pushed?.[u.name]?.includes(m.address) ?? false })),
+            })),
+            uplinks: this.config.uplinks.map((u) => ({ ...u, deprecated: d.deprecatedUplinks.includes(u.provider) })),
+            // How late the BFD timers ran since the previous /state (a stalled thread shows here first).
+            bfdWorker: { loopDelayMs: snapshot.loopDelayMs, priority: snapshot.priority, unmatchedDrops: snapshot.unmatchedDrops },
+        };
+    }
+
+    /** Graceful stop: sessions go AdminDown (peers keep their routes to us), routes stay. */
+    /** Each BFD session's longest receive gap since the last call (node-bfd), for path-latency telemetry. */
+    rxGaps() {
+        return this.bfd.rxGaps();
+    }
+
+    async stop(): Promise<void> {
+        if (this.stopped) return;
+        this.stopped = true;
+        if (this.wakeTimer) clearTimeout(this.wakeTimer);
+        if (this.resyncTimer) clearInterval(this.resyncTimer);
+        this.events.emit("agent", { event: "stop" });
+        const detectMs = this.config.timers.transmitIntervalMs * this.config.timers.detectMultiplier;
+        await Promise.all(this.config.sessions.map((s) => this.bfd.remove(s.id).catch(() => undefined)));
+        // Let the AdminDown packets reach the peers before the sockets close.
+        await new Promise((r) => setTimeout(r, Math.max(50, 2 * detectMs)));
+        await this.bfd.stop();
+        this.kernel.close();
+        this.events.close();
+    }
+}
+
+export interface AgentState {
+    node: string;
+    site: string;
+    startedAt: number;
+    loopback: string;
+    sessions: (AgentConfig["sessions"][number] & { bfd?: SessionSnapshot })[];
+    routes: {
+        id: string; destination: string; source?: string; via: string; dev: string; metric: number;
+        session?: string; reason: string; decision: string; why: string; installed: boolean;
+    }[];
+    ingress: { name: string; port: number; pushed?: string[]; members: { node: string; address: string; decision: string; why: string; live: boolean }[] }[];
+    uplinks: (AgentConfig["uplinks"][number] & { deprecated: boolean })[];
+    bfdWorker: { loopDelayMs: { p50: number; p99: number; max: number }; priority: string; unmatchedDrops: Record<string, number> };
+}
+
+function sameSet(a: string[], b: string[]): boolean {
+    return a.length === b.length && a.every((x) => b.includes(x));
+}
+
+function readKey(file: string): string {
+    try {
+        return fs.readFileSync(file, "utf8").trim();
+    } catch (err) {
+        throw new Error(`cannot read the BFD key file ${file}: ${(err as Error).message}`);
+    }
+}
+
+/** The GTSM rule for single-hop BFD (node-bfd cannot read the hop limit itself). */
+function installGtsm(): void {
+    // Declare, delete and re-create the table, so that a restart replaces the rule, not adds a copy.
+    const input = `table inet ${GTSM_TABLE}\ndelete table inet ${GTSM_TABLE}\n${gtsmRuleset()}`;
+    const r = spawnSync("nft", ["-f", "-"], { input, encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`cannot install the GTSM nftables rule: ${(r.stderr || r.error?.message || "").trim()}`);
+}

@@ -1,0 +1,480 @@
+// The dashboard's view of a park: pure and deterministic. `initialView` lays out what the site
+// plan says exists (nodes, providers, uplinks, every BFD session, ingress upstreams), all in
+// state Unknown; `applyEvent` folds one bus event into it, in place, and returns the delta that
+// changed, which the server coalesces and sends to browsers (runtime/events/dashboard/server.ts).
+//
+// Rules that keep it honest under at-least-once delivery:
+// - an event id seen among the last ID_WINDOW ids is a duplicate and changes nothing;
+// - a bfd-change older than the session's last change (event time) does not roll its state back;
+// - events for another site are ignored (counted in stats), events for a node the site does not
+//   have go to the stream only.
+// Metrics (path-latency, sensor-reading) update the view but do not enter the event stream:
+// they arrive every second and would push every change out of it.
+import { planAgents } from "../../../model/network/agent-plan";
+import { planSite } from "../../../model/network/site-plan";
+import type { Site } from "../../../model/site/model";
+import type { Alert, BfdStateName, NublarEvent } from "../../../model/events/schema";
+
+export type SessionState = BfdStateName | "Unknown";
+export const SESSION_STATES: readonly SessionState[] = ["Up", "Down", "Init", "AdminDown", "Unknown"];
+
+/** The event stream keeps this many, oldest first. */
+export const STREAM_LIMIT = 200;
+/** Route changes kept per node. */
+export const RECENT_ROUTES = 10;
+/** How many recent event ids are remembered to drop redeliveries. */
+export const ID_WINDOW = 4096;
+/** Free text from the bus is cut to this many characters before it reaches a browser. */
+const TEXT_LIMIT = 2000;
+
+export interface SessionView {
+    node: string;
+    /** The agent's session id: `gw/<provider>` or `path/<peer node>/<provider>`. */
+    id: string;
+    kind: "gateway" | "path";
+    provider: string;
+    /** The peer node of a path session; the provider of a gateway session. */
+    peer: string;
+    /** False for a session the site plan does not have (reported by an agent anyway). */
+    planned: boolean;
+    state: SessionState;
+    remoteState: BfdStateName | null;
+    diagnostic: string | null;
+    /** Event time of the last state change, µs since the epoch. */
+    since: number | null;
+    transitions: number;
+    rttMs: number | null;
+    maxGapMs: number | null;
+    detectionMs: number | null;
+    /** Event time of the last path-latency report. */
+    latencyAt: number | null;
+}
+
+export type RouteOutcome = "installed" | "withdrawn" | "other";
+
+export interface RouteEntry {
+    time: number;
+    event: string;
+    outcome: RouteOutcome;
+    route: string;
+    prefix: string | null;
+    via: string | null;
+    metric: number | null;
+    reason: string | null;
+}
+
+export interface IngressMemberView {
+    node: string;
+    /** `[loopback]:port`, as Nginx dials it. */
+    address: string;
+}
+
+export interface IngressView {
+    upstream: string;
+    port: number | null;
+    /** The members the site plans for this upstream. */
+    configured: IngressMemberView[];
+    /** The members the agent last reported live; null until it reports. */
+    members: string[] | null;
+    /** Configured member nodes found (by node name or address) in `members`; null until reported. */
+    live: string[] | null;
+    event: string | null;
+    time: number | null;
+    changes: number;
+}
+
+export interface NodeView {
+    name: string;
+    role: string;
+    failureDomain: string;
+    hub: boolean;
+    loopback: string;
+    /** Gateway session ids, in uplink order (one per provider). */
+    gateways: string[];
+    /** Path session ids, in plan order. */
+    paths: string[];
+    routes: {
+        /** Routes in the agent plan (gated and not). */
+        planned: number;
+        /** Routes whose last event installed them, or withdrew them. */
+        installed: number;
+        withdrawn: number;
+        /** Route events seen. */
+        changes: number;
+        /** Last outcome per route, as the agent names the route. */
+        state: Record<string, RouteOutcome>;
+        /** Newest last, at most RECENT_ROUTES. */
+        recent: RouteEntry[];
+    };
+    ingress: IngressView[];
+}
+
+export interface AlertView {
+    dedupKey: string;
+    severity: Alert["severity"];
+    class: string;
+    summary: string;
+    node: string;
+    session: string | null;
+    details: string;
+    /** Event time of the first trigger, and of the last. */
+    since: number;
+    updated: number;
+    triggers: number;
+    /** True for the dashboard's own "session down" entry, shown while no bus alert covers that session. */
+    derived: boolean;
+}
+
+export type Tone = "good" | "bad" | "warn" | "info";
+
+export interface StreamEntry {
+    id: string;
+    time: number;
+    type: NublarEvent["type"];
+    source: string;
+    node: string | null;
+    session: string | null;
+    text: string;
+    tone: Tone;
+}
+
+export interface DashboardStats {
+    /** Events that changed the view or entered the stream. */
+    applied: number;
+    duplicates: number;
+    /** bfd-change events older than the session's last change. */
+    stale: number;
+    /** Events about another site. */
+    foreign: number;
+    /** Events about a node this site does not have. */
+    unknownNode: number;
+    lastEventTime: number | null;
+}
+
+export interface DashboardView {
+    site: string;
+    kind: string;
+    description: string | null;
+    providers: { name: string; prefix: string }[];
+    failureDomains: { name: string; nodes: string[] }[];
+    /** Node names in site order. */
+    nodeOrder: string[];
+    nodes: Record<string, NodeView>;
+    /** By sessionKey(node, id). */
+    sessions: Record<string, SessionView>;
+    /** Open alerts by dedupKey. */
+    alerts: Record<string, AlertView>;
+    /** The stream, oldest first, at most STREAM_LIMIT. */
+    events: StreamEntry[];
+    counts: Record<SessionState, number>;
+    stats: DashboardStats;
+}
+
+/** What one or more events changed: maps replace whole entries; `null` removes an alert. */
+export interface DashboardDelta {
+    sessions?: Record<string, SessionView>;
+    nodes?: Record<string, NodeView>;
+    alerts?: Record<string, AlertView | null>;
+    /** New stream entries, oldest first. */
+    events?: StreamEntry[];
+    counts?: Record<SessionState, number>;
+    stats?: DashboardStats;
+}
+
+export function sessionKey(node: string, session: string): string {
+    return `${node} ${session}`;
+}
+
+/** The key of the dashboard's own alert for a session in state Down. */
+export function derivedAlertKey(node: string, session: string): string {
+    return `dashboard/session-down/${node}/${session}`;
+}
+
+const emptyCounts = (): Record<SessionState, number> => ({ Up: 0, Down: 0, Init: 0, AdminDown: 0, Unknown: 0 });
+
+/** The site as planned, every session Unknown. Throws what the planners throw for an unplannable site. */
+export function initialView(site: Site): DashboardView {
+    const plan = planSite(site);
+    const agents = planAgents(site, { paths: () => ({ socket: "-", events: "-" }) }, plan);
+    const nodes: Record<string, NodeView> = {};
+    const sessions: Record<string, SessionView> = {};
+    const counts = emptyCounts();
+    for (const n of plan.nodes) {
+        const cfg = agents.find((a) => a.node === n.name)!;
+        nodes[n.name] = {
+            name: n.name, role: n.role, failureDomain: n.failureDomain, hub: n.hub, loopback: n.loopback,
+            gateways: cfg.sessions.filter((s) => s.kind === "gateway").map((s) => s.id),
+            paths: cfg.sessions.filter((s) => s.kind === "path").map((s) => s.id),
+            routes: { planned: cfg.routes.length, installed: 0, withdrawn: 0, changes: 0, state: {}, recent: [] },
+            ingress: cfg.ingress.map((u) => ({
+                upstream: u.name, port: u.port, configured: u.members.map((m) => ({ node: m.node, address: m.address })),
+                members: null, live: null, event: null, time: null, changes: 0,
+            })),
+        };
+        for (const s of cfg.sessions) {
+            sessions[sessionKey(n.name, s.id)] = {
+                node: n.name, id: s.id, kind: s.kind, provider: s.provider, peer: s.kind === "path" ? s.peerNode ?? s.peer : s.provider,
+                planned: true, state: "Unknown", remoteState: null, diagnostic: null, since: null, transitions: 0,
+                rttMs: null, maxGapMs: null, detectionMs: null, latencyAt: null,
+            };
+            counts.Unknown++;
+        }
+    }
+    const domains = new Map<string, string[]>();
+    for (const n of site.nodes) domains.set(n.failureDomain, [...(domains.get(n.failureDomain) ?? []), n.name]);
+    return {
+        site: site.name,
+        kind: site.kind,
+        description: site.description ?? null,
+        providers: site.providers.map((p) => ({ name: p.name, prefix: p.prefix })),
+        failureDomains: [...domains].map(([name, members]) => ({ name, nodes: members })),
+        nodeOrder: site.nodes.map((n) => n.name),
+        nodes,
+        sessions,
+        alerts: {},
+        events: [],
+        counts,
+        stats: { applied: 0, duplicates: 0, stale: 0, foreign: 0, unknownNode: 0, lastEventTime: null },
+    };
+}
+
+/** Recently seen event ids per view: kept beside the view, not in it, so the view stays plain JSON. */
+const seenIds = new WeakMap<DashboardView, { set: Set<string>; ring: string[]; next: number }>();
+
+function remember(view: DashboardView, id: string): boolean {
+    let w = seenIds.get(view);
+    if (!w) seenIds.set(view, (w = { set: new Set(), ring: [], next: 0 }));
+    if (w.set.has(id)) return false;
+    if (w.ring.length < ID_WINDOW) w.ring.push(id);
+    else {
+        w.set.delete(w.ring[w.next]);
+        w.ring[w.next] = id;
+        w.next = (w.next + 1) % ID_WINDOW;
+    }
+    w.set.add(id);
+    return true;
+}
+
+const cut = (s: string | null | undefined): string => {
+    const t = String(s ?? "");
+    return t.length > TEXT_LIMIT ? `${t.slice(0, TEXT_LIMIT - 1)}…` : t;
+};
+
+const BFD: readonly string[] = ["AdminDown", "Down", "Init", "Up"];
+const asState = (s: unknown): BfdStateName | null => (BFD.includes(s as string) ? (s as BfdStateName) : null);
+
+export function routeOutcome(event: string): RouteOutcome {
+    if (/withdr|remov|delet/i.test(event)) return "withdrawn";
+    if (/install|add|replac|restor/i.test(event)) return "installed";
+    return "other";
+}
+
+const diagnosticText = (d: string | null) => (d && !/^(none|no[- ]?diagnostic|0)$/i.test(d) ? ` (${d})` : "");
+
+/**
+ * Folds one event into the view, in place, and returns what changed. Never throws on a
+ * well-typed event; an event that changes nothing returns an empty delta.
+ */
+export function applyEvent(view: DashboardView, event: NublarEvent): DashboardDelta {
+    const delta: DashboardDelta = {};
+    if (event.site !== view.site) {
+        view.stats.foreign++;
+        delta.stats = view.stats;
+        return delta;
+    }
+    if (!remember(view, event.id)) {
+        view.stats.duplicates++;
+        delta.stats = view.stats;
+        return delta;
+    }
+    view.stats.applied++;
+    view.stats.lastEventTime = Math.max(view.stats.lastEventTime ?? 0, event.time);
+    delta.stats = view.stats;
+    const node = "node" in event.payload ? view.nodes[event.payload.node] : undefined;
+    if ("node" in event.payload && !node && event.type !== "deploy") view.stats.unknownNode++;
+    const entry = (text: string, tone: Tone, session: string | null = null) => {
+        const e: StreamEntry = {
+            id: event.id, time: event.time, type: event.type, source: event.source,
+            node: "node" in event.payload ? event.payload.node : null, session, text: cut(text), tone,
+        };
+        view.events.push(e);
+        if (view.events.length > STREAM_LIMIT) view.events.splice(0, view.events.length - STREAM_LIMIT);
+        delta.events = [e];
+    };
+
+    switch (event.type) {
+        case "bfd-change": {
+            const p = event.payload;
+            const to = asState(p.to);
+            const tone: Tone = to === "Up" ? "good" : to === "Down" ? "bad" : to === "Init" ? "warn" : "info";
+            entry(`${p.session} ${p.from} → ${p.to}${diagnosticText(p.diagnostic)}`, tone, p.session);
+            if (!node || !to) break;
+            const key = sessionKey(p.node, p.session);
+            let s = view.sessions[key];
+            if (!s) {
+                // Not in the plan: the agent runs a session the site no longer (or not yet) describes.
+                const kind = p.session.startsWith("gw/") ? "gateway" : "path";
+                const parts = p.session.split("/");
+                s = view.sessions[key] = {
+                    node: p.node, id: p.session, kind, provider: parts[parts.length - 1] ?? "", peer: kind === "path" ? parts[1] ?? p.peer : parts[1] ?? p.peer,
+                    planned: false, state: "Unknown", remoteState: null, diagnostic: null, since: null, transitions: 0,
+                    rttMs: null, maxGapMs: null, detectionMs: null, latencyAt: null,
+                };
+                view.counts.Unknown++;
+                (kind === "gateway" ? node.gateways : node.paths).push(p.session);
+                (delta.nodes ??= {})[p.node] = node;
+            }
+            if (s.since !== null && event.time < s.since) {
+                view.stats.stale++;
+                break;
+            }
+            view.counts[s.state]--;
+            view.counts[to]++;
+            s.state = to;
+            s.remoteState = asState(p.remoteState);
+            s.diagnostic = p.diagnostic || null;
+            s.since = event.time;
+            s.transitions++;
+            delta.sessions = { [key]: s };
+            delta.counts = view.counts;
+            syncDerivedAlert(view, s, event.time, delta);
+            break;
+        }
+        case "route-change": {
+            const p = event.payload;
+            const outcome = routeOutcome(p.event);
+            const where = [p.prefix, p.via && `via ${p.via}`, p.metric !== null && `metric ${p.metric}`].filter(Boolean).join(" ");
+            entry(`route ${p.route} ${p.event}${where ? `: ${where}` : ""}`, outcome === "withdrawn" ? "warn" : "info");
+            if (!node) break;
+            const r = node.routes;
+            r.changes++;
+            if (outcome !== "other") r.state[p.route] = outcome;
+            const values = Object.values(r.state);
+            r.installed = values.filter((o) => o === "installed").length;
+            r.withdrawn = values.filter((o) => o === "withdrawn").length;
+            r.recent.push({ time: event.time, event: cut(p.event), outcome, route: cut(p.route), prefix: p.prefix, via: p.via, metric: p.metric, reason: p.reason === null ? null : cut(p.reason) });
+            if (r.recent.length > RECENT_ROUTES) r.recent.splice(0, r.recent.length - RECENT_ROUTES);
+            delta.nodes = { [node.name]: node };
+            break;
+        }
+        case "ingress-change": {
+            const p = event.payload;
+            const change = [p.added.length && `+${p.added.join(", +")}`, p.removed.length && `−${p.removed.join(", −")}`].filter(Boolean).join(" ");
+            entry(`upstream ${p.upstream} ${p.event}: ${p.members.length} live${change ? ` (${change})` : ""}`, p.members.length === 0 ? "bad" : p.removed.length ? "warn" : "info");
+            if (!node) break;
+            let u = node.ingress.find((i) => i.upstream === p.upstream);
+            if (!u) node.ingress.push((u = { upstream: p.upstream, port: null, configured: [], members: null, live: null, event: null, time: null, changes: 0 }));
+            u.members = [...p.members];
+            u.live = u.configured.filter((m) => p.members.includes(m.node) || p.members.includes(m.address)).map((m) => m.node);
+            u.event = p.event;
+            u.time = event.time;
+            u.changes++;
+            delta.nodes = { [node.name]: node };
+            break;
+        }
+        case "path-latency": {
+            const p = event.payload;
+            const s = view.sessions[sessionKey(p.node, p.session)];
+            if (!s || (s.latencyAt !== null && event.time < s.latencyAt)) break;
+            s.rttMs = p.rttMs;
+            s.maxGapMs = p.maxGapMs;
+            s.detectionMs = p.detectionMs;
+            s.latencyAt = event.time;
+            delta.sessions = { [sessionKey(p.node, p.session)]: s };
+            break;
+        }
+        case "alert": {
+            const p = event.payload;
+            const tone: Tone = p.action === "resolve" ? "good" : p.severity === "critical" || p.severity === "error" ? "bad" : p.severity === "warning" ? "warn" : "info";
+            entry(`${p.action === "resolve" ? "resolved" : p.severity} ${p.class}: ${p.summary}`, tone, p.session);
+            const alerts: Record<string, AlertView | null> = (delta.alerts = {});
+            if (p.action === "resolve") {
+                if (view.alerts[p.dedupKey]) {
+                    delete view.alerts[p.dedupKey];
+                    alerts[p.dedupKey] = null;
+                }
+            } else {
+                const prev = view.alerts[p.dedupKey];
+                alerts[p.dedupKey] = view.alerts[p.dedupKey] = {
+                    dedupKey: p.dedupKey, severity: p.severity, class: cut(p.class), summary: cut(p.summary), node: p.node, session: p.session,
+                    details: cut(p.details), since: prev?.since ?? event.time, updated: event.time, triggers: (prev?.triggers ?? 0) + 1, derived: false,
+                };
+            }
+            if (p.class === "session-down" && p.session) {
+                const s = view.sessions[sessionKey(p.node, p.session)];
+                if (s) syncDerivedAlert(view, s, event.time, delta);
+            }
+            break;
+        }
+        case "deploy": {
+            const p = event.payload;
+            entry(`deploy ${p.stack} generation ${p.generation} ${p.outcome} in ${Math.round(p.durationMs)} ms${p.message ? `: ${p.message}` : ""}`,
+                p.outcome === "confirmed" ? "good" : p.outcome === "rolled-back" ? "warn" : "bad");
+            break;
+        }
+        case "audit-result": {
+            const p = event.payload;
+            entry(`audit ${p.stack} ${p.verdict}: ${p.findings} findings, ${p.mandatory} mandatory`, p.verdict === "pass" ? "good" : "bad");
+            break;
+        }
+        case "sensor-reading":
+            break;
+    }
+    return delta;
+}
+
+/** The dashboard's own alert for a Down session, present exactly while no bus session-down alert covers it. */
+function syncDerivedAlert(view: DashboardView, s: SessionView, time: number, delta: DashboardDelta): void {
+    const key = derivedAlertKey(s.node, s.id);
+    const covered = Object.values(view.alerts).some((a) => !a.derived && a.class === "session-down" && a.node === s.node && a.session === s.id);
+    const want = s.state === "Down" && !covered;
+    if (want && !view.alerts[key]) {
+        const what = s.kind === "gateway" ? `uplink to ${s.provider}` : `path to ${s.peer} over ${s.provider}`;
+        (delta.alerts ??= {})[key] = view.alerts[key] = {
+            dedupKey: key, severity: s.kind === "gateway" ? "error" : "warning", class: "session-down",
+            summary: `${s.node}: BFD session ${s.id} is Down (${what})`, node: s.node, session: s.id,
+            details: s.diagnostic ? `diagnostic: ${s.diagnostic}` : "", since: s.since ?? time, updated: time, triggers: 1, derived: true,
+        };
+    } else if (!want && view.alerts[key]) {
+        delete view.alerts[key];
+        (delta.alerts ??= {})[key] = null;
+    }
+}
+
+/** b applied after a: what a client that missed both needs. */
+export function mergeDelta(a: DashboardDelta, b: DashboardDelta): DashboardDelta {
+    const out: DashboardDelta = { ...a };
+    if (b.sessions) out.sessions = { ...a.sessions, ...b.sessions };
+    if (b.nodes) out.nodes = { ...a.nodes, ...b.nodes };
+    if (b.alerts) out.alerts = { ...a.alerts, ...b.alerts };
+    if (b.events) {
+        const all = [...(a.events ?? []), ...b.events];
+        out.events = all.length > STREAM_LIMIT ? all.slice(all.length - STREAM_LIMIT) : all;
+    }
+    if (b.counts) out.counts = b.counts;
+    if (b.stats) out.stats = b.stats;
+    return out;
+}
+
+/** Applies a delta to a copy of a view: what the browser does (web/app.js mirrors it). */
+export function applyDelta(view: DashboardView, d: DashboardDelta): DashboardView {
+    const alerts = { ...view.alerts };
+    for (const [k, a] of Object.entries(d.alerts ?? {})) {
+        if (a) alerts[k] = a;
+        else delete alerts[k];
+    }
+    const events = d.events ? [...view.events, ...d.events].slice(-STREAM_LIMIT) : view.events;
+    return {
+        ...view,
+        sessions: d.sessions ? { ...view.sessions, ...d.sessions } : view.sessions,
+        nodes: d.nodes ? { ...view.nodes, ...d.nodes } : view.nodes,
+        alerts,
+        events,
+        counts: d.counts ?? view.counts,
+        stats: d.stats ?? view.stats,
+    };
+}
+
+export function isEmptyDelta(d: DashboardDelta): boolean {
+    return !d.sessions && !d.nodes && !d.alerts && !d.events && !d.counts && !d.stats;
+}
