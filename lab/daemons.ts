@@ -141,7 +141,9 @@ export function startAgent(netns: string, dir: string, socket: string, config: s
 // ---- a small HTTP service (what Nginx balances in the lab) ----
 
 export function helloDaemon(dir: string): Daemon {
-    return { dir, marker: `${path.join(PROJECT_DIR, "lab/hello.ts")} ${dir}` };
+    // The marker names the script, not its folder, so that a service started before a move of
+    // lab/hello.ts is still recognised (and stopped) as ours.
+    return { dir, marker: `hello.ts ${dir}` };
 }
 
 export function startHello(netns: string, dir: string, port: number, name: string): number {

@@ -1,5 +1,5 @@
 // UnicornLedgerCluster: the ledger on a park's Kubernetes, one CloudNativePG `Cluster` per
-// vertical shard (the lab runs the same shards on ::1, ledger/lab/). From the site's `ledger`
+// vertical shard (the lab runs the same shards on ::1, lab/ledger/). From the site's `ledger`
 // settings: instances, synchronous quorum commit with dataDurability required, backups to the
 // data lake with their schedule and retention, instances spread over failure domains, and the
 // Redis cache tier beside them. The CloudNativePG operator itself is installed separately.

@@ -1,5 +1,5 @@
 # nublar-agent: runs the node's BFD sessions and installs the routes they gate
-# (network/agent). NixOS only configures addresses and tunnels; every route is the agent's.
+# (runtime/agent). NixOS only configures addresses and tunnels; every route is the agent's.
 { config, lib, pkgs, ... }:
 let
   cfg = config.services.nublar-agent;
