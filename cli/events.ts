@@ -1,6 +1,7 @@
 // `nublar bus ...` and `nublar dashboard`: the event pipeline as engineers use it. Everything
 // heavy (the Kafka client, avsc) is loaded only by the command that needs it.
 import { Command, InvalidArgumentError, Option } from "commander";
+import { UserFacingError } from "../model/errors";
 import type { EventsPlan } from "../model/events/plan";
 import type { Site } from "../model/site/model";
 
@@ -10,8 +11,8 @@ export interface EventsCliContext {
     planFor(stack: string): EventsPlan | undefined;
 }
 
-export class EventsUserError extends Error {}
-export class EventsUnreachable extends Error {}
+export class EventsUserError extends UserFacingError { readonly kind = "user"; }
+export class EventsUnreachable extends UserFacingError { readonly kind = "unreachable"; }
 
 const lazy = {
     kafka: () => require("../runtime/events/kafka") as typeof import("../runtime/events/kafka"),

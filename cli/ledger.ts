@@ -6,6 +6,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
+import { UserFacingError } from "../model/errors";
 import { checkpointProblem, keyId, loadPublicKey } from "../model/ledger/core/checkpoint";
 import { inclusionPath } from "../model/ledger/core/merkle";
 import { checkProof, type InclusionProof } from "../model/ledger/core/proof";
@@ -30,9 +31,9 @@ export const EXIT_UNREACHABLE = 3;
 export const EXIT_INCONCLUSIVE = 4;
 
 /** The ledger cannot be reached: exit 3. */
-export class LedgerUnreachable extends Error {}
+export class LedgerUnreachable extends UserFacingError { readonly kind = "unreachable"; }
 /** A problem the user can fix: exit 1 with the message. */
-export class LedgerUserError extends Error {}
+export class LedgerUserError extends UserFacingError { readonly kind = "user"; }
 
 const positiveInt = (v: string) => {
     const n = Number(v);

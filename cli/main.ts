@@ -4,13 +4,12 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { Command, CommanderError, Option } from "commander";
-import { ClientError, UnreachableError } from "../runtime/agent/client";
 import { registerAuditCommands } from "./audit";
-import { EventsUnreachable, EventsUserError, registerEventsCommands } from "./events";
+import { registerEventsCommands } from "./events";
 import { PROJECT_DIR, pulumiProjectDir } from "../runtime/pulumi-engine";
-import { EXIT_UNREACHABLE, registerNetworkCommands } from "./network";
-import { LedgerUnreachable, LedgerUserError, registerLedgerCommands } from "./ledger";
-import { LedgerConfigError } from "../runtime/ledger/config";
+import { registerNetworkCommands } from "./network";
+import { registerLedgerCommands } from "./ledger";
+import { EXIT_CODES, UserFacingError } from "../model/errors";
 import { planLedger } from "../model/ledger/plan";
 import { cleanLab, inspectLab } from "../lab/inspect";
 import { cutUplink, restoreUplink } from "../lab/ops";
@@ -25,7 +24,9 @@ import type { Site } from "../model/site/model";
 const stateRoot = () => process.env.NUBLAR_STATE_DIR ?? path.join(PROJECT_DIR, ".nublar");
 
 /** Errors a user can fix: printed as a message, exit code 1, no stack trace. */
-class UserError extends Error {}
+class UserError extends UserFacingError {
+    readonly kind = "user";
+}
 
 function siteFor(opts: { stack?: string; file?: string }): Site {
     const file = opts.file ?? stackFile(pulumiProjectDir(), opts.stack ?? "lab");
@@ -260,12 +261,13 @@ export function buildProgram(): Command {
     });
 
     program.command("agent")
-        .description("run nublar-agent for one node (the lab and NixOS start it; see network/agent/)")
+        .description("run nublar-agent for one node (the lab and NixOS start it; see runtime/agent/)")
         .requiredOption("-c, --config <file>", "the node's agent config (JSON, rendered by the planner)")
         .addOption(new Option("--bfd-nice <n>", "niceness of the BFD timer thread").default("-10"))
         .addOption(new Option("--bfd-realtime <prio>", "run the BFD timer thread under SCHED_FIFO at this priority (1-99)"))
         .action(async (opts: { config: string; bfdNice: string; bfdRealtime?: string }) => {
-            const { runAgent } = await import("../runtime/agent/main");
+            // require, not import(): only tsx's CommonJS hook is registered (cli/nublar.js).
+            const { runAgent } = require("../runtime/agent/main") as typeof import("../runtime/agent/main");
             await runAgent(opts.config, { bfdNiceness: Number(opts.bfdNice), bfdRealtimePriority: opts.bfdRealtime ? Number(opts.bfdRealtime) : undefined });
             await new Promise(() => undefined); // runs until signalled
         });
@@ -282,14 +284,10 @@ export async function main(argv: string[]): Promise<void> {
             process.exitCode = ["commander.helpDisplayed", "commander.help", "commander.version"].includes(err.code) ? 0 : 2;
             return;
         }
-        if (err instanceof UnreachableError || err instanceof LedgerUnreachable || err instanceof EventsUnreachable) {
+        // An error a person can act on (model/errors.ts): its message, and its kind's exit code.
+        if (err instanceof UserFacingError) {
             process.stderr.write(`nublar: ${err.message}\n`);
-            process.exitCode = EXIT_UNREACHABLE;
-            return;
-        }
-        if (err instanceof UserError || err instanceof LedgerUserError || err instanceof EventsUserError || err instanceof LedgerConfigError || err instanceof SiteConfigError || err instanceof PlanError || err instanceof ClientError || (err instanceof Error && err.name === "AgentConfigError")) {
-            process.stderr.write(`nublar: ${err.message}\n`);
-            process.exitCode = 1;
+            process.exitCode = EXIT_CODES[err.kind];
             return;
         }
         throw err;

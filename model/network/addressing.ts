@@ -2,9 +2,11 @@
 // printed in RFC 5952 canonical form, so plans compare and diff cleanly.
 import { IPv6, IPv6CidrRange } from "ip-num";
 import { collapseIPv6Number } from "ip-num/dist/src/IPv6Utils";
+import { UserFacingError } from "../errors";
 import type { Site, SiteNode } from "../site/model";
 
-export class PlanError extends Error {
+export class PlanError extends UserFacingError {
+    readonly kind = "user";
     constructor(message: string) {
         super(message);
         this.name = "PlanError";

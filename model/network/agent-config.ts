@@ -4,6 +4,7 @@
 // type is inferred from it, so the two cannot drift.
 import * as fs from "node:fs";
 import { z } from "zod";
+import { UserFacingError } from "../errors";
 import { BfdTimers } from "../site/model";
 
 /** The rtnetlink route protocol number that marks routes the agent owns (see rt_protos). */
@@ -133,7 +134,8 @@ export type AgentUplink = z.infer<typeof AgentUplink>;
 export type AgentSessionGroup = z.infer<typeof AgentSessionGroup>;
 export type AgentUpstream = z.infer<typeof AgentUpstream>;
 
-export class AgentConfigError extends Error {
+export class AgentConfigError extends UserFacingError {
+    readonly kind = "user";
     constructor(message: string) {
         super(message);
         this.name = "AgentConfigError";

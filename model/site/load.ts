@@ -4,6 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
 import type { z } from "zod";
+import { UserFacingError } from "../errors";
 import { SiteSchema, type Site } from "./model";
 
 /** The stack config key that holds the site description. */
@@ -15,7 +16,8 @@ export const SITE_CONFIG_KEY = "nublar:site";
  */
 export const SITE_FILE_KEY = "nublar:siteFile";
 
-export class SiteConfigError extends Error {
+export class SiteConfigError extends UserFacingError {
+    readonly kind = "user";
     constructor(
         readonly source: string,
         readonly problems: string[],

@@ -6,6 +6,7 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as http from "node:http";
 import { Client } from "ssh2";
+import { UserFacingError } from "../../model/errors";
 import { engineEnv, PULUMI_BIN, pulumiProjectDir } from "../pulumi-engine";
 
 /** What the stack says about reaching a node's agent. */
@@ -26,11 +27,11 @@ export interface NodeAccess {
 }
 
 /** The node could not be reached: exit code 3. */
-export class UnreachableError extends Error {}
+export class UnreachableError extends UserFacingError { readonly kind = "unreachable"; }
 /** The node answered with another host key than the pinned one: never accepted (a deploy waits out a booting image's own key, then fails with this). */
 export class HostKeyMismatchError extends UnreachableError {}
 /** A usage or lookup problem the user can fix: exit code 1. */
-export class ClientError extends Error {}
+export class ClientError extends UserFacingError { readonly kind = "user"; }
 
 export type Target = { socket: string } | { node: string; access: NodeAccess };
 

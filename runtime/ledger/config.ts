@@ -3,6 +3,7 @@
 // so it is written mode 0600 and never logged.
 import * as fs from "node:fs";
 import { z } from "zod";
+import { UserFacingError } from "../../model/errors";
 import { SHARD_NAME } from "./pg/schema";
 
 const Endpoint = z.strictObject({ host: z.string().min(1), port: z.number().int().min(1).max(65535) });
@@ -38,7 +39,8 @@ export const ServiceConfig = z.strictObject({
 });
 export type ServiceConfig = z.infer<typeof ServiceConfig>;
 
-export class LedgerConfigError extends Error {
+export class LedgerConfigError extends UserFacingError {
+    readonly kind = "user";
     override name = "LedgerConfigError";
 }
 

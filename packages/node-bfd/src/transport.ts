@@ -5,11 +5,12 @@
 import * as dgram from "node:dgram";
 import { isIPv4 } from "node:net";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
-import { encodeSigned, validateAuthConfig, type AuthConfig } from "./auth";
+import { encodeSigned } from "./auth";
 import { allocateDiscriminator, Demux, type PeerKey } from "./demux";
 import { decode, DIAG_NAMES, encode, State, STATE_NAMES, type DropReason } from "./packet";
+import { resolveSessionConfig } from "./profile";
 import { controlPacket, createSession, detectionTimeUs, nextDeadline, receiveDeadlineDue, step, stepInPlace, type Session, type SessionAction, type SessionConfig } from "./session";
-import { AUTH_NAMES, AUTH_TYPES, type Profile, type RxGap, type SessionSnapshot, type SessionSpec, type StateChange } from "./types";
+import { AUTH_NAMES, type Profile, type RxGap, type SessionSnapshot, type SessionSpec, type StateChange } from "./types";
 
 export const SINGLE_HOP_PORT = 3784;
 export const MULTIHOP_PORT = 4784;
@@ -186,40 +187,9 @@ export class Transport {
     }
 
     private sessionConfig(spec: SessionSpec): SessionConfig {
-        const profile = spec.profile ? this.profiles.get(spec.profile) : undefined;
-        if (spec.profile && !profile) throw new BfdConfigError(`profile '${spec.profile}' is not defined`);
-        const pick = <K extends keyof Profile>(k: K) => spec[k] ?? profile?.[k];
-        const tx = pick("transmitIntervalMs") ?? 300;
-        const rx = pick("receiveIntervalMs") ?? 300;
-        const mult = pick("detectMultiplier") ?? 3;
-        if (!(tx >= 1 && tx <= 60_000)) throw new BfdConfigError(`transmitIntervalMs ${tx} must be 1-60000`);
-        if (!(rx >= 0 && rx <= 60_000)) throw new BfdConfigError(`receiveIntervalMs ${rx} must be 0-60000`);
-        if (!(Number.isInteger(mult) && mult >= 1 && mult <= 255)) throw new BfdConfigError(`detectMultiplier ${mult} must be 1-255`);
-        const authSpec = pick("auth");
-        let auth: AuthConfig | undefined;
-        if (authSpec) {
-            auth = {
-                type: AUTH_TYPES[authSpec.type] as AuthConfig["type"],
-                keys: authSpec.keys.map((k) => ({ id: k.id, secret: secretBytes(k.secret) })),
-                sendKeyId: authSpec.sendKeyId,
-            };
-            if (auth.type === undefined) throw new BfdConfigError(`unknown authentication type '${authSpec.type}'`);
-            const problem = validateAuthConfig(auth);
-            if (problem) throw new BfdConfigError(`authentication: ${problem}`);
-        }
-        if (spec.multihop && !spec.local) throw new BfdConfigError("a multihop session needs a local address");
-        // RFC 5883 §6: multihop packets can come from anywhere, so authentication is expected.
-        if (spec.multihop && !auth && !spec.allowUnauthenticated) {
-            throw new BfdConfigError("a multihop session needs authentication (RFC 5883 §6); set allowUnauthenticated to run without it");
-        }
-        return {
-            desiredMinTxUs: Math.round(tx * 1000),
-            requiredMinRxUs: Math.round(rx * 1000),
-            detectMult: mult,
-            passive: pick("passive") ?? false,
-            adminDown: spec.adminDown ?? false,
-            auth,
-        };
+        const r = resolveSessionConfig(spec, this.profiles);
+        if (!r.ok) throw new BfdConfigError(r.error.message);
+        return r.config;
     }
 
     /**
@@ -387,10 +357,6 @@ function stripZone(addr: string): string {
 
 function zoneOf(addr: string): string | undefined {
     return addr.includes("%") ? addr.split("%")[1] : undefined;
-}
-
-function secretBytes(secret: string): Buffer {
-    return /^0x[0-9a-fA-F]+$/.test(secret) && secret.length % 2 === 0 ? Buffer.from(secret.slice(2), "hex") : Buffer.from(secret, "utf8");
 }
 
 /**
