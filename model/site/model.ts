@@ -373,15 +373,33 @@ const SiteBase = z.strictObject({
     events: EventSettings.prefault({}),
 });
 
-/** Cross-field rules: references resolve, names are unique, prefixes are disjoint. */
-export const SiteSchema = SiteBase.superRefine((site, ctx) => {
-    const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: "custom", path, message });
+// ---- Cross-field rules ----
+//
+// The rules no single field can check, as small named checks (the way pulumi-awsx's vpc.ts has
+// validateSubnets and validateNoGaps). Each takes the parsed site and reports through `issue`;
+// SiteSchema runs SITE_CHECKS in order, so the problems come out in the order listed here. Rules
+// about one node are NODE_CHECKS, run node by node (a node's problems stay together).
+// They live in this file because they read the parsed site's type: a checks.ts beside it would
+// import that type from here while this file imports the checks, a module cycle that
+// scripts/check-layers refuses.
 
+/** The site as parsed field by field, before the cross-field rules and the defaults by kind. */
+export type ParsedSite = z.output<typeof SiteBase>;
+type ParsedNode = ParsedSite["nodes"][number];
+/** Reports one problem at a path in the site description. */
+export type Issue = (path: (string | number)[], message: string) => void;
+export type SiteCheck = (site: ParsedSite, issue: Issue) => void;
+type NodeCheck = (site: ParsedSite, node: ParsedNode, i: number, issue: Issue) => void;
+
+/** Providers, nodes and ingress services each have distinct names. */
+function checkUniqueNames(site: ParsedSite, issue: Issue): void {
     uniqueNames(site.providers, ["providers"], "provider", issue);
     uniqueNames(site.nodes, ["nodes"], "node", issue);
     uniqueNames(site.ingress, ["ingress"], "ingress service", issue);
+}
 
-    // Provider prefixes must not overlap: the planner carves disjoint subnets from them.
+/** Provider prefixes do not overlap (nor nest, nor repeat): the planner carves disjoint subnets from them. */
+function checkProviderPrefixesDisjoint(site: ParsedSite, issue: Issue): void {
     site.providers.forEach((a, i) => {
         site.providers.forEach((b, j) => {
             if (j <= i) return;
@@ -397,67 +415,130 @@ export const SiteSchema = SiteBase.superRefine((site, ctx) => {
             }
         });
     });
+}
 
+/**
+ * The lab's management /64 lies outside every provider's /48: the planners carve those into
+ * loopbacks, uplinks, overlay segments and sensor subnets, and the lab's host takes ::1 of it.
+ * Also the default one, which a provider's block could hold.
+ */
+function checkManagementPrefixOutsideProviders(site: ParsedSite, issue: Issue): void {
+    const given = site.lab?.managementPrefix;
+    const prefix = given ?? (site.kind === "lab" ? LabSettings.parse({}).managementPrefix : undefined);
+    if (prefix === undefined) return;
+    try {
+        const mgmt = IPv6CidrRange.fromCidr(prefix);
+        site.providers.forEach((p, i) => {
+            const block = IPv6CidrRange.fromCidr(p.prefix);
+            if (mgmt.isOverlapping(block) || mgmt.contains(block) || mgmt.inside(block)) {
+                issue(["lab", "managementPrefix"], `${given === undefined ? `the default, ${prefix}, ` : ""}overlaps providers[${i}] '${p.name}' (${p.prefix}), whose block the planners carve into loopbacks, uplinks and overlay segments: give the management bridge a /64 of its own (a ULA)`);
+            }
+        });
+    } catch {
+        // The field-level rules already reported a malformed prefix.
+    }
+}
+
+/** Every uplink names one of the site's providers. */
+function checkUplinkProvidersExist(site: ParsedSite, node: ParsedNode, i: number, issue: Issue): void {
     const providerNames = new Set(site.providers.map((p) => p.name));
-    const vpcBlocks = vpcProviders(site);
-    const nodeNames = new Set(site.nodes.map((n) => n.name));
-    site.nodes.forEach((node, i) => {
-        node.uplinks.forEach((up, k) => {
-            if (!providerNames.has(up.provider)) {
-                issue(["nodes", i, "uplinks", k, "provider"], `must name one of the site's providers (${[...providerNames].join(", ")})`);
-            }
-        });
-        const seen = new Set<string>();
-        node.uplinks.forEach((up, k) => {
-            if (seen.has(up.provider)) issue(["nodes", i, "uplinks", k, "provider"], "a node has at most one uplink per provider");
-            seen.add(up.provider);
-        });
-        if (node.ec2) {
-            // EC2 nodes: planned addresses in the VPC, generated host keys (components/aws).
-            if (site.kind !== "datacenter") issue(["nodes", i, "ec2"], "EC2 nodes belong to datacenter sites");
-            if (node.ssh) issue(["nodes", i, "ssh"], "is derived on an EC2 node (its planned address and the host key nublar generates); remove it");
-            if (!site.aws?.vpc) issue(["nodes", i, "ec2"], "needs the site's VPC: give aws.vpc.uplinks");
-            if (site.aws && !new RegExp(`^${site.aws.region}[a-z]$`).test(node.failureDomain)) {
-                issue(["nodes", i, "failureDomain"], `must be an availability zone of ${site.aws.region} (like ${site.aws.region}a) on an EC2 node`);
-            }
-        }
-        if (site.aws?.vpc) {
-            node.uplinks.forEach((up, k) => {
-                const inVpc = vpcBlocks.has(up.provider);
-                if (node.ec2 && !inVpc) {
-                    issue(["nodes", i, "uplinks", k, "provider"], `an EC2 node's uplinks are subnets of the VPC's blocks; list '${up.provider}' in aws.vpc.uplinks or remove this uplink`);
-                } else if (!node.ec2 && inVpc) {
-                    // The VPC routes a whole block to itself: a /64 of it elsewhere is unreachable from it.
-                    issue(["nodes", i, "uplinks", k, "provider"], `'${up.provider}' is one of the VPC's blocks (aws.vpc.uplinks): only EC2 nodes (nodes[].ec2) can have uplinks in it`);
-                }
-            });
-        }
-        if (!node.ec2 && site.kind !== "lab" && !node.ssh) {
-            issue(["nodes", i, "ssh"], "is required outside the lab: give host, user and the pinned hostKey");
+    node.uplinks.forEach((up, k) => {
+        if (!providerNames.has(up.provider)) {
+            issue(["nodes", i, "uplinks", k, "provider"], `must name one of the site's providers (${[...providerNames].join(", ")})`);
         }
     });
-    const ec2Nodes = site.nodes.filter((n) => n.ec2);
-    if (ec2Nodes.length) {
-        if (site.aws && !site.aws.nixos) issue(["aws", "nixos"], "is required when nodes are EC2 nodes: give ami (the NixOS AMI in the region)");
-        const zones = new Set(ec2Nodes.map((n) => n.failureDomain));
-        if (zones.size < 2) issue(["nodes"], `EC2 nodes must span at least two availability zones (all are in ${[...zones][0]})`);
-    }
-    if (site.aws?.vpc) {
-        const seenVpc = new Set<string>();
-        site.aws.vpc.uplinks.forEach((v, k) => {
-            if (!providerNames.has(v.provider)) issue(["aws", "vpc", "uplinks", k, "provider"], `must name one of the site's providers (${[...providerNames].join(", ")})`);
-            if (seenVpc.has(v.provider)) issue(["aws", "vpc", "uplinks", k, "provider"], `'${v.provider}' is listed twice`);
-            if (typeof v.route === "object" && "transitGatewayId" in v.route) {
-                issue(["aws", "vpc", "uplinks", k, "route"], "transit gateways attach only through subnets with IPv4 (an AWS rule), and the VPC is IPv6-only: route this provider through its Direct Connect virtual private gateway ({ virtualGatewayId })");
-            }
-            seenVpc.add(v.provider);
-            const host = site.providers.find((p) => p.name === v.provider)?.uplinkHost;
-            if (host !== undefined && host < 4) {
-                issue(["providers", site.providers.findIndex((p) => p.name === v.provider), "uplinkHost"], "AWS reserves the first four addresses of every subnet (::0 to ::3); use 4 or more");
-            }
-        });
-    }
+}
 
+/** A node has at most one uplink per provider. */
+function checkOneUplinkPerProvider(_site: ParsedSite, node: ParsedNode, i: number, issue: Issue): void {
+    const seen = new Set<string>();
+    node.uplinks.forEach((up, k) => {
+        if (seen.has(up.provider)) issue(["nodes", i, "uplinks", k, "provider"], "a node has at most one uplink per provider");
+        seen.add(up.provider);
+    });
+}
+
+/** An EC2 node is in a data center with a VPC, has no SSH endpoint of its own, and sits in one of the region's zones. */
+function checkEc2Node(site: ParsedSite, node: ParsedNode, i: number, issue: Issue): void {
+    if (!node.ec2) return;
+    // EC2 nodes: planned addresses in the VPC, generated host keys (components/aws).
+    if (site.kind !== "datacenter") issue(["nodes", i, "ec2"], "EC2 nodes belong to datacenter sites");
+    if (node.ssh) issue(["nodes", i, "ssh"], "is derived on an EC2 node (its planned address and the host key nublar generates); remove it");
+    if (!site.aws?.vpc) issue(["nodes", i, "ec2"], "needs the site's VPC: give aws.vpc.uplinks");
+    if (site.aws && !new RegExp(`^${site.aws.region}[a-z]$`).test(node.failureDomain)) {
+        issue(["nodes", i, "failureDomain"], `must be an availability zone of ${site.aws.region} (like ${site.aws.region}a) on an EC2 node`);
+    }
+}
+
+/** With a VPC: an EC2 node's uplinks are all in the VPC's blocks, and no other node's uplink is. */
+function checkUplinksAgainstVpc(site: ParsedSite, node: ParsedNode, i: number, issue: Issue): void {
+    if (!site.aws?.vpc) return;
+    const vpcBlocks = vpcProviders(site);
+    node.uplinks.forEach((up, k) => {
+        const inVpc = vpcBlocks.has(up.provider);
+        if (node.ec2 && !inVpc) {
+            issue(["nodes", i, "uplinks", k, "provider"], `an EC2 node's uplinks are subnets of the VPC's blocks; list '${up.provider}' in aws.vpc.uplinks or remove this uplink`);
+        } else if (!node.ec2 && inVpc) {
+            // The VPC routes a whole block to itself: a /64 of it elsewhere is unreachable from it.
+            issue(["nodes", i, "uplinks", k, "provider"], `'${up.provider}' is one of the VPC's blocks (aws.vpc.uplinks): only EC2 nodes (nodes[].ec2) can have uplinks in it`);
+        }
+    });
+}
+
+/** Outside the lab, a node that is not an EC2 node has an SSH endpoint. */
+function checkSshOutsideLab(site: ParsedSite, node: ParsedNode, i: number, issue: Issue): void {
+    if (!node.ec2 && site.kind !== "lab" && !node.ssh) {
+        issue(["nodes", i, "ssh"], "is required outside the lab: give host, user and the pinned hostKey");
+    }
+}
+
+/** The rules about one node, in the order its problems are reported. */
+const NODE_CHECKS: readonly NodeCheck[] = [
+    checkUplinkProvidersExist,
+    checkOneUplinkPerProvider,
+    checkEc2Node,
+    checkUplinksAgainstVpc,
+    checkSshOutsideLab,
+];
+
+/** Each node, by NODE_CHECKS. */
+function checkEachNode(site: ParsedSite, issue: Issue): void {
+    site.nodes.forEach((node, i) => {
+        for (const check of NODE_CHECKS) check(site, node, i, issue);
+    });
+}
+
+/** EC2 nodes, together: the site says how to build them (aws.nixos), and they span two or more zones. */
+function checkEc2Fleet(site: ParsedSite, issue: Issue): void {
+    const ec2Nodes = site.nodes.filter((n) => n.ec2);
+    if (!ec2Nodes.length) return;
+    if (site.aws && !site.aws.nixos) issue(["aws", "nixos"], "is required when nodes are EC2 nodes: give ami (the NixOS AMI in the region)");
+    const zones = new Set(ec2Nodes.map((n) => n.failureDomain));
+    if (zones.size < 2) issue(["nodes"], `EC2 nodes must span at least two availability zones (all are in ${[...zones][0]})`);
+}
+
+/** The VPC's blocks: each names a provider, once, routes without a transit gateway, and leaves AWS its reserved addresses. */
+function checkVpcBlocks(site: ParsedSite, issue: Issue): void {
+    if (!site.aws?.vpc) return;
+    const providerNames = new Set(site.providers.map((p) => p.name));
+    const seenVpc = new Set<string>();
+    site.aws.vpc.uplinks.forEach((v, k) => {
+        if (!providerNames.has(v.provider)) issue(["aws", "vpc", "uplinks", k, "provider"], `must name one of the site's providers (${[...providerNames].join(", ")})`);
+        if (seenVpc.has(v.provider)) issue(["aws", "vpc", "uplinks", k, "provider"], `'${v.provider}' is listed twice`);
+        if (typeof v.route === "object" && "transitGatewayId" in v.route) {
+            issue(["aws", "vpc", "uplinks", k, "route"], "transit gateways attach only through subnets with IPv4 (an AWS rule), and the VPC is IPv6-only: route this provider through its Direct Connect virtual private gateway ({ virtualGatewayId })");
+        }
+        seenVpc.add(v.provider);
+        const host = site.providers.find((p) => p.name === v.provider)?.uplinkHost;
+        if (host !== undefined && host < 4) {
+            issue(["providers", site.providers.findIndex((p) => p.name === v.provider), "uplinkHost"], "AWS reserves the first four addresses of every subnet (::0 to ::3); use 4 or more");
+        }
+    });
+}
+
+/** Every ingress upstream names one of the site's nodes, once. */
+function checkIngressUpstreams(site: ParsedSite, issue: Issue): void {
+    const nodeNames = new Set(site.nodes.map((n) => n.name));
     site.ingress.forEach((svc, i) => {
         const seen = new Set<string>();
         svc.upstreams.forEach((u, k) => {
@@ -467,24 +548,55 @@ export const SiteSchema = SiteBase.superRefine((site, ctx) => {
             seen.add(u);
         });
     });
+}
 
+/** Deploys: a named canary is one of the site's nodes, and 'lab' activation is for the lab. */
+function checkDeploy(site: ParsedSite, issue: Issue): void {
+    const nodeNames = new Set(site.nodes.map((n) => n.name));
     if (typeof site.deploy.canary === "string" && !nodeNames.has(site.deploy.canary)) {
         issue(["deploy", "canary"], `must name one of the site's nodes (${[...nodeNames].join(", ")}), or be true or false`);
     }
     if (site.deploy.activation === "lab" && site.kind !== "lab") issue(["deploy", "activation"], "'lab' activation only deploys to the lab's namespace nodes; use 'nixos'");
+}
+
+/** Settings that belong to some kinds of site: lab settings to labs, AWS to data centers (required), Kubernetes not to labs. */
+function checkSettingsForKind(site: ParsedSite, issue: Issue): void {
     if (site.kind !== "lab" && site.lab) issue(["lab"], "is only allowed on sites of kind 'lab'");
     if (site.kind === "datacenter" && !site.aws) issue(["aws"], "is required for a datacenter site: give region and replicaRegion");
     if (site.kubernetes && site.kind === "lab") issue(["kubernetes"], "the lab has no Kubernetes cluster; its ledger runs on this machine");
+}
+
+/** Kubernetes: the ledger there has backups and a place for them; LAMP apps and topics have distinct names; maxReplicas is not below replicas. */
+function checkKubernetes(site: ParsedSite, issue: Issue): void {
     const k = site.kubernetes;
     if (k?.ledger && !k.ledgerBackups && !site.aws?.dataLake) issue(["kubernetes", "ledgerBackups"], "is required when the ledger runs on Kubernetes and the site builds no data lake (aws.dataLake): give destination (s3://bucket/prefix)");
     if (k?.ledger && !site.ledger.backup) issue(["ledger", "backup"], "is required when the ledger runs on Kubernetes: give schedule and retentionDays");
-    if (k) {
-        uniqueNames(k.lamp, ["kubernetes", "lamp"], "LAMP app", issue);
-        if (k.eventBus) uniqueNames(k.eventBus.topics, ["kubernetes", "eventBus", "topics"], "topic", issue);
-        k.lamp.forEach((app, i) => {
-            if (app.maxReplicas !== undefined && app.maxReplicas < app.replicas) issue(["kubernetes", "lamp", i, "maxReplicas"], `is below replicas (${app.replicas})`);
-        });
-    }
+    if (!k) return;
+    uniqueNames(k.lamp, ["kubernetes", "lamp"], "LAMP app", issue);
+    if (k.eventBus) uniqueNames(k.eventBus.topics, ["kubernetes", "eventBus", "topics"], "topic", issue);
+    k.lamp.forEach((app, i) => {
+        if (app.maxReplicas !== undefined && app.maxReplicas < app.replicas) issue(["kubernetes", "lamp", i, "maxReplicas"], `is below replicas (${app.replicas})`);
+    });
+}
+
+/** The cross-field rules, in the order SiteSchema runs them (and reports their problems). */
+export const SITE_CHECKS: readonly SiteCheck[] = [
+    checkUniqueNames,
+    checkProviderPrefixesDisjoint,
+    checkManagementPrefixOutsideProviders,
+    checkEachNode,
+    checkEc2Fleet,
+    checkVpcBlocks,
+    checkIngressUpstreams,
+    checkDeploy,
+    checkSettingsForKind,
+    checkKubernetes,
+];
+
+/** The site: each field by its own rule, then the cross-field rules (SITE_CHECKS), then the defaults that depend on the kind of site. */
+export const SiteSchema = SiteBase.superRefine((site, ctx) => {
+    const issue: Issue = (path, message) => ctx.addIssue({ code: "custom", path, message });
+    for (const check of SITE_CHECKS) check(site, issue);
 }).transform((site) => {
     const blocks = vpcProviders(site);
     return {
@@ -512,8 +624,8 @@ function uniqueNames(
     items: { name: string }[],
     path: string[],
     what: string,
-    issue: (path: (string | number)[], message: string) => void,
-) {
+    issue: Issue,
+): void {
     const first = new Map<string, number>();
     items.forEach((item, i) => {
         const j = first.get(item.name);
