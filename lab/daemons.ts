@@ -3,6 +3,7 @@
 // Each runs detached with a pid file in its own folder; we only ever signal a PID whose
 // command line names that folder, so a recycled PID is never ours to kill.
 import { spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { LabCommandError } from "./ops";
@@ -165,8 +166,26 @@ export interface BfddPeer {
     detectMultiplier: number;
 }
 
+/**
+ * bfdd drops its privileges to user frr, which must reach its folder; the lab's own folders
+ * stay private (a clone under /root is not traversable by frr), and no parent folder's mode is
+ * ever changed. So bfdd runs in a folder of its own under /run/nublar-lab (root, 0711: frr may
+ * pass through but not list it), owned by frr and mode 0700, named after the lab folder `dir`
+ * that the lab's records (and `nublar lab clean`) know. /run is a tmpfs: a reboot clears it.
+ */
+export const BFDD_RUNTIME_ROOT = "/run/nublar-lab";
+
+export function bfddRuntimeDir(dir: string): string {
+    return path.join(BFDD_RUNTIME_ROOT, `bfdd-${createHash("sha256").update(path.resolve(dir)).digest("hex").slice(0, 16)}`);
+}
+
 export function bfddDaemon(dir: string): Daemon {
-    return { dir, marker: path.join(dir, "bfdd.conf") };
+    const rt = bfddRuntimeDir(dir);
+    return { dir: rt, marker: path.join(rt, "bfdd.conf") };
+}
+
+export function bfddPidFile(dir: string): string {
+    return path.join(bfddRuntimeDir(dir), "bfdd.pid");
 }
 
 export function renderBfddConf(peers: BfddPeer[]): string {
@@ -184,21 +203,22 @@ export function renderBfddConf(peers: BfddPeer[]): string {
 /** FRR's bfdd runs without zebra here, so its peers name addresses, never interfaces. */
 export function startBfdd(netns: string, dir: string, conf: string): number {
     const d = bfddDaemon(dir);
-    const pidFile = path.join(dir, "bfdd.pid");
+    const pidFile = bfddPidFile(dir);
     const running = runningIn(d, netns, pidFile);
     if (running !== undefined) return running;
-    fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
-    // bfdd drops privileges to user frr, which must be able to reach this folder.
-    for (let p = dir; p !== path.dirname(p); p = path.dirname(p)) {
-        const mode = fs.statSync(p).mode;
-        if ((mode & 0o001) === 0) fs.chmodSync(p, mode | 0o001);
-    }
-    fs.writeFileSync(d.marker, conf);
-    spawnSync("chown", ["-R", "frr:frr", dir]);
-    fs.rmSync(pidFile, { force: true });
-    const log = path.join(dir, "bfdd.log");
-    const cmd = [...inside(netns), "/usr/lib/frr/bfdd", "-d", "-f", d.marker, "--vty_socket", dir, "-i", pidFile,
-        "--bfdctl", path.join(dir, "bfdd.sock"), "-z", path.join(dir, "zserv.api"), "-u", "frr", "-g", "frr", "--log", `file:${log}`];
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    // The lab's copy of the config, beside its other records; bfdd reads its own (see bfddRuntimeDir).
+    fs.writeFileSync(path.join(dir, "bfdd.conf"), conf, { mode: 0o600 });
+    if (!fs.existsSync(BFDD_RUNTIME_ROOT)) fs.mkdirSync(BFDD_RUNTIME_ROOT, { mode: 0o711 });
+    const rt = d.dir;
+    fs.rmSync(rt, { recursive: true, force: true });
+    fs.mkdirSync(rt, { mode: 0o700 });
+    fs.writeFileSync(d.marker, conf, { mode: 0o600 });
+    const owned = spawnSync("chown", ["-R", "frr:frr", rt], { encoding: "utf8" });
+    if (owned.status !== 0) throw new LabCommandError(`giving bfdd its folder ${rt}`, ["chown", "-R", "frr:frr", rt], owned.stderr);
+    const log = path.join(rt, "bfdd.log");
+    const cmd = [...inside(netns), "/usr/lib/frr/bfdd", "-d", "-f", d.marker, "--vty_socket", rt, "-i", pidFile,
+        "--bfdctl", path.join(rt, "bfdd.sock"), "-z", path.join(rt, "zserv.api"), "-u", "frr", "-g", "frr", "--log", `file:${log}`];
     const r = spawnSync(cmd[0], cmd.slice(1), { encoding: "utf8" });
     if (r.status !== 0) throw new LabCommandError(`starting FRR bfdd in ${netns}`, cmd, r.stderr || r.stdout);
     const pid = waitFor(`starting FRR bfdd in ${netns}`, cmd, () => daemonPid(d, pidFile), log);
@@ -215,7 +235,21 @@ export function startBfdd(netns: string, dir: string, conf: string): number {
 export const BFD_NICENESS = -10;
 
 export function stopBfdd(dir: string): void {
-    stopDaemon(bfddDaemon(dir), path.join(dir, "bfdd.pid"));
+    stopDaemon(bfddDaemon(dir), bfddPidFile(dir));
+    removeBfddRuntime(dir);
+}
+
+/** bfdd's folder under /run/nublar-lab, and that root once no lab daemon uses it. */
+export function removeBfddRuntime(dir: string): boolean {
+    const rt = bfddRuntimeDir(dir);
+    const existed = fs.existsSync(rt);
+    fs.rmSync(rt, { recursive: true, force: true });
+    try {
+        fs.rmdirSync(BFDD_RUNTIME_ROOT);
+    } catch {
+        // Not empty (another lab's bfdd) or already gone.
+    }
+    return existed;
 }
 
 // ---- Nginx with the Lua balancer ----

@@ -5,7 +5,7 @@ import * as path from "node:path";
 import { stopLabLedgerProcesses } from "./ledger/processes";
 import { spawnSync } from "node:child_process";
 import type { LabPlan } from "../model/network/lab-plan";
-import { agentDaemon, bfddDaemon, daemonPid, helloDaemon, nginxDaemon, nodeRuntimePaths, stopDaemon, type Daemon } from "./daemons";
+import { agentDaemon, bfddDaemon, bfddPidFile, bfddRuntimeDir, daemonPid, removeBfddRuntime, helloDaemon, nginxDaemon, nodeRuntimePaths, stopDaemon, type Daemon } from "./daemons";
 import { deleteLink, deleteNetns, netnsExists, sshdPid, stopSshd } from "./ops";
 
 export interface LinkState {
@@ -97,7 +97,8 @@ export function cleanLab(tag: string, stateRoot: string): { removed: string[]; k
     stop("kafka broker", { dir: path.join(dir, "events", "broker"), marker: path.join(dir, "events", "broker", "server.properties") }, path.join(dir, "events", "broker", "broker.pid"));
     for (const provider of ls(path.join(dir, "routers"))) {
         const bfdd = path.join(dir, "routers", provider, "bfdd");
-        stop(`bfdd (${provider})`, bfddDaemon(bfdd), path.join(bfdd, "bfdd.pid"));
+        stop(`bfdd (${provider})`, bfddDaemon(bfdd), bfddPidFile(bfdd));
+        if (removeBfddRuntime(bfdd)) removed.push(`files ${bfddRuntimeDir(bfdd)}`);
     }
 
     const prefix = `nbl-${tag}-`;

@@ -6,7 +6,6 @@
 // need no plugin binary. The providers hold no logic of their own: each method
 // loads ./ops (by absolute path, through tsx, because the provider host is a
 // separate plain Node process) and calls one idempotent operation.
-import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import type * as Ops from "../../lab/ops";
 
@@ -238,7 +237,7 @@ function startDaemon(i: DaemonInputs): number {
 function daemonRunning(i: DaemonInputs): number | undefined {
     const d = daemons();
     switch (i.kind) {
-        case "bfdd": return d.daemonPid(d.bfddDaemon(i.dir), path.join(i.dir, "bfdd.pid"));
+        case "bfdd": return d.daemonPid(d.bfddDaemon(i.dir), d.bfddPidFile(i.dir));
         case "hello": return d.daemonPid(d.helloDaemon(i.dir));
     }
 }
