@@ -6,6 +6,7 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import type { AgentState } from "../runtime/agent/agent";
 import { agentGet, agentJson, resolveTarget, type Target } from "../runtime/agent/client";
+import { isRouteEvent, ROUTE_EVENTS, type BfdState } from "../model/vocabulary";
 
 export const EXIT_UNREACHABLE = 3;
 export const EXIT_CHECK_FAILED = 4;
@@ -17,10 +18,14 @@ const red = paint(31);
 const yellow = paint(33);
 const dim = paint(2);
 
+/** BFD states (model/vocabulary.ts, as the agent spells them) and the other words these commands print, by meaning. */
+const GOOD: readonly string[] = ["up" satisfies BfdState, "installed", "live", "use"];
+const BAD: readonly string[] = ["down" satisfies BfdState, "admin-down" satisfies BfdState, "withdrawn", "dead", "withdraw"];
+
 /** Color by meaning; widths are computed on the plain text so columns stay aligned. */
 function colorState(s: string): string {
-    if (["up", "installed", "live", "use"].includes(s)) return green(s);
-    if (["down", "admin-down", "withdrawn", "dead", "withdraw"].includes(s)) return red(s);
+    if (GOOD.includes(s)) return green(s);
+    if (BAD.includes(s)) return red(s);
     return yellow(s);
 }
 
@@ -170,10 +175,10 @@ export function formatEvent(e: Record<string, any>): string {
     let what: string;
     switch (type) {
         case "bfd":
-            what = `${rest.session} ${rest.from} -> ${colorState(rest.to)} (${rest.diagnostic}${rest.remoteState === "admin-down" ? ", peer admin-down" : ""})`;
+            what = `${rest.session} ${rest.from} -> ${colorState(rest.to)} (${rest.diagnostic}${rest.remoteState === ("admin-down" satisfies BfdState) ? ", peer admin-down" : ""})`;
             break;
         case "route":
-            what = `${rest.event === "route-added" ? green("+") : red("-")} ${rest.destination === "::/0" ? "default" : rest.destination}${rest.source ? ` from ${rest.source}` : ""} metric ${rest.metric}${rest.dev ? ` dev ${rest.dev}` : ""}`;
+            what = `${isRouteEvent(rest.event) && ROUTE_EVENTS[rest.event] === "installed" ? green("+") : red("-")} ${rest.destination === "::/0" ? "default" : rest.destination}${rest.source ? ` from ${rest.source}` : ""} metric ${rest.metric}${rest.dev ? ` dev ${rest.dev}` : ""}`;
             break;
         case "nginx":
             what = rest.event === "connections-aborted"

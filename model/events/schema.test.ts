@@ -1,15 +1,17 @@
 // The envelope: round trips for every event type, and refusals that name the field.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import * as avro from "avsc";
-import { decodeEvent, encodeEvent, ENVELOPE_SCHEMA_V1, EventError, validateEvent, type NublarEvent } from "./schema";
+import { decodeEvent, encodeEvent, ENVELOPE_SCHEMA_V1, EventError, supersedes, validateEvent, type NublarEvent } from "./schema";
+import { DIAGNOSTICS } from "../vocabulary";
 
 const T = 1_795_400_000_000_000;
 const base = { site: "isla-nublar", time: T };
 
 export const SAMPLES: NublarEvent[] = [
     { ...base, id: "sensor/fence-07/3", source: "sensor-gateway", type: "sensor-reading", payload: { sensor: "fence-07", kind: "fence-voltage", value: 9.81, unit: "kV", seq: 3, receivedAt: T + 5, address: "2001:db8:a:8001::7" } },
-    { ...base, id: "agent/gate/1.5/2", source: "agent/gate", type: "bfd-change", payload: { node: "gate", session: "gw/provider-a", peer: "2001:db8:a:1::1", from: "Up", to: "Down", diagnostic: "control-detection-time-expired", remoteState: null, seq: 2 } },
+    { ...base, id: "agent/gate/1.5/2", source: "agent/gate", type: "bfd-change", payload: { node: "gate", session: "gw/provider-a", peer: "2001:db8:a:1::1", from: "Up", to: "Down", diagnostic: DIAGNOSTICS.controlDetectionTimeExpired, remoteState: null, seq: 2 } },
     { ...base, id: "agent/gate/1.5/3", source: "agent/gate", type: "route-change", payload: { node: "gate", event: "route-removed", route: "::/0 metric 100", prefix: "::/0", via: "up0", metric: 100, reason: null, seq: 3 } },
     { ...base, id: "agent/gate/1.5/4", source: "agent/gate", type: "ingress-change", payload: { node: "gate", upstream: "visitor-web", event: "members", members: ["[2001:db8:a::2]:8080"], added: [], removed: ["[2001:db8:a::3]:8080"], seq: 4 } },
     { ...base, id: "agent/gate/lat/1", source: "agent/gate", type: "path-latency", payload: { node: "gate", session: "path/visitor-center/provider-a", peer: "fd00::2", rttMs: 0.42, maxGapMs: 21.5, detectionMs: 60, windowMs: 5000 } },
@@ -47,6 +49,10 @@ test("invalid events are refused, naming the field, at encode and at decode", ()
         [{ ...SAMPLES[0], site: "Isla Nublar" }, /site: 'Isla Nublar'/],
         [{ ...SAMPLES[1], payload: { ...SAMPLES[1].payload, to: "Sideways" } } as never, /payload\.to = "Sideways"/],
         [{ ...SAMPLES[1], type: "weather" } as never, /unknown event type 'weather'/],
+        // The spelling the agent never sent: a contract, not free text.
+        [{ ...SAMPLES[1], payload: { ...SAMPLES[1].payload, diagnostic: "control-detection-time-expired" } } as never, /payload\.diagnostic: 'control-detection-time-expired' is not a BFD diagnostic/],
+        [{ ...SAMPLES[1], payload: { ...SAMPLES[1].payload, from: "down" } } as never, /payload\.from = "down"/],
+        [{ ...SAMPLES[2], payload: { ...SAMPLES[2].payload, event: "installed" } } as never, /payload\.event: 'installed' is not a route event \(route-added, route-removed\)/],
         [{ ...SAMPLES[4], payload: { ...SAMPLES[4].payload, detectionMs: 0 } } as never, /detectionMs: must be positive/],
     ];
     for (const [e, reason] of cases) {
@@ -81,4 +87,25 @@ test("garbage on the wire is refused with a reason, never a crash", () => {
             if (v.ok) assert.equal(validateEvent(v.event).ok, true);
         }
     }
+});
+
+test("the vocabulary changed no byte: the schema and the encoding of a bfd-change and a route-change are as before", () => {
+    // The schema as written before the vocabulary (model/vocabulary.ts) existed: the BfdState symbols and their order.
+    assert.equal(createHash("sha256").update(JSON.stringify(ENVELOPE_SCHEMA_V1)).digest("hex"), "59e924f9b1ecae6a8578cb5c1854a04488fc90a9b78d5d8964537e7c35b7f371");
+    const bfd = { ...SAMPLES[1], payload: { ...SAMPLES[1].payload, remoteState: "AdminDown" } } as NublarEvent;
+    assert.equal(encodeEvent(bfd).toString("hex"),
+        "0001206167656e742f676174652f312e352f321669736c612d6e75626c6172146167656e742f6761746580c0d6b384bab0060208676174651a67772f70726f76696465722d611e323030313a6462383a613a313a3a3106023c636f6e74726f6c20646574656374696f6e2074696d652065787069726564020004");
+    assert.equal(encodeEvent(SAMPLES[2]).toString("hex"),
+        "0001206167656e742f676174652f312e352f331669736c612d6e75626c6172146167656e742f6761746580c0d6b384bab0060408676174651a726f7574652d72656d6f7665641e3a3a2f30206d65747269632031303002083a3a2f30020675703002c8010006");
+});
+
+test("supersedes: later event time wins; at the same time, a higher agent seq; a redelivery or an older event never", () => {
+    assert.equal(supersedes({ time: 5, seq: 1 }, undefined), true);
+    assert.equal(supersedes({ time: 5, seq: 1 }, null), true);
+    assert.equal(supersedes({ time: 6, seq: 1 }, { time: 5, seq: 9 }), true, "time first: a restarted agent's seq starts again");
+    assert.equal(supersedes({ time: 4, seq: 9 }, { time: 5, seq: 1 }), false);
+    assert.equal(supersedes({ time: 5, seq: 2 }, { time: 5, seq: 1 }), true);
+    assert.equal(supersedes({ time: 5, seq: 1 }, { time: 5, seq: 1 }), false, "the same change again");
+    assert.equal(supersedes({ time: 5, seq: 0 }, { time: 5, seq: 1 }), false);
+    assert.equal(supersedes({ time: 5 }, { time: 5 }), false, "without a seq, the same time is not later");
 });

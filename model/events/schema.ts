@@ -8,13 +8,11 @@
 // `decodeEvent` refuses to accept one, each with a reason that names the field. Callers send
 // what they refuse to the dead-letter topic (events/dead-letter.ts); nothing is dropped silently.
 import * as avro from "avsc";
+import { BFD_STATES, isDiagnostic, isRouteEvent, ROUTE_EVENTS, type BfdStateSymbol, type Diagnostic, type RouteEvent } from "../vocabulary";
 
 /** The first byte of every encoded event; a JSON `{` or a text line never starts with it. */
 export const MAGIC = 0x00;
 export const SCHEMA_VERSION = 1;
-
-export const BFD_STATES = ["AdminDown", "Down", "Init", "Up"] as const;
-export type BfdStateName = (typeof BFD_STATES)[number];
 
 export interface SensorReading {
     /** The sensor's own id, unique in the site (`fence-07`, `raptor-pen/temp-2`). */
@@ -35,18 +33,20 @@ export interface BfdChange {
     node: string;
     session: string;
     peer: string;
-    from: BfdStateName;
-    to: BfdStateName;
-    diagnostic: string;
-    remoteState: BfdStateName | null;
+    /** States as the envelope's Avro enum names them (model/vocabulary.ts BFD_STATES: the agent's `down` is `Down` here). */
+    from: BfdStateSymbol;
+    to: BfdStateSymbol;
+    /** As the agent reports it (model/vocabulary.ts DIAGNOSTICS): an Avro string, checked against the vocabulary. */
+    diagnostic: Diagnostic;
+    remoteState: BfdStateSymbol | null;
     /** The agent's event sequence number (per agent process). */
     seq: number;
 }
 
 export interface RouteChange {
     node: string;
-    /** `installed`, `withdrawn`, `replaced`... as the agent reports it. */
-    event: string;
+    /** What the kernel did to the route, as the agent reports it (model/vocabulary.ts ROUTE_EVENTS): an Avro string, checked against the vocabulary. */
+    event: RouteEvent;
     route: string;
     prefix: string | null;
     via: string | null;
@@ -150,7 +150,9 @@ export type EventOf<T extends EventType> = EnvelopeOf<T>;
 
 const nullable = (type: string | object) => ({ type: ["null", type], default: null });
 const strings = { type: "array", items: "string" };
-const bfdState = { type: "enum", name: "BfdState", symbols: [...BFD_STATES] };
+// The symbols are the values of the vocabulary's BFD_STATES, in wire order (AdminDown, Down, Init, Up):
+// an Avro enum is written as the symbol's index, so this order is part of the wire format.
+const bfdState = { type: "enum", name: "BfdState", symbols: Object.values(BFD_STATES) satisfies BfdStateSymbol[] };
 
 // Record names double as the type tag on the wire (Avro union branches are named).
 const RECORDS: Record<EventType, { name: string; fields: object[] }> = {
@@ -275,9 +277,15 @@ function check(e: NublarEvent): string | undefined {
             break;
         }
         case "bfd-change":
+            if (!NAME.test(e.payload.node)) return `payload.node: '${e.payload.node}' is not a node name`;
+            if (!isDiagnostic(e.payload.diagnostic)) return `payload.diagnostic: '${String(e.payload.diagnostic).slice(0, 80)}' is not a BFD diagnostic (model/vocabulary.ts DIAGNOSTICS)`;
+            break;
         case "path-latency":
             if (!NAME.test(e.payload.node)) return `payload.node: '${e.payload.node}' is not a node name`;
-            if (e.type === "path-latency" && !(e.payload.detectionMs > 0)) return "payload.detectionMs: must be positive";
+            if (!(e.payload.detectionMs > 0)) return "payload.detectionMs: must be positive";
+            break;
+        case "route-change":
+            if (!isRouteEvent(e.payload.event)) return `payload.event: '${String(e.payload.event).slice(0, 80)}' is not a route event (${Object.keys(ROUTE_EVENTS).join(", ")})`;
             break;
         default:
             break;
@@ -341,6 +349,25 @@ export function decodeEvent(buf: Buffer | null | undefined): Verdict {
     if (!ev) return { ok: false, reason: `unknown payload record ${Object.keys(raw.payload)[0]}` };
     const why = check(ev);
     return why ? { ok: false, reason: why } : { ok: true, event: ev };
+}
+
+/** Where a change sits in one session's history: its event time (µs) and, for an agent's events, the agent's sequence number. */
+export interface ChangeOrder {
+    time: number;
+    seq?: number;
+}
+
+/**
+ * The one ordering rule for a session's events, shared by the alert detector and the dashboard
+ * (runtime/events/alerts/detector.ts, runtime/events/dashboard/model.ts): an event supersedes the
+ * last one applied when its event time is later, or, at the same time, when both carry an agent
+ * sequence number and its number is higher. Anything else (a redelivery, an event out of order)
+ * changes nothing. Nothing applied yet: everything supersedes.
+ */
+export function supersedes(next: ChangeOrder, last: ChangeOrder | null | undefined): boolean {
+    if (!last) return true;
+    if (next.time !== last.time) return next.time > last.time;
+    return next.seq !== undefined && last.seq !== undefined && next.seq > last.seq;
 }
 
 /** µs since the epoch, now, from the monotonic clock anchored at process start (sub-ms precision). */

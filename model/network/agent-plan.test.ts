@@ -8,6 +8,7 @@ import { parseAgentConfig } from "./agent-config";
 import { PlanError } from "./addressing";
 import { planSite } from "./site-plan";
 import { projectPath } from "../project";
+import { parseSessionId } from "../vocabulary";
 
 const paths = (n: string) => ({ socket: `/run/${n}/agent.sock`, events: `/run/${n}/events.jsonl`, nginxControl: `/run/${n}/nginx.sock`, bfdKeyFile: `/run/keys/bfd` });
 
@@ -20,6 +21,17 @@ function site(overrides: Record<string, unknown> = {}) {
 
 test("every planned config passes the agent's own schema and cross-reference checks", () => {
     for (const cfg of planAgents(site(), { paths })) assert.deepEqual(parseAgentConfig(JSON.parse(JSON.stringify(cfg))), JSON.parse(JSON.stringify(cfg)));
+});
+
+test("every session id (and session group id) reads back, through the vocabulary's one parser, as what the plan says the session is", () => {
+    for (const cfg of planAgents(site(), { paths })) {
+        for (const s of cfg.sessions) {
+            const id = parseSessionId(s.id);
+            assert.ok(id.ok, `${cfg.node} ${s.id}`);
+            assert.deepEqual(id.session, s.kind === "gateway" ? { kind: "gateway", provider: s.provider } : { kind: "path", peerNode: s.peerNode, provider: s.provider });
+        }
+        for (const u of cfg.uplinks) assert.deepEqual(parseSessionId(u.session), { ok: true, session: { kind: "gateway", provider: u.provider } });
+    }
 });
 
 test("the agent plan agrees with the lab plan on uplink names, addresses and gateways", () => {

@@ -18,6 +18,7 @@ import type { Site } from "../site/model";
 import { fnv16, PlanError } from "./addressing";
 import { NUBLAR_ROUTE_PROTOCOL, type AgentConfig, type AgentRoute, type AgentSession, type AgentSessionGroup, type AgentUplink, type AgentUpstream } from "./agent-config";
 import { nodePlan, planSite, type NodePlan, type OverlayPeerPlan, type OverlayPlan, type SitePlan } from "./site-plan";
+import { sessionId } from "../vocabulary";
 
 /** Where the node's runtime files live; the lab puts them under its state folder. */
 export interface AgentPathsInput {
@@ -65,9 +66,9 @@ function agentConfigFor(site: Site, plan: SitePlan, node: NodePlan, opts: AgentP
     // An uplink whose router runs BFD has a gateway session; one whose router answers none (an
     // EC2 node's VPC router) is judged by a group of the same name: it works while any path
     // session over it is Up (below).
-    const uplinks: AgentUplink[] = node.uplinks.map(({ gatewayBfd: _, ...u }) => ({ ...u, session: `gw/${u.provider}` }));
+    const uplinks: AgentUplink[] = node.uplinks.map(({ gatewayBfd: _, ...u }) => ({ ...u, session: sessionId({ kind: "gateway", provider: u.provider }) }));
     const sessions: AgentSession[] = node.uplinks.filter((u) => u.gatewayBfd).map((u) => ({
-        id: `gw/${u.provider}`, kind: "gateway", provider: u.provider, peer: u.gateway, local: u.address, interface: u.ifname, multihop: false,
+        id: sessionId({ kind: "gateway", provider: u.provider }), kind: "gateway", provider: u.provider, peer: u.gateway, local: u.address, interface: u.ifname, multihop: false,
     }));
     const routes: AgentRoute[] = [];
     uplinks.forEach((u, k) => {
@@ -89,7 +90,7 @@ function agentConfigFor(site: Site, plan: SitePlan, node: NodePlan, opts: AgentP
     // Path sessions, one per tunnel peer, grouped by peer node.
     const byPeer = new Map<string, { overlay: OverlayPlan; peer: OverlayPeerPlan; session: string }[]>();
     for (const o of node.overlays) for (const p of o.peers) {
-        const sid = `path/${p.node}/${o.provider}`;
+        const sid = sessionId({ kind: "path", peerNode: p.node, provider: o.provider });
         sessions.push({ id: sid, kind: "path", provider: o.provider, peerNode: p.node, peer: p.address, local: o.address, interface: o.ifname, multihop: false });
         const list = byPeer.get(p.node) ?? [];
         list.push({ overlay: o, peer: p, session: sid });
@@ -108,7 +109,7 @@ function agentConfigFor(site: Site, plan: SitePlan, node: NodePlan, opts: AgentP
         if (!anyOf.length) {
             throw new PlanError(`node '${node.name}': its uplink to ${u.provider} ends at a router without BFD (an EC2 node's VPC router), and no other node is reachable over ${u.provider} to judge it by; give another node an uplink to ${u.provider}`);
         }
-        sessionGroups.push({ id: `gw/${u.provider}`, anyOf, reason: `${u.provider}'s router answers no BFD: the uplink works while any path over it does` });
+        sessionGroups.push({ id: sessionId({ kind: "gateway", provider: u.provider }), anyOf, reason: `${u.provider}'s router answers no BFD: the uplink works while any path over it does` });
         routes.push({
             id: `last-resort/default-from/${u.provider}`, destination: "::/0", source: u.prefix, via: u.gateway, dev: u.ifname, metric: LAST_RESORT_METRIC,
             reason: `traffic from ${u.provider}'s prefix when no path over it is up (not gated: its router answers no BFD)`,

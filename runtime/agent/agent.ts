@@ -13,11 +13,11 @@ import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import { BfdService, GTSM_TABLE, gtsmRuleset, type SessionSnapshot, type SessionSpec, type StateChange } from "node-bfd";
 import type { AgentConfig } from "../../model/network/agent-config";
-import { EventLog } from "./events";
+import { bfdEventOf, EventLog } from "./events";
 import { Kernel, type KernelEvent } from "./kernel";
 import { AgentMetrics } from "./metrics";
 import { NginxControl } from "./nginx-control";
-import { desiredState, diffRoutes, initialHealth, memberSet, onStateChange, routeKey, type BfdState, type DesiredState, type SessionHealth } from "./reconcile";
+import { desiredState, diffRoutes, initialHealth, memberSet, onStateChange, routeKey, type DesiredState, type SessionHealth } from "./reconcile";
 
 export interface AgentOptions {
     /** Niceness of node-bfd's timer thread (negative needs root). Default -10. */
@@ -99,27 +99,31 @@ export class Agent {
     }
 
     private onBfd(c: StateChange): void {
-        const meta = this.config.sessions.find((s) => s.id === c.id);
-        const prev = this.health.get(c.id) ?? initialHealth();
-        this.health.set(c.id, onStateChange(prev, c.to as BfdState, c.remoteState as BfdState, c.at));
-        this.metrics.transitions.inc({ session: c.id, to: c.to });
-        this.metrics.sessionState.set({ session: c.id, peer: c.peer, kind: meta?.kind ?? "unknown" }, c.to === "up" ? 1 : 0);
-        if (c.diagnostic === "control-detection-time-expired" && c.to === "down") this.metrics.detectionTimeouts.inc({ session: c.id });
-        this.events.emit("bfd", { session: c.id, peer: c.peer, from: c.from, to: c.to, diagnostic: c.diagnostic, remoteState: c.remoteState }, c.at);
-        void this.reconcile(`bfd ${c.id} ${c.to}`);
+        // node-bfd's names become the vocabulary's here, and only here.
+        const mapped = bfdEventOf(c);
+        if (!mapped.ok) {
+            this.events.emit("error", { step: "bfd", session: c.id, message: mapped.reason }, c.at);
+            return;
+        }
+        const b = mapped.fields;
+        const meta = this.config.sessions.find((s) => s.id === b.session);
+        const prev = this.health.get(b.session) ?? initialHealth();
+        this.health.set(b.session, onStateChange(prev, b.to, b.remoteState, c.at));
+        this.metrics.bfdChange({ session: b.session, peer: b.peer, kind: meta?.kind ?? "unknown", to: b.to, diagnostic: b.diagnostic });
+        this.events.emit("bfd", b, c.at);
+        void this.reconcile(`bfd ${b.session} ${b.to}`);
     }
 
     private onKernel(e: KernelEvent): void {
-        if (e.route && e.route.protocol === this.config.routeProtocol) {
+        if ("route" in e) {
+            if (e.route.protocol !== this.config.routeProtocol) return;
             this.events.emit("route", { event: e.kind, ...e.route }, e.at);
+            if (e.kind === "route-removed") void this.reconcile("route removed");
+            return;
         }
-        if (e.kind === "link-up" || e.kind === "link-down") {
-            this.events.emit("agent", { event: e.kind, link: e.link }, e.at);
-            // The kernel flushes routes through a link that goes down, and never restores them.
-            void this.reconcile(`${e.kind} ${e.link}`);
-        } else if (e.kind === "route-removed" && e.route?.protocol === this.config.routeProtocol) {
-            void this.reconcile("route removed");
-        }
+        this.events.emit("agent", { event: e.kind, link: e.link }, e.at);
+        // The kernel flushes routes through a link that goes down, and never restores them.
+        void this.reconcile(`${e.kind} ${e.link}`);
     }
 
     /** Apply the desired state. Runs one at a time; a request during a run causes one more run. */

@@ -6,6 +6,7 @@ import { performance } from "node:perf_hooks";
 import { IPv6 } from "ip-num";
 import { createRtNetlink, FlagsNew, rt, type RtNetlinkSocket } from "netlink";
 import { formatIpv6 } from "../../model/network/addressing";
+import type { RouteEvent } from "../../model/vocabulary";
 
 const AF_INET6 = 10;
 const RT_TABLE_MAIN = 254;
@@ -23,13 +24,20 @@ export interface InstalledRoute {
     raw: { data: any; attrs: rt.RouteAttrs };
 }
 
-export interface KernelEvent {
-    kind: "route-added" | "route-removed" | "link-up" | "link-down";
-    /** Milliseconds since the epoch, sub-millisecond (taken when the message arrived). */
-    at: number;
-    route?: { destination: string; source?: string; metric: number; dev?: string; protocol: number };
-    link?: string;
-}
+export type LinkEvent = "link-up" | "link-down";
+
+/** What rtnetlink says happened: to a route (model/vocabulary.ts ROUTE_EVENTS), or to a link. */
+export type KernelEvent =
+    | {
+        kind: RouteEvent;
+        /** Milliseconds since the epoch, sub-millisecond (taken when the message arrived). */
+        at: number;
+        route: { destination: string; source?: string; metric: number; dev?: string; protocol: number };
+    }
+    | { kind: LinkEvent; at: number; link?: string };
+
+/** The route event of each rtnetlink route message. */
+const ROUTE_EVENT_OF: Readonly<Record<"NEWROUTE" | "DELROUTE", RouteEvent>> = { NEWROUTE: "route-added", DELROUTE: "route-removed" };
 
 export function addressBytes(address: string): Buffer {
     const value = IPv6.fromString(address).getValue();
@@ -184,7 +192,7 @@ export class Kernel {
                         const d = r.data;
                         if ((d.family as unknown) !== AF_INET6 && (d.family as unknown) !== "INET6") continue;
                         onEvent({
-                            kind: type === "NEWROUTE" ? "route-added" : "route-removed", at,
+                            kind: ROUTE_EVENT_OF[type as "NEWROUTE" | "DELROUTE"], at,
                             route: {
                                 destination: `${addressText(r.attrs.dst) ?? "::"}/${d.dstLen}`,
                                 source: d.srcLen ? `${addressText(r.attrs.src)}/${d.srcLen}` : undefined,

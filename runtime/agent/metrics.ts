@@ -1,5 +1,6 @@
 // Prometheus metrics of one agent, served at GET /metrics on the agent's socket.
 import { Counter, Gauge, Registry } from "prom-client";
+import { DIAGNOSTICS, type BfdState, type Diagnostic } from "../../model/vocabulary";
 
 export class AgentMetrics {
     readonly registry = new Registry();
@@ -30,4 +31,11 @@ export class AgentMetrics {
     readonly reconciles = new Counter({
         name: "nublar_reconciles_total", help: "Reconcile passes", registers: [this.registry],
     });
+
+    /** One BFD state change: the session's gauge, its transitions, and a detection timeout when that is why it went Down. */
+    bfdChange(c: { session: string; peer: string; kind: string; to: BfdState; diagnostic: Diagnostic }): void {
+        this.transitions.inc({ session: c.session, to: c.to });
+        this.sessionState.set({ session: c.session, peer: c.peer, kind: c.kind }, c.to === "up" ? 1 : 0);
+        if (c.to === "down" && c.diagnostic === DIAGNOSTICS.controlDetectionTimeExpired) this.detectionTimeouts.inc({ session: c.session });
+    }
 }

@@ -10,6 +10,7 @@ import type { EventProducer } from "../events/kafka";
 import { envelopeOfAgentEvent, latencySamples, Outbox } from "./outbox";
 import { decodeEvent } from "../../model/events/schema";
 import { DEAD_LETTER_TOPIC } from "../../model/events/topics";
+import { agentEventKey, DIAGNOSTICS } from "../../model/vocabulary";
 
 function bus() {
     const sent: { topic: string; key?: string; value?: Buffer; headers?: Record<string, string> }[] = [];
@@ -27,10 +28,11 @@ function bus() {
 
 test("agent events map onto the envelope: BFD, routes, Nginx, and everything else as notices", () => {
     const at = 1_795_400_000_123.456;
-    const bfd = envelopeOfAgentEvent("lab", { at, seq: 4, node: "gate", type: "bfd", session: "gw/provider-a", peer: "2001:db8:a:1::1", from: "up", to: "down", diagnostic: "control-detection-time-expired", remoteState: "up" });
+    const bfd = envelopeOfAgentEvent("lab", { at, seq: 4, node: "gate", type: "bfd", session: "gw/provider-a", peer: "2001:db8:a:1::1", from: "up", to: "down", diagnostic: DIAGNOSTICS.controlDetectionTimeExpired, remoteState: "up" });
     assert.equal(bfd.id, `agent/gate/${at}/4`, "the ledger collector's key, so both paths agree");
+    assert.equal(bfd.id, agentEventKey("gate", at, 4));
     assert.equal(bfd.time, Math.round(at * 1000));
-    assert.deepEqual(bfd.payload, { node: "gate", seq: 4, session: "gw/provider-a", peer: "2001:db8:a:1::1", from: "Up", to: "Down", diagnostic: "control-detection-time-expired", remoteState: "Up" });
+    assert.deepEqual(bfd.payload, { node: "gate", seq: 4, session: "gw/provider-a", peer: "2001:db8:a:1::1", from: "Up", to: "Down", diagnostic: "control detection time expired", remoteState: "Up" });
     const route = envelopeOfAgentEvent("lab", { at, seq: 5, node: "gate", type: "route", event: "route-removed", destination: "::/0", source: "2001:db8:a:1::/64", metric: 100, dev: "up0", protocol: 199 });
     assert.equal(route.type, "route-change");
     assert.equal((route.payload as { route: string }).route, "::/0 from 2001:db8:a:1::/64 metric 100");
@@ -40,6 +42,18 @@ test("agent events map onto the envelope: BFD, routes, Nginx, and everything els
     assert.equal(err.type, "agent-notice");
     assert.deepEqual(JSON.parse((err.payload as { fields: string }).fields), { step: "routes", message: "EPERM" });
     assert.throws(() => envelopeOfAgentEvent("lab", { at, seq: 8, node: "gate", type: "bfd", session: "s", peer: "p", from: "up", to: "sideways" } as never), /to: 'sideways' is not a BFD state/);
+    // Names outside the vocabulary are refused (dead-lettered by the outbox), not passed on.
+    assert.throws(() => envelopeOfAgentEvent("lab", { at, seq: 9, node: "gate", type: "bfd", session: "s", peer: "p", from: "up", to: "down", diagnostic: "control-detection-time-expired", remoteState: "up" }), /diagnostic: 'control-detection-time-expired' is not a BFD diagnostic/);
+    assert.throws(() => envelopeOfAgentEvent("lab", { at, seq: 10, node: "gate", type: "route", event: "installed", destination: "::/0" }), /event: 'installed' is not a route event/);
+    // The envelope's spelling is read as well: every state, either way.
+    for (const [agent, envelope] of [["admin-down", "AdminDown"], ["down", "Down"], ["init", "Init"], ["up", "Up"]]) {
+        for (const given of [agent, envelope]) {
+            const e = envelopeOfAgentEvent("lab", { at, seq: 11, node: "gate", type: "bfd", session: "s", peer: "p", from: given, to: given, diagnostic: DIAGNOSTICS.noDiagnostic, remoteState: given });
+            assert.equal(e.type, "bfd-change");
+            const p = e.payload as { from: string; to: string; remoteState: string | null };
+            assert.deepEqual([p.from, p.to, p.remoteState], [envelope, envelope, envelope]);
+        }
+    }
 });
 
 test("the outbox publishes the log in order, keeps its place, waits out an outage, and dead-letters lines that are not events", async () => {
@@ -49,14 +63,14 @@ test("the outbox publishes the log in order, keeps its place, waits out an outag
         const stateFile = path.join(dir, "outbox.json");
         const log = new EventLog("gate", file);
         const { sent, producer, setDown } = bus();
-        log.emit("bfd", { session: "gw/provider-a", peer: "p", from: "down", to: "up", diagnostic: "none", remoteState: "up" });
+        log.emit("bfd", { session: "gw/provider-a", peer: "p", from: "down", to: "up", diagnostic: DIAGNOSTICS.noDiagnostic, remoteState: "up" });
         log.emit("agent", { event: "start" });
         const box = new Outbox({ site: "lab", node: "gate", file, stateFile, producer });
         await box.flush();
         assert.deepEqual(sent.map((m) => decodeEvent(m.value).ok && (decodeEvent(m.value) as { event: { type: string } }).event.type), ["bfd-change", "agent-notice"]);
 
         setDown(true);
-        log.emit("bfd", { session: "gw/provider-a", peer: "p", from: "up", to: "down", diagnostic: "control-detection-time-expired", remoteState: "up" });
+        log.emit("bfd", { session: "gw/provider-a", peer: "p", from: "up", to: "down", diagnostic: DIAGNOSTICS.controlDetectionTimeExpired, remoteState: "up" });
         fs.appendFileSync(file, "this is not json\n");
         await box.flush();
         assert.equal(sent.length, 2, "nothing while the bus is down");

@@ -2,18 +2,30 @@
 // publisher reads what is new in the file, turns each agent event into an envelope, sends them
 // with an idempotent acks=all producer, and only then saves how far it got. A crash, a restart
 // or a broker outage loses nothing: the file still holds the events, and the envelope id
-// (`agent/<node>/<time>/<seq>`) lets the ledger drop what is sent twice.
+// (`agent/<node>/<time>/<seq>`, model/vocabulary.ts agentEventKey, the collector's ledger key too)
+// lets the ledger drop what is sent twice. States go from the agent's spelling (`down`) to the
+// envelope's (`Down`) through the vocabulary's one table, BFD_STATES.
 import * as fs from "node:fs";
 import type { AgentEvent } from "./events";
-import { BFD_STATES, type BfdStateName, type NublarEvent } from "../../model/events/schema";
+import type { NublarEvent } from "../../model/events/schema";
+import { agentEventKey, agentSource, BFD_STATES, isBfdState, isBfdStateSymbol, isDiagnostic, isRouteEvent, type BfdStateSymbol, type Diagnostic, type RouteEvent } from "../../model/vocabulary";
 import { messageOf, sendDeadLetters, type EventProducer } from "../events/kafka";
 
-const STATE_NAMES: Record<string, BfdStateName> = { "admin-down": "AdminDown", down: "Down", init: "Init", up: "Up" };
+/** An agent's state (`down`) as the envelope's symbol (`Down`); a symbol is taken as it is. */
+function bfdState(v: unknown, field: string): BfdStateSymbol {
+    if (isBfdState(v)) return BFD_STATES[v];
+    if (isBfdStateSymbol(v)) return v;
+    throw new Error(`${field}: '${String(v)}' is not a BFD state`);
+}
 
-function bfdState(v: unknown, field: string): BfdStateName {
-    const s = typeof v === "string" ? STATE_NAMES[v] ?? (BFD_STATES.includes(v as BfdStateName) ? (v as BfdStateName) : undefined) : undefined;
-    if (!s) throw new Error(`${field}: '${String(v)}' is not a BFD state`);
-    return s;
+function diagnostic(v: unknown): Diagnostic {
+    if (isDiagnostic(v)) return v;
+    throw new Error(`diagnostic: '${String(v)}' is not a BFD diagnostic`);
+}
+
+function routeEvent(v: unknown): RouteEvent {
+    if (isRouteEvent(v)) return v;
+    throw new Error(`event: '${String(v)}' is not a route event`);
 }
 
 const str = (v: unknown, field: string): string => {
@@ -27,7 +39,7 @@ export function envelopeOfAgentEvent(site: string, e: AgentEvent): NublarEvent {
     if (typeof e !== "object" || e === null || typeof e.at !== "number" || typeof e.seq !== "number" || typeof e.node !== "string") {
         throw new Error("not an agent event (needs at, seq and node)");
     }
-    const base = { id: `agent/${e.node}/${e.at}/${e.seq}`, site, source: `agent/${e.node}`, time: Math.round(e.at * 1000) };
+    const base = { id: agentEventKey(e.node, e.at, e.seq), site, source: agentSource(e.node), time: Math.round(e.at * 1000) };
     const { at: _at, seq, node, type, ...rest } = e;
     switch (type) {
         case "bfd":
@@ -35,7 +47,7 @@ export function envelopeOfAgentEvent(site: string, e: AgentEvent): NublarEvent {
                 ...base, type: "bfd-change",
                 payload: {
                     node, seq, session: str(rest.session, "session"), peer: str(rest.peer, "peer"),
-                    from: bfdState(rest.from, "from"), to: bfdState(rest.to, "to"), diagnostic: String(rest.diagnostic ?? "none"),
+                    from: bfdState(rest.from, "from"), to: bfdState(rest.to, "to"), diagnostic: diagnostic(rest.diagnostic),
                     remoteState: rest.remoteState === undefined || rest.remoteState === null ? null : bfdState(rest.remoteState, "remoteState"),
                 },
             };
@@ -46,7 +58,7 @@ export function envelopeOfAgentEvent(site: string, e: AgentEvent): NublarEvent {
             return {
                 ...base, type: "route-change",
                 payload: {
-                    node, seq, event: str(rest.event, "event"), route: `${destination}${source ? ` from ${source}` : ""}${metric !== null ? ` metric ${metric}` : ""}`,
+                    node, seq, event: routeEvent(rest.event), route: `${destination}${source ? ` from ${source}` : ""}${metric !== null ? ` metric ${metric}` : ""}`,
                     prefix: destination, via: typeof rest.dev === "string" ? rest.dev : null, metric, reason: typeof rest.reason === "string" ? rest.reason : null,
                 },
             };
@@ -75,7 +87,7 @@ export function envelopeOfAgentEvent(site: string, e: AgentEvent): NublarEvent {
  */
 export function latencySamples(site: string, node: string, gaps: { id: string; peer: string; maxGapMs: number | null; detectionMs: number; up: boolean }[], windowMs: number, timeUs = Math.round((performance.timeOrigin + performance.now()) * 1000)): NublarEvent[] {
     return gaps.filter((g) => g.up && g.maxGapMs !== null && g.detectionMs > 0).map((g) => ({
-        id: `latency/${node}/${g.id}/${timeUs}`, site, source: `agent/${node}`, time: timeUs, type: "path-latency" as const,
+        id: `latency/${node}/${g.id}/${timeUs}`, site, source: agentSource(node), time: timeUs, type: "path-latency" as const,
         payload: { node, session: g.id, peer: g.peer, rttMs: null, maxGapMs: Math.round(g.maxGapMs! * 1000) / 1000, detectionMs: g.detectionMs, windowMs: Math.round(windowMs) },
     }));
 }

@@ -2,8 +2,7 @@
 // (agent.ts) feeds BFD events in and applies what comes out; tests drive it with a virtual
 // clock. Nothing here touches the kernel, Nginx or a clock.
 import type { AgentConfig, AgentRoute } from "../../model/network/agent-config";
-
-export type BfdState = "admin-down" | "down" | "init" | "up";
+import type { BfdState } from "../../model/vocabulary";
 
 /** What the agent remembers about one session. */
 export interface SessionHealth {

@@ -1,10 +1,12 @@
 // Wires the agents' events into the ledger: tails each node's agent event file (JSON lines,
 // runtime/agent/events.ts) and appends every event to a shard, normally `network`. Each event's
-// idempotency key is node + its time + its sequence number, so re-reading a file after a crash or
+// idempotency key is node + its time + its sequence number (model/vocabulary.ts agentEventKey, also
+// the id the agent's outbox gives it on the bus), so re-reading a file after a crash or
 // restart never duplicates anything; the read offset is saved only after the ledger acknowledges.
 // A line that is not valid JSON is not dropped: it is appended as a `malformed-event` entry.
 import * as fs from "node:fs";
 import type { AppendItem, ShardWriter } from "./writer";
+import { agentEventKey, agentSource, malformedAgentLineKey } from "../../model/vocabulary";
 
 export interface CollectedFile {
     node: string;
@@ -84,11 +86,11 @@ export class EventCollector {
         try {
             const e = JSON.parse(line) as { at?: unknown; seq?: unknown; type?: unknown };
             if (typeof e !== "object" || e === null || typeof e.at !== "number" || typeof e.seq !== "number") throw new Error("not an agent event (needs at and seq)");
-            return { source: `agent/${node}`, time: e.at, payload: e, key: `agent/${node}/${e.at}/${e.seq}` };
+            return { source: agentSource(node), time: e.at, payload: e, key: agentEventKey(node, e.at, e.seq) };
         } catch (err) {
             this.stats.malformed++;
             // Keyed by where it sits in the file, so a re-read does not append it twice.
-            return { source: `agent/${node}`, payload: { type: "malformed-event", reason: (err as Error).message, line: line.slice(0, 4096) }, key: `agent/${node}/malformed/${fileOffset}` };
+            return { source: agentSource(node), payload: { type: "malformed-event", reason: (err as Error).message, line: line.slice(0, 4096) }, key: malformedAgentLineKey(node, fileOffset) };
         }
     }
 

@@ -11,6 +11,7 @@ import type { BrokerLayout } from "../../lab/kafka-broker";
 import { eventConsumer, eventProducer, publishEvents, type EventProducer } from "../../runtime/events/kafka";
 import { decodeEvent, nowUs, type NublarEvent } from "../../model/events/schema";
 import { TOPICS } from "../../model/events/topics";
+import { DIAGNOSTICS } from "../../model/vocabulary";
 import { missingKafka, PipelineProcess, startTestBroker, stopTestBroker, testPipelineConfig, waitFor } from "./fixture";
 
 const skip = missingKafka();
@@ -25,7 +26,7 @@ const calls: Record<string, any>[] = [];
 let seq = 0;
 function bfd(session: string, from: string, to: string): NublarEvent {
     seq++;
-    return { id: `agent/gate/test/${seq}`, site: "lab", source: "agent/gate", time: nowUs(), type: "bfd-change", payload: { node: "gate", session, peer: "2001:db8:a:1::1", from: from as never, to: to as never, diagnostic: to === "Down" ? "control-detection-time-expired" : "none", remoteState: null, seq } };
+    return { id: `agent/gate/test/${seq}`, site: "lab", source: "agent/gate", time: nowUs(), type: "bfd-change", payload: { node: "gate", session, peer: "2001:db8:a:1::1", from: from as never, to: to as never, diagnostic: to === "Down" ? DIAGNOSTICS.controlDetectionTimeExpired : DIAGNOSTICS.noDiagnostic, remoteState: null, seq } };
 }
 
 describe("alerts through the bus", { skip }, () => {

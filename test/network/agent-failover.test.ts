@@ -8,6 +8,7 @@ import { spawnSync } from "node:child_process";
 import * as path from "node:path";
 import { cutUplink, restoreUplink } from "../../lab/ops";
 import { Park, requireParkTools, sh, testSite } from "./park";
+import { DIAGNOSTICS } from "../../model/vocabulary";
 
 const HOLD_DOWN_MS = 1500;
 
@@ -18,6 +19,13 @@ function ourRoutes(park: Park, node: string): string[] {
 function linkSet(where: { netns: string; ifname: string }, state: "up" | "down"): number {
     sh(["ip", "-n", where.netns, "link", "set", where.ifname, state]);
     return Date.now();
+}
+
+/** The agent's nublar_bfd_detection_timeouts_total for one session, from GET /metrics on its socket (0 before the first). */
+async function detectionTimeouts(park: Park, node: string, session: string): Promise<number> {
+    const metrics: string = await park.agent(node, "/metrics");
+    const line = metrics.split("\n").find((l) => l.startsWith(`nublar_bfd_detection_timeouts_total{session="${session}"}`));
+    return line ? Number(line.slice(line.lastIndexOf(" ") + 1)) : 0;
 }
 
 const allUp = (s: any) =>
@@ -66,6 +74,7 @@ describe("nublar-agent failover", { timeout: 180_000 }, () => {
 
     test("cutting a backend's uplink under load: BFD Down, route withdrawn, member removed, no failed request; restored after the hold-down", async () => {
         await park.waitFor("gate", "everything Up before the cut", allUp, 20_000);
+        const timeoutsBefore = await detectionTimeouts(park, "gate", "path/vc/provider-a");
         const load = park.load("gate", "http://[::1]:8080/", 200);
         await new Promise((r) => setTimeout(r, 1500));
         const cutAt = linkSet(park.uplink("vc", "provider-a"), "down");
@@ -84,8 +93,12 @@ describe("nublar-agent failover", { timeout: 180_000 }, () => {
         const withdrawn = events.find((e: any) => e.type === "route" && e.event === "route-removed" && e.destination.startsWith(park.plan.nodes.find((n) => n.name === "vc")!.loopback));
         const pushed = events.find((e: any) => e.type === "nginx" && (e.removed ?? []).length > 0);
         assert.ok(down && withdrawn && pushed, `events after the cut: ${JSON.stringify(events)}`);
-        assert.equal(down.diagnostic, "control detection time expired");
+        assert.equal(down.diagnostic, DIAGNOSTICS.controlDetectionTimeExpired);
         assert.ok(down.at - cutAt < 1000, `BFD noticed the cut in ${down.at - cutAt} ms`);
+        // ...and the agent counted it: the detection-timeout metric moved (it never did while the
+        // agent compared node-bfd's diagnostic with a spelling node-bfd does not use).
+        const timeoutsAfter = await detectionTimeouts(park, "gate", "path/vc/provider-a");
+        assert.ok(timeoutsAfter > timeoutsBefore, `nublar_bfd_detection_timeouts_total{session="path/vc/provider-a"} went from ${timeoutsBefore} to ${timeoutsAfter} across a cut detected by timeout`);
 
         // Restore: the member returns, but not before the hold-down has passed since BFD came Up.
         linkSet(park.uplink("vc", "provider-a"), "up");

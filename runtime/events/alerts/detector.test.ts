@@ -2,7 +2,8 @@
 // events out. Every threshold is checked at its boundary: at it fires, one step below does not.
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
-import { validateEvent, type BfdStateName, type EventOf, type NublarEvent } from "../../../model/events/schema";
+import { validateEvent, type EventOf, type NublarEvent } from "../../../model/events/schema";
+import { DIAGNOSTICS, type BfdStateSymbol, type Diagnostic } from "../../../model/vocabulary";
 import { AlertDetector, DEFAULT_DETECTOR_CONFIG, dedupKey, leastSquares, sessionKind, type AlertEvent, type DetectorConfig } from "./detector";
 
 const T0 = 1_767_225_600_000; // 2026-01-01T00:00:00Z, ms
@@ -12,11 +13,11 @@ const PATH = "path/visitor-center/provider-a";
 const GW = "gw/provider-a";
 
 let seq = 0;
-function bfd(atMs: number, from: BfdStateName, to: BfdStateName, o: { session?: string; remote?: BfdStateName | null; diag?: string; seq?: number; node?: string } = {}): EventOf<"bfd-change"> {
+function bfd(atMs: number, from: BfdStateSymbol, to: BfdStateSymbol, o: { session?: string; remote?: BfdStateSymbol | null; diag?: Diagnostic; seq?: number; node?: string } = {}): EventOf<"bfd-change"> {
     const s = o.seq ?? ++seq;
     return {
         id: `agent/${o.node ?? NODE}/${s}`, site: SITE, source: `agent/${o.node ?? NODE}`, time: atMs * 1000, type: "bfd-change",
-        payload: { node: o.node ?? NODE, session: o.session ?? PATH, peer: "2001:db8:0:4000::2", from, to, diagnostic: o.diag ?? (to === "Down" ? "Control Detection Time Expired" : "No Diagnostic"), remoteState: o.remote === undefined ? null : o.remote, seq: s },
+        payload: { node: o.node ?? NODE, session: o.session ?? PATH, peer: "2001:db8:0:4000::2", from, to, diagnostic: o.diag ?? (to === "Down" ? DIAGNOSTICS.controlDetectionTimeExpired : DIAGNOSTICS.noDiagnostic), remoteState: o.remote === undefined ? null : o.remote, seq: s },
     };
 }
 
@@ -95,7 +96,7 @@ test("session down: Up -> Down on a path session triggers after the 3 s grace (e
     assert.deepEqual(what(t), ["trigger session-down"]);
     assert.equal(t[0].payload.severity, "error");
     assert.equal(t[0].payload.dedupKey, `nublar/${SITE}/${NODE}/${PATH}/session-down`);
-    assert.match(t[0].payload.summary, /path session path\/visitor-center\/provider-a on gate is Down for 3 s \(Control Detection Time Expired/);
+    assert.match(t[0].payload.summary, /path session path\/visitor-center\/provider-a on gate is Down for 3 s \(control detection time expired/);
     assert.deepEqual(what(d.tick(T0 + 60_000)), [], "no duplicate trigger");
     assert.deepEqual(what(feed(d, [bfd(T0 + 70_000, "Down", "Init")])), [], "Init is not Up");
     const up = feed(d, [bfd(T0 + 70_500, "Init", "Up")]);
@@ -108,6 +109,9 @@ test("session down: a gateway session is critical; a Down that heals within the 
     assert.equal(sessionKind(GW), "gateway");
     assert.equal(sessionKind(PATH), "path");
     assert.equal(sessionKind("bfd-7"), "unknown");
+    // One reading of session ids (model/vocabulary.ts): no second spelling, no malformed ones.
+    assert.equal(sessionKind("gateway/provider-a"), "unknown");
+    assert.equal(sessionKind("path/visitor-center"), "unknown");
     const d = new AlertDetector();
     feed(d, [bfd(T0, "Init", "Up", { session: GW }), bfd(T0 + 1000, "Up", "Down", { session: GW })]);
     const t = d.tick(T0 + 4000);
@@ -129,7 +133,7 @@ test("session down: never Up since first seen, or a peer restarting (AdminDown),
     assert.deepEqual(what(fresh.tick(T0 + 15_000)), ["trigger session-down"]);
 
     const restart = new AlertDetector();
-    feed(restart, [bfd(T0 - 1000, "Init", "Up"), bfd(T0, "Up", "Down", { remote: "AdminDown", diag: "Neighbor Signaled Session Down" })]);
+    feed(restart, [bfd(T0 - 1000, "Init", "Up"), bfd(T0, "Up", "Down", { remote: "AdminDown", diag: DIAGNOSTICS.neighborSignaledSessionDown })]);
     assert.deepEqual(what(restart.tick(T0 + 14_999)), [], "the agent keeps the routes through a graceful restart");
     assert.match(restart.tick(T0 + 15_000)[0].payload.summary, /peer is AdminDown \(restarting\)/);
 
@@ -138,7 +142,7 @@ test("session down: never Up since first seen, or a peer restarting (AdminDown),
     assert.deepEqual(what(back.tick(T0 + 60_000)), [], "a restart back within the grace pages nobody");
 
     const admin = new AlertDetector();
-    feed(admin, [bfd(T0 - 1000, "Init", "Up"), bfd(T0, "Up", "AdminDown", { diag: "Administratively Down" })]);
+    feed(admin, [bfd(T0 - 1000, "Init", "Up"), bfd(T0, "Up", "AdminDown", { diag: DIAGNOSTICS.administrativelyDown })]);
     assert.deepEqual(what(admin.tick(T0 + 3_600_000 - 1)), []);
 });
 
@@ -251,6 +255,17 @@ test("other event types are ignored; redelivered and out-of-order events change 
     feed(d, [lat(T0 + 6000, { rtt: 5 }), lat(T0 + 6000, { rtt: 5 })]);
     assert.equal(d.session(SITE, NODE, PATH)!.rtt.length, 1);
     assert.deepEqual(d.stats(), { events: 10, stale: 6, ignored: 1, sessions: 1, open: 0 });
+});
+
+test("at the same event time, the agent's seq orders a session's changes (supersedes, the dashboard's rule too)", () => {
+    const d = new AlertDetector();
+    feed(d, [bfd(T0, "Init", "Up", { seq: 10 })]);
+    feed(d, [bfd(T0 + 500, "Up", "Down", { seq: 12 })]);
+    feed(d, [bfd(T0 + 500, "Down", "Up", { seq: 11 })]);
+    assert.equal(d.session(SITE, NODE, PATH)!.bfd, "Down", "a lower seq at the same time is older");
+    feed(d, [bfd(T0 + 500, "Down", "Up", { seq: 13 })]);
+    assert.equal(d.session(SITE, NODE, PATH)!.bfd, "Up", "a higher seq at the same time is newer");
+    assert.equal(d.stats().stale, 1);
 });
 
 test("sessions are independent, per site and node; alert events are valid bus events with deterministic ids", () => {

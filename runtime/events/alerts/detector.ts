@@ -18,13 +18,15 @@
 // Dedup: a condition that is open does not trigger again, and a resolve only follows a trigger.
 // The dedup key is stable: `nublar/<site>/<node>/<session>/<class>`.
 //
-// Under at-least-once delivery (the same rules as the dashboard, runtime/events/dashboard/model.ts):
-// a bfd-change at or before the session's last one (event time, then agent seq) is a
-// redelivery or out of order and changes nothing, and so is a path-latency sample at or before
-// the last one. Windows are measured in event time; grace and quiet periods are checked against
-// `now` (in `tick`, and after every event of the session).
+// Under at-least-once delivery, the one ordering rule the dashboard uses too (`supersedes`,
+// model/events/schema.ts): a bfd-change at or before the session's last one (event time, then
+// agent seq) is a redelivery or out of order and changes nothing, and so is a path-latency
+// sample at or before the last one (event time; it has no seq). Windows are measured in event
+// time; grace and quiet periods are checked against `now` (in `tick`, and after every event of
+// the session).
 import { createHash } from "node:crypto";
-import type { Alert, BfdStateName, EventOf, NublarEvent } from "../../../model/events/schema";
+import { supersedes, type Alert, type EventOf, type NublarEvent } from "../../../model/events/schema";
+import { DIAGNOSTICS, parseSessionId, type BfdStateSymbol, type SessionKind as PlannedSessionKind } from "../../../model/vocabulary";
 
 export type AlertClass = "session-down" | "flap-storm" | "rtt-rising" | "near-detection-budget";
 export const ALERT_CLASSES: readonly AlertClass[] = ["session-down", "flap-storm", "rtt-rising", "near-detection-budget"];
@@ -131,13 +133,12 @@ export const DEFAULT_DETECTOR_CONFIG: Readonly<DetectorConfig> = Object.freeze({
     source: "nublar-alerts",
 });
 
-export type SessionKind = "gateway" | "path" | "unknown";
+export type SessionKind = PlannedSessionKind | "unknown";
 
-/** From the agent's session id (model/network/agent-plan.ts): `gw/<provider>`, `path/<peer>/<provider>`. */
+/** From the agent's session id (model/vocabulary.ts parseSessionId): `gw/<provider>`, `path/<peer>/<provider>`; "unknown" for anything else. */
 export function sessionKind(session: string): SessionKind {
-    if (session.startsWith("gw/") || session.startsWith("gateway/")) return "gateway";
-    if (session.startsWith("path/")) return "path";
-    return "unknown";
+    const id = parseSessionId(session);
+    return id.ok ? id.session.kind : "unknown";
 }
 
 export function dedupKey(site: string, node: string, session: string, cls: AlertClass): string {
@@ -151,7 +152,7 @@ export interface SessionAlertState {
     readonly session: string;
     readonly peer: string;
     /** The last BFD state seen, and the (event time µs, agent seq) of that change. */
-    readonly bfd?: BfdStateName;
+    readonly bfd?: BfdStateSymbol;
     readonly bfdAt?: { time: number; seq: number };
     /** Out of Up since (ms, event time), and which grace applies; unset while Up or AdminDown here. */
     readonly downSince?: number;
@@ -204,7 +205,7 @@ export function stepSession(s: SessionAlertState, input: SessionInput, now: numb
 
 function onBfd(s: SessionAlertState, ev: EventOf<"bfd-change">, now: number, cfg: DetectorConfig, out: AlertEvent[]): SessionAlertState {
     const p = ev.payload;
-    if (s.bfdAt && (ev.time < s.bfdAt.time || (ev.time === s.bfdAt.time && p.seq <= s.bfdAt.seq))) return s;
+    if (!supersedes({ time: ev.time, seq: p.seq }, s.bfdAt)) return s;
     const at = ev.time / 1000;
     let n: SessionAlertState = { ...s, peer: p.peer, bfd: p.to, bfdAt: { time: ev.time, seq: p.seq }, seenAt: now };
     if (p.from === "Up" && p.to !== "Up") {
@@ -229,7 +230,7 @@ function onBfd(s: SessionAlertState, ev: EventOf<"bfd-change">, now: number, cfg
         n = { ...n, downSince: undefined, downGrace: undefined, downWhy: undefined };
     } else {
         const failure = p.from === "Up" && p.to === "Down" && p.remoteState !== "AdminDown";
-        const why = failure ? p.diagnostic || "went Down"
+        const why = failure ? (p.diagnostic === DIAGNOSTICS.noDiagnostic ? "went Down" : p.diagnostic)
             : p.remoteState === "AdminDown" ? "peer is AdminDown (restarting)" : `${p.to}, not Up since first seen`;
         if (failure) n = { ...n, downSince: at, downGrace: "down", downWhy: why };
         else if (n.downSince === undefined) n = { ...n, downSince: at, downGrace: "startup", downWhy: why };
@@ -239,7 +240,7 @@ function onBfd(s: SessionAlertState, ev: EventOf<"bfd-change">, now: number, cfg
 
 function onLatency(s: SessionAlertState, ev: EventOf<"path-latency">, now: number, cfg: DetectorConfig, out: AlertEvent[]): SessionAlertState {
     const p = ev.payload;
-    if (s.latencyAt !== undefined && ev.time <= s.latencyAt) return s;
+    if (s.latencyAt !== undefined && !supersedes({ time: ev.time }, { time: s.latencyAt })) return s;
     const at = ev.time / 1000;
     let n: SessionAlertState = { ...s, peer: p.peer, latencyAt: ev.time, seenAt: now };
 

@@ -6,6 +6,7 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Alert } from "../../../model/events/schema";
 import { AlertDetector, type AlertEvent } from "./detector";
+import { DIAGNOSTICS } from "../../../model/vocabulary";
 import { PagerDutyNotifier, RATE_LIMIT_DEDUP_KEY, toPagerDutyEvent, type Clock, type PagerDutyOptions } from "./pagerduty";
 
 const KEY = "R0UT1NGkey0123456789abcdefSECRET"; // 32 characters, like a real integration key
@@ -120,7 +121,7 @@ test("Events v2 mapping: the exact trigger and resolve bodies; summary clipped t
     const at = T0 + 1234;
     const bfd = (t: number, from: "Up" | "Down", to: "Up" | "Down", seq: number) => d.observe({
         id: `e${seq}`, site: "isla-nublar", source: "agent/gate", time: t * 1000, type: "bfd-change",
-        payload: { node: "gate", session: "gw/provider-a", peer: "2001:db8:a::1", from, to, diagnostic: "Control Detection Time Expired", remoteState: null, seq },
+        payload: { node: "gate", session: "gw/provider-a", peer: "2001:db8:a::1", from, to, diagnostic: DIAGNOSTICS.controlDetectionTimeExpired, remoteState: null, seq },
     }, t);
     const [trigger] = bfd(at, "Up", "Down", 1);
     const p = trigger.payload;

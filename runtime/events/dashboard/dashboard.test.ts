@@ -10,7 +10,8 @@ import * as path from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { WebSocket } from "ws";
 import { loadSiteFromStackFile } from "../../../model/site/load";
-import { nowUs, type BfdStateName, type EventType, type NublarEvent, type PayloadTypes } from "../../../model/events/schema";
+import { nowUs, type EventType, type NublarEvent, type PayloadTypes } from "../../../model/events/schema";
+import { DIAGNOSTICS, type BfdStateSymbol, type RouteEvent } from "../../../model/vocabulary";
 import { derivedAlertKey, type DashboardView } from "./model";
 import { startDashboard, type Dashboard } from "./server";
 import { projectPath } from "../../../model/project";
@@ -25,8 +26,8 @@ function ev<T extends EventType>(type: T, payload: PayloadTypes[T]): NublarEvent
     const node = (payload as { node?: string }).node;
     return { id: `dash-${process.pid}-${++n}`, site: "lab", source: node ? `agent/${node}` : "test", time: nowUs(), type, payload } as NublarEvent;
 }
-const bfd = (node: string, session: string, from: BfdStateName, to: BfdStateName) =>
-    ev("bfd-change", { node, session, peer: "2001:db8::1", from, to, diagnostic: to === "Down" ? "control-detection-time-expired" : "none", remoteState: to === "Down" ? null : to, seq: n });
+const bfd = (node: string, session: string, from: BfdStateSymbol, to: BfdStateSymbol) =>
+    ev("bfd-change", { node, session, peer: "2001:db8::1", from, to, diagnostic: to === "Down" ? DIAGNOSTICS.controlDetectionTimeExpired : DIAGNOSTICS.noDiagnostic, remoteState: to === "Down" ? null : to, seq: n });
 
 async function started(t: { after: (fn: () => unknown) => void }, opts: Partial<Parameters<typeof startDashboard>[0]> = {}): Promise<Dashboard> {
     const d = await startDashboard({ site, ...opts });
@@ -235,7 +236,8 @@ test("the page in headless Chromium: live topology, a Down session within 1 s, t
     assert.ok(first < 1000, `Down shown after ${first.toFixed(1)} ms`);
     assert.equal(await page.locator('[data-node="gate"][data-session="gw/provider-a"]').count(), 2, "its uplink line and its chip");
     const row = page.locator(`[data-event-id="${down.id}"]`);
-    assert.match(await row.innerText(), /gw\/provider-a Up → Down \(control-detection-time-expired\)/);
+    const rowText = await row.innerText();
+    assert.ok(rowText.includes(`gw/provider-a Up → Down (${DIAGNOSTICS.controlDetectionTimeExpired})`), rowText);
     assert.equal(await page.locator("[data-event-id]").first().getAttribute("data-event-id"), down.id, "newest first");
     const alert = page.locator(`[data-alert="${derivedAlertKey("gate", "gw/provider-a")}"]`);
     await alert.waitFor({ timeout: 1000 });
@@ -256,7 +258,7 @@ test("the page in headless Chromium: live topology, a Down session within 1 s, t
     // The bus's own alert, routes, ingress and path latency fill the rest of the page.
     d.publish(ev("alert", { dedupKey: "session-down/gate/gw/provider-a", action: "trigger", severity: "critical", class: "session-down", summary: "gate lost its uplink to provider-a", node: "gate", session: "gw/provider-a", details: "" }));
     d.publish(ev("alert", { dedupKey: "flap/visitor-center", action: "trigger", severity: "warning", class: "flap-storm", summary: "path/gate/provider-b flapped 6 times in 60 s", node: "visitor-center", session: "path/gate/provider-b", details: "" }));
-    for (const [node, event, route] of [["gate", "installed", "default/provider-a"], ["gate", "installed", "default/provider-b"], ["gate", "withdrawn", "default/provider-a"], ["gate", "withdrawn", "default-from/provider-a"], ["visitor-center", "installed", "loopbacks/gate/provider-a"]]) {
+    for (const [node, event, route] of [["gate", "route-added", "default/provider-a"], ["gate", "route-added", "default/provider-b"], ["gate", "route-removed", "default/provider-a"], ["gate", "route-removed", "default-from/provider-a"], ["visitor-center", "route-added", "loopbacks/gate/provider-a"]] satisfies [string, RouteEvent, string][]) {
         d.publish(ev("route-change", { node, event, route, prefix: route.startsWith("default") ? "::/0" : null, via: "fe80::1", metric: 100, reason: null, seq: n }));
     }
     const members = d.view().nodes.gate.ingress[0].configured;

@@ -3,7 +3,8 @@ import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import { planAgents } from "../../../model/network/agent-plan";
 import { loadSiteFromStackFile } from "../../../model/site/load";
-import type { BfdStateName, EventOf, EventType, NublarEvent, PayloadTypes } from "../../../model/events/schema";
+import type { EventOf, EventType, NublarEvent, PayloadTypes } from "../../../model/events/schema";
+import { DIAGNOSTICS, type BfdStateSymbol, type Diagnostic, type RouteEvent } from "../../../model/vocabulary";
 import { projectPath } from "../../../model/project";
 import {
     applyDelta, applyEvent, derivedAlertKey, ID_WINDOW, initialView, mergeDelta, RECENT_ROUTES, sessionKey, STREAM_LIMIT,
@@ -19,9 +20,9 @@ function events() {
         ({ id: `e${++n}`, site: "lab", source: "test", time: T0 + n * 1000, type, payload, ...over }) as NublarEvent;
     return {
         make,
-        bfd: (node: string, session: string, to: BfdStateName, over: Partial<EventOf<"bfd-change">> = {}, from: BfdStateName = "Up") =>
-            make("bfd-change", { node, session, peer: "2001:db8::1", from, to, diagnostic: to === "Down" ? "control-detection-time-expired" : "none", remoteState: null, seq: n }, over),
-        route: (node: string, event: string, route: string) =>
+        bfd: (node: string, session: string, to: BfdStateSymbol, over: Partial<EventOf<"bfd-change">> = {}, from: BfdStateSymbol = "Up", diagnostic: Diagnostic = to === "Down" ? DIAGNOSTICS.controlDetectionTimeExpired : DIAGNOSTICS.noDiagnostic) =>
+            make("bfd-change", { node, session, peer: "2001:db8::1", from, to, diagnostic, remoteState: null, seq: n }, over),
+        route: (node: string, event: RouteEvent, route: string) =>
             make("route-change", { node, event, route, prefix: "::/0", via: "2001:db8:a:1::1", metric: 100, reason: "test", seq: n }),
         ingress: (node: string, upstream: string, members: string[], added: string[] = [], removed: string[] = []) =>
             make("ingress-change", { node, upstream, event: "members", members, added, removed, seq: n }),
@@ -70,10 +71,10 @@ test("bfd-change sets the session's state and counts; a Down session raises the 
 
     d = applyEvent(v, e.bfd("gate", "gw/provider-a", "Down"));
     const s = v.sessions[key];
-    assert.deepEqual([s.state, s.diagnostic, s.transitions, s.since], ["Down", "control-detection-time-expired", 2, T0 + 2000]);
+    assert.deepEqual([s.state, s.diagnostic, s.transitions, s.since], ["Down", DIAGNOSTICS.controlDetectionTimeExpired, 2, T0 + 2000]);
     assert.deepEqual([v.counts.Up, v.counts.Down], [0, 1]);
     assert.equal(d.events![0].tone, "bad");
-    assert.match(d.events![0].text, /Up → Down \(control-detection-time-expired\)/);
+    assert.equal(d.events![0].text, `gw/provider-a Up → Down (${DIAGNOSTICS.controlDetectionTimeExpired})`);
     const akey = derivedAlertKey("gate", "gw/provider-a");
     assert.equal(d.alerts![akey]!.derived, true);
     assert.equal(v.alerts[akey].severity, "error");
@@ -122,6 +123,45 @@ test("redeliveries, stale changes, other sites and unknown nodes do not corrupt 
     assert.equal(v.stats.stale, 2, "but its time still keeps it from rolling the session back");
 });
 
+test("diagnostic \"ok\" (code 0) is not shown: not in the stream, not on the session, not in the alert", () => {
+    const v = initialView(site);
+    const e = events();
+    let d = applyEvent(v, e.bfd("gate", "gw/provider-a", "Up", {}, "Init", DIAGNOSTICS.noDiagnostic));
+    assert.equal(d.events![0].text, "gw/provider-a Init → Up");
+    assert.equal(v.sessions[sessionKey("gate", "gw/provider-a")].diagnostic, null);
+    d = applyEvent(v, e.bfd("gate", "gw/provider-a", "Down", {}, "Up", DIAGNOSTICS.noDiagnostic));
+    assert.equal(d.events![0].text, "gw/provider-a Up → Down");
+    assert.equal(v.alerts[derivedAlertKey("gate", "gw/provider-a")].details, "");
+    d = applyEvent(v, e.bfd("gate", "gw/provider-a", "Down", {}, "Down", DIAGNOSTICS.neighborSignaledSessionDown));
+    assert.equal(d.events![0].text, "gw/provider-a Down → Down (neighbor signaled session down)");
+});
+
+test("at the same event time the agent's seq orders a session's changes, as in the alert detector (supersedes)", () => {
+    const v = initialView(site);
+    const e = events();
+    const key = sessionKey("gate", "gw/provider-b");
+    applyEvent(v, e.bfd("gate", "gw/provider-b", "Down", { time: T0 + 500_000, payload: { node: "gate", session: "gw/provider-b", peer: "p", from: "Up", to: "Down", diagnostic: DIAGNOSTICS.controlDetectionTimeExpired, remoteState: null, seq: 12 } }));
+    applyEvent(v, e.bfd("gate", "gw/provider-b", "Up", { time: T0 + 500_000, payload: { node: "gate", session: "gw/provider-b", peer: "p", from: "Down", to: "Up", diagnostic: DIAGNOSTICS.noDiagnostic, remoteState: null, seq: 11 } }));
+    assert.equal(v.sessions[key].state, "Down", "a lower seq at the same time is older");
+    assert.equal(v.stats.stale, 1);
+    applyEvent(v, e.bfd("gate", "gw/provider-b", "Up", { time: T0 + 500_000, payload: { node: "gate", session: "gw/provider-b", peer: "p", from: "Down", to: "Up", diagnostic: DIAGNOSTICS.noDiagnostic, remoteState: null, seq: 13 } }));
+    assert.equal(v.sessions[key].state, "Up", "a higher seq at the same time is newer");
+    assert.equal(v.sessions[key].seq, 13);
+});
+
+test("a session id that names no session (model/vocabulary.ts) is shown in the stream, never added to a node", () => {
+    const v = initialView(site);
+    const e = events();
+    for (const id of ["gateway/provider-a", "bfd-7", "path/only-a-node"]) {
+        const d = applyEvent(v, e.bfd("gate", id, "Down"));
+        assert.equal(d.events!.length, 1);
+        assert.equal(d.sessions, undefined);
+        assert.equal(v.sessions[sessionKey("gate", id)], undefined);
+    }
+    assert.equal(Object.keys(v.sessions).length, 18);
+    assert.deepEqual(v.nodes.gate.gateways, ["gw/provider-a", "gw/provider-b"]);
+});
+
 test("a session the plan does not have is added to its node, marked unplanned", () => {
     const v = initialView(site);
     const e = events();
@@ -131,14 +171,18 @@ test("a session the plan does not have is added to its node, marked unplanned", 
     assert.ok(v.nodes.gate.paths.includes("path/new-node/provider-a"));
     assert.ok(d.nodes?.gate);
     assert.deepEqual([v.counts.Init, v.counts.Unknown], [1, 18]);
+    applyEvent(v, e.bfd("gate", "gw/provider-c", "Up", {}, "Down"));
+    const g = v.sessions[sessionKey("gate", "gw/provider-c")];
+    assert.deepEqual([g.planned, g.kind, g.peer, g.provider], [false, "gateway", "provider-c", "provider-c"]);
+    assert.ok(v.nodes.gate.gateways.includes("gw/provider-c"));
 });
 
 test("route-change: per node, the routes currently installed and withdrawn, and the last few changes", () => {
     const v = initialView(site);
     const e = events();
-    applyEvent(v, e.route("gate", "installed", "default/provider-a"));
-    applyEvent(v, e.route("gate", "installed", "default/provider-b"));
-    const d = applyEvent(v, e.route("gate", "withdrawn", "default/provider-a"));
+    applyEvent(v, e.route("gate", "route-added", "default/provider-a"));
+    applyEvent(v, e.route("gate", "route-added", "default/provider-b"));
+    const d = applyEvent(v, e.route("gate", "route-removed", "default/provider-a"));
     const r = v.nodes.gate.routes;
     assert.deepEqual([r.installed, r.withdrawn, r.changes], [1, 1, 3]);
     assert.deepEqual(r.state, { "default/provider-a": "withdrawn", "default/provider-b": "installed" });
@@ -228,7 +272,7 @@ test("deterministic, and the deltas rebuild the view: step by step, or merged in
         let merged: DashboardDelta = {};
         const feed: NublarEvent[] = [];
         for (const n of v.nodeOrder) for (const id of [...v.nodes[n].gateways, ...v.nodes[n].paths]) feed.push(e.bfd(n, id, "Up", {}, "Down"));
-        feed.push(e.bfd("gate", "gw/provider-a", "Down"), e.route("gate", "withdrawn", "default/provider-a"));
+        feed.push(e.bfd("gate", "gw/provider-a", "Down"), e.route("gate", "route-removed", "default/provider-a"));
         feed.push(e.ingress("gate", "visitor-web", ["control-room"]), e.alert("a1", "trigger"), e.alert("a2", "trigger"), e.alert("a1", "resolve"));
         for (let i = 0; i < 300; i++) feed.push(e.bfd("control-room", "path/gate/provider-a", i % 2 ? "Up" : "Down"));
         for (const ev of feed) {

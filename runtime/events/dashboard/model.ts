@@ -5,7 +5,9 @@
 //
 // Rules that keep it honest under at-least-once delivery:
 // - an event id seen among the last ID_WINDOW ids is a duplicate and changes nothing;
-// - a bfd-change older than the session's last change (event time) does not roll its state back;
+// - a bfd-change at or before the session's last change (event time, then agent seq: `supersedes`
+//   in model/events/schema.ts, the alert detector's rule too) does not roll its state back, and a
+//   path-latency sample at or before the last one does not replace it;
 // - events for another site are ignored (counted in stats), events for a node the site does not
 //   have go to the stream only.
 // Metrics (path-latency, sensor-reading) update the view but do not enter the event stream:
@@ -13,10 +15,18 @@
 import { planAgents } from "../../../model/network/agent-plan";
 import { planSite } from "../../../model/network/site-plan";
 import type { Site } from "../../../model/site/model";
-import type { Alert, BfdStateName, NublarEvent } from "../../../model/events/schema";
+import { supersedes, type Alert, type EventOf, type EventType, type NublarEvent } from "../../../model/events/schema";
+import {
+    DIAGNOSTICS, isBfdStateSymbol, parseSessionId, ROUTE_EVENTS,
+    type BfdStateSymbol, type Diagnostic, type RouteEvent, type RouteOutcome, type SessionKind,
+} from "../../../model/vocabulary";
 
-export type SessionState = BfdStateName | "Unknown";
-export const SESSION_STATES: readonly SessionState[] = ["Up", "Down", "Init", "AdminDown", "Unknown"];
+/** A session's state on the dashboard: the envelope's BFD state (model/vocabulary.ts), or Unknown until an agent reports one. */
+export type SessionState = BfdStateSymbol | "Unknown";
+
+/** The tone of each state, in the order the page lists them (its counts and legend follow this order). */
+const STATE_TONE: Readonly<Record<SessionState, Tone>> = { Up: "good", Down: "bad", Init: "warn", AdminDown: "info", Unknown: "info" };
+export const SESSION_STATES = Object.keys(STATE_TONE) as readonly SessionState[];
 
 /** The event stream keeps this many, oldest first. */
 export const STREAM_LIMIT = 200;
@@ -29,19 +39,21 @@ const TEXT_LIMIT = 2000;
 
 export interface SessionView {
     node: string;
-    /** The agent's session id: `gw/<provider>` or `path/<peer node>/<provider>`. */
+    /** The agent's session id: `gw/<provider>` or `path/<peer node>/<provider>` (model/vocabulary.ts sessionId). */
     id: string;
-    kind: "gateway" | "path";
+    kind: SessionKind;
     provider: string;
     /** The peer node of a path session; the provider of a gateway session. */
     peer: string;
     /** False for a session the site plan does not have (reported by an agent anyway). */
     planned: boolean;
     state: SessionState;
-    remoteState: BfdStateName | null;
-    diagnostic: string | null;
-    /** Event time of the last state change, µs since the epoch. */
+    remoteState: BfdStateSymbol | null;
+    /** Why the session last changed; null when there was nothing to say (diagnostic "ok"). */
+    diagnostic: Diagnostic | null;
+    /** Event time of the last state change, µs since the epoch, and the agent's seq of it. */
     since: number | null;
+    seq: number | null;
     transitions: number;
     rttMs: number | null;
     maxGapMs: number | null;
@@ -50,11 +62,9 @@ export interface SessionView {
     latencyAt: number | null;
 }
 
-export type RouteOutcome = "installed" | "withdrawn" | "other";
-
 export interface RouteEntry {
     time: number;
-    event: string;
+    event: RouteEvent;
     outcome: RouteOutcome;
     route: string;
     prefix: string | null;
@@ -190,7 +200,7 @@ export function derivedAlertKey(node: string, session: string): string {
     return `dashboard/session-down/${node}/${session}`;
 }
 
-const emptyCounts = (): Record<SessionState, number> => ({ Up: 0, Down: 0, Init: 0, AdminDown: 0, Unknown: 0 });
+const emptyCounts = (): Record<SessionState, number> => Object.fromEntries(SESSION_STATES.map((s) => [s, 0])) as Record<SessionState, number>;
 
 /** The site as planned, every session Unknown. Throws what the planners throw for an unplannable site. */
 export function initialView(site: Site): DashboardView {
@@ -214,7 +224,7 @@ export function initialView(site: Site): DashboardView {
         for (const s of cfg.sessions) {
             sessions[sessionKey(n.name, s.id)] = {
                 node: n.name, id: s.id, kind: s.kind, provider: s.provider, peer: s.kind === "path" ? s.peerNode ?? s.peer : s.provider,
-                planned: true, state: "Unknown", remoteState: null, diagnostic: null, since: null, transitions: 0,
+                planned: true, state: "Unknown", remoteState: null, diagnostic: null, since: null, seq: null, transitions: 0,
                 rttMs: null, maxGapMs: null, detectionMs: null, latencyAt: null,
             };
             counts.Unknown++;
@@ -260,16 +270,42 @@ const cut = (s: string | null | undefined): string => {
     return t.length > TEXT_LIMIT ? `${t.slice(0, TEXT_LIMIT - 1)}…` : t;
 };
 
-const BFD: readonly string[] = ["AdminDown", "Down", "Init", "Up"];
-const asState = (s: unknown): BfdStateName | null => (BFD.includes(s as string) ? (s as BfdStateName) : null);
+const asState = (s: unknown): BfdStateSymbol | null => (isBfdStateSymbol(s) ? s : null);
 
-export function routeOutcome(event: string): RouteOutcome {
-    if (/withdr|remov|delet/i.test(event)) return "withdrawn";
-    if (/install|add|replac|restor/i.test(event)) return "installed";
-    return "other";
+/** What a route event means for the route: the vocabulary's table (model/vocabulary.ts ROUTE_EVENTS). */
+export function routeOutcome(event: RouteEvent): RouteOutcome {
+    return ROUTE_EVENTS[event];
 }
 
-const diagnosticText = (d: string | null) => (d && !/^(none|no[- ]?diagnostic|0)$/i.test(d) ? ` (${d})` : "");
+/** A diagnostic worth showing: anything but "ok" (code 0, no diagnostic). */
+const shownDiagnostic = (d: Diagnostic): Diagnostic | null => (d === DIAGNOSTICS.noDiagnostic ? null : d);
+const diagnosticText = (d: Diagnostic) => {
+    const shown = shownDiagnostic(d);
+    return shown ? ` (${shown})` : "";
+};
+
+/** What a handler gets: the view, the event, its node (when the site has it), the delta to fill, and the stream. */
+interface Fold<T extends EventType> {
+    view: DashboardView;
+    event: EventOf<T>;
+    node: NodeView | undefined;
+    delta: DashboardDelta;
+    /** Adds the event to the stream. */
+    entry: (text: string, tone: Tone, session?: string | null) => void;
+}
+
+/** One handler per event type: each folds its event into the view, in place, and records what changed in the delta. */
+const HANDLERS: { readonly [T in EventType]: (f: Fold<T>) => void } = {
+    "bfd-change": onBfdChange,
+    "route-change": onRouteChange,
+    "ingress-change": onIngressChange,
+    "path-latency": onPathLatency,
+    alert: onAlert,
+    deploy: onDeploy,
+    "audit-result": onAuditResult,
+    "sensor-reading": () => undefined,
+    "agent-notice": () => undefined,
+};
 
 /**
  * Folds one event into the view, in place, and returns what changed. Never throws on a
@@ -301,126 +337,125 @@ export function applyEvent(view: DashboardView, event: NublarEvent): DashboardDe
         if (view.events.length > STREAM_LIMIT) view.events.splice(0, view.events.length - STREAM_LIMIT);
         delta.events = [e];
     };
-
-    switch (event.type) {
-        case "bfd-change": {
-            const p = event.payload;
-            const to = asState(p.to);
-            const tone: Tone = to === "Up" ? "good" : to === "Down" ? "bad" : to === "Init" ? "warn" : "info";
-            entry(`${p.session} ${p.from} → ${p.to}${diagnosticText(p.diagnostic)}`, tone, p.session);
-            if (!node || !to) break;
-            const key = sessionKey(p.node, p.session);
-            let s = view.sessions[key];
-            if (!s) {
-                // Not in the plan: the agent runs a session the site no longer (or not yet) describes.
-                const kind = p.session.startsWith("gw/") ? "gateway" : "path";
-                const parts = p.session.split("/");
-                s = view.sessions[key] = {
-                    node: p.node, id: p.session, kind, provider: parts[parts.length - 1] ?? "", peer: kind === "path" ? parts[1] ?? p.peer : parts[1] ?? p.peer,
-                    planned: false, state: "Unknown", remoteState: null, diagnostic: null, since: null, transitions: 0,
-                    rttMs: null, maxGapMs: null, detectionMs: null, latencyAt: null,
-                };
-                view.counts.Unknown++;
-                (kind === "gateway" ? node.gateways : node.paths).push(p.session);
-                (delta.nodes ??= {})[p.node] = node;
-            }
-            if (s.since !== null && event.time < s.since) {
-                view.stats.stale++;
-                break;
-            }
-            view.counts[s.state]--;
-            view.counts[to]++;
-            s.state = to;
-            s.remoteState = asState(p.remoteState);
-            s.diagnostic = p.diagnostic || null;
-            s.since = event.time;
-            s.transitions++;
-            delta.sessions = { [key]: s };
-            delta.counts = view.counts;
-            syncDerivedAlert(view, s, event.time, delta);
-            break;
-        }
-        case "route-change": {
-            const p = event.payload;
-            const outcome = routeOutcome(p.event);
-            const where = [p.prefix, p.via && `via ${p.via}`, p.metric !== null && `metric ${p.metric}`].filter(Boolean).join(" ");
-            entry(`route ${p.route} ${p.event}${where ? `: ${where}` : ""}`, outcome === "withdrawn" ? "warn" : "info");
-            if (!node) break;
-            const r = node.routes;
-            r.changes++;
-            if (outcome !== "other") r.state[p.route] = outcome;
-            const values = Object.values(r.state);
-            r.installed = values.filter((o) => o === "installed").length;
-            r.withdrawn = values.filter((o) => o === "withdrawn").length;
-            r.recent.push({ time: event.time, event: cut(p.event), outcome, route: cut(p.route), prefix: p.prefix, via: p.via, metric: p.metric, reason: p.reason === null ? null : cut(p.reason) });
-            if (r.recent.length > RECENT_ROUTES) r.recent.splice(0, r.recent.length - RECENT_ROUTES);
-            delta.nodes = { [node.name]: node };
-            break;
-        }
-        case "ingress-change": {
-            const p = event.payload;
-            const change = [p.added.length && `+${p.added.join(", +")}`, p.removed.length && `−${p.removed.join(", −")}`].filter(Boolean).join(" ");
-            entry(`upstream ${p.upstream} ${p.event}: ${p.members.length} live${change ? ` (${change})` : ""}`, p.members.length === 0 ? "bad" : p.removed.length ? "warn" : "info");
-            if (!node) break;
-            let u = node.ingress.find((i) => i.upstream === p.upstream);
-            if (!u) node.ingress.push((u = { upstream: p.upstream, port: null, configured: [], members: null, live: null, event: null, time: null, changes: 0 }));
-            u.members = [...p.members];
-            u.live = u.configured.filter((m) => p.members.includes(m.node) || p.members.includes(m.address)).map((m) => m.node);
-            u.event = p.event;
-            u.time = event.time;
-            u.changes++;
-            delta.nodes = { [node.name]: node };
-            break;
-        }
-        case "path-latency": {
-            const p = event.payload;
-            const s = view.sessions[sessionKey(p.node, p.session)];
-            if (!s || (s.latencyAt !== null && event.time < s.latencyAt)) break;
-            s.rttMs = p.rttMs;
-            s.maxGapMs = p.maxGapMs;
-            s.detectionMs = p.detectionMs;
-            s.latencyAt = event.time;
-            delta.sessions = { [sessionKey(p.node, p.session)]: s };
-            break;
-        }
-        case "alert": {
-            const p = event.payload;
-            const tone: Tone = p.action === "resolve" ? "good" : p.severity === "critical" || p.severity === "error" ? "bad" : p.severity === "warning" ? "warn" : "info";
-            entry(`${p.action === "resolve" ? "resolved" : p.severity} ${p.class}: ${p.summary}`, tone, p.session);
-            const alerts: Record<string, AlertView | null> = (delta.alerts = {});
-            if (p.action === "resolve") {
-                if (view.alerts[p.dedupKey]) {
-                    delete view.alerts[p.dedupKey];
-                    alerts[p.dedupKey] = null;
-                }
-            } else {
-                const prev = view.alerts[p.dedupKey];
-                alerts[p.dedupKey] = view.alerts[p.dedupKey] = {
-                    dedupKey: p.dedupKey, severity: p.severity, class: cut(p.class), summary: cut(p.summary), node: p.node, session: p.session,
-                    details: cut(p.details), since: prev?.since ?? event.time, updated: event.time, triggers: (prev?.triggers ?? 0) + 1, derived: false,
-                };
-            }
-            if (p.class === "session-down" && p.session) {
-                const s = view.sessions[sessionKey(p.node, p.session)];
-                if (s) syncDerivedAlert(view, s, event.time, delta);
-            }
-            break;
-        }
-        case "deploy": {
-            const p = event.payload;
-            entry(`deploy ${p.stack} generation ${p.generation} ${p.outcome} in ${Math.round(p.durationMs)} ms${p.message ? `: ${p.message}` : ""}`,
-                p.outcome === "confirmed" ? "good" : p.outcome === "rolled-back" ? "warn" : "bad");
-            break;
-        }
-        case "audit-result": {
-            const p = event.payload;
-            entry(`audit ${p.stack} ${p.verdict}: ${p.findings} findings, ${p.mandatory} mandatory`, p.verdict === "pass" ? "good" : "bad");
-            break;
-        }
-        case "sensor-reading":
-            break;
-    }
+    // The handler for this event's type: the table is keyed by type, so the event fits it.
+    (HANDLERS[event.type] as (f: Fold<EventType>) => void)({ view, event, node, delta, entry });
     return delta;
+}
+
+function onBfdChange({ view, event, node, delta, entry }: Fold<"bfd-change">): void {
+    const p = event.payload;
+    const to = asState(p.to);
+    entry(`${p.session} ${p.from} → ${p.to}${diagnosticText(p.diagnostic)}`, to ? STATE_TONE[to] : "info", p.session);
+    if (!node || !to) return;
+    const key = sessionKey(p.node, p.session);
+    let s = view.sessions[key];
+    if (!s) {
+        // Not in the plan: the agent runs a session the site no longer (or not yet) describes.
+        // An id that names no session (model/vocabulary.ts parseSessionId) stays in the stream only.
+        const id = parseSessionId(p.session);
+        if (!id.ok) return;
+        const ref = id.session;
+        s = view.sessions[key] = {
+            node: p.node, id: p.session, kind: ref.kind, provider: ref.provider, peer: ref.kind === "path" ? ref.peerNode : ref.provider,
+            planned: false, state: "Unknown", remoteState: null, diagnostic: null, since: null, seq: null, transitions: 0,
+            rttMs: null, maxGapMs: null, detectionMs: null, latencyAt: null,
+        };
+        view.counts.Unknown++;
+        (ref.kind === "gateway" ? node.gateways : node.paths).push(p.session);
+        (delta.nodes ??= {})[p.node] = node;
+    }
+    if (!supersedes({ time: event.time, seq: p.seq }, s.since === null ? null : { time: s.since, seq: s.seq ?? undefined })) {
+        view.stats.stale++;
+        return;
+    }
+    view.counts[s.state]--;
+    view.counts[to]++;
+    s.state = to;
+    s.remoteState = asState(p.remoteState);
+    s.diagnostic = shownDiagnostic(p.diagnostic);
+    s.since = event.time;
+    s.seq = p.seq;
+    s.transitions++;
+    delta.sessions = { [key]: s };
+    delta.counts = view.counts;
+    syncDerivedAlert(view, s, event.time, delta);
+}
+
+function onRouteChange({ event, node, delta, entry }: Fold<"route-change">): void {
+    const p = event.payload;
+    const outcome = routeOutcome(p.event);
+    const where = [p.prefix, p.via && `via ${p.via}`, p.metric !== null && `metric ${p.metric}`].filter(Boolean).join(" ");
+    entry(`route ${p.route} ${p.event}${where ? `: ${where}` : ""}`, outcome === "withdrawn" ? "warn" : "info");
+    if (!node) return;
+    const r = node.routes;
+    r.changes++;
+    r.state[p.route] = outcome;
+    const values = Object.values(r.state);
+    r.installed = values.filter((o) => o === "installed").length;
+    r.withdrawn = values.filter((o) => o === "withdrawn").length;
+    r.recent.push({ time: event.time, event: p.event, outcome, route: cut(p.route), prefix: p.prefix, via: p.via, metric: p.metric, reason: p.reason === null ? null : cut(p.reason) });
+    if (r.recent.length > RECENT_ROUTES) r.recent.splice(0, r.recent.length - RECENT_ROUTES);
+    delta.nodes = { [node.name]: node };
+}
+
+function onIngressChange({ event, node, delta, entry }: Fold<"ingress-change">): void {
+    const p = event.payload;
+    const change = [p.added.length && `+${p.added.join(", +")}`, p.removed.length && `−${p.removed.join(", −")}`].filter(Boolean).join(" ");
+    entry(`upstream ${p.upstream} ${p.event}: ${p.members.length} live${change ? ` (${change})` : ""}`, p.members.length === 0 ? "bad" : p.removed.length ? "warn" : "info");
+    if (!node) return;
+    let u = node.ingress.find((i) => i.upstream === p.upstream);
+    if (!u) node.ingress.push((u = { upstream: p.upstream, port: null, configured: [], members: null, live: null, event: null, time: null, changes: 0 }));
+    u.members = [...p.members];
+    u.live = u.configured.filter((m) => p.members.includes(m.node) || p.members.includes(m.address)).map((m) => m.node);
+    u.event = p.event;
+    u.time = event.time;
+    u.changes++;
+    delta.nodes = { [node.name]: node };
+}
+
+function onPathLatency({ view, event, delta }: Fold<"path-latency">): void {
+    const p = event.payload;
+    const s = view.sessions[sessionKey(p.node, p.session)];
+    if (!s || !supersedes({ time: event.time }, s.latencyAt === null ? null : { time: s.latencyAt })) return;
+    s.rttMs = p.rttMs;
+    s.maxGapMs = p.maxGapMs;
+    s.detectionMs = p.detectionMs;
+    s.latencyAt = event.time;
+    delta.sessions = { [sessionKey(p.node, p.session)]: s };
+}
+
+function onAlert({ view, event, delta, entry }: Fold<"alert">): void {
+    const p = event.payload;
+    const tone: Tone = p.action === "resolve" ? "good" : p.severity === "critical" || p.severity === "error" ? "bad" : p.severity === "warning" ? "warn" : "info";
+    entry(`${p.action === "resolve" ? "resolved" : p.severity} ${p.class}: ${p.summary}`, tone, p.session);
+    const alerts: Record<string, AlertView | null> = (delta.alerts = {});
+    if (p.action === "resolve") {
+        if (view.alerts[p.dedupKey]) {
+            delete view.alerts[p.dedupKey];
+            alerts[p.dedupKey] = null;
+        }
+    } else {
+        const prev = view.alerts[p.dedupKey];
+        alerts[p.dedupKey] = view.alerts[p.dedupKey] = {
+            dedupKey: p.dedupKey, severity: p.severity, class: cut(p.class), summary: cut(p.summary), node: p.node, session: p.session,
+            details: cut(p.details), since: prev?.since ?? event.time, updated: event.time, triggers: (prev?.triggers ?? 0) + 1, derived: false,
+        };
+    }
+    if (p.class === "session-down" && p.session) {
+        const s = view.sessions[sessionKey(p.node, p.session)];
+        if (s) syncDerivedAlert(view, s, event.time, delta);
+    }
+}
+
+function onDeploy({ event, entry }: Fold<"deploy">): void {
+    const p = event.payload;
+    entry(`deploy ${p.stack} generation ${p.generation} ${p.outcome} in ${Math.round(p.durationMs)} ms${p.message ? `: ${p.message}` : ""}`,
+        p.outcome === "confirmed" ? "good" : p.outcome === "rolled-back" ? "warn" : "bad");
+}
+
+function onAuditResult({ event, entry }: Fold<"audit-result">): void {
+    const p = event.payload;
+    entry(`audit ${p.stack} ${p.verdict}: ${p.findings} findings, ${p.mandatory} mandatory`, p.verdict === "pass" ? "good" : "bad");
 }
 
 /** The dashboard's own alert for a Down session, present exactly while no bus session-down alert covers it. */

@@ -89,7 +89,7 @@ function Connection({ conn }) {
 }
 
 function Header({ view, conn }) {
-    const c = view?.counts ?? { Up: 0, Down: 0, Init: 0, AdminDown: 0, Unknown: 0 };
+    const c = view?.counts ?? {};
     const total = Object.values(c).reduce((a, b) => a + b, 0);
     const count = (label, n, cls, key) => html`<span class="count ${cls}" data-count=${key}><b>${n}</b> ${label}</span>`;
     return html`<header class="top">
@@ -197,9 +197,10 @@ function Topology({ view }) {
     </svg>`;
 }
 
-function Legend() {
+/** Every session state, in the model's order: the keys of its counts (SESSION_STATES in ../model.ts). */
+function Legend({ view }) {
     return html`<ul class="legend" aria-label="Legend">
-        ${["Up", "Down", "Init", "AdminDown", "Unknown"].map((s) => html`<li class=${stateClass(s)}><span class="swatch" aria-hidden="true"></span>${s}</li>`)}
+        ${Object.keys(view.counts).map((s) => html`<li class=${stateClass(s)}><span class="swatch" aria-hidden="true"></span>${s}</li>`)}
     </ul>`;
 }
 
@@ -309,7 +310,7 @@ function App() {
                 <section class="card" aria-labelledby="topo-h">
                     <h2 id="topo-h">Topology <span class="muted small">${view.description ?? ""}</span></h2>
                     <${Topology} view=${view} />
-                    <${Legend} />
+                    <${Legend} view=${view} />
                 </section>
                 <div class="nodes">
                     ${view.nodeOrder.map((n) => html`<${NodeCard} key=${n} view=${view} node=${view.nodes[n]} />`)}
