@@ -14,8 +14,9 @@ import { signBytes } from "./sign";
 import { engineEnv, PROJECT_DIR, PULUMI_BIN } from "../../runtime/pulumi-engine";
 import { keyId } from "../../model/ledger/core/checkpoint";
 import { sha256Hex } from "../../model/ledger/core/encoding";
+import { projectPath } from "../../model/project";
 
-export const POLICY_DIR = path.resolve(__dirname, "..");
+export const POLICY_DIR = projectPath("policy");
 const SITE_TYPE = "nublar:site:Site";
 
 /** The preview could not run at all (no such stack, a program or engine error): exit code 3. */

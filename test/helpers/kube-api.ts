@@ -8,8 +8,9 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { freePorts } from "./ports";
+import { projectPath } from "../../model/project";
 
-export const KUBE_TOOLS = path.resolve(__dirname, "..", "..", ".tools", "kube");
+export const KUBE_TOOLS = projectPath(".tools", "kube");
 
 export interface KubeApi {
     kubeconfig: string;
