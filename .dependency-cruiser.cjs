@@ -73,11 +73,11 @@ module.exports = {
         },
         {
             name: "no-folder-cycles",
-            comment: "folders must not import each other in a circle",
+            comment: "folders must not import each other in a circle (test/ and bench/ are harnesses that everything's tests use and that use everything: a circle through them is no design debt)",
             severity: "error",
             scope: "folder",
-            from: {},
-            to: { circular: true },
+            from: { pathNot: "^(test|bench)/" },
+            to: { circular: true, pathNot: "^(test|bench)/" },
         },
         {
             name: "no-module-cycles",

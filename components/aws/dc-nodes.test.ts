@@ -18,7 +18,7 @@ import { validateResource } from "../../policy/testing";
 import { dcSiteInput } from "../../model/site/fixtures";
 import { parseSite } from "../../model/site/load";
 import { settled } from "../../test/helpers/pulumi-mocks";
-import { ec2HardwareConfiguration, IMDS_NFT_TABLE, renderUserData } from "./user-data";
+import { ec2HardwareConfiguration, IMDS_ADDRESSES, IMDS_NFT_TABLE, renderUserData } from "./user-data";
 
 interface Registered { type: string; name: string; inputs: Record<string, any>; id: string }
 const registered: Registered[] = [];
@@ -157,6 +157,28 @@ test("the nublar-sla pack finds nothing mandatory in the data center's resources
     assert.deepEqual(found, []);
 });
 
+/**
+ * The first-boot script rooted in a scratch folder, with ip and systemctl recorded in `calls`, not
+ * run; nft, iptables and ip6tables recorded in `imds` (nft's input in `imds.nft`) with what had
+ * happened before them: an earlier ip or systemctl call, the host key on disk. Never the real ones.
+ */
+function rootedScript(script: string, root: string): string {
+    const key = `${root}/etc/ssh/ssh_host_ed25519_key`;
+    const before = `first=$([ -e ${root}/calls ] && echo no || echo yes) key=$([ -e ${key} ] && echo yes || echo no)`;
+    return script
+        .replace(/(^|[\s>'"])\/(etc|root|var\/lib|sys\/class\/net)(?=[\/\s]|$)/gm, `$1${root}/$2`)
+        .replace("set -eu\n", [
+            "set -eu",
+            // `ip link set dev X name Y` renames the fake interface, as the kernel would.
+            `ip() { echo "ip $*" >> ${root}/calls; if [ "$5" = name ]; then mv "${root}/sys/class/net/$4" "${root}/sys/class/net/$6"; fi; }`,
+            `systemctl() { echo "systemctl $*" >> ${root}/calls; }`,
+            `nft() { echo "nft $* ${before}" >> ${root}/imds; cat > ${root}/imds.nft; }`,
+            `iptables() { echo "iptables $* ${before}" >> ${root}/imds; }`,
+            `ip6tables() { echo "ip6tables $* ${before}" >> ${root}/imds; }`,
+            "",
+        ].join("\n"));
+}
+
 test("the first-boot script, run in a scratch root: the host key, the operators' keys, the NICs renamed by MAC, a hardware configuration that parses; once only", (t) => {
     const host = utils.generateKeyPairSync("ed25519");
     const input = {
@@ -172,16 +194,7 @@ test("the first-boot script, run in a scratch root: the host key, the operators'
         fs.mkdirSync(path.join(root, "sys/class/net", dev), { recursive: true });
         fs.writeFileSync(path.join(root, "sys/class/net", dev, "address"), `${mac}\n`);
     }
-    // The same script, rooted in the scratch folder, with ip and systemctl recorded, not run.
-    const rooted = script
-        .replace(/(^|[\s>'"])\/(etc|root|var\/lib|sys\/class\/net)(?=[\/\s]|$)/gm, `$1${root}/$2`)
-        .replace("set -eu\n", [
-            "set -eu",
-            // `ip link set dev X name Y` renames the fake interface, as the kernel would.
-            `ip() { echo "ip $*" >> ${root}/calls; if [ "$5" = name ]; then mv "${root}/sys/class/net/$4" "${root}/sys/class/net/$6"; fi; }`,
-            `systemctl() { echo "systemctl $*" >> ${root}/calls; }`,
-            "",
-        ].join("\n"));
+    const rooted = rootedScript(script, root);
     const run = () => spawnSync("sh", ["-c", rooted], { encoding: "utf8" });
     const r = run();
     assert.equal(r.status, 0, r.stderr);
@@ -227,6 +240,116 @@ test("the first-boot script, run in a scratch root: the host key, the operators'
     assert.match(failing.stderr, /nublar: cannot name ens6 up0/);
     assert.ok(!fs.existsSync(path.join(root, "var/lib/nublar/first-boot.done")));
     assert.ok(!fs.existsSync(path.join(root, "etc/nixos/hardware-configuration.nix")));
+});
+
+/** Every file below `dir`, relative to it. */
+const filesBelow = (dir: string): string[] => fs.readdirSync(dir, { recursive: true, encoding: "utf8" }).filter((f) => fs.statSync(path.join(dir, f)).isFile()).sort();
+
+test("first boot: the metadata service is root's alone before anything else, and the host's private key is left nowhere but /etc/ssh (the image's copy of the user data rewritten)", (t) => {
+    const host = utils.generateKeyPairSync("ed25519");
+    const script = renderUserData({ site: "dc-test", node: "edge-1", hostPrivateKey: host.private, hostPublicKey: host.public, authorizedKeys: [OPERATOR_KEY], uplinkMacs: { up0: "0a:11:22:33:44:01" } });
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), "nublar-userdata-"));
+    t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+    fs.mkdirSync(path.join(root, "sys/class/net/ens5"), { recursive: true });
+    fs.writeFileSync(path.join(root, "sys/class/net/ens5/address"), "0a:11:22:33:44:01\n");
+    // As the image leaves it: fetch-ec2-metadata's root-only copy, which amazon-init runs (`exec bash $userData`).
+    const userData = path.join(root, "etc/ec2-metadata/user-data");
+    const fetch = () => {
+        fs.mkdirSync(path.dirname(userData), { recursive: true });
+        fs.writeFileSync(userData, rootedScript(script, root), { mode: 0o600 });
+    };
+    fetch();
+    const r = spawnSync("sh", [userData], { encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(fs.existsSync(path.join(root, "var/lib/nublar/first-boot.done")), "the script ran to its end from the file it rewrote");
+    // The block came first: before any NIC was renamed, before the key was written.
+    assert.equal(fs.readFileSync(path.join(root, "imds"), "utf8"), "nft -f - first=yes key=no\n");
+    assert.match(fs.readFileSync(path.join(root, "calls"), "utf8"), /ip link set dev ens5 name up0/);
+    const fed = fs.readFileSync(path.join(root, "imds.nft"), "utf8");
+    assert.equal(fed, `add table inet nublar-imds\ndelete table inet nublar-imds\n${IMDS_NFT_TABLE}`);
+    const check = spawnSync("nft", ["-c", "-f", "-"], { input: fed, encoding: "utf8" });
+    assert.equal(check.status, 0, check.stderr);
+    // The same table in the hardware configuration, which holds it from the first deploy on.
+    const hw = fs.readFileSync(path.join(root, "etc/nixos/hardware-configuration.nix"), "utf8");
+    for (const line of IMDS_NFT_TABLE.split("\n").slice(1, -2)) assert.ok(hw.includes(`    ${line}\n`), `the hardware configuration has '${line.trim()}'`);
+    assert.match(hw, /^  systemd\.services\.fetch-ec2-metadata\.enable = false;$/m);
+
+    // The private key: on disk in /etc/ssh only, root's alone, and nowhere else the script left it.
+    const secret = host.private.trim().split("\n").slice(1, -1);
+    const holders = () => filesBelow(root).filter((f) => {
+        const text = fs.readFileSync(path.join(root, f), "utf8");
+        return secret.some((l) => text.includes(l)) || text.includes("SSH_HOST_ED25519_KEY:");
+    });
+    assert.deepEqual(holders(), ["etc/ssh/ssh_host_ed25519_key"]);
+    assert.equal(fs.statSync(path.join(root, "etc/ssh/ssh_host_ed25519_key")).mode & 0o777, 0o600);
+    // The image's copy is still root's only, and still all the rest of the script.
+    assert.equal(fs.statSync(userData).mode & 0o777, 0o600);
+    const left = fs.readFileSync(userData, "utf8");
+    assert.match(left, /^SSH_HOST_ED25519_KEY_PUB:ssh-ed25519 /m);
+    assert.ok(left.includes(OPERATOR_KEY) && left.includes("hardware-configuration.nix"));
+    assert.ok(!filesBelow(path.dirname(userData)).some((f) => f !== "user-data"), "no temporary copy left");
+
+    // A reboot before the first deploy: the image fetches the user data again, key and all, and
+    // apply-ec2-data finds the key already there. The block comes first again, then the copy goes.
+    fetch();
+    fs.rmSync(path.join(root, "imds"));
+    fs.rmSync(path.join(root, "calls"));
+    const again = spawnSync("sh", [userData], { encoding: "utf8" });
+    assert.equal(again.status, 0, again.stderr);
+    assert.equal(fs.readFileSync(path.join(root, "imds"), "utf8"), "nft -f - first=yes key=yes\n");
+    assert.deepEqual(holders(), ["etc/ssh/ssh_host_ed25519_key"]);
+
+    // What the rule does, in a network namespace of its own (nothing on this machine changes):
+    // root reaches the metadata service at both addresses; another user reaches neither, and
+    // reaches anything else.
+    const table = path.join(root, "imds.nft");
+    const probe = (who: string, h: string) => `if timeout 1 ${who === "root" ? "" : "setpriv --reuid 65534 --regid 65534 --clear-groups "}bash -c 'exec 3<>/dev/tcp/${h}/80'; then echo "${who} ${h} ok"; else echo "${who} ${h} blocked"; fi`;
+    const hosts = [IMDS_ADDRESSES.ipv6, IMDS_ADDRESSES.ipv4, "::1"];
+    const netns = spawnSync("unshare", ["-n", "bash", "-c", [
+        "set -e",
+        "ip link set lo up",
+        `ip addr add ${IMDS_ADDRESSES.ipv6}/128 dev lo`,
+        `ip addr add ${IMDS_ADDRESSES.ipv4}/32 dev lo`,
+        `nft -f ${table}`,
+        `node -e 'const net = require("net"); for (const h of ${JSON.stringify(hosts)}) net.createServer((s) => s.end()).listen(80, h)' &`,
+        "trap 'kill $!' EXIT",
+        "for _ in $(seq 100); do if bash -c 'exec 3<>/dev/tcp/::1/80' 2>/dev/null; then break; fi; sleep 0.05; done",
+        "set +e",
+        ...hosts.flatMap((h) => [probe("root", h), probe("nobody", h)]),
+    ].join("\n")], { encoding: "utf8" });
+    assert.equal(netns.status, 0, netns.stderr);
+    assert.equal(netns.stdout, hosts.map((h) => `root ${h} ok\nnobody ${h} ${h === "::1" ? "ok" : "blocked"}\n`).join(""), netns.stderr);
+});
+
+test("first boot without nft: iptables' owner match instead; with neither, the script stops before the key, the NICs or anything else", (t) => {
+    const host = utils.generateKeyPairSync("ed25519");
+    const script = renderUserData({ site: "dc-test", node: "edge-1", hostPrivateKey: host.private, hostPublicKey: host.public, authorizedKeys: [OPERATOR_KEY], uplinkMacs: { up0: "0a:11:22:33:44:01" } });
+    const boot = (stubs: { nft: string; ipt: string }) => {
+        const root = fs.mkdtempSync(path.join(os.tmpdir(), "nublar-userdata-"));
+        t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+        fs.mkdirSync(path.join(root, "sys/class/net/ens5"), { recursive: true });
+        fs.writeFileSync(path.join(root, "sys/class/net/ens5/address"), "0a:11:22:33:44:01\n");
+        const rooted = rootedScript(script, root)
+            .replace(/^nft\(\) \{.*$/m, () => `nft() { ${stubs.nft} }`)
+            .replace(/^(ip6?tables)\(\) \{ (echo .*;) \}$/gm, (_, cmd, log) => `${cmd}() { ${log} ${stubs.ipt} }`);
+        const r = spawnSync("sh", ["-c", rooted], { encoding: "utf8" });
+        const read = (f: string) => fs.existsSync(path.join(root, f)) ? fs.readFileSync(path.join(root, f), "utf8") : undefined;
+        return { r, read };
+    };
+    // No nft on the image (NixOS's default firewall is iptables): the rule is checked for, then inserted first.
+    const rule = (cmd: string, verb: string, address: string) => `${cmd} -w ${verb} OUTPUT ${verb === "-I" ? "1 " : ""}-d ${address} -m owner ! --uid-owner 0 -j DROP first=yes key=no`;
+    const fallback = boot({ nft: "return 127;", ipt: '[ "$2" != -C ];' });
+    assert.equal(fallback.r.status, 0, fallback.r.stderr);
+    assert.equal(fallback.read("imds"), [
+        rule("iptables", "-C", IMDS_ADDRESSES.ipv4), rule("iptables", "-I", IMDS_ADDRESSES.ipv4),
+        rule("ip6tables", "-C", IMDS_ADDRESSES.ipv6), rule("ip6tables", "-I", IMDS_ADDRESSES.ipv6), "",
+    ].join("\n"));
+    assert.ok(fallback.read("var/lib/nublar/first-boot.done") !== undefined);
+    // Neither: nothing after it runs, the key is not written, no NIC renamed, nothing marked done.
+    const none = boot({ nft: "return 1;", ipt: "return 1;" });
+    assert.notEqual(none.r.status, 0);
+    assert.match(none.r.stderr, /nublar: cannot block the instance metadata service to non-root processes/);
+    for (const f of ["etc/ssh/ssh_host_ed25519_key", "root/.ssh/authorized_keys", "etc/nixos/hardware-configuration.nix", "var/lib/nublar/first-boot.done", "calls"]) assert.equal(none.read(f), undefined, f);
 });
 
 test("the host key lines of the user data, read as NixOS's apply-ec2-data reads them (sed), give back the key pair; values that could break out are refused", () => {

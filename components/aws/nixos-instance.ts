@@ -59,7 +59,11 @@ export class NixosInstance extends pulumi.ComponentResource {
             // IMDSv2 only, over IPv6 (the subnets have no IPv4), one hop: containers cannot reach it.
             metadataOptions: { httpEndpoint: "enabled", httpProtocolIpv6: "enabled", httpTokens: "required", httpPutResponseHopLimit: 1 },
             // The host's private key is in it: a secret in state. Changing it later must not
-            // replace a running node; the deploy owns the node from then on.
+            // replace a running node; the deploy owns the node from then on. So the key stays in
+            // the instance's user data for its life: on the node, the first-boot script makes the
+            // metadata service root's alone before anything else, at every boot until the first
+            // deploy (its hardware configuration from then on), and rewrites the image's copy
+            // without the key; outside, ec2:DescribeInstanceAttribute still reads it (README).
             userData: pulumi.secret(userData),
             userDataReplaceOnChange: false,
             tags,

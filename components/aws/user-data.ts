@@ -1,5 +1,10 @@
 // The first boot of an EC2 NixOS node, from its user data. It does only what must exist before
 // the first deploy can reach the node, and only once:
+//   - first of all, at every boot until the first deploy (the hardware configuration holds it
+//     from then on): the instance metadata service, which serves the user data and so the host's
+//     private key, for root only (nftables, or iptables where the image has no nft), and the
+//     image's copy of the user data (/etc/ec2-metadata/user-data) rewritten without the key.
+//     If no rule can be installed, the script stops there: no key, nothing else;
 //   - the SSH host key nublar generated, so that the deploy pins it from the first connection.
 //     NixOS's own apply-ec2-data installs it before sshd starts, from the SSH_HOST_ED25519_KEY
 //     lines at the end (after `exit`, where the shell never reads); the script installs it too,
@@ -59,23 +64,35 @@ export function ec2HardwareConfiguration(input: Pick<UserDataInput, "site" | "no
         "  services.openssh = lib.optionalAttrs (options.services.openssh ? authorizedKeysInHomedir) { authorizedKeysInHomedir = false; };",
         "  # The Amazon Time Sync Service over IPv6 (the image's default is its IPv4 address).",
         '  networking.timeServers = lib.mkForce [ "fd00:ec2::123" ];',
-        "  # The user data holds the host's private key: only root may ask the instance metadata service.",
+        "  # The user data holds the host's private key: only root may ask the instance metadata service",
+        "  # (the first-boot script installed the same table at every boot until now), and the image",
+        "  # copies the user data to /etc/ec2-metadata no more (the script left a copy without the key).",
         "  networking.nftables.tables.nublar-imds = {",
         '    family = "inet";',
         "    content = ''",
-        "      chain output {",
-        "        type filter hook output priority 0; policy accept;",
-        "        ip6 daddr fd00:ec2::254 meta skuid != 0 drop",
-        "      }",
+        ...IMDS_NFT_CHAIN.map((l) => `      ${l}`),
         "    '';",
         "  };",
+        "  systemd.services.fetch-ec2-metadata.enable = false;",
         "}",
         "",
     ].join("\n");
 }
 
-/** The nftables table above, as nft reads it (tests check it with `nft -c`). */
-export const IMDS_NFT_TABLE = "table inet nublar-imds {\n  chain output {\n    type filter hook output priority 0; policy accept;\n    ip6 daddr fd00:ec2::254 meta skuid != 0 drop\n  }\n}\n";
+/** The instance metadata service's addresses: IPv4 (where an instance has it) and IPv6. */
+export const IMDS_ADDRESSES = { ipv4: "169.254.169.254", ipv6: "fd00:ec2::254" } as const;
+/** The chain that lets only root (uid 0) reach the metadata service. */
+const IMDS_NFT_CHAIN = [
+    "chain output {",
+    "  type filter hook output priority 0; policy accept;",
+    `  ip daddr ${IMDS_ADDRESSES.ipv4} meta skuid != 0 drop`,
+    `  ip6 daddr ${IMDS_ADDRESSES.ipv6} meta skuid != 0 drop`,
+    "}",
+];
+/** The nftables table of the hardware configuration and the first-boot script, as nft reads it (tests check it with `nft -c`). */
+export const IMDS_NFT_TABLE = `table inet nublar-imds {\n${IMDS_NFT_CHAIN.map((l) => `  ${l}\n`).join("")}}\n`;
+/** Where NixOS's fetch-ec2-metadata leaves the user data (root only, 0600), and amazon-init runs it from. */
+export const IMAGE_USER_DATA = "/etc/ec2-metadata/user-data";
 
 /** A here-document body, refused if it could end the here-document early. */
 function heredoc(tag: string, body: string): string {
@@ -111,15 +128,45 @@ export function renderUserData(input: UserDataInput): string {
         "}",
         ...pairs.map(([ifname, mac]) => `name_nic ${ifname} ${mac}`),
     ];
+    // Before anything else, at every boot until the first deploy (nothing keeps a rule over a
+    // reboot until then): non-root processes must not read the user data from the metadata
+    // service. One nft transaction (replacing the table if it is there), else iptables' owner
+    // match; neither: stop here, before the key or anything else is handled.
+    const blockImds = [
+        "imds_ipt() {",
+        '  if "$1" -w -C OUTPUT -d "$2" -m owner ! --uid-owner 0 -j DROP 2>/dev/null; then return 0; fi',
+        '  "$1" -w -I OUTPUT 1 -d "$2" -m owner ! --uid-owner 0 -j DROP',
+        "}",
+        `if nft -f - 2>/dev/null ${heredoc("NUBLAR_NFT", `add table inet nublar-imds\ndelete table inet nublar-imds\n${IMDS_NFT_TABLE}`)}`,
+        "then :",
+        `elif imds_ipt iptables ${IMDS_ADDRESSES.ipv4} && imds_ipt ip6tables ${IMDS_ADDRESSES.ipv6}; then :`,
+        "else",
+        '  echo "nublar: cannot block the instance metadata service to non-root processes (no nft, no iptables owner match): stopping before the host key" >&2',
+        "  exit 1",
+        "fi",
+    ];
+    // The image fetched the user data, key and all, to a root-only file at this boot, and runs
+    // it from there: rewrite it without the key. A new file renamed over it, so that the shell
+    // running this script reads on from the old one, which goes when the shell is done.
+    // ([:], not ':': apply-ec2-data takes every line holding 'SSH_HOST_ED25519_KEY:' for the key.)
+    const scrub = [
+        `if [ -f ${IMAGE_USER_DATA} ] && grep -q '^SSH_HOST_ED25519_KEY[:]' ${IMAGE_USER_DATA}; then`,
+        `  sed -e "/<<'NUBLAR_KEY'\\$/,/^NUBLAR_KEY\\$/d" -e '/^SSH_HOST_ED25519_KEY[:]/d' ${IMAGE_USER_DATA} > ${IMAGE_USER_DATA}.nublar`,
+        `  chmod 600 ${IMAGE_USER_DATA}.nublar`,
+        `  mv -f ${IMAGE_USER_DATA}.nublar ${IMAGE_USER_DATA}`,
+        "fi",
+    ];
     const script = [
         "#!/bin/sh",
         `# First boot of ${input.node} (site ${input.site}), written by nublar (components/aws/user-data.ts).`,
         "set -eu",
         "PATH=/run/current-system/sw/bin:$PATH",
         "export PATH",
+        "umask 077",
+        ...blockImds,
+        ...scrub,
         ...rename,
         `if [ -e ${DONE} ]; then exit 0; fi`,
-        "umask 077",
         "mkdir -p /etc/ssh /root/.ssh /etc/nixos /var/lib/nublar",
         `pub='${pub}'`,
         // apply-ec2-data has installed it before sshd started, unless this image predates that.
@@ -144,5 +191,9 @@ export function renderUserData(input: UserDataInput): string {
     const bytes = Buffer.byteLength(script);
     if (bytes > USER_DATA_MAX_BYTES) throw new Error(`node '${input.node}': the first-boot script is ${bytes} bytes, over EC2's ${USER_DATA_MAX_BYTES}-byte user data limit (fewer operator keys?)`);
     if (script.split("\n").some((l) => l.includes("|") && !l.startsWith("SSH_HOST_ED25519_KEY:"))) throw new Error(`node '${input.node}': '|' outside the host key line of the user data`);
+    // apply-ec2-data (sed) takes every line holding these for the key: one each, the last two.
+    for (const tag of ["SSH_HOST_ED25519_KEY:", "SSH_HOST_ED25519_KEY_PUB:"]) {
+        if (script.split("\n").filter((l) => l.includes(tag)).length !== 1) throw new Error(`node '${input.node}': '${tag}' not on exactly one line of the user data`);
+    }
     return script;
 }

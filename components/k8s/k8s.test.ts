@@ -6,7 +6,7 @@ import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import * as pulumi from "@pulumi/pulumi";
 import type { ResourceValidationPolicy, StackValidationPolicy } from "@pulumi/policy";
 import { policies } from "../../policy/policies";
@@ -14,7 +14,8 @@ import { validateResource, validateStack, type TestResource } from "../../policy
 import { loadSiteFromStackFile } from "../../model/site/load";
 import { nginxTest } from "../../test/helpers/nginx";
 import { settled } from "../../test/helpers/pulumi-mocks";
-import { manifests } from "../../test/helpers/k8s-manifests";
+import { manifests, unsecret } from "../../test/helpers/k8s-manifests";
+import { freePorts } from "../../test/helpers/ports";
 import { ComponentArgsError } from "./common";
 import { projectPath } from "../../model/project";
 
@@ -138,16 +139,76 @@ test("UnicornLedgerCluster: one CloudNativePG Cluster per shard with the site's 
     const scheduled = children.filter((c) => c.type === "kubernetes:postgresql.cnpg.io/v1:ScheduledBackup");
     assert.equal(scheduled.length, clusters.length);
     assert.equal(scheduled[0].inputs.spec.schedule, "0 0 3 * * *");
-    // The cache: IPv6 only, a password from its own Secret, and a probe that uses both.
-    const redis = find(children, "kubernetes:apps/v1:Deployment", "unicorn-cache").inputs.spec.template.spec.containers[0];
-    assert.match(redis.command.join(" "), /--bind :: --requirepass "\$REDIS_PASSWORD"/);
-    assert.match(redis.readinessProbe.exec.command.join(" "), /redis-cli -h ::1 .*-a "\$REDIS_PASSWORD" ping/);
+    // The cache: a password from its own Secret (the next test: never on a command line).
     assert.ok(find(children, "kubernetes:core/v1:Secret", "unicorn-cache-password"));
     const np = find(children, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "unicorn-cache").inputs.spec;
     assert.deepEqual([np.policyTypes, np.ingress[0].from[0].podSelector.matchLabels, np.ingress[0].ports[0].port], [["Ingress"], { "nublar/ledger-client": "true" }, 6379]);
     assert.deepEqual(await mandatoryFindings(children), []);
     const { backup: _, ...noBackup } = park.ledger;
     assert.throws(() => new UnicornLedgerCluster("u2", { namespace: "l", ledger: noBackup as typeof park.ledger, postgresImage: `p${DIGEST}`, redisImage: `r${DIGEST}`, backupDestination: "s3://b", backupCredentialsSecret: "s" }), /ledger\.backup is not set/);
+});
+
+test("UnicornLedgerCluster's Redis: the password only in its Secret (a redis.conf that Redis reads from a read-only file, REDISCLI_AUTH for the probe), never on a command line", async (t) => {
+    const { UnicornLedgerCluster, redisConf, REDIS_CONF_KEY } = await import("./ledger-cluster");
+    const { children } = await build((o) => new UnicornLedgerCluster("unicorn", {
+        namespace: "ledger", ledger: park.ledger, postgresImage: `p${DIGEST}`, redisImage: `r${DIGEST}`, backupDestination: "s3://lake/u", backupCredentialsSecret: "lake-credentials",
+    }, o));
+    const PASSWORD = "generated-password"; // what the mocks give the GeneratedKey
+    const secret = find(children, "kubernetes:core/v1:Secret", "unicorn-cache-password");
+    const secretName = `${secret.name}-x1y2`; // its generated name, under the mocks
+    // It stays a Pulumi secret, the config too: mocks see a secret input as Pulumi's wire wrapper.
+    assert.equal(secret.inputs.stringData["4dabf18193072939515e22adb298388d"], "1b47061264138c4ac30d75fd1eb44270", "stringData is a secret");
+    assert.deepEqual(Object.keys(unsecret(secret.inputs.stringData)).sort(), ["password", REDIS_CONF_KEY]);
+    const conf = unsecret(secret.inputs.stringData)[REDIS_CONF_KEY];
+    assert.equal(conf, redisConf(PASSWORD));
+    assert.match(conf, /^requirepass "generated-password"$/m);
+    assert.match(conf, /^bind ::$/m);
+
+    const dep = find(children, "kubernetes:apps/v1:Deployment", "unicorn-cache").inputs;
+    const pod = dep.spec.template.spec;
+    assert.ok(!JSON.stringify(unsecret(dep)).includes(PASSWORD), "the password is nowhere in the Deployment");
+    for (const c of [...pod.containers, ...(pod.initContainers ?? [])]) {
+        const probes = [c.readinessProbe, c.livenessProbe, c.startupProbe].filter((p) => p?.exec).map((p) => p.exec.command);
+        for (const argv of [c.command ?? [], c.args ?? [], ...probes]) {
+            const line = argv.join(" ");
+            assert.ok(!line.includes(PASSWORD), `${c.name}: the password in '${line}'`);
+            assert.doesNotMatch(line, /(^|\s)(-a|--pass|--requirepass|--user)(\s|=|$)|\$REDIS_PASSWORD/, `${c.name}: a password argument in '${line}'`);
+        }
+    }
+    const redis = pod.containers.find((c: any) => c.name === "redis");
+    assert.deepEqual(redis.command, ["redis-server", `/etc/redis/${REDIS_CONF_KEY}`]);
+    assert.equal(redis.args, undefined);
+    // The config file: the Secret's redis.conf only, mounted read-only, 0440 for root and the fsGroup.
+    const mount = redis.volumeMounts.find((m: any) => m.mountPath === "/etc/redis");
+    assert.equal(mount.readOnly, true);
+    const volume = pod.volumes.find((v: any) => v.name === mount.name);
+    assert.deepEqual(volume.secret, { secretName, items: [{ key: REDIS_CONF_KEY, path: REDIS_CONF_KEY }], defaultMode: 0o440 });
+    assert.equal(pod.securityContext.fsGroup, redis.securityContext.runAsUser, "Redis's user reads the file through its group");
+    assert.equal(redis.securityContext.runAsNonRoot, true);
+    // The probe's redis-cli takes the password from REDISCLI_AUTH, from the Secret.
+    assert.deepEqual(redis.env, [{ name: "REDISCLI_AUTH", valueFrom: { secretKeyRef: { name: secretName, key: "password" } } }]);
+    const probe: string[] = redis.readinessProbe.exec.command;
+    assert.match(probe.join(" "), /redis-cli -h ::1 ping/);
+
+    // As Redis itself reads them: a real redis-server from the rendered file (with a password that
+    // needs quoting), and the probe's command, which passes with REDISCLI_AUTH and fails without.
+    const tricky = 'pa"ss\\w rd#$x';
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nublar-redis-conf-"));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    fs.writeFileSync(path.join(dir, REDIS_CONF_KEY), redisConf(tricky), { mode: 0o440 });
+    const [port] = await freePorts(1);
+    const server = spawn("redis-server", [path.join(dir, REDIS_CONF_KEY), "--port", String(port), "--bind", "::1", "--dir", dir], { stdio: "ignore" });
+    t.after(() => { if (server.exitCode === null) server.kill(); });
+    const { REDISCLI_AUTH: _, ...env } = process.env;
+    const cli = (auth: string | undefined, ...argv: string[]) => spawnSync("redis-cli", ["-h", "::1", "-p", String(port), ...argv], { encoding: "utf8", env: auth === undefined ? env : { ...env, REDISCLI_AUTH: auth } });
+    for (let i = 0; i < 100 && !/PONG|NOAUTH/.test(cli(undefined, "ping").stdout); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.match(cli(tricky, "ping").stdout, /^PONG$/m);
+    assert.match(cli(undefined, "ping").stdout, /NOAUTH/);
+    assert.match(cli("wrong", "ping").stdout + cli("wrong", "ping").stderr, /WRONGPASS|invalid/i);
+    assert.equal(cli(tricky, "config", "get", "maxmemory-policy").stdout.trim().split("\n")[1], "allkeys-lru");
+    const probeAt = [...probe.slice(0, -1), probe[probe.length - 1].replace("-h ::1", `-h ::1 -p ${port}`)];
+    assert.equal(spawnSync(probeAt[0], probeAt.slice(1), { env: { ...env, REDISCLI_AUTH: tricky } }).status, 0, "the readiness probe passes with REDISCLI_AUTH");
+    assert.notEqual(spawnSync(probeAt[0], probeAt.slice(1), { env }).status, 0, "and fails without it");
 });
 
 test("EventBus: Strimzi Kafka in KRaft mode, 3 controllers and 3 brokers, replication 3 and min ISR 2 on the cluster and every topic", async () => {

@@ -12,6 +12,28 @@ import { ComponentArgsError, FAILURE_DOMAIN_KEY, labelsFor, pinnedImage, selecto
 /** The CloudNativePG API these resources are written for (operator 1.25 or newer: dataDurability). */
 export const CNPG_API = "postgresql.cnpg.io/v1";
 
+/** The cache tier's Redis: its user, and where its config file (a key of the password Secret) is mounted. */
+const REDIS_UID = 999;
+const REDIS_CONF_DIR = "/etc/redis";
+export const REDIS_CONF_KEY = "redis.conf";
+
+/** Redis's config for the cache tier, with its password (in "...", where Redis reads \xHH escapes). */
+export function redisConf(password: string): string {
+    const quoted = password.replace(/[\x00-\x1f\x7f"\\]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+    return [
+        "# The ledger's cache tier (components/k8s/ledger-cluster.ts): IPv6, password required, no persistence",
+        "# (acknowledged entries only, so losing it loses nothing).",
+        "bind ::",
+        "port 6379",
+        'save ""',
+        "appendonly no",
+        "maxmemory 512mb",
+        "maxmemory-policy allkeys-lru",
+        `requirepass "${quoted}"`,
+        "",
+    ].join("\n");
+}
+
 export interface UnicornLedgerClusterArgs {
     namespace: string;
     /** The site's ledger settings (model/site/model.ts): shards, instances, dataDurability, backup. */
@@ -95,10 +117,13 @@ export class UnicornLedgerCluster extends pulumi.ComponentResource {
         const labels = labelsFor(cache, "ledger-cache");
         const selector = selectorFor(cache);
         // The cache's password: generated once, kept as a Pulumi secret and a Kubernetes Secret.
+        // The Secret also holds Redis's whole config file, `requirepass` included: Redis reads the
+        // password from a read-only file, never from its command line (which any process on the
+        // node can read in /proc), and the probe's redis-cli takes it from REDISCLI_AUTH, not `-a`.
         const password = new GeneratedKey(`${cache}-password`, "password", child);
         const passwordSecret = new k8s.core.v1.Secret(`${cache}-password`, {
             metadata: { namespace, labels },
-            stringData: { password: password.value },
+            stringData: { password: password.value, [REDIS_CONF_KEY]: pulumi.secret(password.value.apply(redisConf)) },
         }, child);
         new k8s.apps.v1.Deployment(cache, {
             metadata: { namespace, labels },
@@ -108,18 +133,24 @@ export class UnicornLedgerCluster extends pulumi.ComponentResource {
                 template: {
                     metadata: { labels },
                     spec: {
+                        // The config file's group: Redis (uid 999) reads it through the pod's fsGroup.
+                        securityContext: { fsGroup: REDIS_UID },
                         containers: [{
                             name: "redis",
                             image: redisImage,
-                            // IPv6 only, with a password: the ledger service reads it from the same Secret.
-                            command: ["sh", "-c", 'exec redis-server --save "" --appendonly no --maxmemory 512mb --maxmemory-policy allkeys-lru --bind :: --requirepass "$REDIS_PASSWORD"'],
-                            env: [{ name: "REDIS_PASSWORD", valueFrom: { secretKeyRef: { name: passwordSecret.metadata.name, key: "password" } } }],
+                            // IPv6 only, with a password (redisConf): the ledger service reads it from the same Secret.
+                            command: ["redis-server", `${REDIS_CONF_DIR}/${REDIS_CONF_KEY}`],
+                            // redis-cli (the readiness probe) reads the password from here, never from its arguments.
+                            env: [{ name: "REDISCLI_AUTH", valueFrom: { secretKeyRef: { name: passwordSecret.metadata.name, key: "password" } } }],
                             ports: [{ name: "redis", containerPort: 6379 }],
                             resources: { requests: { cpu: "100m", memory: "256Mi" }, limits: { cpu: "500m", memory: "640Mi" } },
-                            readinessProbe: { exec: { command: ["sh", "-c", 'redis-cli -h ::1 --no-auth-warning -a "$REDIS_PASSWORD" ping | grep -q PONG'] }, periodSeconds: 5 },
+                            readinessProbe: { exec: { command: ["sh", "-c", "redis-cli -h ::1 ping | grep -q PONG"] }, periodSeconds: 5 },
                             livenessProbe: { tcpSocket: { port: 6379 }, initialDelaySeconds: 10, periodSeconds: 10 },
-                            securityContext: { runAsNonRoot: true, runAsUser: 999, allowPrivilegeEscalation: false },
+                            securityContext: { runAsNonRoot: true, runAsUser: REDIS_UID, allowPrivilegeEscalation: false },
+                            volumeMounts: [{ name: "config", mountPath: REDIS_CONF_DIR, readOnly: true }],
                         }],
+                        // Only the config file from the Secret, readable by root and the fsGroup (0440), nobody else.
+                        volumes: [{ name: "config", secret: { secretName: passwordSecret.metadata.name, items: [{ key: REDIS_CONF_KEY, path: REDIS_CONF_KEY }], defaultMode: 0o440 } }],
                     },
                 },
             },
