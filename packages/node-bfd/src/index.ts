@@ -9,4 +9,4 @@ export { DEFAULT_TIMERS, mergeOptions, resolveSessionConfig, type MergedOptions,
 export * from "./types";
 export { BfdService, BfdError, type ServiceOptions } from "./service";
 export type { Snapshot } from "./protocol";
-export { gtsmRuleset, GTSM_TABLE } from "./gtsm";
+export { BfdGtsmError, gtsmRuleset, GTSM_MODES, GTSM_OWN_TABLE_PREFIX, GTSM_TABLE, type GtsmMode, type GtsmStatus } from "./gtsm";

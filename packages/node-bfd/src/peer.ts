@@ -4,7 +4,7 @@
 //   {"op":"snapshot"}  {"op":"stop"}
 // Events: {"event":"ready"} {"event":"state",...} {"event":"result","op":...,"ok":true,...}
 import * as readline from "node:readline";
-import { BfdService } from "./service";
+import { BfdService, type ServiceOptions } from "./service";
 
 /**
  * Keep this process's main thread busy (`duty` of every 100 ms) for `seconds`: shows that
@@ -24,9 +24,11 @@ function burn(seconds: number, duty: number): string {
 }
 
 async function main() {
-    // NODE_BFD_WORKER_NICE: niceness for the session worker thread (see ServiceOptions).
+    // NODE_BFD_WORKER_NICE: niceness for the session worker thread; NODE_BFD_GTSM: "nftables"
+    // (the default) or "off-i-understand" (see ServiceOptions).
     const nice = process.env.NODE_BFD_WORKER_NICE;
-    const bfd = await BfdService.start(nice ? { workerNiceness: Number(nice) } : {});
+    const gtsm = process.env.NODE_BFD_GTSM as ServiceOptions["gtsm"];
+    const bfd = await BfdService.start({ ...(nice ? { workerNiceness: Number(nice) } : {}), ...(gtsm ? { gtsm } : {}) });
     const out = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
     bfd.on("state", (c) => out({ event: "state", ...c, mono: performance.now() }));
     const rl = readline.createInterface({ input: process.stdin });

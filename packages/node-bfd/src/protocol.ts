@@ -1,4 +1,5 @@
 // Messages between the BfdService (main thread) and its worker.
+import type { GtsmStatus } from "./gtsm";
 import type { Profile, SessionSnapshot, SessionSpec, StateChange } from "./types";
 
 export type RequestBody =
@@ -24,4 +25,6 @@ export interface Snapshot {
     loopDelayMs: { p50: number; p99: number; max: number };
     /** The worker thread's scheduling priority, as set (or why not). */
     priority: string;
+    /** GTSM for single-hop sessions (RFC 5881 §5): how it is enforced, by which nftables table, or why it cannot be. */
+    gtsm: GtsmStatus;
 }

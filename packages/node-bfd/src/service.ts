@@ -8,6 +8,7 @@
 import { EventEmitter } from "node:events";
 import * as path from "node:path";
 import { Worker } from "node:worker_threads";
+import { GTSM_MODES, type GtsmMode } from "./gtsm";
 import type { RequestBody, Response, Snapshot, WorkerEvent } from "./protocol";
 import type { Profile, RxGap, SessionSpec, StateChange } from "./types";
 
@@ -32,6 +33,20 @@ export interface ServiceOptions {
      * real-time throttling keeps a runaway from starving the machine.
      */
     workerRealtimePriority?: number;
+    /**
+     * GTSM for single-hop sessions (RFC 5881 §5): accept their packets only with hop limit 255,
+     * so that a sender off the link cannot take a session down with a spoofed packet.
+     *
+     * - "nftables" (the default): before the first single-hop session, node-bfd makes sure the
+     *   kernel drops the others: it uses the table `inet nublar_bfd_gtsm` if it is in place
+     *   (the nublar agent's, from `gtsmRuleset()`), and otherwise installs a table of its own
+     *   that goes when the service stops or its process dies. This needs the `nft` command and
+     *   CAP_NET_ADMIN; without them, `add` refuses single-hop sessions (a BfdError named
+     *   "BfdGtsmError" that says why and what to do).
+     * - "off-i-understand": no GTSM. Single-hop sessions run unprotected: anyone who can route a
+     *   packet to this host and guess or learn the discriminators can take them down.
+     */
+    gtsm?: GtsmMode;
 }
 
 export interface BfdService {
@@ -67,7 +82,11 @@ export class BfdService extends EventEmitter {
     }
 
     static async start(opts: ServiceOptions = {}): Promise<BfdService> {
-        const worker = new Worker(path.join(__dirname, "worker-entry.js"), { workerData: opts });
+        const gtsm = opts.gtsm ?? "nftables";
+        if (!GTSM_MODES.includes(gtsm)) {
+            throw new BfdError(`gtsm ${JSON.stringify(gtsm)} is not one of ${GTSM_MODES.map((m) => JSON.stringify(m)).join(", ")} ("off-i-understand" runs single-hop sessions without GTSM)`);
+        }
+        const worker = new Worker(path.join(__dirname, "worker-entry.js"), { workerData: { ...opts, gtsm } });
         await new Promise<void>((resolve, reject) => {
             worker.once("online", resolve);
             worker.once("error", reject);

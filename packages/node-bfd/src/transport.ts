@@ -7,6 +7,7 @@ import { isIPv4 } from "node:net";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 import { encodeSigned } from "./auth";
 import { allocateDiscriminator, Demux, type PeerKey } from "./demux";
+import type { Gtsm } from "./gtsm";
 import { decode, DIAG_NAMES, encode, State, STATE_NAMES, type DropReason } from "./packet";
 import { resolveSessionConfig } from "./profile";
 import { controlPacket, createSession, detectionTimeUs, nextDeadline, receiveDeadlineDue, step, stepInPlace, type Session, type SessionAction, type SessionConfig } from "./session";
@@ -51,6 +52,11 @@ export interface TransportOptions {
     /** Override the listening ports (tests run unprivileged peers side by side). */
     singleHopPort?: number;
     multihopPort?: number;
+    /**
+     * GTSM for single-hop sessions (RFC 5881 §5), for the single-hop port: made sure of before
+     * a single-hop session is added; the session is refused if it cannot be enforced.
+     */
+    gtsm: Pick<Gtsm, "ensure">;
 }
 
 export class Transport {
@@ -95,6 +101,8 @@ export class Transport {
             }
             if (sameKey(e.key, key)) throw new BfdConfigError(`a session to ${spec.peer}${spec.local ? ` from ${spec.local}` : ""} (${key.multihop ? "multihop" : "single-hop"}) already exists: '${e.id}'`);
         }
+        // Before any socket listens for it: a single-hop packet from off the link is dropped.
+        if (!key.multihop) await this.opts.gtsm.ensure(id);
         await this.listen(spec);
         const tx = await bindSourceSocket(this.listenerOf(spec).family, spec.local);
         // Connected once: each send then skips the per-packet address handling. A peer with no

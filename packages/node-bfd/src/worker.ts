@@ -4,11 +4,12 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
-import { Transport } from "./transport";
+import { Gtsm, type GtsmMode } from "./gtsm";
+import { SINGLE_HOP_PORT, Transport } from "./transport";
 import type { Request, Response, WorkerEvent } from "./protocol";
 
 const port = parentPort!;
-const options = workerData as { singleHopPort?: number; multihopPort?: number; workerNiceness?: number; workerRealtimePriority?: number };
+const options = workerData as { singleHopPort?: number; multihopPort?: number; workerNiceness?: number; workerRealtimePriority?: number; gtsm: GtsmMode };
 
 /** Set this thread's own niceness: /proc/thread-self names our thread id, and Linux's
  * setpriority applies to a single thread when given a thread id. */
@@ -36,9 +37,11 @@ const priority = [
     options.workerNiceness === undefined ? undefined : setThreadNiceness(options.workerNiceness),
     options.workerRealtimePriority === undefined ? undefined : setThreadRealtime(options.workerRealtimePriority),
 ].filter(Boolean).join("; ") || "default";
+const gtsm = new Gtsm(options.gtsm, options.singleHopPort ?? SINGLE_HOP_PORT);
 const transport = new Transport({
     singleHopPort: options.singleHopPort,
     multihopPort: options.multihopPort,
+    gtsm,
     onStateChange: (change) => port.postMessage({ event: "state", change } satisfies WorkerEvent),
 });
 
@@ -51,9 +54,9 @@ port.on("message", async (req: Request) => {
             case "update": result = transport.update(req.id, req.spec); break;
             case "remove": result = transport.remove(req.id); break;
             case "profile": result = transport.setProfile(req.name, req.profile); break;
-            case "snapshot": result = { sessions: transport.snapshot(), unmatchedDrops: transport.unmatchedDrops, loopDelayMs: transport.loopDelayMs(), priority }; break;
+            case "snapshot": result = { sessions: transport.snapshot(), unmatchedDrops: transport.unmatchedDrops, loopDelayMs: transport.loopDelayMs(), priority, gtsm: gtsm.status() }; break;
             case "rx-gaps": result = transport.takeRxGaps(); break;
-            case "stop": transport.close(); result = undefined; break;
+            case "stop": transport.close(); await gtsm.close(); result = undefined; break;
         }
         res = { reqId: req.reqId, ok: true, result };
     } catch (err) {

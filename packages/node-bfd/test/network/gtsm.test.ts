@@ -1,6 +1,8 @@
 // GTSM (RFC 5881 §5): node-bfd sends with hop limit 255, and the nftables rule from
 // gtsmRuleset() drops single-hop BFD that arrives with any other hop limit, which
-// Node's dgram could not check itself.
+// Node's dgram could not check itself. Here the table is installed as the nublar agent
+// does, before the speakers start: node-bfd finds it and uses it (gtsm-library.test.ts
+// covers node-bfd on its own, installing a table itself).
 import { after, before, test } from "node:test";
 import * as assert from "node:assert/strict";
 import * as path from "node:path";
@@ -66,6 +68,14 @@ test("node-bfd's packets carry hop limit 255: two speakers behind GTSM come Up",
     await speakerA.waitState("ab", "up", 10_000);
     await speakerB.waitState("ba", "up", 10_000);
     assert.equal(dropCounter(a), 0);
+});
+
+test("node-bfd finds this table in place and uses it, as it does the agent's: no table of its own", async () => {
+    for (const [ns, speaker] of [[a, speakerA], [b, speakerB]] as const) {
+        const { gtsm } = await speaker.call({ op: "snapshot" });
+        assert.deepEqual(gtsm, { mode: "nftables", table: `inet ${GTSM_TABLE}`, owned: false });
+        assert.equal(sh(["ip", "netns", "exec", ns, "nft", "list", "tables"]).trim(), `table inet ${GTSM_TABLE}`);
+    }
 });
 
 test("a packet with hop limit 254 is dropped by the rule; the session never sees it", async () => {

@@ -72,11 +72,17 @@ export class Lab {
         sh(["ip", "-n", ns, "route", "add", prefix, "via", via]);
     }
 
-    /** A node-bfd speaker in `ns`. */
-    async speaker(ns: string): Promise<Speaker> {
+    /**
+     * A node-bfd speaker in `ns`. `env`: variables for it (set with env(1)); `wrap`: a command
+     * that execs the rest, e.g. ["setpriv", "--bounding-set", "-net_admin", "--"].
+     */
+    async speaker(ns: string, opts: { env?: Record<string, string>; wrap?: string[] } = {}): Promise<Speaker> {
         // NODE_BFD_SPEAKER_ARGS: extra node flags for speakers, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
         const extra = (process.env.NODE_BFD_SPEAKER_ARGS ?? "").split(" ").filter(Boolean);
-        const child = spawn("ip", ["netns", "exec", ns, process.execPath, ...extra, "--import", "tsx", path.join(SRC, "peer.ts")], {
+        const env = Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`);
+        // `ip netns exec`, env(1) and setpriv all exec what follows, so the child's PID stays node's.
+        const child = spawn("ip", ["netns", "exec", ns, ...(env.length ? ["env", ...env] : []), ...(opts.wrap ?? []),
+            process.execPath, ...extra, "--import", "tsx", path.join(SRC, "peer.ts")], {
             stdio: ["pipe", "pipe", "inherit"],
         });
         this.children.push(child);
@@ -154,7 +160,14 @@ export class Speaker {
         return this.child.pid!;
     }
 
+    /** Resolves with the exit code (or signal) once the process has exited. */
+    readonly exited: Promise<number | string>;
+
     constructor(private readonly child: ChildProcess) {
+        this.exited = new Promise((resolve) => {
+            if (child.exitCode !== null || child.signalCode !== null) resolve(child.exitCode ?? child.signalCode!);
+            else child.once("exit", (code, signal) => resolve(code ?? signal ?? "unknown"));
+        });
         readline.createInterface({ input: child.stdout! }).on("line", (line) => {
             let e: PeerEvent;
             try {
@@ -184,6 +197,18 @@ export class Speaker {
         return res.result;
     }
 
+    /** Stop the service (BfdService.stop) and wait for the process to exit. */
+    async stop(timeoutMs = 5_000): Promise<number | string> {
+        this.child.stdin!.end(`${JSON.stringify({ op: "stop" })}\n`);
+        return withTimeout(this.exited, timeoutMs, "the speaker did not exit after stop");
+    }
+
+    /** SIGKILL the speaker (a crash: nothing of ours runs after it) and wait for it to be gone. */
+    async kill(timeoutMs = 5_000): Promise<number | string> {
+        if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGKILL");
+        return withTimeout(this.exited, timeoutMs, "the speaker did not die");
+    }
+
     async session(id: string): Promise<any> {
         const snap = await this.call({ op: "snapshot" });
         return snap.sessions.find((s: any) => s.id === id);
@@ -193,6 +218,12 @@ export class Speaker {
     waitState(id: string, to: string, timeoutMs: number, since = 0): Promise<PeerEvent> {
         return this.waitFor((e) => e.event === "state" && e.id === id && e.to === to, timeoutMs, since);
     }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+    let t: NodeJS.Timeout | undefined;
+    return Promise.race([p, new Promise<T>((_, reject) => { t = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms); })])
+        .finally(() => clearTimeout(t));
 }
 
 export class Frr {
