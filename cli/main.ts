@@ -20,6 +20,7 @@ import { planAwsNetwork, type AwsNetworkPlan } from "../model/network/aws-plan";
 import { PlanError } from "../model/network/addressing";
 import { loadSiteFromStackFile, SiteConfigError, stackFile } from "../model/site/load";
 import type { Site } from "../model/site/model";
+import { escapeText, safeJson } from "../model/site/text";
 
 const stateRoot = () => process.env.NUBLAR_STATE_DIR ?? path.join(PROJECT_DIR, ".nublar");
 
@@ -85,9 +86,11 @@ export function buildProgram(): Command {
                     return { file: shown(file), ok: false, site: undefined, problems };
                 }
             });
-            print(!!opts.json, results, () => results.map((r) => r.ok
-                ? `ok       ${r.file} (site ${r.site})`
-                : `invalid  ${r.file}\n${r.problems.map((p) => `  - ${p}`).join("\n")}`).join("\n"));
+            // What the files hold reaches the terminal escaped (model/site/text.ts).
+            const t = escapeText;
+            process.stdout.write(opts.json ? `${safeJson(results, 2)}\n` : `${results.map((r) => r.ok
+                ? `ok       ${t(r.file)} (site ${t(r.site ?? "")})`
+                : `invalid  ${t(r.file)}\n${r.problems.map((p) => `  - ${t(p)}`).join("\n")}`).join("\n")}\n`);
             if (results.some((r) => !r.ok)) process.exitCode = 1;
         });
     site.command("show")
@@ -95,16 +98,23 @@ export function buildProgram(): Command {
         .addOption(stackOpt()).addOption(fileOpt()).addOption(jsonOpt())
         .action((opts: { stack: string; file?: string; json?: boolean }) => {
             const s = siteFor(opts);
-            print(!!opts.json, s, () => [
-                `site ${s.name} (${s.kind})${s.description ? `: ${s.description}` : ""}`,
+            // Anything from the site is printed with control characters escaped: an ESC in a
+            // description would otherwise drive the terminal (model/site/text.ts).
+            if (opts.json) {
+                process.stdout.write(`${safeJson(s, 2)}\n`);
+                return;
+            }
+            const t = escapeText;
+            process.stdout.write(`${[
+                `site ${t(s.name)} (${t(s.kind)})${s.description ? `: ${t(s.description)}` : ""}`,
                 `SLA: availability ${s.sla.availability}, failover budget ${s.sla.failoverBudgetMs} ms`,
                 "",
-                table([["PROVIDER", "PREFIX"], ...s.providers.map((p) => [p.name, p.prefix])]),
+                table([["PROVIDER", "PREFIX"], ...s.providers.map((p) => [t(p.name), t(p.prefix)])]),
                 "",
                 table([["NODE", "ROLE", "FAILURE DOMAIN", "UPLINKS", "SSH"],
-                    ...s.nodes.map((n) => [n.name, n.role, n.failureDomain, n.uplinks.map((u) => u.provider).join(","),
-                        n.ssh ? `${n.ssh.user}@${n.ssh.host.includes(":") ? `[${n.ssh.host}]` : n.ssh.host}:${n.ssh.port}` : n.ec2 ? "(EC2: see site plan)" : "(lab)"])]),
-            ].join("\n"));
+                    ...s.nodes.map((n) => [t(n.name), t(n.role), t(n.failureDomain), t(n.uplinks.map((u) => u.provider).join(",")),
+                        n.ssh ? t(`${n.ssh.user}@${n.ssh.host.includes(":") ? `[${n.ssh.host}]` : n.ssh.host}:${n.ssh.port}`) : n.ec2 ? "(EC2: see site plan)" : "(lab)"])]),
+            ].join("\n")}\n`);
         });
 
     site.command("plan")

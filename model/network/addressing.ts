@@ -1,9 +1,9 @@
 // IPv6 arithmetic shared by the planners. Addresses are computed with ip-num and
 // printed in RFC 5952 canonical form, so plans compare and diff cleanly.
-import { IPv6, IPv6CidrRange } from "ip-num";
-import { collapseIPv6Number } from "ip-num/dist/src/IPv6Utils";
+import { IPv6CidrRange } from "ip-num";
 import { UserFacingError } from "../errors";
 import type { Site, SiteNode } from "../site/model";
+import { formatIpv6 } from "../site/ipv6";
 
 export class PlanError extends UserFacingError {
     readonly kind = "user";
@@ -13,10 +13,8 @@ export class PlanError extends UserFacingError {
     }
 }
 
-/** Canonical text of an IPv6 address given as a number. */
-export function formatIpv6(value: bigint): string {
-    return collapseIPv6Number(new IPv6(value).toString());
-}
+/** Canonical text of an IPv6 address given as a number (the schema's, model/site/ipv6.ts). */
+export { formatIpv6 };
 
 /**
  * A prefix parsed once: ip-num's parser validates the text thoroughly and takes ~0.2 ms, and

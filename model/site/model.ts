@@ -6,7 +6,8 @@
 // (see ./load.ts for the formatting).
 import { z } from "zod";
 import { SHARD_NAME } from "../vocabulary";
-import { IPv6CidrRange, Validator } from "ip-num";
+import { canonicalAddress, canonicalPrefix, parseIpv6Address, parseIpv6Prefix, prefixBounds } from "./ipv6";
+import { findControlChar, listNames, showName } from "./text";
 
 /** DNS-label-like names: they end up in hostnames, namespace and unit names. */
 const Name = z
@@ -15,39 +16,118 @@ const Name = z
 
 const Ipv4Like = /^\d{1,3}(\.\d{1,3}){3}(\/\d+)?$/;
 
-/** An IPv6 prefix in CIDR form, network-aligned, of exactly `length` bits (any length when absent). */
+/**
+ * Free text of at most `max` characters on one line: no control characters (an ESC would reach
+ * the terminal of whoever runs `nublar site show`), no bidi overrides (see ./text.ts).
+ */
+function oneLineText(max: number) {
+    return z.string().max(max).superRefine(noControlChars);
+}
+
+function noControlChars(value: string, ctx: z.RefinementCtx): void {
+    const found = findControlChar(value);
+    if (found) ctx.addIssue({ code: "custom", message: `must be one line of text without control characters (found ${found}); in YAML, write a block scalar as '>-', not '>'` });
+}
+
+/**
+ * An IPv6 prefix in CIDR form (hex groups only: no zone, no brackets, no spaces, no dotted
+ * IPv4), network-aligned, of exactly `length` bits (any length when absent). Parsed as its
+ * canonical text (RFC 5952: `2001:DB8:A:0::/48` is `2001:db8:a::/48`), which is what the
+ * planners copy into configs and firewall rules.
+ */
 function ipv6Prefix(length?: number) {
     return z.string().superRefine((value, ctx) => {
         if (Ipv4Like.test(value)) {
             ctx.addIssue({ code: "custom", message: "the site is IPv6-only; IPv4 prefixes are not allowed" });
             return;
         }
-        if (!Validator.isValidIPv6CidrNotation(value)[0]) {
-            ctx.addIssue({ code: "custom", message: "must be an IPv6 prefix in CIDR notation, like 2001:db8:a::/48" });
+        const parsed = parseIpv6Prefix(value);
+        if (!parsed.ok) {
+            ctx.addIssue({ code: "custom", message: parsed.reason });
             return;
         }
-        const range = IPv6CidrRange.fromCidr(value);
-        const bits = Number(range.cidrPrefix.getValue());
-        if (length !== undefined && bits !== length) {
+        if (length !== undefined && parsed.value.length !== length) {
             ctx.addIssue({ code: "custom", message: `must be a /${length}` });
-            return;
         }
-        const given = IPv6CidrRange.fromCidr(`${value.split("/")[0]}/128`).getFirst().getValue();
-        if (given !== range.getFirst().getValue()) {
-            ctx.addIssue({ code: "custom", message: `host bits must be zero (the network is ${range.getFirst().toString()}/${bits})` });
-        }
-    });
+    }).transform(canonicalPrefix);
 }
 
 /** An IPv6 prefix of any length, network-aligned (a firewall source, say). */
 const Ipv6AnyPrefix = ipv6Prefix();
 
-/** A host or address to reach over SSH: a DNS name or an IPv6 address, never IPv4. */
-const SshHost = z
-    .string()
-    .min(1)
-    .refine((h) => !Ipv4Like.test(h), "the site is IPv6-only; use an IPv6 address or a DNS name")
-    .refine((h) => !h.includes(":") || Validator.isValidIPv6String(h)[0], "is not a valid IPv6 address");
+/**
+ * A DNS host name of RFC 1123 labels: letters, digits and '-', not starting or ending with '-',
+ * 1-63 characters each, 253 in all. Its last label starts with a letter: all-numeric and 0x
+ * forms (`167772163`, `10.0.0.3`, `0xa000003`) are IPv4 addresses to the resolver.
+ */
+const DNS_LABEL = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+
+/** Why `host` is not a DNS host name or an IPv6 address the site may name, or undefined. */
+function hostProblem(host: string): string | undefined {
+    if (host.includes(":")) {
+        const parsed = parseIpv6Address(host);
+        return parsed.ok ? undefined : parsed.reason;
+    }
+    const labels = host.split(".");
+    if (host.length <= 253 && labels.every((l) => DNS_LABEL.test(l))) {
+        if (/^[A-Za-z]/.test(labels[labels.length - 1])) return undefined;
+        return "the site is IPv6-only, and a numeric host is an IPv4 address; use an IPv6 address or a DNS name";
+    }
+    if (Ipv4Like.test(host)) return "the site is IPv6-only; use an IPv6 address or a DNS name";
+    return "must be a DNS name (dot-separated labels of letters, digits and '-', RFC 1123) or an IPv6 address";
+}
+
+/**
+ * A host or address to reach over SSH: a DNS name (RFC 1123) or an IPv6 address (parsed as its
+ * canonical text), never IPv4 (dotted, numeric or IPv4-mapped). It is pasted into ssh command
+ * lines and known_hosts lines, so nothing else: no spaces, no ';', no leading '-', no zone.
+ */
+const SshHost = z.string().max(253).superRefine((host, ctx) => {
+    const problem = hostProblem(host);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+}).transform((host) => (host.includes(":") ? canonicalAddress(host) : host));
+
+/**
+ * The alerts' webhook: an https URL (it carries the routing key). Plain http only to the
+ * loopback address [::1], for a receiver on this machine (the events tests run one).
+ */
+const WebhookUrl = z.string().max(2048).superRefine((value, ctx) => {
+    const bad = (message: string) => ctx.addIssue({ code: "custom", message });
+    const found = findControlChar(value);
+    if (found || /[\s\\]/.test(value)) return bad(`must be a URL without spaces, backslashes or control characters${found ? ` (found ${found})` : ""}`);
+    let url: URL;
+    try {
+        url = new URL(value);
+    } catch {
+        return bad("must be an https URL, like https://events.pagerduty.com/v2/enqueue");
+    }
+    const loopback = url.hostname === "[::1]";
+    if (url.protocol !== "https:" && !(url.protocol === "http:" && loopback)) {
+        return bad("must be an https URL (plain http only to [::1], a receiver on this machine), like https://events.pagerduty.com/v2/enqueue");
+    }
+    if (url.username || url.password) return bad("must not carry credentials (user:password@): alerts authenticate with the routing key (nublar:pagerDutyRoutingKey)");
+    if (url.hostname.startsWith("[")) {
+        const problem = hostProblem(url.hostname.slice(1, -1));
+        if (problem && !loopback) return bad(`host ${url.hostname}: ${problem}`);
+    } else {
+        const problem = hostProblem(url.hostname);
+        if (problem) return bad(`host '${url.hostname}': ${problem}`);
+    }
+});
+
+/** host:port, IPv6 as [addr]:port (parsed as its canonical text): the event bus's brokers. */
+const HostPort = z.string().max(300).superRefine((value, ctx) => {
+    const m = /^(?:\[([^\]]*)\]|([^:[\]]*)):(\d{1,5})$/.exec(value);
+    if (!m) {
+        ctx.addIssue({ code: "custom", message: "must be host:port, IPv6 as [addr]:port" });
+        return;
+    }
+    const host = m[1] ?? m[2];
+    const problem = m[1] !== undefined ? (m[1].includes(":") ? hostProblem(m[1]) : "must be an IPv6 address in brackets") : host.includes(":") ? "an IPv6 address goes in brackets" : hostProblem(host);
+    if (problem) ctx.addIssue({ code: "custom", message: `host '${host}': ${problem}` });
+    const port = Number(m[3]);
+    if (port < 1 || port > 65535) ctx.addIssue({ code: "custom", message: "port must be 1-65535" });
+}).transform((value) => value.replace(/^\[([^\]]*)\]/, (_, addr: string) => `[${canonicalAddress(addr)}]`));
 
 /** An OpenSSH public host key line, pinned: `ssh-ed25519 AAAA...`. */
 export const HostKey = z
@@ -55,12 +135,15 @@ export const HostKey = z
     .regex(
         /^(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|ssh-rsa) [A-Za-z0-9+/]+={0,3}( .*)?$/,
         "must be an OpenSSH public key line such as 'ssh-ed25519 AAAA...' (see ssh-keyscan)",
-    );
+    )
+    .max(16_384)
+    // The comment is free text, and the line is written into known_hosts files.
+    .superRefine(noControlChars);
 
 export const SshEndpoint = z.strictObject({
     host: SshHost,
     port: z.number().int().min(1).max(65535).default(22),
-    user: z.string().regex(/^[a-z_][a-z0-9_-]*$/, "must be a POSIX user name").default("root"),
+    user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "must be a POSIX user name (at most 32 characters)").default("root"),
     /** The node's host key, pinned: deploys refuse a host presenting any other key. */
     hostKey: HostKey,
 });
@@ -187,7 +270,7 @@ export const AwsVpcUplink = z.strictObject({
         z.literal("internet-gateway"),
         z.strictObject({ virtualGatewayId: awsId("vgw", "a virtual private gateway") }),
         // Parsed only to be refused with the reason (the site's rules below).
-        z.strictObject({ transitGatewayId: z.string() }),
+        z.strictObject({ transitGatewayId: z.string().max(64) }),
     ]).default("internet-gateway"),
 });
 
@@ -239,7 +322,7 @@ export const KubernetesSettings = z.strictObject({
     ledger: z.boolean().default(true),
     /** Where the ledger's backups go: s3://bucket/prefix, and the Secret with the lake's credentials. Default on a data center: its own lake. */
     ledgerBackups: z.strictObject({
-        destination: z.string().regex(/^s3:\/\/[a-z0-9.-]+(\/.*)?$/, "must be an s3://bucket/prefix URL"),
+        destination: z.string().max(1024).regex(/^s3:\/\/[a-z0-9.-]+(\/.*)?$/, "must be an s3://bucket/prefix URL").superRefine(noControlChars),
         /** The name of the Kubernetes Secret with the lake's S3 credentials (ACCESS_KEY_ID, ACCESS_SECRET_KEY). */
         credentialsSecretName: Name.default("lake-credentials"),
     }).optional(),
@@ -313,7 +396,7 @@ export const LedgerSettings = z.strictObject({
     /** Backups (CloudNativePG's scheduled base backups and WAL archive). Required outside the lab. */
     backup: z.strictObject({
         /** Six-field cron schedule of base backups, as CloudNativePG takes it. */
-        schedule: z.string().regex(/^(\S+\s+){5}\S+$/, "must be a six-field cron schedule, like '0 0 3 * * *'"),
+        schedule: z.string().max(200).regex(/^[0-9A-Za-z*/,?#-]+( +[0-9A-Za-z*/,?#-]+){5}$/, "must be a six-field cron schedule on one line, fields separated by spaces, like '0 0 3 * * *'"),
         retentionDays: z.number().int().min(1).max(3650),
     }).optional(),
     /**
@@ -341,7 +424,7 @@ export const EventSettings = z.strictObject({
      */
     partitions: z.number().int().min(1).max(128).default(1),
     /** Where agents and consumers reach the bus outside the lab (host:port, IPv6 as [addr]:port). */
-    brokers: z.array(z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "must be host:port, IPv6 as [addr]:port")).optional(),
+    brokers: z.array(HostPort).optional(),
     /** The sensor gateway's HTTP port. */
     gatewayPort: z.number().int().min(1).max(65535).default(8470),
     /** The dashboard's port on ::1 (`nublar dashboard`). */
@@ -349,16 +432,20 @@ export const EventSettings = z.strictObject({
     /** Alerts go to PagerDuty (Events v2) when a routing key is set: `pulumi config set --secret nublar:pagerDutyRoutingKey`. */
     alerts: z.strictObject({
         /** The Events v2 endpoint; another URL for a PagerDuty-compatible receiver. */
-        url: z.string().url().default("https://events.pagerduty.com/v2/enqueue"),
+        url: WebhookUrl.default("https://events.pagerduty.com/v2/enqueue"),
     }).prefault({}),
     /** Lab only: the broker's first port (then its controller port, then its management-bridge port). */
     labBasePort: z.number().int().min(1024).max(32000).default(19092),
 });
 
+/** The longest site description, in characters. */
+export const MAX_DESCRIPTION = 500;
+
 const SiteBase = z.strictObject({
     name: Name,
     kind: SiteKind,
-    description: z.string().optional(),
+    /** One line for people (`nublar site show`). */
+    description: oneLineText(MAX_DESCRIPTION).optional(),
     sla: Sla,
     providers: z.array(Provider).min(1),
     nodes: z.array(SiteNode).min(1),
@@ -398,23 +485,40 @@ function checkUniqueNames(site: ParsedSite, issue: Issue): void {
     uniqueNames(site.ingress, ["ingress"], "ingress service", issue);
 }
 
-/** Provider prefixes do not overlap (nor nest, nor repeat): the planner carves disjoint subnets from them. */
-function checkProviderPrefixesDisjoint(site: ParsedSite, issue: Issue): void {
-    site.providers.forEach((a, i) => {
-        site.providers.forEach((b, j) => {
-            if (j <= i) return;
-            try {
-                const ra = IPv6CidrRange.fromCidr(a.prefix);
-                const rb = IPv6CidrRange.fromCidr(b.prefix);
-                // ip-num's isOverlapping excludes nesting and equality, so check those too.
-                if (ra.isOverlapping(rb) || ra.contains(rb) || ra.inside(rb)) {
-                    issue(["providers", j, "prefix"], `overlaps providers[${i}] '${a.name}' (${a.prefix})`);
-                }
-            } catch {
-                // The field-level rule already reported a malformed prefix.
-            }
-        });
+/** The providers' prefixes, parsed once; those the field rules refused are left out. */
+function parsedProviderPrefixes(site: ParsedSite): { index: number; first: bigint; last: bigint }[] {
+    const out: { index: number; first: bigint; last: bigint }[] = [];
+    site.providers.forEach((p, index) => {
+        const parsed = parseIpv6Prefix(p.prefix);
+        if (parsed.ok) out.push({ index, ...prefixBounds(parsed.value) });
     });
+    return out;
+}
+
+/**
+ * Provider prefixes do not overlap (nor nest, nor repeat): the planner carves disjoint subnets
+ * from them. Each prefix is parsed once and the blocks sorted (O(n log n)); as CIDR blocks are
+ * either nested or disjoint, a walk in that order with a stack of the blocks that contain the
+ * current one finds, for each block, the nearest block that holds it (the first equal one, if any).
+ * Each such pair is reported at the provider later in the list, naming the earlier one.
+ */
+function checkProviderPrefixesDisjoint(site: ParsedSite, issue: Issue): void {
+    const blocks = parsedProviderPrefixes(site).sort((a, b) =>
+        a.first < b.first ? -1 : a.first > b.first ? 1 : a.last > b.last ? -1 : a.last < b.last ? 1 : a.index - b.index);
+    const overlaps: [later: number, earlier: number][] = [];
+    const holding: typeof blocks = [];
+    for (const b of blocks) {
+        while (holding.length && holding[holding.length - 1].last < b.first) holding.pop();
+        const outer = holding[holding.length - 1];
+        if (outer) overlaps.push(b.index > outer.index ? [b.index, outer.index] : [outer.index, b.index]);
+        // A repeat of the block that holds it stays out of the stack: later repeats name the first.
+        if (!outer || outer.first !== b.first || outer.last !== b.last) holding.push(b);
+    }
+    overlaps.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
+    for (const [j, i] of overlaps) {
+        const a = site.providers[i];
+        issue(["providers", j, "prefix"], `overlaps providers[${i}] '${showName(a.name)}' (${a.prefix})`);
+    }
 }
 
 /**
@@ -426,25 +530,24 @@ function checkManagementPrefixOutsideProviders(site: ParsedSite, issue: Issue): 
     const given = site.lab?.managementPrefix;
     const prefix = given ?? (site.kind === "lab" ? LabSettings.parse({}).managementPrefix : undefined);
     if (prefix === undefined) return;
-    try {
-        const mgmt = IPv6CidrRange.fromCidr(prefix);
-        site.providers.forEach((p, i) => {
-            const block = IPv6CidrRange.fromCidr(p.prefix);
-            if (mgmt.isOverlapping(block) || mgmt.contains(block) || mgmt.inside(block)) {
-                issue(["lab", "managementPrefix"], `${given === undefined ? `the default, ${prefix}, ` : ""}overlaps providers[${i}] '${p.name}' (${p.prefix}), whose block the planners carve into loopbacks, uplinks and overlay segments: give the management bridge a /64 of its own (a ULA)`);
-            }
-        });
-    } catch {
-        // The field-level rules already reported a malformed prefix.
+    const parsed = parseIpv6Prefix(prefix);
+    // The field rules already reported a malformed prefix.
+    if (!parsed.ok) return;
+    const mgmt = prefixBounds(parsed.value);
+    for (const block of parsedProviderPrefixes(site)) {
+        if (block.first <= mgmt.last && mgmt.first <= block.last) {
+            const p = site.providers[block.index];
+            issue(["lab", "managementPrefix"], `${given === undefined ? `the default, ${prefix}, ` : ""}overlaps providers[${block.index}] '${showName(p.name)}' (${p.prefix}), whose block the planners carve into loopbacks, uplinks and overlay segments: give the management bridge a /64 of its own (a ULA)`);
+        }
     }
 }
 
 /** Every uplink names one of the site's providers. */
 function checkUplinkProvidersExist(site: ParsedSite, node: ParsedNode, i: number, issue: Issue): void {
-    const providerNames = new Set(site.providers.map((p) => p.name));
+    const providerNames = namesOf(site.providers);
     node.uplinks.forEach((up, k) => {
         if (!providerNames.has(up.provider)) {
-            issue(["nodes", i, "uplinks", k, "provider"], `must name one of the site's providers (${[...providerNames].join(", ")})`);
+            issue(["nodes", i, "uplinks", k, "provider"], `must name one of the site's providers (${listNames(providerNames)})`);
         }
     });
 }
@@ -465,8 +568,10 @@ function checkEc2Node(site: ParsedSite, node: ParsedNode, i: number, issue: Issu
     if (site.kind !== "datacenter") issue(["nodes", i, "ec2"], "EC2 nodes belong to datacenter sites");
     if (node.ssh) issue(["nodes", i, "ssh"], "is derived on an EC2 node (its planned address and the host key nublar generates); remove it");
     if (!site.aws?.vpc) issue(["nodes", i, "ec2"], "needs the site's VPC: give aws.vpc.uplinks");
-    if (site.aws && !new RegExp(`^${site.aws.region}[a-z]$`).test(node.failureDomain)) {
-        issue(["nodes", i, "failureDomain"], `must be an availability zone of ${site.aws.region} (like ${site.aws.region}a) on an EC2 node`);
+    const region = site.aws?.region;
+    const zone = node.failureDomain;
+    if (region !== undefined && !(zone.length === region.length + 1 && zone.startsWith(region) && /[a-z]$/.test(zone))) {
+        issue(["nodes", i, "failureDomain"], `must be an availability zone of ${showName(region)} (like ${showName(region)}a) on an EC2 node`);
     }
 }
 
@@ -477,10 +582,10 @@ function checkUplinksAgainstVpc(site: ParsedSite, node: ParsedNode, i: number, i
     node.uplinks.forEach((up, k) => {
         const inVpc = vpcBlocks.has(up.provider);
         if (node.ec2 && !inVpc) {
-            issue(["nodes", i, "uplinks", k, "provider"], `an EC2 node's uplinks are subnets of the VPC's blocks; list '${up.provider}' in aws.vpc.uplinks or remove this uplink`);
+            issue(["nodes", i, "uplinks", k, "provider"], `an EC2 node's uplinks are subnets of the VPC's blocks; list '${showName(up.provider)}' in aws.vpc.uplinks or remove this uplink`);
         } else if (!node.ec2 && inVpc) {
             // The VPC routes a whole block to itself: a /64 of it elsewhere is unreachable from it.
-            issue(["nodes", i, "uplinks", k, "provider"], `'${up.provider}' is one of the VPC's blocks (aws.vpc.uplinks): only EC2 nodes (nodes[].ec2) can have uplinks in it`);
+            issue(["nodes", i, "uplinks", k, "provider"], `'${showName(up.provider)}' is one of the VPC's blocks (aws.vpc.uplinks): only EC2 nodes (nodes[].ec2) can have uplinks in it`);
         }
     });
 }
@@ -514,37 +619,42 @@ function checkEc2Fleet(site: ParsedSite, issue: Issue): void {
     if (!ec2Nodes.length) return;
     if (site.aws && !site.aws.nixos) issue(["aws", "nixos"], "is required when nodes are EC2 nodes: give ami (the NixOS AMI in the region)");
     const zones = new Set(ec2Nodes.map((n) => n.failureDomain));
-    if (zones.size < 2) issue(["nodes"], `EC2 nodes must span at least two availability zones (all are in ${[...zones][0]})`);
+    if (zones.size < 2) issue(["nodes"], `EC2 nodes must span at least two availability zones (all are in ${showName([...zones][0])})`);
 }
 
 /** The VPC's blocks: each names a provider, once, routes without a transit gateway, and leaves AWS its reserved addresses. */
 function checkVpcBlocks(site: ParsedSite, issue: Issue): void {
     if (!site.aws?.vpc) return;
-    const providerNames = new Set(site.providers.map((p) => p.name));
+    const providerNames = namesOf(site.providers);
+    const providerIndex = new Map<string, number>();
+    site.providers.forEach((p, i) => {
+        if (!providerIndex.has(p.name)) providerIndex.set(p.name, i);
+    });
     const seenVpc = new Set<string>();
     site.aws.vpc.uplinks.forEach((v, k) => {
-        if (!providerNames.has(v.provider)) issue(["aws", "vpc", "uplinks", k, "provider"], `must name one of the site's providers (${[...providerNames].join(", ")})`);
-        if (seenVpc.has(v.provider)) issue(["aws", "vpc", "uplinks", k, "provider"], `'${v.provider}' is listed twice`);
+        if (!providerNames.has(v.provider)) issue(["aws", "vpc", "uplinks", k, "provider"], `must name one of the site's providers (${listNames(providerNames)})`);
+        if (seenVpc.has(v.provider)) issue(["aws", "vpc", "uplinks", k, "provider"], `'${showName(v.provider)}' is listed twice`);
         if (typeof v.route === "object" && "transitGatewayId" in v.route) {
             issue(["aws", "vpc", "uplinks", k, "route"], "transit gateways attach only through subnets with IPv4 (an AWS rule), and the VPC is IPv6-only: route this provider through its Direct Connect virtual private gateway ({ virtualGatewayId })");
         }
         seenVpc.add(v.provider);
-        const host = site.providers.find((p) => p.name === v.provider)?.uplinkHost;
-        if (host !== undefined && host < 4) {
-            issue(["providers", site.providers.findIndex((p) => p.name === v.provider), "uplinkHost"], "AWS reserves the first four addresses of every subnet (::0 to ::3); use 4 or more");
+        const index = providerIndex.get(v.provider);
+        const host = index === undefined ? undefined : site.providers[index].uplinkHost;
+        if (index !== undefined && host !== undefined && host < 4) {
+            issue(["providers", index, "uplinkHost"], "AWS reserves the first four addresses of every subnet (::0 to ::3); use 4 or more");
         }
     });
 }
 
 /** Every ingress upstream names one of the site's nodes, once. */
 function checkIngressUpstreams(site: ParsedSite, issue: Issue): void {
-    const nodeNames = new Set(site.nodes.map((n) => n.name));
+    const nodeNames = namesOf(site.nodes);
     site.ingress.forEach((svc, i) => {
         const seen = new Set<string>();
         svc.upstreams.forEach((u, k) => {
-            if (!nodeNames.has(u)) issue(["ingress", i, "upstreams", k], `must name one of the site's nodes (${[...nodeNames].join(", ")})`);
+            if (!nodeNames.has(u)) issue(["ingress", i, "upstreams", k], `must name one of the site's nodes (${listNames(nodeNames)})`);
             // A repeated node is not redundancy; the policy pack and the SLA estimate count upstreams.
-            if (seen.has(u)) issue(["ingress", i, "upstreams", k], `'${u}' is listed twice`);
+            if (seen.has(u)) issue(["ingress", i, "upstreams", k], `'${showName(u)}' is listed twice`);
             seen.add(u);
         });
     });
@@ -552,9 +662,8 @@ function checkIngressUpstreams(site: ParsedSite, issue: Issue): void {
 
 /** Deploys: a named canary is one of the site's nodes, and 'lab' activation is for the lab. */
 function checkDeploy(site: ParsedSite, issue: Issue): void {
-    const nodeNames = new Set(site.nodes.map((n) => n.name));
-    if (typeof site.deploy.canary === "string" && !nodeNames.has(site.deploy.canary)) {
-        issue(["deploy", "canary"], `must name one of the site's nodes (${[...nodeNames].join(", ")}), or be true or false`);
+    if (typeof site.deploy.canary === "string" && !namesOf(site.nodes).has(site.deploy.canary)) {
+        issue(["deploy", "canary"], `must name one of the site's nodes (${listNames(namesOf(site.nodes))}), or be true or false`);
     }
     if (site.deploy.activation === "lab" && site.kind !== "lab") issue(["deploy", "activation"], "'lab' activation only deploys to the lab's namespace nodes; use 'nixos'");
 }
@@ -614,6 +723,20 @@ export type SiteInput = z.input<typeof SiteSchema>;
 export type SiteNode = z.output<typeof SiteNode>;
 export type Provider = z.output<typeof Provider>;
 export type LabSettings = z.output<typeof LabSettings>;
+
+/**
+ * The distinct names of a list (the site's providers or nodes), built once per list: the node
+ * checks ask for the providers' names once per node, and a site may have 60,000 nodes.
+ */
+const nameSets = new WeakMap<readonly { name: string }[], Set<string>>();
+function namesOf(items: readonly { name: string }[]): Set<string> {
+    let names = nameSets.get(items);
+    if (!names) {
+        names = new Set(items.map((i) => i.name));
+        nameSets.set(items, names);
+    }
+    return names;
+}
 
 /** The providers whose /48 is one of the data center VPC's blocks (aws.vpc.uplinks). */
 function vpcProviders(site: { aws?: { vpc?: { uplinks: { provider: string }[] } } }): Set<string> {
