@@ -7,14 +7,14 @@ import { planAgents } from "../model/network/agent-plan";
 import { planLab } from "../model/network/lab-plan";
 import { planSite, type SitePlan } from "../model/network/site-plan";
 import type { NodeAccess as AgentNodeAccess } from "../runtime/agent/client";
-import { NIXOS_PATHS, nixosAgentPaths } from "../model/nix/render";
+import { NIXOS_NGINX, NIXOS_PATHS, nixosAgentPaths } from "../model/nix/render";
 import type { Site as SiteModel } from "../model/site/model";
 import { LabEventBus } from "./lab/event-bus";
 import { LabLedger } from "./lab/ledger";
 import { LabPark, type LabNodeAccess } from "./lab/park";
 import { labAgentPaths, labEventsPlan, labLedgerPlan, labNodeDirs } from "../lab/layout";
 import { NIXOS_PROJECT_DIR } from "./nixos/node";
-import { SiteDeploy } from "./nixos/site-deploy";
+import { configuredBfdKey, SiteDeploy } from "./nixos/site-deploy";
 
 export interface SiteArgs {
     site: SiteModel;
@@ -82,6 +82,8 @@ export class Site extends pulumi.ComponentResource {
     }
 
     constructor(name: string, args: SiteArgs, opts?: pulumi.ComponentResourceOptions) {
+        // A bad `nublar:bfdKey` stops the program before any resource is registered.
+        configuredBfdKey();
         // The validated site description is the component's input, so that the nublar-sla policy
         // pack (policy/) checks the very plan this component applies, at preview.
         super("nublar:site:Site", name, { site: args.site }, opts);
@@ -154,7 +156,7 @@ export class Site extends pulumi.ComponentResource {
                 machine: (node) => instances.get(node)?.instanceId ?? site.nodes.find((n) => n.name === node)!.ssh!.hostKey,
                 activation: () => ({ kind: "nixos" }),
                 authorizedKeys: operatorKeys,
-                nginx: { luaDir: NIXOS_PATHS.luaDir, modules: [] },
+                nginx: NIXOS_NGINX,
             }, { parent: this });
             this.generations = deploy.generations;
             this.workloads(name, site);

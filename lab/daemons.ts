@@ -3,10 +3,12 @@
 // Each runs detached with a pid file in its own folder; we only ever signal a PID whose
 // command line names that folder, so a recycled PID is never ours to kill.
 import { spawn, spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { LabCommandError } from "./ops";
+import { BFD_KEY_CREDENTIAL, NGINX_CONTROL_TOKEN_CREDENTIAL, parseAgentConfig } from "../model/network/agent-config";
+import { defaultControlTokenFile } from "../model/network/nginx-conf";
 import { PROJECT_ROOT } from "../model/project";
 
 const PROJECT_DIR = PROJECT_ROOT;
@@ -106,16 +108,19 @@ function gone(pid: number | undefined): boolean {
     }
 }
 
-/** Run a Node program detached inside a namespace; its PID is written to dir/pid. */
-function startNode(what: string, netns: string, dir: string, args: string[], ready: () => boolean): number {
+/**
+ * Run a Node program detached inside a namespace; its PID is written to dir/pid. `as`: a
+ * command that execs the program with other credentials (setpriv), and its environment.
+ */
+function startNode(what: string, netns: string, dir: string, args: string[], ready: () => boolean, as?: { wrap: string[]; env: NodeJS.ProcessEnv }): number {
     fs.mkdirSync(dir, { recursive: true });
     const log = path.join(dir, "log");
     const out = fs.openSync(log, "a");
-    // `ip netns exec` execs the command, so the child's PID is node's.
+    // `ip netns exec` and setpriv exec the command, so the child's PID is node's.
     // NUBLAR_DAEMON_NODE_ARGS: extra node flags for debugging, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
     const extra = (process.env.NUBLAR_DAEMON_NODE_ARGS ?? "").split(" ").filter(Boolean);
-    const cmd = [...inside(netns), process.execPath, ...extra, "--import", "tsx", ...args];
-    const child = spawn(cmd[0], cmd.slice(1), { cwd: PROJECT_DIR, detached: true, stdio: ["ignore", out, out] });
+    const cmd = [...inside(netns), ...(as?.wrap ?? []), process.execPath, ...extra, "--import", "tsx", ...args];
+    const child = spawn(cmd[0], cmd.slice(1), { cwd: PROJECT_DIR, detached: true, stdio: ["ignore", out, out], env: as?.env ?? process.env });
     fs.closeSync(out);
     child.unref();
     fs.writeFileSync(path.join(dir, "pid"), `${child.pid}\n`);
@@ -124,19 +129,175 @@ function startNode(what: string, netns: string, dir: string, args: string[], rea
 
 // ---- the agent ----
 
-export function agentDaemon(dir: string): Daemon {
-    return { dir, marker: path.join(dir, "agent.json") };
+/**
+ * The lab runs nublar-agent as NixOS does (model/nix/modules/nublar-agent.nix): as the
+ * unprivileged system user `nublar` (scripts/setup creates it), with exactly the unit's
+ * capabilities (routes, nftables and `ss -K`: CAP_NET_ADMIN; BFD's raw checks: CAP_NET_RAW; the
+ * BFD thread's niceness: CAP_SYS_NICE) and no way to gain more, and with its secrets handed
+ * over as credentials: a private folder ($CREDENTIALS_DIRECTORY) that only that user can
+ * read, as systemd's LoadCredential= makes one. So a key the agent cannot read fails here as
+ * it would on a node.
+ */
+export const AGENT_USER = "nublar";
+export const AGENT_CAPABILITIES = ["net_admin", "net_raw", "sys_nice"] as const;
+
+/** The agent user's ids, or a clear error if setup has not created it. */
+export function agentUser(): { uid: number; gid: number } {
+    const id = (flag: string) => spawnSync("id", [flag, AGENT_USER], { encoding: "utf8" });
+    const u = id("-u");
+    const g = id("-g");
+    if (u.status !== 0 || g.status !== 0) {
+        throw new LabCommandError(`finding the agent's user ${AGENT_USER}`, ["id", AGENT_USER], `there is no user '${AGENT_USER}': the lab runs nublar-agent as that unprivileged system user, as NixOS does. Run scripts/setup, which creates it.`);
+    }
+    return { uid: Number(u.stdout.trim()), gid: Number(g.stdout.trim()) };
 }
 
-/** Start nublar-agent in `netns` with `config` written to dir/agent.json; ready once its socket exists. */
+/** The command prefix that runs a program as the agent's user with the agent's capabilities. */
+export function agentPrivileges(): string[] {
+    const caps = `-all,${AGENT_CAPABILITIES.map((c) => `+${c}`).join(",")}`;
+    return ["setpriv", `--reuid=${AGENT_USER}`, `--regid=${AGENT_USER}`, "--init-groups",
+        `--inh-caps=${caps}`, `--ambient-caps=${caps}`, `--bounding-set=${caps}`, "--no-new-privs", "--"];
+}
+
+export function agentDaemon(dir: string): Daemon {
+    // The agent reads its config from a copy it can reach (startAgent); the copy's path, which
+    // its command line names, is recorded in the lab's own folder. Agents started before that
+    // record existed were given dir/agent.json.
+    let marker = path.join(dir, "agent.json");
+    try {
+        marker = fs.readFileSync(path.join(dir, "config-path"), "utf8").trim() || marker;
+    } catch {
+        // no record
+    }
+    return { dir, marker };
+}
+
+/** The lab's record of the config the agent in `dir` runs (root's; node-system compares it). */
+export function agentConfigRecord(dir: string): string {
+    return path.join(dir, "agent.json");
+}
+
+/**
+ * What startAgent keeps for the agent beside its runtime folder (the socket's folder): the
+ * copy of its config it reads (config.json), its credentials folder (credentials/). Root's,
+ * and passable by the agent's user: nodeRuntimePaths and labNodeRuntimePaths put the socket in
+ * a folder `run` of such a place.
+ */
+export function agentLaunchDir(socket: string): string {
+    return path.dirname(path.dirname(socket));
+}
+
+/**
+ * A folder only the agent's user may write, as systemd's RuntimeDirectory= and StateDirectory=
+ * make one: created for it (missing parents root's, 0711), or kept if it already is its. Any
+ * other existing folder is refused: it is never handed over.
+ */
+function ensureAgentDir(dir: string, user: { uid: number; gid: number }): void {
+    ensureRootDir(path.dirname(dir));
+    let st: fs.Stats | undefined;
+    try {
+        st = fs.lstatSync(dir);
+    } catch {
+        fs.mkdirSync(dir, { mode: 0o750 });
+        fs.chownSync(dir, user.uid, user.gid);
+        fs.chmodSync(dir, 0o750);
+        return;
+    }
+    if (!st.isDirectory() || st.uid !== user.uid) {
+        throw new LabCommandError(`preparing nublar-agent's folder ${dir}`, ["chown", AGENT_USER, dir], `${dir} exists and is not a folder of user ${AGENT_USER}: refusing to hand it over`);
+    }
+}
+
+/** A folder of root's on the way to the agent's files: created 0711 (passable, not listable) if missing. */
+function ensureRootDir(dir: string): void {
+    if (fs.existsSync(dir)) return;
+    ensureRootDir(path.dirname(dir));
+    fs.mkdirSync(dir, { mode: 0o711 });
+    fs.chmodSync(dir, 0o711);
+}
+
+/** Write a file root owns, replacing whatever was there (never following a link planted in its place). */
+function writeRootFile(file: string, content: string | Buffer, mode: number): void {
+    const tmp = `${file}.${process.pid}.new`;
+    fs.rmSync(tmp, { force: true });
+    fs.writeFileSync(tmp, content, { mode, flag: "wx" });
+    fs.chmodSync(tmp, mode);
+    fs.renameSync(tmp, file);
+}
+
+/**
+ * The agent's credentials, as LoadCredential= gives them: a fresh folder (mode 0500) with one
+ * file per secret (mode 0400), both owned by the agent's user, copied from their sources by
+ * root. Returns the folder, for $CREDENTIALS_DIRECTORY.
+ */
+function loadCredentials(dir: string, credentials: [id: string, source: string][], user: { uid: number; gid: number }, what: string): string {
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.mkdirSync(dir, { mode: 0o700 });
+    for (const [id, source] of credentials) {
+        let content: Buffer;
+        try {
+            content = fs.readFileSync(source);
+        } catch (err) {
+            fs.rmSync(dir, { recursive: true, force: true });
+            throw new LabCommandError(what, ["load-credential", `${id}:${source}`], `cannot load the agent's credential ${id} from ${source}: ${(err as Error).message}`);
+        }
+        const file = path.join(dir, id);
+        fs.writeFileSync(file, content, { mode: 0o400, flag: "wx" });
+        fs.chmodSync(file, 0o400);
+        fs.chownSync(file, user.uid, user.gid);
+    }
+    fs.chownSync(dir, user.uid, user.gid);
+    fs.chmodSync(dir, 0o500);
+    return dir;
+}
+
+/** The agent's user must be able to read this checkout (the agent runs from it); say so clearly if not. */
+function checkCheckoutReadable(what: string): void {
+    const entry = path.join(PROJECT_DIR, "runtime", "agent", "daemon.ts");
+    const cmd = [...agentPrivileges(), "sh", "-c", 'test -r "$1" && test -x "$2"', "sh", entry, path.join(PROJECT_DIR, "node_modules")];
+    const r = spawnSync(cmd[0], cmd.slice(1), { encoding: "utf8" });
+    if (r.status !== 0) {
+        throw new LabCommandError(what, cmd, `user ${AGENT_USER} cannot read ${entry}${r.stderr ? ` (${r.stderr.trim()})` : ""}: the lab runs nublar-agent as that unprivileged user, as NixOS does, from this checkout. A folder on its way is private; keep the clone where other users may read it (no folder's mode is changed for you).`);
+    }
+}
+
+/**
+ * Start nublar-agent in `netns` with `config` (its agent.json); ready once its socket exists.
+ * It runs as AGENT_USER with AGENT_CAPABILITIES. Its socket's folder, its event log's and its
+ * outbox's become that user's (ensureAgentDir); its secrets (pathAuth.keyFile, Nginx's
+ * control token) are loaded as credentials; it reads a copy of its config beside them
+ * (agentLaunchDir). `dir` holds the lab's records: pid file, log, the config it runs.
+ */
 export function startAgent(netns: string, dir: string, socket: string, config: string): number {
     const d = agentDaemon(dir);
     const running = runningIn(d, netns);
     if (running !== undefined) return running;
+    const what = `starting nublar-agent in ${netns}`;
+    const cfg = parseAgentConfig(JSON.parse(config), "the agent config to start");
+    if (cfg.paths.socket !== socket) throw new LabCommandError(what, [], `the config's paths.socket is ${cfg.paths.socket}, not ${socket}`);
+    const user = agentUser();
+    checkCheckoutReadable(what);
     fs.mkdirSync(dir, { recursive: true });
-    fs.writeFileSync(d.marker, config);
+    writeRootFile(agentConfigRecord(dir), config, 0o600);
+
+    const owned = new Set([path.dirname(socket), path.dirname(cfg.paths.events), ...(cfg.eventBus ? [path.dirname(cfg.eventBus.stateFile)] : [])]);
+    for (const o of owned) ensureAgentDir(o, user);
     fs.rmSync(socket, { force: true });
-    return startNode(`starting nublar-agent in ${netns}`, netns, dir, ["runtime/agent/daemon.ts", "--config", d.marker], () => fs.existsSync(socket));
+
+    const launch = agentLaunchDir(socket);
+    ensureRootDir(launch);
+    const copy = path.join(launch, "config.json");
+    writeRootFile(copy, config, 0o644);
+    const credentials: [string, string][] = [];
+    if (cfg.pathAuth) credentials.push([BFD_KEY_CREDENTIAL, cfg.pathAuth.keyFile]);
+    if (cfg.paths.nginxControl) credentials.push([NGINX_CONTROL_TOKEN_CREDENTIAL, cfg.paths.nginxControlToken ?? defaultControlTokenFile(cfg.paths.nginxControl)]);
+    const credentialsDir = loadCredentials(path.join(launch, "credentials"), credentials, user, what);
+    writeRootFile(path.join(dir, "config-path"), `${copy}\n`, 0o600);
+
+    return startNode(what, netns, dir, ["runtime/agent/daemon.ts", "--config", copy], () => fs.existsSync(socket), {
+        wrap: agentPrivileges(),
+        env: { ...process.env, CREDENTIALS_DIRECTORY: credentialsDir, HOME: path.dirname(socket) },
+    });
 }
 
 // ---- a small HTTP service (what Nginx balances in the lab) ----
@@ -258,7 +419,43 @@ export function nginxDaemon(dir: string): Daemon {
     return { dir, marker: path.join(dir, "nginx.conf") };
 }
 
-export function startNginx(netns: string, dir: string, conf: string, controlSocket: string): number {
+/**
+ * The control socket's folder: root's, group AGENT_USER, mode 0750. Nginx's master (root in the
+ * lab) creates the socket there; the agent's user may pass, nobody else may reach it (Nginx
+ * makes the socket itself 0666). The control token beside it (defaultControlTokenFile) is
+ * root's alone (0600): balancer.lua reads it in the master, the agent gets a credential copy.
+ * It is written once and kept while the folder lives, so that a running agent's copy stays
+ * valid across Nginx restarts.
+ */
+export function prepareNginxControl(controlSocket: string, tokenFile = defaultControlTokenFile(controlSocket)): void {
+    const dir = path.dirname(controlSocket);
+    const { gid } = agentUser();
+    ensureRootDir(path.dirname(dir));
+    try {
+        const st = fs.lstatSync(dir);
+        if (!st.isDirectory() || st.uid !== 0) throw new LabCommandError(`preparing Nginx's control folder ${dir}`, [], `${dir} exists and is not root's folder: refusing to use it`);
+    } catch (err) {
+        if (err instanceof LabCommandError) throw err;
+        fs.mkdirSync(dir, { mode: 0o750 });
+    }
+    fs.chownSync(dir, 0, gid);
+    fs.chmodSync(dir, 0o750);
+    let token = "";
+    try {
+        token = fs.readFileSync(tokenFile, "utf8").trim();
+    } catch {
+        // none yet
+    }
+    if (token.length < 32) {
+        ensureRootDir(path.dirname(tokenFile));
+        writeRootFile(tokenFile, `${randomBytes(32).toString("hex")}\n`, 0o600);
+    }
+    fs.chownSync(tokenFile, 0, 0);
+    fs.chmodSync(tokenFile, 0o600);
+    fs.rmSync(controlSocket, { force: true });
+}
+
+export function startNginx(netns: string, dir: string, conf: string, controlSocket: string, tokenFile?: string): number {
     const d = nginxDaemon(dir);
     const pidFile = path.join(dir, "nginx.pid");
     const running = runningIn(d, netns, pidFile);
@@ -266,7 +463,7 @@ export function startNginx(netns: string, dir: string, conf: string, controlSock
     // Nginx's temp paths are set under its prefix (nginx-conf.ts) and must exist.
     for (const sub of ["logs", "temp"]) fs.mkdirSync(path.join(dir, sub), { recursive: true });
     fs.writeFileSync(d.marker, conf);
-    fs.rmSync(controlSocket, { force: true });
+    prepareNginxControl(controlSocket, tokenFile);
     const cmd = [...inside(netns), "nginx", "-p", dir, "-c", d.marker];
     const r = spawnSync(cmd[0], cmd.slice(1), { encoding: "utf8" });
     if (r.status !== 0) throw new LabCommandError(`starting nginx in ${netns}`, cmd, r.stderr || r.stdout);
@@ -299,6 +496,7 @@ export function stopNginx(dir: string): void {
 // ---- where a lab node's runtime files live ----
 
 export interface NodeRuntimePaths {
+    /** The lab's records of the agent: pid file, log, the config it runs (root's). */
     agentDir: string;
     agentSocket: string;
     events: string;
@@ -308,19 +506,70 @@ export interface NodeRuntimePaths {
     bfddDir: string;
 }
 
-/** One layout for the lab park and the network tests. Unix socket paths must stay under 108 bytes. */
+/**
+ * One layout for the network tests' parks (test/network/park.ts), whose folders others may pass
+ * through: everything under the node's folder. The agent's socket and event log are in
+ * agent/run (its user's), its config copy and credentials in agent/ (agentLaunchDir); Nginx's
+ * control socket in nginx/control (root, group AGENT_USER, 0750). Unix socket paths must stay
+ * under 108 bytes.
+ */
 export function nodeRuntimePaths(nodeDir: string): NodeRuntimePaths {
     const agentDir = path.join(nodeDir, "agent");
     const nginxDir = path.join(nodeDir, "nginx");
     return {
         agentDir,
-        agentSocket: path.join(agentDir, "agent.sock"),
-        events: path.join(agentDir, "events.jsonl"),
+        agentSocket: path.join(agentDir, "run", "agent.sock"),
+        events: path.join(agentDir, "run", "events.jsonl"),
         nginxDir,
-        nginxControl: path.join(nginxDir, "control.sock"),
+        nginxControl: path.join(nginxDir, "control", "control.sock"),
         helloDir: path.join(nodeDir, "hello"),
         bfddDir: path.join(nodeDir, "bfdd"),
     };
+}
+
+/** Where the lab keeps what the agent writes and must keep (its event log, its outbox): host-visible, like NixOS's /var/lib/nublar. */
+export const LAB_STATE_ROOT = "/var/lib/nublar-lab";
+
+const nodeTag = (nodeDir: string) => createHash("sha256").update(path.resolve(nodeDir)).digest("hex").slice(0, 16);
+
+/**
+ * The lab's nodes' layout. Their folders are the lab's, private (under .nublar, 0700), and no
+ * parent folder's mode is ever changed, so what the agent's user must reach lives elsewhere,
+ * named after the node's folder: its socket, config copy and credentials in the node's private
+ * /run (the node's sshd mounts one, and the daemons its SSH sessions start share it:
+ * /run/nublar-lab/agent-<tag>, as NixOS's /run/nublar), Nginx's control socket there too
+ * (/run/nublar-lab/nginx-<tag>), and its event log and outbox under LAB_STATE_ROOT, where the
+ * lab's ledger on this machine can read them (as NixOS's /var/lib/nublar). The records stay in
+ * the node's folder.
+ */
+export function labNodeRuntimePaths(nodeDir: string): NodeRuntimePaths {
+    const tag = nodeTag(nodeDir);
+    const agentRun = path.join(BFDD_RUNTIME_ROOT, `agent-${tag}`);
+    return {
+        ...nodeRuntimePaths(nodeDir),
+        agentSocket: path.join(agentRun, "run", "agent.sock"),
+        events: path.join(LAB_STATE_ROOT, `agent-${tag}`, "events.jsonl"),
+        nginxControl: path.join(BFDD_RUNTIME_ROOT, `nginx-${tag}`, "control.sock"),
+    };
+}
+
+/**
+ * Remove the agent's and Nginx's files outside the node's folder (a node that leaves for good),
+ * and the lab's roots once nothing else is in them. Returns what was there.
+ */
+export function removeLabNodeFiles(nodeDir: string): string[] {
+    const rt = labNodeRuntimePaths(nodeDir);
+    const dirs = [agentLaunchDir(rt.agentSocket), path.dirname(rt.events), path.dirname(rt.nginxControl)];
+    const removed = dirs.filter((d) => fs.existsSync(d));
+    for (const d of removed) fs.rmSync(d, { recursive: true, force: true });
+    for (const root of [LAB_STATE_ROOT, BFDD_RUNTIME_ROOT]) {
+        try {
+            fs.rmdirSync(root);
+        } catch {
+            // Not empty (another node's, another lab's, bfdd's) or already gone.
+        }
+    }
+    return removed;
 }
 
 /**

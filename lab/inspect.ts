@@ -5,7 +5,7 @@ import * as path from "node:path";
 import { stopLabLedgerProcesses } from "./ledger/processes";
 import { spawnSync } from "node:child_process";
 import type { LabPlan } from "../model/network/lab-plan";
-import { agentDaemon, bfddDaemon, bfddPidFile, bfddRuntimeDir, daemonPid, removeBfddRuntime, helloDaemon, nginxDaemon, nodeRuntimePaths, stopDaemon, type Daemon } from "./daemons";
+import { agentDaemon, bfddDaemon, bfddPidFile, bfddRuntimeDir, daemonPid, removeBfddRuntime, removeLabNodeFiles, helloDaemon, nginxDaemon, nodeRuntimePaths, stopDaemon, type Daemon } from "./daemons";
 import { deleteLink, deleteNetns, netnsExists, sshdPid, stopSshd } from "./ops";
 
 export interface LinkState {
@@ -90,6 +90,9 @@ export function cleanLab(tag: string, stateRoot: string): { removed: string[]; k
             stopSshd(nodeDir);
             removed.push(`sshd pid ${pid} (${node})`);
         }
+        // The agent's event log and outbox under /var/lib/nublar-lab (its runtime files were in
+        // the node's private /run, gone with its sshd).
+        for (const f of removeLabNodeFiles(nodeDir)) removed.push(`files ${f}`);
     }
     for (const what of stopLabLedgerProcesses(path.join(dir, "ledger"))) removed.push(what);
     // The event pipeline and its broker: pid files checked against command lines (lab/event-bus.ts).

@@ -6,18 +6,23 @@ import { planEvents, type EventsPlan } from "../model/events/plan";
 import { planLedger, type LedgerPlan } from "../model/ledger/plan";
 import type { LabPlan } from "../model/network/lab-plan";
 import type { Site } from "../model/site/model";
-import { nodeRuntimePaths } from "./daemons";
+import { labNodeRuntimePaths } from "./daemons";
 
-/** The lab deploy's layout on a node: its runtime folder and its generations (components/nixos). */
+/**
+ * The lab deploy's layout on a node: its folder and generations (components/nixos), and where
+ * its daemons' files live (lab/daemons.ts labNodeRuntimePaths: the agent, which runs as an
+ * unprivileged user, cannot reach the node's private folder).
+ */
 export function labNodeDirs(plan: LabPlan, stateRoot: string, node: string) {
     const nodeDir = path.join(stateRoot, plan.stateSubdir, "nodes", node);
-    return { nodeDir, systemRoot: path.join(nodeDir, "system"), runtime: nodeRuntimePaths(nodeDir) };
+    return { nodeDir, systemRoot: path.join(nodeDir, "system"), runtime: labNodeRuntimePaths(nodeDir) };
 }
 
 /**
  * Where a lab node's agent files live, for model/network/agent-plan.ts's `paths` option. The BFD key
  * is a Pulumi secret the deploy puts in /run/keys, as on NixOS (the lab node's sshd has a
- * private /run, which the daemons it starts share).
+ * private /run, which the daemons it starts share); the agent gets a private copy of it, as a
+ * credential. Nginx's control token is written beside its socket (lab/daemons.ts prepareNginxControl).
  */
 export function labAgentPaths(plan: LabPlan, stateRoot: string, bfdKeyFile: string) {
     return (node: string) => {

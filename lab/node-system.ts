@@ -2,7 +2,10 @@
 // (so inside the node's namespace, in its sshd's private /run where /run/keys lives), and
 // makes the node run a generation that the deploy uploaded (runtime/deploy/deploy.ts):
 //   the overlay (VXLAN tunnels, forwarding on hubs), Nginx with the Lua balancer, and the
-//   nublar agent, each restarted only if its config changed.
+//   nublar agent, each restarted only if its config changed. As on NixOS, the agent runs as
+//   the unprivileged user `nublar` with three capabilities, and gets its BFD key as a
+//   credential it alone can read (lab/daemons.ts startAgent); its files are where the agent
+//   config says (agent.json's paths: lab/daemons.ts labNodeRuntimePaths).
 //
 // Generations live under <root>/generations/<n>/ with the bundle the NixOS renderer wrote
 // (model/nix/render.ts) plus overlay.json; <root>/current holds the running one. Like deploy-rs's
@@ -14,7 +17,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { agentDaemon, daemonPid, HERE, nginxDaemon, nodeRuntimePaths, reloadNginx, startAgent, startNginx, stopDaemon, stopNginx } from "./daemons";
+import { agentConfigRecord, agentDaemon, daemonPid, HERE, nginxDaemon, nodeRuntimePaths, reloadNginx, removeLabNodeFiles, startAgent, startNginx, stopDaemon, stopNginx } from "./daemons";
 import { applyOverlay, removeOverlay } from "./overlay";
 import type { OverlayPlan } from "../model/network/site-plan";
 import { linkKeysScript } from "../model/nix/activation";
@@ -80,7 +83,7 @@ function activate(root: string, nodeDir: string, n: number): void {
     const overlayJson = read("overlay.json");
     if (!agentJson || !overlayJson) throw new Error(`generation ${n} at ${dir} is incomplete (needs agent.json and overlay.json)`);
     const overlay = JSON.parse(overlayJson) as LabOverlayFile;
-    const agent = JSON.parse(agentJson) as { paths: { socket: string; nginxControl?: string }; pathAuth?: { keyFile: string } };
+    const agent = JSON.parse(agentJson) as { paths: { socket: string; nginxControl?: string; nginxControlToken?: string }; pathAuth?: { keyFile: string } };
     const rt = nodeRuntimePaths(nodeDir);
 
     applyOverlay(HERE, overlay.overlays, overlay.hub);
@@ -92,10 +95,10 @@ function activate(root: string, nodeDir: string, n: number): void {
         // The lab's nginx.conf names this checkout's balancer.lua (the bundle's copy is for NixOS).
         const running = daemonPid(nginxDaemon(rt.nginxDir), path.join(rt.nginxDir, "nginx.pid")) !== undefined;
         if (running && fs.readFileSync(nginxMarker, "utf8") !== nginxConf) reloadNginx(HERE, rt.nginxDir, nginxConf);
-        else startNginx(HERE, rt.nginxDir, nginxConf, agent.paths.nginxControl!);
+        else startNginx(HERE, rt.nginxDir, nginxConf, agent.paths.nginxControl!, agent.paths.nginxControlToken);
     }
 
-    const marker = agentDaemon(rt.agentDir).marker;
+    const record = agentConfigRecord(rt.agentDir);
     // The agent reads its BFD key at start: a new key (a secret, not in agent.json) needs a
     // restart too. Only a fingerprint of it is kept, on the node.
     const keyFile = agent.pathAuth?.keyFile;
@@ -103,7 +106,7 @@ function activate(root: string, nodeDir: string, n: number): void {
     const printFile = path.join(rt.agentDir, "key.sha256");
     const keyChanged = fs.existsSync(printFile) && fs.readFileSync(printFile, "utf8") !== keyPrint;
     // SIGTERM: the agent takes its sessions AdminDown, so peers keep their routes while it restarts.
-    if ((fs.existsSync(marker) && fs.readFileSync(marker, "utf8") !== agentJson) || keyChanged) stopDaemon(agentDaemon(rt.agentDir));
+    if ((fs.existsSync(record) && fs.readFileSync(record, "utf8") !== agentJson) || keyChanged) stopDaemon(agentDaemon(rt.agentDir));
     startAgent(HERE, rt.agentDir, agent.paths.socket, agentJson);
     fs.writeFileSync(printFile, keyPrint, { mode: 0o600 });
 }
@@ -159,7 +162,10 @@ function deactivate(root: string, nodeDir: string, forget = false): void {
     stopNginx(rt.nginxDir);
     removeOverlay(HERE);
     fs.rmSync(path.join(root, "current"), { force: true });
-    if (forget) for (const dir of [root, rt.agentDir, rt.nginxDir]) fs.rmSync(dir, { recursive: true, force: true });
+    if (forget) {
+        for (const dir of [root, rt.agentDir, rt.nginxDir]) fs.rmSync(dir, { recursive: true, force: true });
+        removeLabNodeFiles(nodeDir);
+    }
 }
 
 function main(argv: string[]): void {

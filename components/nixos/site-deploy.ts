@@ -5,7 +5,7 @@
 // at the canary.
 import * as pulumi from "@pulumi/pulumi";
 import type { NodeAccess } from "../../runtime/agent/client";
-import type { AgentConfig } from "../../model/network/agent-config";
+import { BFD_KEY_RULE, bfdKeyProblem, type AgentConfig } from "../../model/network/agent-config";
 import { renderNginxConf } from "../../model/network/nginx-conf";
 import type { SitePlan } from "../../model/network/site-plan";
 import { NIXOS_PATHS, renderNixosNode } from "../../model/nix/render";
@@ -27,10 +27,33 @@ export interface SiteDeployArgs {
     authorizedKeys: pulumi.Input<string[]>;
     /** The program's commit, recorded in each system profile. */
     revision?: string;
-    /** Nginx's Lua folder and modules, when they differ from a NixOS node's (the lab uses Debian's). */
-    nginx?: { luaDir?: string; modules?: string[] };
+    /** Nginx's Lua folder, modules and control token file (model/nix/render.ts NIXOS_NGINX on NixOS; the lab uses Debian's and the defaults). */
+    nginx?: { luaDir?: string; modules?: string[]; controlTokenFile?: string };
     /** Where each node's deploy publishes a `deploy` event (events/). */
     events?: DeployEventsTarget;
+}
+
+/**
+ * What is wrong with the stack's `nublar:bfdKey`, as a message for the person running
+ * `pulumi preview` (never quoting the key), or undefined when it is good or not set. An empty or
+ * whitespace key would otherwise reach the nodes as an empty key file.
+ */
+export function bfdKeyConfigError(raw: string | undefined): string | undefined {
+    if (raw === undefined) return undefined;
+    const problem = bfdKeyProblem(raw);
+    if (!problem) return undefined;
+    return `stack config nublar:bfdKey is not a usable BFD key: ${problem}. It must be ${BFD_KEY_RULE}. ` +
+        "Set one with `pulumi config set --secret nublar:bfdKey 0x$(openssl rand -hex 20)`, or remove it (`pulumi config rm nublar:bfdKey`) and nublar generates one. Nothing was deployed.";
+}
+
+/**
+ * The stack's `nublar:bfdKey` as a secret, when set; checked first, so that a bad key stops the
+ * program at preview, before any resource exists (a RunError prints its message alone).
+ */
+export function configuredBfdKey(config: pulumi.Config = new pulumi.Config("nublar")): pulumi.Output<string> | undefined {
+    const error = bfdKeyConfigError(config.get("bfdKey"));
+    if (error) throw new pulumi.RunError(error);
+    return config.getSecret("bfdKey");
 }
 
 /** Nodes in deploy order, grouped in waves: [canary], then groups of maxParallel. */
@@ -53,7 +76,7 @@ export class SiteDeploy extends pulumi.ComponentResource {
         const child = { parent: this };
 
         // The BFD key: the stack's `nublar:bfdKey` secret when set (to rotate it), else generated.
-        const configured = new pulumi.Config("nublar").getSecret("bfdKey");
+        const configured = configuredBfdKey();
         const bfdKey = configured ?? new GeneratedKey(`${name}-bfd-key`, "bfd", child).value;
 
         const wireguard = new Map<string, Map<string, GeneratedKey>>();

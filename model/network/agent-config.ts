@@ -124,10 +124,48 @@ export const AgentConfig = z.strictObject({
         events: z.string(),
         /** Unix socket of Nginx's control endpoint, when this node runs ingress. */
         nginxControl: z.string().optional(),
+        /**
+         * The file holding the secret the agent shows Nginx's control endpoint (a bearer token that
+         * balancer.lua compares in constant time). Like pathAuth.keyFile, it names the source: the
+         * agent's supervisor (systemd's LoadCredential=, the lab's startAgent) hands the agent a
+         * private copy, credential NGINX_CONTROL_TOKEN_CREDENTIAL. Absent with nginxControl: the
+         * file beside the socket (model/network/nginx-conf.ts defaultControlTokenFile).
+         */
+        nginxControlToken: z.string().optional(),
     }),
 });
 
 export type AgentConfig = z.infer<typeof AgentConfig>;
+
+/**
+ * The ids under which the agent's supervisor hands it its secrets, as systemd credentials
+ * (LoadCredential=<id>:<source file>, read from $CREDENTIALS_DIRECTORY/<id>): the BFD key
+ * (source: pathAuth.keyFile) and Nginx's control token (source: paths.nginxControlToken).
+ * Nothing but the agent's own user can read them there.
+ */
+export const BFD_KEY_CREDENTIAL = "bfd-key";
+export const NGINX_CONTROL_TOKEN_CREDENTIAL = "nginx-control-token";
+
+/** The BFD key's one accepted form: 0x and 40 hex digits, 20 bytes, a full meticulous keyed SHA1 key. */
+export const BFD_KEY_FORMAT = /^0x[0-9a-fA-F]{40}$/;
+export const BFD_KEY_RULE = "0x followed by 40 hex digits (20 bytes: a full key for meticulous keyed SHA1, RFC 5880 §6.7.4; node-bfd reads 0x... as hex)";
+
+/**
+ * What is wrong with a BFD key, without quoting it (it is a secret), or undefined if it is
+ * good. node-bfd would take 1-20 bytes of text too, but a shorter key is padded with zeros
+ * (RFC 5880 §6.7.4) and a whitespace-only one becomes no key at all: nublar generates and
+ * accepts 20 random bytes only.
+ */
+export function bfdKeyProblem(value: unknown): string | undefined {
+    if (typeof value !== "string") return `it is not a string (${value === null ? "null" : typeof value})`;
+    if (BFD_KEY_FORMAT.test(value)) return undefined;
+    if (value.trim() === "") return value === "" ? "it is empty" : "it is only whitespace";
+    if (value !== value.trim()) return "it has leading or trailing whitespace";
+    if (!value.startsWith("0x")) return `it does not start with 0x (${value.length} characters of text)`;
+    const digits = value.slice(2);
+    if (/[^0-9a-fA-F]/.test(digits)) return "it holds characters that are not hex digits after 0x";
+    return `it has ${digits.length} hex digits after 0x, not 40`;
+}
 export type AgentSession = z.infer<typeof AgentSession>;
 export type AgentRoute = z.infer<typeof AgentRoute>;
 export type AgentUplink = z.infer<typeof AgentUplink>;

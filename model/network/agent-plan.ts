@@ -16,6 +16,7 @@
 // - Nginx upstream members at other nodes' loopbacks, live while any path to them is usable.
 import type { Site } from "../site/model";
 import { fnv16, PlanError } from "./addressing";
+import { defaultControlTokenFile } from "./nginx-conf";
 import { NUBLAR_ROUTE_PROTOCOL, type AgentConfig, type AgentRoute, type AgentSession, type AgentSessionGroup, type AgentUplink, type AgentUpstream } from "./agent-config";
 import { nodePlan, planSite, type NodePlan, type OverlayPeerPlan, type OverlayPlan, type SitePlan } from "./site-plan";
 import { sessionId } from "../vocabulary";
@@ -25,6 +26,8 @@ export interface AgentPathsInput {
     socket: string;
     events: string;
     nginxControl?: string;
+    /** The control token's source file; default: beside nginxControl (defaultControlTokenFile). */
+    nginxControlToken?: string;
     bfdKeyFile?: string;
 }
 
@@ -205,6 +208,10 @@ function agentConfigFor(site: Site, plan: SitePlan, node: NodePlan, opts: AgentP
         routes,
         ingress,
         eventBus: opts.eventBus?.(node.name),
-        paths: { socket: paths.socket, events: paths.events, nginxControl: ingress.length ? paths.nginxControl : undefined },
+        paths: {
+            socket: paths.socket, events: paths.events,
+            nginxControl: ingress.length ? paths.nginxControl : undefined,
+            nginxControlToken: ingress.length && paths.nginxControl ? paths.nginxControlToken ?? defaultControlTokenFile(paths.nginxControl) : undefined,
+        },
     };
 }

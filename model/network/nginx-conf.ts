@@ -1,6 +1,11 @@
 // Renders the Nginx config for a node's ingress: one server per service port, every service
 // balanced by balancer.lua over the members the agent pushes (no reloads), and a control
 // server on a unix socket. Pure: the same ingress map gives the same file.
+//
+// The control server trusts no one for being able to reach its socket (Nginx makes unix
+// sockets 0666; only the socket's folder keeps others out): every request must carry the
+// control token, a secret read once by balancer.init() from `controlTokenFile` (in the master
+// process, before the workers fork) and compared in constant time.
 import * as path from "node:path";
 import type { AgentUpstream } from "./agent-config";
 
@@ -12,6 +17,12 @@ export interface NginxConfInput {
     upstreams: AgentUpstream[];
     /** The control endpoint's unix socket (the agent's `paths.nginxControl`). */
     controlSocket: string;
+    /**
+     * The file Nginx reads the control token from, at start and on every reload (default:
+     * defaultControlTokenFile(controlSocket), where the lab's startNginx writes it; NixOS passes
+     * its credential, model/nix/render.ts NIXOS_PATHS.nginxControlTokenCredential).
+     */
+    controlTokenFile?: string;
     /** Addresses to listen on for clients, e.g. ["[::]"]. */
     listen?: string[];
     workers?: number;
@@ -29,8 +40,20 @@ export interface NginxConfInput {
     modules?: string[];
 }
 
+/** Where the control token lives when nothing else is said: beside the control socket. */
+export function defaultControlTokenFile(controlSocket: string): string {
+    return path.posix.join(path.posix.dirname(controlSocket), "control.token");
+}
+
+/** A Lua string literal for a file path (no control characters: a path has none). */
+function luaString(s: string): string {
+    if (/[\x00-\x1f\x7f]/.test(s)) throw new Error(`cannot write ${JSON.stringify(s)} into nginx.conf: it holds control characters`);
+    return `"${s.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
+}
+
 export function renderNginxConf(input: NginxConfInput): string {
     const listen = input.listen ?? ["[::]"];
+    const tokenFile = input.controlTokenFile ?? defaultControlTokenFile(input.controlSocket);
     const byPort = new Map<number, AgentUpstream[]>();
     for (const u of input.upstreams) byPort.set(u.port, [...(byPort.get(u.port) ?? []), u]);
     const servers = [...byPort.entries()].map(([port, ups]) => {
@@ -67,7 +90,9 @@ export function renderNginxConf(input: NginxConfInput): string {
         `    lua_package_path "${input.luaDir ?? LUA_DIR}/?.lua;;";`,
         "    lua_shared_dict dynups 1m;",
         "    lua_shared_dict dynups_fail 1m;",
-        "    init_by_lua_block { balancer = require \"balancer\"; balancer.init() }",
+        // The control token is read here, in the master (as root in the lab, before the workers
+        // drop to their user): a missing or empty file stops Nginx from starting at all.
+        `    init_by_lua_block { balancer = require "balancer"; balancer.init(${luaString(tokenFile)}) }`,
         "    init_worker_by_lua_block { balancer.init_worker() }",
         ...(input.passive ? [
             "    upstream nublar_balancer {",
@@ -91,6 +116,8 @@ export function renderNginxConf(input: NginxConfInput): string {
         "    proxy_next_upstream_tries 3;",
         "    proxy_next_upstream_timeout 2s;",
         ...servers,
+        // The control endpoint: a unix socket in a folder only the agent and Nginx reach, and
+        // every request must carry the control token (balancer.control).
         "    server {",
         `        listen unix:${input.controlSocket};`,
         "        access_log off;",

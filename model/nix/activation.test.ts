@@ -29,6 +29,12 @@ test("NixOS activation: every command is valid sh, the watchdog is armed before 
         assert.match(rollback, /previous-system/);
         assert.equal(/nix-env -p \/nix\/var\/nix\/profiles\/system --set/.test(rollback), mode === "switch" || mode === "boot");
     }
+    // A changed key restarts the agent (it loads its credential copy at start); the fingerprints
+    // stay in root's folder, never in /run/nublar, which is the agent's own.
+    const sw = a.switchCmd(7, "switch", 90);
+    assert.match(sw, /\/run\/nublar-deploy\/keys\.sha256/);
+    assert.doesNotMatch(sw, /\/run\/nublar\//);
+    assert.match(sw, /systemctl restart nublar-agent\.service/);
     parses(a.statusCmd());
     parses(a.confirmCmd(7));
     parses(a.rollbackCmd(7));

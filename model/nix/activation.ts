@@ -41,6 +41,9 @@ export function linkKeysScript(keysDir: string, n: string, keep: string): string
     ].join("\n");
 }
 
+/** Root's own runtime folder on a NixOS node, for what the deploy keeps between switches. */
+const DEPLOY_RUN = "/run/nublar-deploy";
+
 /** Quote for a POSIX shell. */
 export function sh(value: string): string {
     return `'${value.replace(/'/g, `'\\''`)}'`;
@@ -95,10 +98,12 @@ export function nixosActivation(root = "/var/lib/nublar/system"): Activation {
             ...(watchdogS > 0 ? [`systemd-run --quiet --unit=nublar-rollback-${n} --on-active=${watchdogS}s /bin/sh "$G/nublar-rollback.sh"`] : []),
             `nixos-rebuild ${mode} -I nixos-config="$G/configuration.nix"`,
             // Keys are not part of the system closure: a new key alone changes no unit, so
-            // restart what reads them when their fingerprints changed (kept on the node only).
+            // restart what reads them (the agent loads its credential copy at start) when their
+            // fingerprints changed. The fingerprints are kept on the node only, in root's own
+            // folder: /run/nublar is the agent's, and goes when the agent stops.
             ...(mode === "switch" || mode === "test" ? [
-                `mkdir -p /run/nublar && new=$(sha256sum /run/keys/nublar-* 2>/dev/null || true)`,
-                `if [ "$new" != "$(cat /run/nublar/keys.sha256 2>/dev/null || true)" ]; then systemctl restart nublar-agent.service 'wireguard-*.service' || true; printf '%s' "$new" > /run/nublar/keys.sha256; fi`,
+                `(umask 077 && mkdir -p ${DEPLOY_RUN}) && new=$(sha256sum /run/keys/nublar-* 2>/dev/null || true)`,
+                `if [ "$new" != "$(cat ${DEPLOY_RUN}/keys.sha256 2>/dev/null || true)" ]; then systemctl restart nublar-agent.service 'wireguard-*.service' || true; printf '%s' "$new" > ${DEPLOY_RUN}/keys.sha256; fi`,
             ] : []),
         ].join("\n"),
         confirmCmd: (n) => `set -e; touch ${sh(`${gen(n)}/confirmed`)}; systemctl stop nublar-rollback-${n}.timer 2>/dev/null || true`,

@@ -16,7 +16,7 @@ import { planSite, type SitePlan } from "../network/site-plan";
 import { loadSiteFromStackFile } from "../site/load";
 import type { Site } from "../site/model";
 import { toNix, type NixValue } from "./nix-value";
-import { NIXOS_PATHS, nixosAgentPaths, NixosRenderError, renderNixosNode, type NixosNodeInput } from "./render";
+import { NIXOS_NGINX, NIXOS_PATHS, nixosAgentPaths, NixosRenderError, renderNixosNode, type NixosNodeInput } from "./render";
 import { PROJECT_ROOT } from "../project";
 
 const REPO = PROJECT_ROOT;
@@ -41,7 +41,7 @@ function inputs(site: Site, plan: SitePlan = planSite(site)): NixosNodeInput[] {
         return {
             site, node, agent,
             nginxConf: agent.ingress.length
-                ? renderNginxConf({ upstreams: agent.ingress, controlSocket: agent.paths.nginxControl!, luaDir: NIXOS_PATHS.luaDir, modules: [] })
+                ? renderNginxConf({ upstreams: agent.ingress, controlSocket: agent.paths.nginxControl!, ...NIXOS_NGINX })
                 : undefined,
             authorizedKeys: AUTHORIZED_KEYS,
             wireguardPublicKeys: keys,
@@ -271,7 +271,9 @@ test("Nginx: edge nodes get nginx.conf and balancer.lua, and NixOS's nginx gets 
         const conf = withBundle(files, (dir) => evalJson(`import ${path.join(dir, "modules/nginx-conf.nix")} (builtins.readFile ${path.join(dir, "nginx.conf")})`) as string);
         assert.doesNotMatch(conf, /load_module|^pid |^error_log /m);
         assert.match(conf, /lua_package_path "\/etc\/nublar\/lua\/\?\.lua;;";/);
-        assert.match(conf, /listen unix:\/run\/nublar\/nginx-control\.sock;/);
+        // The control socket in Nginx's own runtime folder; the token from Nginx's credential.
+        assert.match(conf, /listen unix:\/run\/nginx\/nublar-control\.sock;/);
+        assert.ok(conf.includes(`balancer.init("${NIXOS_PATHS.nginxControlTokenCredential}")`), "the control token is Nginx's credential");
         assert.match(conf, /access_log \/var\/log\/nginx\/access\.log /);
         assert.match(conf, /client_body_temp_path \/var\/cache\/nginx\/client_body;/);
         assert.doesNotMatch(conf, /\s(temp|logs)\//);
@@ -284,6 +286,7 @@ test("Nginx: edge nodes get nginx.conf and balancer.lua, and NixOS's nginx gets 
         assert.ok(!r.ok);
         assert.match(r.stderr, /loads dynamic modules/);
         assert.match(r.stderr, /lua_package_path is not \/etc\/nublar\/lua/);
+        assert.match(r.stderr, /its control token is not Nginx's credential/);
     });
 });
 
@@ -345,4 +348,115 @@ test("golden bundles of the sample park (isla-nublar)", () => {
         }
         assert.ok(Object.keys(files).some((rel) => rel.startsWith("modules/")), `${name}: the bundle carries its modules`);
     }
+});
+
+/**
+ * The agent's and Nginx's NixOS modules, evaluated with Nix on a node's bundle. There is no
+ * nixpkgs here, so `lib` is a stand-in holding only what the two modules use, with NixOS's
+ * meaning (mkIf, optional, hasPrefix, ...); what is checked is what the modules themselves
+ * compute: the systemd units' settings.
+ */
+function evalUnits(files: Record<string, string>): any {
+    return withBundle(files, (dir) => evalJson(`
+        let
+          lib = {
+            mkIf = cond: value: if cond then value else { };
+            mkOption = o: o;
+            mkEnableOption = d: d;
+            mkPackageOption = pkgs: name: o: name;
+            mkForce = v: v;
+            types = { path = "path"; str = "str"; };
+            optional = cond: v: if cond then [ v ] else [ ];
+            hasPrefix = p: s: builtins.substring 0 (builtins.stringLength p) s == p;
+          };
+          pkgs = { nftables = "/nix/store/nftables"; iproute2 = "/nix/store/iproute2"; openresty = "/nix/store/openresty"; };
+          config = {
+            nublar.node = import ${dir}/node.nix;
+            services.nublar-agent = { enable = true; package = "/nix/store/nublar-agent"; configFile = "${dir}/agent.json"; bfdKeyFile = ${JSON.stringify(NIXOS_PATHS.bfdKeyFile)}; };
+            nublar.ingress = { enable = builtins.pathExists ${dir}/nginx.conf; configFile = "${dir}/nginx.conf"; balancer = "/nix/store/balancer.lua"; };
+            services.nginx.group = "nginx";
+          };
+          units = module: (import module { inherit config lib pkgs; }).config;
+        in { agent = units ${dir}/modules/nublar-agent.nix; ingress = units ${dir}/modules/nginx.nix; }`));
+}
+
+test("the nublar-agent unit: user nublar, the BFD key as a credential (never group-readable), three capabilities, a runtime folder of its own", () => {
+    for (const input of parkInputs) {
+        const { agent } = evalUnits(parkBundles.get(input.node.name)!);
+        for (const a of agent.assertions) assert.ok(a.assertion, `${input.node.name}: ${a.message}`);
+        const unit = agent.systemd.services["nublar-agent"].serviceConfig;
+        assert.equal(unit.User, "nublar");
+        assert.equal(unit.Group, "nublar");
+        // The deploy's root-only key file, copied by systemd into a folder only user nublar reads.
+        assert.deepEqual(unit.LoadCredential, [`bfd-key:${NIXOS_PATHS.bfdKeyFile}`]);
+        assert.equal(JSON.parse(parkBundles.get(input.node.name)!["agent.json"]).pathAuth.keyFile, NIXOS_PATHS.bfdKeyFile);
+        assert.ok(!(unit.SupplementaryGroups ?? []).includes("keys"), "no group keys: the key is never group-readable");
+        assert.deepEqual(unit.AmbientCapabilities, ["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_NICE"]);
+        assert.deepEqual(unit.CapabilityBoundingSet, unit.AmbientCapabilities);
+        assert.equal(unit.NoNewPrivileges, true);
+        // Its socket's folder is its own: nobody else may write there (and so replace agent.sock).
+        assert.equal(unit.RuntimeDirectory, "nublar");
+        assert.equal(unit.RuntimeDirectoryMode, "0750");
+        assert.equal(path.posix.dirname(NIXOS_PATHS.agentSocket), "/run/nublar");
+        assert.equal(unit.StateDirectory, "nublar");
+        assert.match(unit.ExecStart, /^\/nix\/store\/nublar-agent\/bin\/nublar-agent --config \S+\/agent\.json$/);
+        assert.equal(agent.users.users.nublar.isSystemUser, true);
+    }
+});
+
+test("Nginx's unit and the control token: private runtime folders, a root-only token both services get as credentials", () => {
+    const gate = evalUnits(parkBundles.get("gate")!);
+    const nginx = gate.ingress.systemd.services.nginx;
+    // Nginx no longer writes anywhere of the agent's, nor joins its group.
+    assert.equal(nginx.serviceConfig.ReadWritePaths, undefined);
+    assert.equal(nginx.serviceConfig.SupplementaryGroups, undefined);
+    assert.equal(nginx.serviceConfig.UMask, undefined, "NixOS's own umask (0027) again");
+    assert.ok(!(nginx.after ?? []).includes("nublar-agent.service"));
+    assert.deepEqual(nginx.serviceConfig.LoadCredential, [`nublar-control-token:${NIXOS_PATHS.nginxControlToken}`]);
+    assert.equal(path.posix.basename(NIXOS_PATHS.nginxControlTokenCredential), "nublar-control-token");
+    assert.equal(path.posix.dirname(NIXOS_PATHS.nginxControlTokenCredential), "/run/credentials/nginx.service");
+    assert.deepEqual([nginx.requires, nginx.after], [["nublar-control-token.service"], ["nublar-control-token.service"]]);
+    // The control socket in Nginx's own runtime folder (NixOS: RuntimeDirectory=nginx, 0750 nginx:nginx).
+    assert.equal(path.posix.dirname(NIXOS_PATHS.nginxControl), "/run/nginx");
+    // The agent: its copy of the token, and group nginx only to pass /run/nginx.
+    const agentExtra = gate.ingress.systemd.services["nublar-agent"];
+    assert.deepEqual(agentExtra.serviceConfig.LoadCredential, [`nginx-control-token:${NIXOS_PATHS.nginxControlToken}`]);
+    assert.deepEqual(agentExtra.serviceConfig.SupplementaryGroups, ["nginx"]);
+    assert.deepEqual(agentExtra.requires, ["nublar-control-token.service"]);
+    const agentJson = JSON.parse(parkBundles.get("gate")!["agent.json"]);
+    assert.deepEqual([agentJson.paths.nginxControl, agentJson.paths.nginxControlToken], [NIXOS_PATHS.nginxControl, NIXOS_PATHS.nginxControlToken]);
+    for (const a of gate.agent.assertions) assert.ok(a.assertion, a.message);
+    // The token: root's, in a folder of its own (0700), written once per boot.
+    const token = gate.ingress.systemd.services["nublar-control-token"];
+    assert.equal(token.serviceConfig.Type, "oneshot");
+    assert.equal(token.serviceConfig.RuntimeDirectory, path.posix.basename(path.posix.dirname(NIXOS_PATHS.nginxControlToken)));
+    assert.equal(token.serviceConfig.RuntimeDirectoryMode, "0700");
+    assert.equal(token.serviceConfig.UMask, "0077");
+    assert.ok(token.script.includes(`f=${NIXOS_PATHS.nginxControlToken}`));
+    // The script itself, run here on a scratch path: 64 hex digits, mode 0600, kept on a second run.
+    const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "nublar-token-"));
+    try {
+        const script = token.script.replace(NIXOS_PATHS.nginxControlToken, `${scratch}/token`);
+        const run = () => spawnSync("sh", ["-ec", `umask 0077\n${script}`], { encoding: "utf8" });
+        assert.equal(run().status, 0);
+        const first = fs.readFileSync(`${scratch}/token`, "utf8");
+        assert.match(first, /^[0-9a-f]{64}$/);
+        assert.equal(fs.statSync(`${scratch}/token`).mode & 0o777, 0o600);
+        assert.equal(run().status, 0);
+        assert.equal(fs.readFileSync(`${scratch}/token`, "utf8"), first, "written only when missing");
+    } finally {
+        fs.rmSync(scratch, { recursive: true, force: true });
+    }
+    // A node without ingress: no token, no group nginx.
+    const ledger = evalUnits(parkBundles.get("ledger-1")!);
+    assert.deepEqual(ledger.ingress, {});
+    assert.equal(ledger.agent.systemd.services["nublar-agent"].serviceConfig.SupplementaryGroups, undefined);
+});
+
+test("the agent module refuses agent.json naming another control socket or token than NixOS provides", () => {
+    const files = parkBundles.get("gate")!;
+    const agentJson = JSON.parse(files["agent.json"]);
+    agentJson.paths.nginxControl = "/run/nublar/nginx-control.sock";
+    const { agent } = evalUnits({ ...files, "agent.json": JSON.stringify(agentJson) });
+    assert.ok(agent.assertions.some((a: any) => !a.assertion && /paths\.nginxControl must be \/run\/nginx\/nublar-control\.sock/.test(a.message)));
 });

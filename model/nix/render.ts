@@ -14,11 +14,25 @@ import { LOOPBACK_SUBNET, WIREGUARD_PORT, type NodePlan, type OverlayPeerPlan, t
 import type { Site } from "../site/model";
 import { nixString, toNix, type NixValue } from "./nix-value";
 
-/** Where NixOS puts the node's runtime files and keys; agent.json must name the same ones. */
+/**
+ * Where NixOS puts the node's runtime files and keys; agent.json must name the same ones (the
+ * modules assert it). Each service has its own runtime folder: the agent's socket in the
+ * agent's (/run/nublar, only user nublar writes there, so Nginx cannot replace the socket the
+ * deploy's confirm step asks), Nginx's control socket in Nginx's (/run/nginx, 0750 nginx:nginx;
+ * the agent joins group nginx to reach it).
+ */
 export const NIXOS_PATHS = {
     agentSocket: "/run/nublar/agent.sock",
     events: "/var/lib/nublar/events.jsonl",
-    nginxControl: "/run/nublar/nginx-control.sock",
+    nginxControl: "/run/nginx/nublar-control.sock",
+    /**
+     * The control token's source: nginx.nix's nublar-control-token.service writes it once per
+     * boot (root, 0600), and both services get it as a credential (LoadCredential=).
+     */
+    nginxControlToken: "/run/nublar-control-token/token",
+    /** Nginx's credential copy of the token, which nginx.conf names (renderNginxConf's controlTokenFile). */
+    nginxControlTokenCredential: "/run/credentials/nginx.service/nublar-control-token",
+    /** The BFD key's source, as the deploy writes it (root, 0600); the agent gets it as a credential. */
     bfdKeyFile: "/run/keys/nublar-bfd.key",
     wireguardKeyFile: (ifname: string) => `/run/keys/nublar-wg-${ifname}.key`,
     /** Where nginx.nix installs balancer.lua (environment.etc."nublar/lua/balancer.lua"): renderNginxConf's luaDir. */
@@ -27,8 +41,15 @@ export const NIXOS_PATHS = {
 
 /** The agent's file locations on a NixOS node, for model/network/agent-plan.ts's `paths` option. */
 export function nixosAgentPaths() {
-    return { socket: NIXOS_PATHS.agentSocket, events: NIXOS_PATHS.events, nginxControl: NIXOS_PATHS.nginxControl, bfdKeyFile: NIXOS_PATHS.bfdKeyFile };
+    return {
+        socket: NIXOS_PATHS.agentSocket, events: NIXOS_PATHS.events,
+        nginxControl: NIXOS_PATHS.nginxControl, nginxControlToken: NIXOS_PATHS.nginxControlToken,
+        bfdKeyFile: NIXOS_PATHS.bfdKeyFile,
+    };
 }
+
+/** renderNginxConf's options for a NixOS node: its Lua folder, no dynamic modules, its credential. */
+export const NIXOS_NGINX = { luaDir: NIXOS_PATHS.luaDir, modules: [] as string[], controlTokenFile: NIXOS_PATHS.nginxControlTokenCredential };
 
 const MODULES_DIR = path.join(__dirname, "modules");
 /** NixOS's type for system.nixos.label. */
@@ -46,7 +67,7 @@ export interface NixosNodeInput {
     agent: AgentConfig;
     /**
      * renderNginxConf's output, written as given; required when agent.ingress is non-empty.
-     * For NixOS render it with luaDir = NIXOS_PATHS.luaDir and modules = [] (nginx.nix checks).
+     * For NixOS render it with NIXOS_NGINX's options (nginx-conf.nix checks).
      */
     nginxConf?: string;
     /** OpenSSH public keys allowed to log in as root. */

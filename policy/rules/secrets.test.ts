@@ -5,7 +5,7 @@ import * as assert from "node:assert/strict";
 import { loadSiteFromStackFile } from "../../model/site/load";
 import { UNKNOWN, validateResource, type TestResource } from "../testing";
 import { TYPES } from "./resources";
-import { noPlaintextSecrets, sshHostKeysPinned } from "./secrets";
+import { BFD_KEY_SECRET, bfdKeyWellFormed, noPlaintextSecrets, sshHostKeysPinned } from "./secrets";
 import { projectPath } from "../../model/project";
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK1DPPZ1bdOYcF29MZO/LFWFEfFqOlt3s2EXlc/YUWXB";
@@ -62,4 +62,23 @@ test("ssh-host-keys-pinned: a known access without a host key fails", async () =
     const { hostKey: _, ...noKey } = deployment({}).props.access as Record<string, unknown>;
     assert.match((await validateResource(sshHostKeysPinned, deployment({ access: noKey }))).violations[0]?.message ?? "", /without a pinned host key \(access\.hostKey is undefined\)/);
     assert.deepEqual((await validateResource(sshHostKeysPinned, deployment({ access: { ...noKey, hostKey: UNKNOWN.string } }))).violations, []);
+});
+
+test("bfd-key-well-formed: a deployment delivering an empty, whitespace or short BFD key fails, naming the rule and not the key; a good or unknown key passes", async () => {
+    const good = `0x${"c3".repeat(20)}`;
+    const withKey = (key: unknown) => deployment({ secrets: { [BFD_KEY_SECRET]: key, "nublar-wg-ov0.key": PEM } });
+    assert.deepEqual((await validateResource(bfdKeyWellFormed, withKey(good))).violations, []);
+    // Unknown at the first preview (a generated key): checked at `up`.
+    assert.deepEqual((await validateResource(bfdKeyWellFormed, withKey(UNKNOWN.string))).violations, []);
+    assert.deepEqual((await validateResource(bfdKeyWellFormed, deployment({ secrets: UNKNOWN.object }))).violations, []);
+    for (const [key, why] of [["", /it is empty/], [" \t", /only whitespace/], [`0x${"c3".repeat(10)}`, /20 hex digits after 0x, not 40/], ["letmein", /does not start with 0x/]] as const) {
+        const v = (await validateResource(bfdKeyWellFormed, withKey(key))).violations;
+        assert.equal(v.length, 1, JSON.stringify(key));
+        assert.match(v[0].message, /the BFD key \(nublar:bfdKey\) that node gate's deployment delivers is not usable/);
+        assert.match(v[0].message, why);
+        assert.match(v[0].message, /It must be 0x followed by 40 hex digits/);
+        if (key.trim()) assert.ok(!v[0].message.includes(key), "never quoted");
+    }
+    // Other resources are not its business.
+    assert.deepEqual((await validateResource(bfdKeyWellFormed, { type: "nublar:x:Y", name: "y", props: { secrets: { [BFD_KEY_SECRET]: "" } } })).violations, []);
 });

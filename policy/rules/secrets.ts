@@ -6,6 +6,7 @@
 // always secret: the ones nublar's components wrap with pulumi.secret (tested in components/)
 // and the ones providers encrypt themselves (Kubernetes Secret data).
 import type { ResourceValidationPolicy } from "@pulumi/policy";
+import { BFD_KEY_RULE, bfdKeyProblem } from "../../model/network/agent-config";
 import { HostKey } from "../../model/site/model";
 import { configOf, isUnknown, isUnknownValue, known, rawProps, siteOf, TYPES } from "./resources";
 
@@ -107,4 +108,24 @@ export const sshHostKeysPinned: ResourceValidationPolicy = {
     },
 };
 
-export const secretPolicies = [noPlaintextSecrets, sshHostKeysPinned];
+/** The BFD key's name among a deployment's secrets (model/nix/render.ts NIXOS_PATHS.bfdKeyFile's file name). */
+export const BFD_KEY_SECRET = "nublar-bfd.key";
+
+export const bfdKeyWellFormed: ResourceValidationPolicy = {
+    name: "bfd-key-well-formed",
+    description: "The BFD key every node's deployment delivers (the `nublar:bfdKey` secret, or the generated one) is a full 20-byte key, so that authenticated path sessions never run with an empty or padded key.",
+    enforcementLevel: "mandatory",
+    severity: "critical",
+    remediationSteps: `Set nublar:bfdKey to ${BFD_KEY_RULE}: \`pulumi config set --secret nublar:bfdKey 0x$(openssl rand -hex 20)\`, or remove it (\`pulumi config rm nublar:bfdKey\`) and nublar generates one.`,
+    validateResource: (args, report) => {
+        if (args.type !== TYPES.deployment) return;
+        // The secrets are a secret input: unwrapped here (a CrossGuard limit, see above), never
+        // quoted in a report. A generated key is unknown at the first preview: checked at `up`.
+        const key = known(() => args.props.secrets?.[BFD_KEY_SECRET]);
+        if (key === undefined || isUnknownValue(key)) return;
+        const problem = bfdKeyProblem(key);
+        if (problem) report(`the BFD key (nublar:bfdKey) that node ${known(() => args.props.node)}'s deployment delivers is not usable: ${problem}. It must be ${BFD_KEY_RULE}.`);
+    },
+};
+
+export const secretPolicies = [noPlaintextSecrets, sshHostKeysPinned, bfdKeyWellFormed];

@@ -11,8 +11,10 @@
 //   (RFC 5882 §3.2) while we restart.
 import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
+import * as path from "node:path";
 import { BfdService, GTSM_TABLE, gtsmRuleset, type SessionSnapshot, type SessionSpec, type StateChange } from "node-bfd";
-import type { AgentConfig } from "../../model/network/agent-config";
+import { BFD_KEY_CREDENTIAL, NGINX_CONTROL_TOKEN_CREDENTIAL, type AgentConfig } from "../../model/network/agent-config";
+import { defaultControlTokenFile } from "../../model/network/nginx-conf";
 import { bfdEventOf, EventLog } from "./events";
 import { Kernel, type KernelEvent } from "./kernel";
 import { AgentMetrics } from "./metrics";
@@ -47,19 +49,25 @@ export class Agent {
     private resyncTimer?: NodeJS.Timeout;
     private stopped = false;
 
-    private constructor(readonly config: AgentConfig, private readonly kernel: Kernel, private readonly bfd: BfdService) {
+    private constructor(readonly config: AgentConfig, private readonly kernel: Kernel, private readonly bfd: BfdService, nginxToken: string | undefined) {
         this.events = new EventLog(config.node, config.paths.events);
-        if (config.paths.nginxControl) this.nginx = new NginxControl(config.paths.nginxControl);
+        if (config.paths.nginxControl) this.nginx = new NginxControl(config.paths.nginxControl, nginxToken!);
         for (const s of config.sessions) this.health.set(s.id, initialHealth());
     }
 
     static async start(config: AgentConfig, opts: AgentOptions = {}): Promise<Agent> {
         const log = opts.log ?? (() => undefined);
+        // Secrets first, before anything touches the system: a session configured for
+        // authentication never runs without its key, and Nginx never without its token.
+        const key = config.pathAuth && config.sessions.some(needsAuth) ? readSecret(BFD_KEY_CREDENTIAL, config.pathAuth.keyFile) : undefined;
+        const specs = sessionSpecs(config, key);
+        if (key) log(`path sessions authenticated with ${config.pathAuth!.type}, key id ${config.pathAuth!.keyId}, from ${key.from}`);
+        const nginxToken = config.paths.nginxControl ? readNginxControlToken(config) : undefined;
         const kernel = await Kernel.open();
         if (opts.gtsm !== false) installGtsm();
         await kernel.ensureAddress("lo", config.loopback, 128);
         const bfd = await BfdService.start({ workerNiceness: opts.bfdNiceness ?? -10, workerRealtimePriority: opts.bfdRealtimePriority });
-        const agent = new Agent(config, kernel, bfd);
+        const agent = new Agent(config, kernel, bfd, nginxToken?.value);
         agent.events.emit("agent", { event: "start", site: config.site, sessions: config.sessions.length, routes: config.routes.length });
         bfd.on("state", (c) => agent.onBfd(c));
         bfd.on("error", (err) => {
@@ -69,18 +77,7 @@ export class Agent {
             opts.onFatal?.(err);
         });
         kernel.watch((e) => agent.onKernel(e));
-        const secret = config.pathAuth ? readKey(config.pathAuth.keyFile) : undefined;
-        for (const s of config.sessions) {
-            const spec: SessionSpec = {
-                peer: s.peer, local: s.local, interface: s.interface, multihop: s.multihop,
-                transmitIntervalMs: config.timers.transmitIntervalMs, receiveIntervalMs: config.timers.receiveIntervalMs, detectMultiplier: config.timers.detectMultiplier,
-            };
-            // Path sessions are authenticated whether they run inside a tunnel (single-hop) or
-            // across providers (multihop): a tunnel such as VXLAN does not authenticate its peers.
-            if (s.kind === "path" || s.multihop) {
-                if (config.pathAuth && secret) spec.auth = { type: config.pathAuth.type, keys: [{ id: config.pathAuth.keyId, secret }], sendKeyId: config.pathAuth.keyId };
-                else spec.allowUnauthenticated = true;
-            }
+        for (const { session: s, spec } of specs) {
             await bfd.add(s.id, spec);
             agent.metrics.sessionState.set({ session: s.id, peer: s.peer, kind: s.kind }, 0);
         }
@@ -351,12 +348,72 @@ function sameSet(a: string[], b: string[]): boolean {
     return a.length === b.length && a.every((x) => b.includes(x));
 }
 
-function readKey(file: string): string {
+/** Path sessions are authenticated whether they run inside a tunnel (single-hop) or across
+ * providers (multihop): a tunnel such as VXLAN does not authenticate its peers. */
+export function needsAuth(s: AgentConfig["sessions"][number]): boolean {
+    return s.kind === "path" || s.multihop;
+}
+
+export class AgentSecretError extends Error {
+    override name = "AgentSecretError";
+}
+
+/** A secret as the agent read it: its text, and where it came from (for messages; never the text). */
+export interface Secret {
+    value: string;
+    from: string;
+}
+
+/**
+ * Read one of the agent's secrets. Started with credentials (systemd's LoadCredential=, the
+ * lab's startAgent: $CREDENTIALS_DIRECTORY, a folder only the agent's user can read), the
+ * agent reads its private copy there; otherwise (run by hand, as root) the source file.
+ */
+export function readSecret(id: string, sourceFile: string, env: NodeJS.ProcessEnv = process.env): Secret {
+    const dir = env.CREDENTIALS_DIRECTORY;
+    const file = dir ? path.join(dir, id) : sourceFile;
+    const from = dir ? `credential ${id} (${file}, loaded from ${sourceFile})` : sourceFile;
     try {
-        return fs.readFileSync(file, "utf8").trim();
+        return { value: fs.readFileSync(file, "utf8").trim(), from };
     } catch (err) {
-        throw new Error(`cannot read the BFD key file ${file}: ${(err as Error).message}`);
+        throw new AgentSecretError(`cannot read ${from}: ${(err as Error).message}`);
     }
+}
+
+/** Nginx's control token; without it the agent could not set a single member. */
+function readNginxControlToken(config: AgentConfig): Secret {
+    const source = config.paths.nginxControlToken ?? defaultControlTokenFile(config.paths.nginxControl!);
+    const token = readSecret(NGINX_CONTROL_TOKEN_CREDENTIAL, source);
+    if (!token.value) throw new AgentSecretError(`Nginx's control token is empty: ${token.from}`);
+    return token;
+}
+
+/**
+ * Each session's node-bfd spec. A session that needs authentication gets the config's key;
+ * one configured for authentication (pathAuth) whose key is missing or empty is refused,
+ * naming it and the key file, rather than run unauthenticated. Only without pathAuth at all
+ * (which the nublar-sla pack refuses for real sites) does it run without.
+ */
+export function sessionSpecs(config: AgentConfig, key: Secret | undefined): { session: AgentConfig["sessions"][number]; spec: SessionSpec }[] {
+    const auth = config.pathAuth;
+    const unkeyed = auth ? config.sessions.filter(needsAuth) : [];
+    if (auth && unkeyed.length && !key?.value) {
+        const names = unkeyed.map((s) => s.id);
+        const shown = names.length > 3 ? `${names.slice(0, 3).join(", ")} and ${names.length - 3} more` : names.join(", ");
+        const many = names.length > 1;
+        throw new AgentSecretError(`${many ? "sessions" : "session"} ${shown} ${many ? "are" : "is"} configured for ${auth.type} authentication (pathAuth), but its BFD key is ${key ? "empty" : "missing"}: ${key?.from ?? auth.keyFile}. Refusing to run ${many ? "them" : "it"} unauthenticated.`);
+    }
+    return config.sessions.map((s) => {
+        const spec: SessionSpec = {
+            peer: s.peer, local: s.local, interface: s.interface, multihop: s.multihop,
+            transmitIntervalMs: config.timers.transmitIntervalMs, receiveIntervalMs: config.timers.receiveIntervalMs, detectMultiplier: config.timers.detectMultiplier,
+        };
+        if (needsAuth(s)) {
+            if (auth) spec.auth = { type: auth.type, keys: [{ id: auth.keyId, secret: key!.value }], sendKeyId: auth.keyId };
+            else spec.allowUnauthenticated = true;
+        }
+        return { session: s, spec };
+    });
 }
 
 /** The GTSM rule for single-hop BFD (node-bfd cannot read the hop limit itself). */

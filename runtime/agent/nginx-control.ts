@@ -1,5 +1,6 @@
 // Client for Nginx's local control endpoint (see nginx-conf.ts): it sets each upstream's
 // live members in a shared dict that `balancer_by_lua` reads, so no reload is ever needed.
+// Every request carries the control token (balancer.lua refuses any other with 401).
 import * as http from "node:http";
 
 export interface UpstreamSets {
@@ -10,7 +11,7 @@ export interface UpstreamSets {
 }
 
 export class NginxControl {
-    constructor(readonly socket: string, private readonly timeoutMs = 1000) {}
+    constructor(readonly socket: string, private readonly token: string, private readonly timeoutMs = 1000) {}
 
     async get(): Promise<UpstreamSets> {
         const raw = JSON.parse(await this.request("GET", "/upstreams"));
@@ -27,7 +28,9 @@ export class NginxControl {
 
     private request(method: string, path: string, body?: string): Promise<string> {
         return new Promise((resolve, reject) => {
-            const req = http.request({ socketPath: this.socket, method, path, timeout: this.timeoutMs, headers: body ? { "content-type": "application/json", "content-length": Buffer.byteLength(body) } : {} }, (res) => {
+            const headers: http.OutgoingHttpHeaders = { authorization: `Bearer ${this.token}` };
+            if (body) Object.assign(headers, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+            const req = http.request({ socketPath: this.socket, method, path, timeout: this.timeoutMs, headers }, (res) => {
                 let text = "";
                 res.setEncoding("utf8");
                 res.on("data", (c) => (text += c));

@@ -80,3 +80,25 @@ test("a wrong host key that stays wrong fails with that reason after the window,
     await assert.rejects(connectWhenUp(access(closed, hostKey.public), "node 'edge-2'", () => {}, 200), UnreachableError);
     assert.ok(Date.now() - t3 < 800);
 });
+
+test("secrets land root's alone: 0600 files in 0700 folders, per generation; no service reads them there (each gets a credential copy)", async (t) => {
+    const { installSecretCommand } = await import("./deploy");
+    const { spawnSync } = await import("node:child_process");
+    const fs = await import("node:fs");
+    const keysDir = fs.mkdtempSync("/tmp/nublar-keys-test-");
+    t.after(() => fs.rmSync(keysDir, { recursive: true, force: true }));
+    const key = `0x${"ab".repeat(20)}\n`;
+    for (const gen of [1, 2]) {
+        // A permissive umask must not matter.
+        const r = spawnSync("sh", ["-c", `umask 000; ${installSecretCommand(keysDir, gen, "nublar-bfd.key")}`], { input: key, encoding: "utf8" });
+        assert.equal(r.status, 0, r.stderr);
+        const file = `${keysDir}/nublar-generations/${gen}/nublar-bfd.key`;
+        assert.equal(fs.readFileSync(file, "utf8"), key);
+        const st = fs.statSync(file);
+        assert.equal(st.mode & 0o777, 0o600);
+        assert.equal(st.uid, process.getuid!());
+        for (const dir of [`${keysDir}/nublar-generations`, `${keysDir}/nublar-generations/${gen}`]) assert.equal(fs.statSync(dir).mode & 0o777, 0o700, dir);
+    }
+    assert.throws(() => installSecretCommand(keysDir, 1, "../x"), /not a plain file name/);
+    assert.throws(() => installSecretCommand(keysDir, 1, ".hidden"), /not a plain file name/);
+});

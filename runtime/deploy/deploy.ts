@@ -95,6 +95,21 @@ export async function execOnNode(node: string, access: DeployTarget["access"], c
     }
 }
 
+/**
+ * The shell command that writes one secret, read from stdin, for generation `gen`. Secrets
+ * belong to the generation, so that a rollback brings the old keys back too:
+ * <keysDir>/nublar-generations/<n>/<name>, linked to <keysDir>/<name> at switch time. Each is
+ * root's alone (0600, in 0700 folders): no service reads it there. The agent gets a private
+ * copy as a credential (systemd's LoadCredential=, the lab's startAgent), which only its own
+ * user can read.
+ */
+export function installSecretCommand(keysDir: string, gen: number, name: string): string {
+    if (!/^[A-Za-z0-9._-]+$/.test(name) || name.startsWith(".")) throw new Error(`secret name '${name}' is not a plain file name`);
+    const dir = `${keysDir}/nublar-generations/${gen}`;
+    const file = `${dir}/${name}`;
+    return `umask 077 && mkdir -p ${sh(dir)} && chmod 0700 ${sh(`${keysDir}/nublar-generations`)} ${sh(dir)} && cat > ${sh(`${file}.new`)} && chmod 0600 ${sh(`${file}.new`)} && mv ${sh(`${file}.new`)} ${sh(file)}`;
+}
+
 async function mustExec(conn: Client, where: string, what: string, command: string, stdin?: string): Promise<string> {
     const r = await exec(conn, command, stdin);
     if (r.code !== 0) throw new Error(`${where}: ${what} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().split("\n").slice(-5).join(" | ")}`);
@@ -208,14 +223,8 @@ export async function deploy(req: DeployRequest): Promise<DeployResult> {
         log(`${target.node}: uploading generation ${gen} (${Object.keys(files).length} files, digest ${digest})`);
         await upload(conn, dir, files);
 
-        // Secrets belong to the generation, so that a rollback brings the old keys back too:
-        // <keysDir>/nublar-generations/<n>/<name>, linked to <keysDir>/<name> at switch time.
-        const keysDir = `${activation.keysDir}/nublar-generations/${gen}`;
         for (const [name, content] of Object.entries(req.secrets)) {
-            if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new Error(`secret name '${name}' is not a plain file name`);
-            const file = `${keysDir}/${name}`;
-            await mustExec(conn, where, `installing secret ${name}`,
-                `umask 077 && mkdir -p ${sh(keysDir)} && cat > ${sh(`${file}.new`)} && mv ${sh(`${file}.new`)} ${sh(file)}`, content);
+            await mustExec(conn, where, `installing secret ${name}`, installSecretCommand(activation.keysDir, gen, name), content);
         }
 
         const watchdogS = Math.ceil(req.confirmTimeoutMs / 1000) + 30;

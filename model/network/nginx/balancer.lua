@@ -19,15 +19,22 @@
 -- Passive health: lua_shared_dict "dynups_fail" key "<upstream>|<member>" (ttl FAIL_TTL)
 -- is set when a try against a peer fails; new requests skip such peers while at least
 -- one non-failed member exists.
+--
+-- The control API authenticates every request: "Authorization: Bearer <token>", where the
+-- token is the content of the file init() is given (read in the master process, before the
+-- workers fork; NixOS hands Nginx a credential, the lab a root-only file). Being able to
+-- connect to the socket proves nothing: Nginx makes unix sockets 0666. The comparison takes
+-- the same time whatever the token sent (SHA-1 of both, then every byte XORed).
 
 local cjson = require "cjson.safe"
 local balancer = require "ngx.balancer"
+local bit = require "bit"
 
 local ngx = ngx
 local shm = ngx.shared.dynups
 local fail_shm = ngx.shared.dynups_fail
 local tonumber, tostring, type, pairs, ipairs = tonumber, tostring, type, pairs, ipairs
-local str_find, str_sub, str_match = string.find, string.sub, string.match
+local str_find, str_sub, str_match, str_byte = string.find, string.sub, string.match, string.byte
 
 local _M = { _VERSION = "1" }
 
@@ -35,6 +42,12 @@ local MAX_TRIES = 3        -- keep in sync with proxy_next_upstream_tries
 local FAIL_TTL  = 2        -- seconds a failed peer is avoided by new requests
 local MAX_MEMBERS = 256
 local NAME_PAT = "^[A-Za-z0-9_.-]+$"
+
+local MIN_TOKEN = 32       -- characters; the lab and NixOS write 64 hex digits
+
+-- The control token, set by init() in the master and inherited by every worker; its SHA-1,
+-- computed by each worker on first use.
+local control_token, token_digest
 
 -- per-worker cache: name -> { version = N, peers = { {host=, port=, id=}... } }
 local cache = {}
@@ -107,10 +120,49 @@ function _M.init_worker()
     math.randomseed(ngx.now() * 1000 + ngx.worker.pid())
 end
 
-function _M.init()
+-- The control token: the file's content without surrounding whitespace. Any problem stops
+-- Nginx from starting (an error in init_by_lua fails the start; on a reload, the master keeps
+-- its old config; `nginx -t` does not run init_by_lua): an unauthenticated control endpoint
+-- must never run.
+local function read_token(file)
+    if type(file) ~= "string" or file == "" then
+        error("nublar balancer: balancer.init(token_file) needs the control token's file", 0)
+    end
+    local f, err = io.open(file, "rb")
+    if not f then error("nublar balancer: cannot read the control token: " .. tostring(err), 0) end
+    local token = f:read("*a") or ""
+    f:close()
+    token = str_match(token, "^%s*(.-)%s*$")
+    if #token < MIN_TOKEN then
+        error("nublar balancer: the control token in " .. file .. " is " .. #token
+              .. " characters long, fewer than " .. MIN_TOKEN, 0)
+    end
+    return token
+end
+
+function _M.init(token_file)
+    control_token = read_token(token_file)
+    token_digest = nil
     -- add() only succeeds when the key is absent => id survives reloads, not restarts
     shm:add("boot", string.format("%x-%x", ngx.now() * 1000, ngx.worker.pid()))
     shm:add("gen", 0)
+end
+
+-- Whether the request carries the control token. Both sides are hashed first, so the
+-- comparison below always runs over 20 bytes, whatever was sent.
+local function authorized()
+    if not control_token then return false end
+    if not token_digest then token_digest = ngx.sha1_bin(control_token) end
+    local header = ngx.var.http_authorization
+    if type(header) ~= "string" then return false end
+    local sent = str_match(header, "^Bearer%s+(%S+)%s*$")
+    if not sent then return false end
+    local got = ngx.sha1_bin(sent)
+    local diff = 0
+    for i = 1, #token_digest do
+        diff = bit.bor(diff, bit.bxor(str_byte(got, i), str_byte(token_digest, i)))
+    end
+    return diff == 0
 end
 
 --------------------------------------------------------------------------------
@@ -340,6 +392,10 @@ local function delete_upstream(name)
 end
 
 function _M.control()
+    if not authorized() then
+        ngx.header["WWW-Authenticate"] = 'Bearer realm="nublar-control"'
+        return reply(401, { error = "unauthorized: send the control token (Authorization: Bearer <token>)" })
+    end
     local method = ngx.req.get_method()
     local uri = ngx.var.uri
     if uri == "/upstreams" or uri == "/upstreams/" then

@@ -43,25 +43,59 @@ in
     # with the generation.
     environment.etc."nublar/lua/balancer.lua".source = cfg.balancer;
 
+    # The control token: the secret the agent shows Nginx's control endpoint (balancer.lua
+    # refuses every request without it). Written once per boot, root-only, in a folder of its
+    # own; Nginx and the agent each get a private copy (LoadCredential=), so neither can read
+    # the other's files and no other user can read it at all. Both load it at start, so it
+    # must not change under them: it is only written when missing.
+    systemd.services.nublar-control-token = {
+      description = "nublar: the token that authenticates nublar-agent to Nginx's control endpoint";
+      before = [ "nginx.service" "nublar-agent.service" ];
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        RuntimeDirectory = "nublar-control-token";
+        RuntimeDirectoryMode = "0700";
+        RuntimeDirectoryPreserve = "yes";
+        UMask = "0077";
+      };
+      # NIXOS_PATHS.nginxControlToken; 64 hex digits (balancer.lua wants at least 32 characters).
+      script = ''
+        f=/run/nublar-control-token/token
+        if [ ! -s "$f" ]; then
+          od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$f.new"
+          mv "$f.new" "$f"
+        fi
+      '';
+    };
+
     systemd.services.nginx = {
-      # The control socket lives in the agent's runtime directory (/run/nublar), which exists
-      # once the agent has started once (it is preserved across agent restarts).
-      wants = [ "nublar-agent.service" ];
-      after = [ "nublar-agent.service" ];
+      requires = [ "nublar-control-token.service" ];
+      after = [ "nublar-control-token.service" ];
       # A new balancer.lua needs a new Lua VM; the config itself is already a trigger.
       restartTriggers = [ cfg.balancer ];
       serviceConfig = {
-        # Create the control socket in /run/nublar (mode 0770, group nublar).
-        SupplementaryGroups = [ "nublar" ];
-        ReadWritePaths = [ "/run/nublar" ];
-        # The socket must be group-writable for the agent to connect (NixOS's default umask
-        # 0027 would make it 0750). Logs become group-writable too, for group nginx only.
-        UMask = lib.mkForce "0007";
+        # nginx.conf reads it from /run/credentials/nginx.service/nublar-control-token
+        # (NIXOS_PATHS.nginxControlTokenCredential; ./nginx-conf.nix checks) in init_by_lua,
+        # at every start and reload: without it Nginx does not start.
+        LoadCredential = [ "nublar-control-token:/run/nublar-control-token/token" ];
+        # The control socket goes in Nginx's own runtime folder, /run/nginx (0750 nginx:nginx,
+        # NixOS's RuntimeDirectory for nginx): Nginx needs no access to the agent's.
       };
     };
 
-    # The agent joins nginx's group to connect to the control socket: it has no
-    # CAP_DAC_OVERRIDE, so file modes apply to it.
-    systemd.services.nublar-agent.serviceConfig.SupplementaryGroups = [ config.services.nginx.group ];
+    systemd.services.nublar-agent = {
+      requires = [ "nublar-control-token.service" ];
+      after = [ "nublar-control-token.service" ];
+      serviceConfig = {
+        # The agent's copy of the control token ($CREDENTIALS_DIRECTORY/nginx-control-token);
+        # nublar-agent.nix asserts that agent.json names this source.
+        LoadCredential = [ "nginx-control-token:/run/nublar-control-token/token" ];
+        # Group nginx only to pass /run/nginx (0750) to the control socket: the agent has no
+        # CAP_DAC_OVERRIDE, so file modes apply to it. The token, not the group, is what the
+        # control endpoint trusts.
+        SupplementaryGroups = [ config.services.nginx.group ];
+      };
+    };
   };
 }

@@ -5,6 +5,9 @@ let
   cfg = config.services.nublar-agent;
   node = config.nublar.node;
   agentConfig = builtins.fromJSON (builtins.readFile cfg.configFile);
+  # model/nix/render.ts NIXOS_PATHS; nginx.nix serves them.
+  nginxControl = "/run/nginx/nublar-control.sock";
+  nginxControlToken = "/run/nublar-control-token/token";
 in
 {
   imports = [ ./node-data.nix ];
@@ -26,8 +29,8 @@ in
       default = "/run/keys/nublar-bfd.key";
       description = ''
         Key file for authenticated path sessions. A path string, never a Nix path: a Nix path
-        would copy the secret into the world-readable store. The deploy tool puts it there
-        (readable by the `keys` group).
+        would copy the secret into the world-readable store. The deploy tool puts it there,
+        readable by root only; systemd hands the agent a private copy (LoadCredential=).
       '';
     };
   };
@@ -41,6 +44,13 @@ in
         message = "${toString cfg.configFile}: paths.socket must be under /run/nublar and paths.events under /var/lib/nublar (render it with NIXOS_PATHS)";
       }
       {
+        # Nginx's control socket is in Nginx's own runtime folder, and its token comes from
+        # nginx.nix's nublar-control-token.service (model/nix/render.ts: NIXOS_PATHS).
+        assertion = !(agentConfig.paths ? nginxControl)
+          || (agentConfig.paths.nginxControl == nginxControl && (agentConfig.paths.nginxControlToken or "") == nginxControlToken);
+        message = "${toString cfg.configFile}: paths.nginxControl must be ${nginxControl} and paths.nginxControlToken ${nginxControlToken} (render it with NIXOS_PATHS)";
+      }
+      {
         # agent.json and this module are rendered from the same constants (model/nix/render.ts);
         # a mismatch would leave the agent reading a key file nobody provisions.
         assertion = !(agentConfig ? pathAuth) || agentConfig.pathAuth.keyFile == cfg.bfdKeyFile;
@@ -48,9 +58,10 @@ in
       }
     ];
 
-    # A dedicated user with just the capabilities it needs, rather than root: routes and
-    # nftables need CAP_NET_ADMIN, BFD's raw checks CAP_NET_RAW, the BFD thread's priority
-    # CAP_SYS_NICE.
+    # A dedicated user with just the capabilities it needs, rather than root: routes, nftables
+    # and `ss -K` need CAP_NET_ADMIN, BFD's raw checks CAP_NET_RAW, the BFD thread's priority
+    # CAP_SYS_NICE. BFD's ports (3784, 4784, sources from 49152) need no CAP_NET_BIND_SERVICE.
+    # The lab runs the agent the same way (lab/daemons.ts startAgent).
     users.users.nublar = {
       isSystemUser = true;
       group = "nublar";
@@ -84,20 +95,22 @@ in
         RestartSec = "1s";
         User = "nublar";
         Group = "nublar";
-        # `keys`: read the BFD key under /run/keys.
-        SupplementaryGroups = [ "keys" ];
+        # The BFD key stays root's (the deploy writes it 0600 under /run/keys); systemd copies it
+        # into the agent's credentials folder, readable by user nublar only, for this run of the
+        # unit. The agent reads $CREDENTIALS_DIRECTORY/bfd-key (runtime/agent/agent.ts readSecret).
+        # A restart loads the key again: the deploy restarts the agent when the keys change.
+        LoadCredential = lib.optional (agentConfig ? pathAuth) "bfd-key:${cfg.bfdKeyFile}";
         CapabilityBoundingSet = [ "CAP_NET_ADMIN" "CAP_NET_RAW" "CAP_SYS_NICE" ];
         AmbientCapabilities = [ "CAP_NET_ADMIN" "CAP_NET_RAW" "CAP_SYS_NICE" ];
         NoNewPrivileges = true;
         ProtectSystem = "strict";
         ProtectHome = true;
         PrivateTmp = true;
-        # /run/nublar: the state API socket, and Nginx's control socket (group nublar may
-        # write, see nginx.nix). Preserved across restarts so that Nginx's socket, and
-        # Nginx's view of the directory, survive an agent restart.
+        # /run/nublar: the state API socket, the agent's alone. Nothing else writes there (Nginx
+        # has /run/nginx), so nobody but the agent can replace the socket the deploy's confirm
+        # step and `nublar --node` ask.
         RuntimeDirectory = "nublar";
-        RuntimeDirectoryMode = "0770";
-        RuntimeDirectoryPreserve = "yes";
+        RuntimeDirectoryMode = "0750";
         # /var/lib/nublar: the event log.
         StateDirectory = "nublar";
         StateDirectoryMode = "0750";
