@@ -56,6 +56,37 @@ function describe(e: import("../model/events/schema").NublarEvent): string {
     return `${t}  ${e.type.padEnd(14)} ${body}`;
 }
 
+/**
+ * A sensor's key for `bus send`: --key-file (mode 0600, like an ssh key), else NUBLAR_SENSOR_KEY,
+ * else, on a lab stack, the lab's pipeline config (mode 0600, this user's). Never an argument.
+ */
+function sensorKeyFor(sensor: string, keyFile: string | undefined, plan: EventsPlan): string | undefined {
+    const { SENSOR_KEY } = require("../model/events/plan") as typeof import("../model/events/plan");
+    const checked = (key: string, from: string) => {
+        if (!SENSOR_KEY.test(key)) throw new EventsUserError(`the sensor key in ${from} is not 64 hex digits (openssl rand -hex 32)`);
+        return key;
+    };
+    if (keyFile) {
+        const fs = require("node:fs") as typeof import("node:fs");
+        let st: import("node:fs").Stats;
+        try {
+            st = fs.statSync(keyFile);
+        } catch (err) {
+            throw new EventsUserError(`cannot read the key file ${keyFile}: ${(err as Error).message}`);
+        }
+        if (st.mode & 0o077) throw new EventsUserError(`the key file ${keyFile} can be read by others (mode ${(st.mode & 0o777).toString(8)}): chmod 600 it`);
+        return checked(fs.readFileSync(keyFile, "utf8").trim(), keyFile);
+    }
+    const env = process.env.NUBLAR_SENSOR_KEY;
+    if (env) return checked(env.trim(), "NUBLAR_SENSOR_KEY");
+    if (!plan.lab) return undefined;
+    const fs = require("node:fs") as typeof import("node:fs");
+    if (!fs.existsSync(plan.lab.configFile)) return undefined;
+    const keys = lazy.pipeline().readPipelineConfig(plan.lab.configFile).gateway.sensorKeys[sensor];
+    const key = Array.isArray(keys) ? keys[keys.length - 1] : keys;
+    return key && checked(key, plan.lab.configFile);
+}
+
 export function registerEventsCommands(program: Command, ctx: EventsCliContext): void {
     const events = program.command("bus").description("the event bus: sensor readings, BFD/route/ingress changes, deploys, audits, alerts (events/)");
 
@@ -99,7 +130,7 @@ export function registerEventsCommands(program: Command, ctx: EventsCliContext):
                 `pipeline  ${pid ? `running (pid ${pid})` : "NOT running"}`,
             ];
             const s = stats as { gateway?: Record<string, number>; consumers?: Record<string, Record<string, number>>; lake?: Record<string, number>; ledger?: Record<string, number> } | undefined;
-            if (s?.gateway) lines.push(`gateway   ${plan.gateway.listen.map((h) => `http://[${h}]:${plan.gateway.port}/v1/readings`).join(" ")}: ${s.gateway.accepted} accepted, ${s.gateway.rejected} rejected, ${s.gateway.refused} refused, ${s.gateway.busErrors} bus errors`);
+            if (s?.gateway) lines.push(`gateway   ${plan.gateway.listen.map((h) => `http://[${h}]:${plan.gateway.port}/v1/readings`).join(" ")}: ${s.gateway.accepted} accepted, ${s.gateway.rejected} rejected, ${s.gateway.refused} refused, ${s.gateway.unauthorized ?? 0} unauthorized, ${s.gateway.forbiddenOrigin ?? 0} from web pages, ${s.gateway.dropped ?? 0} connections dropped, ${s.gateway.busErrors} bus errors`);
             for (const [name, c] of Object.entries(s?.consumers ?? {})) lines.push(`${name.padEnd(9)} ${c.delivered} delivered in ${c.batches} batches, ${c.deadLettered} dead-lettered, ${c.retries} retries`);
             if (s?.ledger) lines.push(`ledger    ${s.ledger.appended} appended, ${s.ledger.duplicates} duplicates dropped by key`);
             if (s?.lake) lines.push(`lake      ${s.lake.files} files, ${s.lake.written} events written, ${s.lake.skipped} re-read and ${s.lake.resends} resent events already there (${plan.lab.lakeDir})`);
@@ -108,26 +139,33 @@ export function registerEventsCommands(program: Command, ctx: EventsCliContext):
         });
 
     events.command("send")
-        .description("send one sensor reading to the sensor gateway, as a sensor would (HTTP POST)")
+        .description("send one sensor reading to the sensor gateway, as a sensor would (HTTP POST, signed with the sensor's key)")
         .requiredOption("--sensor <id>", "the sensor's id").requiredOption("--kind <kind>", "what it measures, e.g. temperature")
         .requiredOption("--value <number>", "the reading").option("--unit <unit>", "unit", "")
         .addOption(new Option("--seq <n>", "the sensor's sequence number (default: now in ms)").argParser(positiveInt))
+        .addOption(new Option("--key-file <file>", "the sensor's key (64 hex digits), in a file of mode 0600; or NUBLAR_SENSOR_KEY; a lab stack's own keys by default"))
         .addOption(new Option("--gateway <url>", "gateway URL (default: the stack's, on ::1)"))
         .addOption(stackOpt()).addOption(jsonOpt())
-        .action(async (opts: { sensor: string; kind: string; value: string; unit: string; seq?: number; gateway?: string; stack: string; json?: boolean }) => {
+        .action(async (opts: { sensor: string; kind: string; value: string; unit: string; seq?: number; keyFile?: string; gateway?: string; stack: string; json?: boolean }) => {
             const plan = planOf(ctx, opts.stack);
             const url = opts.gateway ?? `http://[::1]:${plan.gateway.port}/v1/readings`;
             const reading = { sensor: opts.sensor, kind: opts.kind, value: Number(opts.value), unit: opts.unit, seq: opts.seq ?? Date.now() };
+            const body = JSON.stringify(reading);
+            // Never from the command line (ps and shell history would show it).
+            const key = sensorKeyFor(opts.sensor, opts.keyFile, plan);
+            const { signReadings } = require("../runtime/events/gateway") as typeof import("../runtime/events/gateway");
+            const headers = key ? signReadings(key, opts.sensor, body) : { "content-type": "application/json" };
             let res: Response;
             try {
-                res = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(reading) });
+                res = await fetch(url, { method: "POST", headers, body });
             } catch (err) {
                 throw new EventsUnreachable(`cannot reach the sensor gateway at ${url}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}`);
             }
-            const body = await res.json() as Record<string, unknown>;
-            if (opts.json) process.stdout.write(`${JSON.stringify({ status: res.status, ...body }, null, 2)}\n`);
-            else if (res.status === 202) process.stdout.write(`accepted: ${(body.ids as string[]).join(", ")}\n`);
-            else process.stdout.write(`refused (${res.status}): ${JSON.stringify(body.rejected ?? body.error)}\n`);
+            const answer = await res.json() as Record<string, unknown>;
+            if (opts.json) process.stdout.write(`${JSON.stringify({ status: res.status, ...answer }, null, 2)}\n`);
+            else if (res.status === 202) process.stdout.write(`accepted: ${(answer.ids as string[]).join(", ")}\n`);
+            else process.stdout.write(`refused (${res.status}): ${JSON.stringify(answer.rejected ?? answer.error)}\n`);
+            if (res.status === 401 && !key) process.stderr.write(`nublar: sent unsigned: no key for ${opts.sensor} (--key-file, NUBLAR_SENSOR_KEY, or nublar:sensorKeys on a lab stack)\n`);
             if (res.status !== 202) process.exitCode = 1;
         });
 
@@ -190,7 +228,7 @@ export function registerEventsCommands(program: Command, ctx: EventsCliContext):
                 for (let i = 0; i < 200 && l.pipelinePid(plan); i++) await new Promise((r) => setTimeout(r, 50));
             }
             await lazy.kafka().resetGroup({ brokers: plan.brokers, clientId: "nublar-replay" }, `nublar-${opts.sink}`);
-            await l.startPipeline({ plan, ledgerSocket: cfg.ledgerSocket, routingKey: cfg.alerts.routingKey });
+            await l.startPipeline({ plan, ledgerSocket: cfg.ledgerSocket, routingKey: cfg.alerts.routingKey, sensorKeys: cfg.gateway.sensorKeys });
             process.stdout.write(`nublar-${opts.sink} reset to the start of its topics; the pipeline is replaying (nublar bus status)\n`);
         });
 

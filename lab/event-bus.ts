@@ -6,7 +6,7 @@ import * as http from "node:http";
 import * as path from "node:path";
 import { daemonPid, startNublarDaemon } from "./daemons";
 import { brokerPid, formatBroker, startBroker, stopBroker, type BrokerLayout } from "./kafka-broker";
-import type { EventsPlan } from "../model/events/plan";
+import { sensorKeysProblems, type EventsPlan, type SensorKeys } from "../model/events/plan";
 import type { PipelineConfig } from "../runtime/events/pipeline";
 
 
@@ -16,6 +16,8 @@ export interface LabEventsInputs {
     ledgerSocket: string;
     /** PagerDuty routing key (a Pulumi secret), if alerts should leave the machine. */
     routingKey?: string;
+    /** Each sensor's HMAC key (`nublar:sensorKeys`, a Pulumi secret): only ever in the 0600 config file. */
+    sensorKeys?: SensorKeys;
 }
 
 function lab(plan: EventsPlan) {
@@ -39,11 +41,13 @@ export const pipelineSocket = (plan: EventsPlan) => path.join(lab(plan).dir, "pi
 export function pipelineConfig(inputs: LabEventsInputs): PipelineConfig {
     const { plan } = inputs;
     const l = lab(plan);
+    const problems = sensorKeysProblems(inputs.sensorKeys);
+    if (problems.length) throw new Error(`nublar:sensorKeys: ${problems.join("; ")}`);
     return {
         site: plan.site,
         brokers: plan.brokers,
         topics: plan.topics,
-        gateway: { listen: plan.gateway.listen.map((host) => ({ host, port: plan.gateway.port })), allow: plan.gateway.allow },
+        gateway: { listen: plan.gateway.listen.map((host) => ({ host, port: plan.gateway.port })), allow: plan.gateway.allow, sensorKeys: inputs.sensorKeys ?? {} },
         ledgerSocket: inputs.ledgerSocket,
         lakeDir: l.lakeDir,
         alerts: { url: plan.alertsUrl, routingKey: inputs.routingKey },
@@ -82,12 +86,31 @@ async function stopPid(pid: number, alive: () => number | undefined, graceMs = 1
     if (alive()) process.kill(pid, "SIGKILL");
 }
 
+/**
+ * Writes a file that holds secrets (the sensor keys, the PagerDuty routing key): created 0600
+ * under a temporary name, then renamed over the old one, so it is never readable by others, not
+ * even for a moment, and whatever mode an older file had does not carry over.
+ */
+export function writePrivateFile(file: string, text: string): void {
+    const tmp = `${file}.${process.pid}.tmp`;
+    fs.rmSync(tmp, { force: true });
+    const fd = fs.openSync(tmp, "wx", 0o600);
+    try {
+        fs.fchmodSync(fd, 0o600); // whatever the umask
+        fs.writeFileSync(fd, text);
+        fs.fsyncSync(fd);
+    } finally {
+        fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, file);
+}
+
 export async function startPipeline(inputs: LabEventsInputs, progress: (m: string) => void = () => undefined): Promise<number> {
     const { plan } = inputs;
     const l = lab(plan);
     const old = pipelinePid(plan);
     if (old) await stopPid(old, () => pipelinePid(plan)); // a config change takes a restart
-    fs.writeFileSync(l.configFile, JSON.stringify(pipelineConfig(inputs), null, 2), { mode: 0o600 });
+    writePrivateFile(l.configFile, JSON.stringify(pipelineConfig(inputs), null, 2));
     progress("starting the event pipeline (sensor gateway, ledger, lake and alert consumers)");
     return startNublarDaemon({
         what: "the event pipeline", args: ["bus", "serve", "--config", l.configFile], logFile: l.logFile, pidFile: l.pidFile,

@@ -3,7 +3,7 @@
 // from Strimzi instead (components/k8s/event-bus.ts).
 import * as pulumi from "@pulumi/pulumi";
 import type { LabEventsInputs } from "../../lab/event-bus";
-import type { EventsPlan } from "../../model/events/plan";
+import { SENSOR_KEYS_CONFIG, type EventsPlan, type SensorKeys } from "../../model/events/plan";
 
 // Plain strings, so Pulumi's closure serializer captures them by value (see providers.ts).
 const LAB_MODULE = require.resolve("../../lab/event-bus");
@@ -41,8 +41,8 @@ const eventBusProvider: pulumi.dynamic.ResourceProvider<Inputs, Inputs> = {
 };
 
 class LabEventBusDaemons extends pulumi.dynamic.Resource {
-    constructor(name: string, args: { plan: Inputs["plan"]; ledgerSocket: pulumi.Input<string>; routingKey?: pulumi.Input<string> }, opts?: pulumi.CustomResourceOptions) {
-        super(eventBusProvider, name, args, { ...opts, additionalSecretOutputs: ["routingKey"] }, "lab", "EventBus");
+    constructor(name: string, args: { plan: Inputs["plan"]; ledgerSocket: pulumi.Input<string>; routingKey?: pulumi.Input<string>; sensorKeys?: pulumi.Input<SensorKeys> }, opts?: pulumi.CustomResourceOptions) {
+        super(eventBusProvider, name, args, { ...opts, additionalSecretOutputs: ["routingKey", "sensorKeys"] }, "lab", "EventBus");
     }
 }
 
@@ -60,8 +60,12 @@ export class LabEventBus extends pulumi.ComponentResource {
         const l = args.plan.lab;
         if (!l) throw new Error("LabEventBus needs a plan with a lab layout");
         // PagerDuty's routing key is a secret: in state encrypted, on disk only in the 0600 config.
-        const routingKey = new pulumi.Config("nublar").getSecret("pagerDutyRoutingKey");
-        const daemons = new LabEventBusDaemons(`${name}-daemons`, { plan: { ...args.plan, lab: l }, ledgerSocket: args.ledgerSocket, routingKey }, { parent: this });
+        const config = new pulumi.Config("nublar");
+        const routingKey = config.getSecret("pagerDutyRoutingKey");
+        // So are the sensors' keys (`pulumi config set --secret --path 'nublar:sensorKeys["fence-07"]'`):
+        // the gateway refuses every reading of a sensor without one.
+        const sensorKeys = config.getSecretObject<SensorKeys>(SENSOR_KEYS_CONFIG);
+        const daemons = new LabEventBusDaemons(`${name}-daemons`, { plan: { ...args.plan, lab: l }, ledgerSocket: args.ledgerSocket, routingKey, sensorKeys }, { parent: this });
         this.info = daemons.urn.apply((): Record<string, unknown> => ({
             brokers: args.plan.brokers,
             agentBrokers: args.plan.agentBrokers,

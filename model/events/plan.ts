@@ -45,6 +45,33 @@ export interface EventsPlan {
     lab?: EventsLabLayout;
 }
 
+/**
+ * Sensor credentials (runtime/events/gateway.ts): each sensor signs its requests with HMAC-SHA256
+ * under a key of its own. A key is 32 random bytes written as 64 hex digits (`openssl rand -hex
+ * 32`). The keys are the Pulumi secret stack config `nublar:sensorKeys`, a map of sensor id to
+ * key (or to a list of two keys while one is rotated); they reach the gateway only through the
+ * pipeline's config file, mode 0600.
+ */
+export const SENSOR_KEYS_CONFIG = "sensorKeys";
+export const SENSOR_KEY = /^[0-9a-fA-F]{64}$/;
+/** A sensor id, as the envelope checks it (model/events/schema.ts). */
+export const SENSOR_ID = /^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$/;
+export type SensorKeys = Record<string, string | string[]>;
+
+/** What is wrong with a `nublar:sensorKeys` value; empty when nothing is. Never quotes a key. */
+export function sensorKeysProblems(keys: unknown): string[] {
+    if (keys === undefined) return [];
+    if (typeof keys !== "object" || keys === null || Array.isArray(keys)) return [`${SENSOR_KEYS_CONFIG} must be a map of sensor id to key`];
+    const out: string[] = [];
+    for (const [id, v] of Object.entries(keys)) {
+        if (!SENSOR_ID.test(id)) out.push(`${SENSOR_KEYS_CONFIG}: ${JSON.stringify(id.slice(0, 140))} is not a sensor id (letters, digits, . _ : / @ -; at most 128)`);
+        const list = Array.isArray(v) ? v : [v];
+        if (!list.length || list.length > 2) out.push(`${SENSOR_KEYS_CONFIG}.${id}: one key, or two while rotating`);
+        else if (!list.every((k) => typeof k === "string" && SENSOR_KEY.test(k))) out.push(`${SENSOR_KEYS_CONFIG}.${id}: a key is 64 hex digits (32 random bytes: openssl rand -hex 32)`);
+    }
+    return out;
+}
+
 /** How long the bus keeps events: long enough to replay a week into a rebuilt ledger. */
 const RETENTION_MS = String(7 * 24 * 3600 * 1000);
 

@@ -3,12 +3,14 @@
 // in fresh folders; the pipeline's parts run as child processes, so a test can SIGKILL one.
 // Everything is stopped by PID and removed, even when a test fails.
 import { spawn, type ChildProcess } from "node:child_process";
+import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { brokerPid, clusterIdFor, kafkaClasspath, startBroker, stopBroker, type BrokerLayout } from "../../lab/kafka-broker";
 import { pipelineRequest } from "../../lab/event-bus";
 import type { PipelineConfig } from "../../runtime/events/pipeline";
+import { signReadings } from "../../runtime/events/gateway";
 import { planEvents } from "../../model/events/plan";
 import { SiteSchema } from "../../model/site/model";
 import { writeServiceConfig, type ServiceConfig } from "../../runtime/ledger/config";
@@ -79,8 +81,11 @@ export async function startTestLedger(): Promise<TestLedger> {
     return { cluster, service, socket, async close() { await service.stop(); await cluster.destroy(); } };
 }
 
-/** The lab site's pipeline config, pointed at this broker, ledger and a fresh lake folder. */
-export async function testPipelineConfig(broker: BrokerLayout, ledgerSocket: string, dir: string): Promise<PipelineConfig> {
+/**
+ * The lab site's pipeline config, pointed at this broker, ledger and a fresh lake folder, with a
+ * new random key for each of `sensors` (the gateway refuses readings of any other sensor).
+ */
+export async function testPipelineConfig(broker: BrokerLayout, ledgerSocket: string, dir: string, sensors: string[] = []): Promise<PipelineConfig> {
     const site = SiteSchema.parse({
         name: "lab", kind: "lab", sla: { availability: 0.999, failoverBudgetMs: 300 },
         providers: [{ name: "a", prefix: "2001:db8:a::/48" }, { name: "b", prefix: "2001:db8:b::/48" }],
@@ -91,13 +96,20 @@ export async function testPipelineConfig(broker: BrokerLayout, ledgerSocket: str
         site: "lab",
         brokers: [`[::1]:${broker.listeners[0].port}`],
         topics: plan.topics,
-        gateway: { listen: [{ host: "::1", port: await freePort() }], allow: plan.gateway.allow },
+        gateway: { listen: [{ host: "::1", port: await freePort() }], allow: plan.gateway.allow, sensorKeys: Object.fromEntries(sensors.map((s) => [s, crypto.randomBytes(32).toString("hex")])) },
         ledgerSocket,
         lakeDir: path.join(dir, "lake"),
         alerts: { url: "http://[::1]:9/unused" },
         lakeLingerMs: 300,
         socket: path.join(dir, "pipeline.sock"),
     };
+}
+
+/** A request's headers signed by `sensor` with its key in `cfg`, as the sensor would send them. */
+export function signedHeaders(cfg: PipelineConfig, sensor: string, body: string): Record<string, string> {
+    const key = cfg.gateway.sensorKeys[sensor];
+    if (!key) throw new Error(`the test config has no key for sensor ${sensor}`);
+    return signReadings(Array.isArray(key) ? key[0] : key, sensor, body);
 }
 
 /** One part (or several) of the pipeline as its own process: `nublar bus serve --only`. */
