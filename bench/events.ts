@@ -19,7 +19,8 @@ import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
 import { percentile, summary, writeResult } from "./machine";
-import { getJson, PipelineProcess, startTestBroker, startTestLedger, stopTestBroker, testPipelineConfig } from "../test/events/fixture";
+import { getJson, PipelineProcess, signedHeaders, startTestBroker, startTestLedger, stopTestBroker, testPipelineConfig } from "../test/events/fixture";
+import type { PipelineConfig } from "../runtime/events/pipeline";
 
 const args = process.argv.slice(2);
 const arg = (name: string, def: string) => {
@@ -39,10 +40,12 @@ const log = (m: string) => process.stderr.write(`${new Date().toISOString().slic
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-function postJson(opts: { port?: number; socketPath?: string; path: string }, body: unknown): Promise<{ status: number; text: string }> {
+/** POST JSON; to the gateway, signed as the one sensor whose readings the body holds (`sign`). */
+function postJson(opts: { port?: number; socketPath?: string; path: string; sign?: string }, body: unknown): Promise<{ status: number; text: string }> {
     const data = JSON.stringify(body);
+    const signed = opts.sign ? signedHeaders(benchConfig!, opts.sign, data) : {};
     return new Promise((resolve, reject) => {
-        const req = http.request({ host: opts.port ? "::1" : undefined, port: opts.port, socketPath: opts.socketPath, path: opts.path, method: "POST", agent, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(data) } }, (res) => {
+        const req = http.request({ host: opts.port ? "::1" : undefined, port: opts.port, socketPath: opts.socketPath, path: opts.path, method: "POST", agent, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(data), ...signed } }, (res) => {
             let text = "";
             res.on("data", (c) => (text += c));
             res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
@@ -53,6 +56,10 @@ function postJson(opts: { port?: number; socketPath?: string; path: string }, bo
 }
 
 let seq = 0;
+let batches = 0;
+/** Sensors the readings come from, each with its own key (the gateway checks every request's signature). */
+const SENSORS = 256;
+let benchConfig: PipelineConfig | undefined;
 const nowMs = () => performance.timeOrigin + performance.now();
 
 /** Open loop: the readings due in each 1 ms tick, in one request; resolves when all are answered. */
@@ -67,11 +74,13 @@ async function openLoop(rate: number, send: (readings: { sensor: string; kind: s
         if (due > sent) {
             const readings = [];
             const scheduled = [];
+            // A request carries one sensor's readings (it is signed with that sensor's key).
+            const sensor = `bench-${batches++ % SENSORS}`;
             for (; sent < due; sent++) {
                 const t = start + (sent / rate) * 1000;
                 scheduled.push(t);
                 const n = seq++;
-                readings.push({ sensor: `bench-${n % 256}`, kind: "temperature", value: 20 + (n % 100) / 10, unit: "C", seq: n, time: t });
+                readings.push({ sensor, kind: "temperature", value: 20 + (n % 100) / 10, unit: "C", seq: n, time: t });
             }
             maxLag = Math.max(maxLag, nowMs() - scheduled[0]);
             pending.push(send(readings, scheduled));
@@ -88,7 +97,9 @@ async function main() {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nublar-bench-events-"));
     log("starting a KRaft broker and a ledger (PostgreSQL primary + 2 standbys, Redis) on ::1");
     const [broker, ledger] = await Promise.all([startTestBroker(), startTestLedger()]);
-    const cfg = await testPipelineConfig(broker, ledger.socket, dir);
+    const sensors = Array.from({ length: SENSORS }, (_, i) => [`bench-${i}`, `bulk-${i}`]).flat();
+    const cfg = await testPipelineConfig(broker, ledger.socket, dir, sensors);
+    benchConfig = cfg;
     const configFile = path.join(dir, "pipeline.json");
     fs.writeFileSync(configFile, JSON.stringify({ ...cfg, lakeLingerMs: 5000 }), { mode: 0o600 });
     // "a|b": separate processes (the first holds the gateway, the last the ledger consumer's stats).
@@ -107,7 +118,7 @@ async function main() {
         for (const o of others) await o.start();
         await pipeline.start();
         // Warm up: JIT, connections, the first topic metadata.
-        await openLoop(1000, async (readings) => void (await postJson({ port: gatewayPort, path: "/v1/readings" }, readings)));
+        await openLoop(1000, async (readings) => void (await postJson({ port: gatewayPort, path: "/v1/readings", sign: readings[0].sensor }, readings)));
         await sleep(2000);
 
         for (const rate of RATES) {
@@ -117,7 +128,7 @@ async function main() {
                 const from = (await getJson(cfg.socket, "/latency?from=999999999999", 60_000)).count as number;
                 let refused = 0;
                 const run = await openLoop(rate, async (readings) => {
-                    const r = await postJson({ port: gatewayPort, path: "/v1/readings" }, readings);
+                    const r = await postJson({ port: gatewayPort, path: "/v1/readings", sign: readings[0].sensor }, readings);
                     if (r.status !== 202) refused += readings.length;
                 });
                 // Wait until the ledger acknowledged every reading sent.
@@ -166,11 +177,12 @@ async function main() {
             let sent = 0;
             await Promise.all(Array.from({ length: 4 }, async () => {
                 while (Date.now() < end) {
+                    const sensor = `bulk-${batches++ % SENSORS}`;
                     const batch = Array.from({ length: 1000 }, () => {
                         const n = seq++;
-                        return { sensor: `bulk-${n % 256}`, kind: "temperature", value: n % 100, seq: n };
+                        return { sensor, kind: "temperature", value: n % 100, seq: n };
                     });
-                    const r = await postJson({ port: gatewayPort, path: "/v1/readings" }, batch);
+                    const r = await postJson({ port: gatewayPort, path: "/v1/readings", sign: sensor }, batch);
                     if (r.status === 202) sent += batch.length;
                 }
             }));
