@@ -54,6 +54,10 @@ test("invalid events are refused, naming the field, at encode and at decode", ()
         [{ ...SAMPLES[1], payload: { ...SAMPLES[1].payload, from: "down" } } as never, /payload\.from = "down"/],
         [{ ...SAMPLES[2], payload: { ...SAMPLES[2].payload, event: "installed" } } as never, /payload\.event: 'installed' is not a route event \(route-added, route-removed\)/],
         [{ ...SAMPLES[4], payload: { ...SAMPLES[4].payload, detectionMs: 0 } } as never, /detectionMs: must be positive/],
+        // Valid Avro doubles the ledger cannot hold (JSON has no NaN): before, a deploy with a NaN
+        // duration passed here and was refused by the ledger on every retry, holding its consumer.
+        [{ ...SAMPLES[5], payload: { ...SAMPLES[5].payload, durationMs: Number.NaN } } as never, /payload\.durationMs: NaN is not a finite number/],
+        [{ ...SAMPLES[4], payload: { ...SAMPLES[4].payload, rttMs: Number.POSITIVE_INFINITY } } as never, /payload\.rttMs: Infinity is not a finite number/],
     ];
     for (const [e, reason] of cases) {
         const v = validateEvent(e);

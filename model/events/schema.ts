@@ -242,8 +242,196 @@ export const ENVELOPE_SCHEMA_V1 = {
 };
 
 const CURRENT = avro.Type.forSchema(ENVELOPE_SCHEMA_V1 as avro.Schema);
-/** Every version this build can read, resolved to the current one. Add v2 here when it comes. */
-const READERS = new Map<number, avro.Type | ReturnType<avro.Type["createResolver"]>>([[1, CURRENT]]);
+
+/**
+ * The most bytes an event may take on the wire, header included. A valid event is well under it:
+ * its payload is at most 60,000 bytes as JSON (MAX_PAYLOAD_BYTES), which is never smaller than
+ * its Avro form, and the envelope's other fields take at most about 500 bytes.
+ */
+export const MAX_EVENT_BYTES = 64 * 1024;
+
+// Decoding is bounded before avsc allocates anything. avsc trusts the counts it reads: an
+// array's block count becomes `new Array(n)` and n reads, so 41 bytes claiming 2e8 members
+// exhaust the heap (avsc has no option or hook that bounds it). So every message is first
+// walked against its writer's schema without building a value: every string and bytes length,
+// every array and map block count and block size, every union branch and enum index is checked
+// against what is left of the message before it is used. Each item of a list takes at least one
+// byte, so a list cannot claim more items than bytes are left; and the whole message holds no
+// more items than it has bytes. What passes decodes into at most a few objects per byte.
+
+/** Why the bytes were refused; thrown inside the scan only, and caught by decodeEvent. */
+class Refusal {
+    constructor(readonly reason: string) {}
+}
+const refuse = (reason: string): never => {
+    throw new Refusal(reason);
+};
+
+interface Cursor {
+    readonly buf: Buffer;
+    pos: number;
+    /** Items of lists and maps so far, in the whole message. */
+    items: number;
+}
+type Scan = (c: Cursor) => void;
+
+/** An Avro long (zigzag varint): at most 10 bytes, all of them inside the message. */
+function varint(c: Cursor, where: string): number {
+    const buf = c.buf;
+    const start = c.pos;
+    let n = 0;
+    let mul = 1;
+    let b: number;
+    do {
+        if (c.pos >= buf.length) refuse(`${where}: the message ends inside a number`);
+        if (c.pos - start >= 10) refuse(`${where}: a number longer than 10 bytes`);
+        b = buf[c.pos++];
+        n += (b & 0x7f) * mul;
+        mul *= 128;
+    } while (b & 0x80);
+    // The sign is the lowest bit, read from the first byte (n may be past 2^53).
+    return buf[start] & 1 ? -(n + 1) / 2 : n / 2;
+}
+
+const left = (c: Cursor) => c.buf.length - c.pos;
+
+function take(c: Cursor, n: number, where: string, what: string): void {
+    if (n > left(c)) refuse(`${where}: ${what} needs ${n} bytes, only ${left(c)} are left`);
+    c.pos += n;
+}
+
+/** The fewest bytes a value of this type takes. */
+function minBytes(type: avro.Type): number {
+    const t = type as avro.Type & { fields?: { type: avro.Type }[]; types?: avro.Type[]; size?: number; underlyingType?: avro.Type };
+    switch (type.typeName) {
+        case "null": return 0;
+        case "float": return 4;
+        case "double": return 8;
+        case "fixed": return t.size!;
+        case "record": case "error": return t.fields!.reduce((s, f) => s + minBytes(f.type), 0);
+        case "union:wrapped": case "union:unwrapped": return 1 + Math.min(...t.types!.map(minBytes));
+        default: return type.typeName.startsWith("logical:") ? minBytes(t.underlyingType!) : 1;
+    }
+}
+
+/** A scan of `type`'s binary encoding; `at` names the field in refusals, `within` the union branch it is in. */
+function scanner(type: avro.Type, at: string, within: string | undefined, compiling: Set<avro.Type>): Scan {
+    const where = within ? `${at} (${within})` : at;
+    const t = type as avro.Type & {
+        fields?: { name: string; type: avro.Type }[]; types?: avro.Type[]; itemsType?: avro.Type; valuesType?: avro.Type;
+        symbols?: string[]; size?: number; underlyingType?: avro.Type;
+    };
+    switch (type.typeName) {
+        case "null":
+            return () => undefined;
+        case "boolean":
+            return (c) => take(c, 1, where, "a boolean");
+        case "int":
+            return (c) => {
+                const n = varint(c, where);
+                if (n < -0x80000000 || n > 0x7fffffff) refuse(`${where}: ${n} is out of range for an int`);
+            };
+        case "long":
+            return (c) => void varint(c, where);
+        case "float":
+            return (c) => take(c, 4, where, "a float");
+        case "double":
+            return (c) => take(c, 8, where, "a double");
+        case "fixed":
+            return (c) => take(c, t.size!, where, `a fixed of ${t.size}`);
+        case "string":
+        case "bytes": {
+            const what = type.typeName === "string" ? "a string" : "bytes";
+            return (c) => {
+                const n = varint(c, where);
+                if (n < 0) refuse(`${where}: ${what} of negative length ${n}`);
+                if (n > left(c)) refuse(`${where}: ${what} of ${n} bytes, but only ${left(c)} are left`);
+                c.pos += n;
+            };
+        }
+        case "enum": {
+            const count = t.symbols!.length;
+            return (c) => {
+                const i = varint(c, where);
+                if (!(i >= 0 && i < count)) refuse(`${where}: symbol ${i} of an enum of ${count}`);
+            };
+        }
+        case "record":
+        case "error": {
+            if (compiling.has(type)) throw new Error(`${type.name}: recursive types are not supported by the bounded decoder`);
+            compiling.add(type);
+            const fields = t.fields!.map((f) => scanner(f.type, at ? `${at}.${f.name}` : f.name, within, compiling));
+            compiling.delete(type);
+            return (c) => {
+                for (const f of fields) f(c);
+            };
+        }
+        case "union:wrapped":
+        case "union:unwrapped": {
+            const branches = t.types!.map((b) => scanner(b, at, b.typeName === "record" ? b.name?.split(".").pop() : within, compiling));
+            return (c) => {
+                const i = varint(c, where);
+                if (!(i >= 0 && i < branches.length)) refuse(`${where}: union branch ${i} of ${branches.length}`);
+                branches[i](c);
+            };
+        }
+        case "array":
+        case "map": {
+            const isMap = type.typeName === "map";
+            const itemType = isMap ? t.valuesType! : t.itemsType!;
+            const value = scanner(itemType, `${at}[]`, within, compiling);
+            const key = isMap ? scanner(avro.Type.forSchema("string"), `${at} key`, within, compiling) : undefined;
+            // Every item takes at least one byte (a zero-byte item, such as null, is counted as one).
+            const perItem = Math.max(1, minBytes(itemType) + (isMap ? 1 : 0));
+            const noun = isMap ? "a map" : "a list";
+            return (c) => {
+                for (;;) {
+                    let n = varint(c, where);
+                    if (n === 0) return;
+                    if (n < 0) {
+                        n = -n;
+                        const size = varint(c, where);
+                        if (size < 0 || size > left(c)) refuse(`${where}: ${noun} block of ${size} bytes, but only ${left(c)} are left`);
+                    }
+                    if (n * perItem > left(c)) refuse(`${where}: ${noun} of ${n} items, but only ${left(c)} bytes are left`);
+                    c.items += n;
+                    if (c.items > c.buf.length) refuse(`${where}: more items than the message has bytes`);
+                    for (let i = 0; i < n; i++) {
+                        key?.(c);
+                        value(c);
+                    }
+                }
+            };
+        }
+        default:
+            if (type.typeName.startsWith("logical:")) return scanner(t.underlyingType!, at, within, compiling);
+            throw new Error(`${at}: the bounded decoder does not know Avro type ${type.typeName}`);
+    }
+}
+
+/** Checks that `buf` (the Avro part of a message) is exactly one value of `type`, within bounds; the reason when not. */
+function boundsChecker(type: avro.Type): (buf: Buffer) => string | undefined {
+    const scan = scanner(type, "", undefined, new Set());
+    return (buf) => {
+        const c: Cursor = { buf, pos: 0, items: 0 };
+        try {
+            scan(c);
+        } catch (err) {
+            if (err instanceof Refusal) return err.reason;
+            throw err;
+        }
+        return c.pos === buf.length ? undefined : `${buf.length - c.pos} bytes of trailing data after the event`;
+    };
+}
+
+interface Reader {
+    /** Walks the bytes against the writer's schema: undefined when they are within bounds, else why not. */
+    check(avroBytes: Buffer): string | undefined;
+    /** Decodes (only after `check` passed) and resolves to the current version. */
+    read(avroBytes: Buffer): unknown;
+}
+/** Every version this build can read, resolved to the current one. Add v2 here when it comes (its writer type, and CURRENT.createResolver(writer)). */
+const READERS = new Map<number, Reader>([[1, { check: boundsChecker(CURRENT), read: (b) => CURRENT.fromBuffer(b) }]]);
 
 export class EventError extends Error {}
 
@@ -266,6 +454,9 @@ function check(e: NublarEvent): string | undefined {
     if (Buffer.byteLength(JSON.stringify(e.payload ?? null)) > MAX_PAYLOAD_BYTES) return `payload: over ${MAX_PAYLOAD_BYTES} bytes as JSON`;
     if (!Number.isSafeInteger(e.time) || e.time < MIN_TIME_US || e.time > MAX_TIME_US) return `time: ${e.time} is not µs since the epoch between 2000 and 2100`;
     if (!(e.type in RECORDS)) return `type: unknown event type '${String(e.type)}'`;
+    // The ledger holds JSON, which has no NaN or Infinity: a deploy's NaN duration would pass
+    // Avro (a double) and then be refused by the ledger, again and again.
+    for (const [k, v] of Object.entries(e.payload)) if (typeof v === "number" && !Number.isFinite(v)) return `payload.${k}: ${v} is not a finite number`;
     switch (e.type) {
         case "sensor-reading": {
             const p = e.payload;
@@ -330,25 +521,40 @@ export function validateEvent(e: unknown): Verdict {
 export function encodeEvent(e: NublarEvent): Buffer {
     const v = validateEvent(e);
     if (!v.ok) throw new EventError(`invalid ${String((e as { type?: unknown }).type)} event '${String((e as { id?: unknown }).id)}': ${v.reason}`);
-    return Buffer.concat([Buffer.from([MAGIC, SCHEMA_VERSION]), CURRENT.toBuffer(toAvro(e))]);
+    const wire = Buffer.concat([Buffer.from([MAGIC, SCHEMA_VERSION]), CURRENT.toBuffer(toAvro(e))]);
+    // Unreachable for a valid event (see MAX_EVENT_BYTES); checked so that no writer sends what readers refuse.
+    if (wire.length > MAX_EVENT_BYTES) throw new EventError(`invalid ${e.type} event '${e.id}': ${wire.length} bytes on the wire, at most ${MAX_EVENT_BYTES}`);
+    return wire;
 }
 
-/** Decodes and validates; never throws. */
+/**
+ * Decodes and validates; never throws. Bounded: a message over MAX_EVENT_BYTES, or one whose
+ * lengths or counts claim more than it holds, is refused before anything is allocated for it.
+ */
 export function decodeEvent(buf: Buffer | null | undefined): Verdict {
     if (!buf || buf.length < 2) return { ok: false, reason: `too short to be an event (${buf?.length ?? 0} bytes)` };
     if (buf[0] !== MAGIC) return { ok: false, reason: `not a nublar event: first byte 0x${buf[0].toString(16).padStart(2, "0")}, expected 0x00${buf[0] === 0x7b ? " (this looks like JSON)" : ""}` };
+    if (buf.length > MAX_EVENT_BYTES) return { ok: false, reason: `too large: ${buf.length} bytes, an event takes at most ${MAX_EVENT_BYTES}` };
     const reader = READERS.get(buf[1]);
     if (!reader) return { ok: false, reason: `schema version ${buf[1]} is unknown to this build (it reads ${[...READERS.keys()].join(", ")})` };
-    let raw: AvroEnvelope;
     try {
-        raw = (reader === CURRENT ? CURRENT.fromBuffer(buf.subarray(2)) : CURRENT.fromBuffer(buf.subarray(2), reader as ReturnType<avro.Type["createResolver"]>)) as typeof raw;
+        const body = buf.subarray(2);
+        const bounds = reader.check(body);
+        if (bounds) return { ok: false, reason: `not valid Avro for schema version ${buf[1]}: ${bounds}` };
+        let raw: AvroEnvelope;
+        try {
+            raw = reader.read(body) as AvroEnvelope;
+        } catch (err) {
+            return { ok: false, reason: `not valid Avro for schema version ${buf[1]}: ${(err as Error).message}` };
+        }
+        const ev = fromAvro(raw);
+        if (!ev) return { ok: false, reason: `unknown payload record ${Object.keys(raw.payload)[0]}` };
+        const why = check(ev);
+        return why ? { ok: false, reason: why } : { ok: true, event: ev };
     } catch (err) {
-        return { ok: false, reason: `not valid Avro for schema version ${buf[1]}: ${(err as Error).message}` };
+        // A bug here must not take a consumer down: the message is refused, with what went wrong.
+        return { ok: false, reason: `could not be decoded: ${String((err as Error)?.message ?? err).slice(0, 300)}` };
     }
-    const ev = fromAvro(raw);
-    if (!ev) return { ok: false, reason: `unknown payload record ${Object.keys(raw.payload)[0]}` };
-    const why = check(ev);
-    return why ? { ok: false, reason: why } : { ok: true, event: ev };
 }
 
 /** Where a change sits in one session's history: its event time (µs) and, for an agent's events, the agent's sequence number. */

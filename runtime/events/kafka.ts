@@ -123,25 +123,34 @@ export interface DeadLetter {
     reason: string;
     /** Where it came from: `nublar.sensors/0@1234`, `sensor-gateway [2001:db8::5]`. */
     origin: string;
+    /** The consumer group that refused it (each group that reads a topic refuses a bad message once). */
+    consumer?: string;
     key?: string;
 }
 
 const MAX_DEAD_LETTER_BYTES = 256 * 1024;
+/** A key is kept up to this many characters: with the value's cap, a dead letter always fits the broker's 1 MiB limit. */
+const MAX_DEAD_LETTER_KEY = 1024;
 
 /** Sends what a boundary refused to the dead-letter topic, reason and origin in headers. */
 export async function sendDeadLetters(producer: EventProducer, letters: DeadLetter[]): Promise<void> {
     if (!letters.length) return;
     await producer.send({
-        messages: letters.map((l) => ({
-            topic: DEAD_LETTER_TOPIC,
-            key: l.key ?? l.origin,
-            // Under the broker's message size limit, however large what was refused.
-            value: l.value.length > MAX_DEAD_LETTER_BYTES ? l.value.subarray(0, MAX_DEAD_LETTER_BYTES) : l.value,
-            headers: {
-                "nublar-reason": l.reason.slice(0, 1000), "nublar-origin": l.origin, "nublar-at": new Date().toISOString(),
-                ...(l.value.length > MAX_DEAD_LETTER_BYTES ? { "nublar-truncated-from": String(l.value.length) } : {}),
-            },
-        })),
+        messages: letters.map((l) => {
+            const key = l.key ?? l.origin;
+            return {
+                topic: DEAD_LETTER_TOPIC,
+                // Under the broker's message size limit, however large what was refused (its key included).
+                key: key.length > MAX_DEAD_LETTER_KEY ? key.slice(0, MAX_DEAD_LETTER_KEY) : key,
+                value: l.value.length > MAX_DEAD_LETTER_BYTES ? l.value.subarray(0, MAX_DEAD_LETTER_BYTES) : l.value,
+                headers: {
+                    "nublar-reason": l.reason.slice(0, 1000), "nublar-origin": l.origin.slice(0, 300), "nublar-at": new Date().toISOString(),
+                    ...(l.consumer ? { "nublar-consumer": l.consumer } : {}),
+                    ...(l.value.length > MAX_DEAD_LETTER_BYTES ? { "nublar-truncated-from": String(l.value.length) } : {}),
+                    ...(key.length > MAX_DEAD_LETTER_KEY ? { "nublar-key-truncated-from": String(key.length) } : {}),
+                },
+            };
+        }),
     });
 }
 

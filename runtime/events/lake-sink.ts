@@ -19,7 +19,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as zlib from "node:zlib";
 import * as avro from "avsc";
-import type { Delivered } from "./consume";
+import { SinkRefusal, type Delivered } from "./consume";
 import { ENVELOPE_TYPE, fromAvro, toAvro, type NublarEvent } from "../../model/events/schema";
 
 export interface LakeStore {
@@ -185,7 +185,17 @@ export function lakeSink(store: LakeStore & { get?(key: string): Promise<Buffer>
                 if (!run.length) return;
                 const first = run[0].offset;
                 const last = run[run.length - 1].offset;
-                await store.put(lakeKey(topic, partition, run[0].event.time, first, last), await avroFile(run.map((d) => d.event)));
+                // What the events themselves cannot be made into is a refusal (consume.ts isolates the
+                // event and dead-letters it); the store failing is the lake unavailable, retried.
+                let key: string;
+                let data: Buffer;
+                try {
+                    key = lakeKey(topic, partition, run[0].event.time, first, last);
+                    data = await avroFile(run.map((d) => d.event));
+                } catch (err) {
+                    throw new SinkRefusal(`the lake cannot write ${run.length === 1 ? `event ${run[0].event.id}` : `${run.length} events`}: ${(err as Error).message}`);
+                }
+                await store.put(key, data);
                 marks.set(partition, last);
                 for (const d of run) recent.add(d.event.id);
                 stats.files++;

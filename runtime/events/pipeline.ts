@@ -6,12 +6,13 @@ import * as fs from "node:fs";
 import * as http from "node:http";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { z } from "zod";
-import { runConsumer, type Delivered, type RunningConsumer } from "./consume";
+import { guardCrashes, runConsumer, superviseConsumer, type Delivered, type RunningConsumer } from "./consume";
 import { startGateway, type GatewayStats } from "./gateway";
 import { ensureTopics, eventProducer, publishEvents, type BusOptions } from "./kafka";
 import { DirectoryLake, lakeSink, type LakeSinkStats } from "./lake-sink";
 import { ledgerSink } from "./ledger-sink";
 import { TOPICS } from "../../model/events/topics";
+import { SENSOR_ID, SENSOR_KEY } from "../../model/events/plan";
 
 export const SINKS = ["gateway", "ledger", "lake", "alerts"] as const;
 export type PipelinePart = (typeof SINKS)[number];
@@ -20,7 +21,16 @@ export const PipelineConfig = z.strictObject({
     site: z.string(),
     brokers: z.array(z.string()).min(1),
     topics: z.array(z.strictObject({ name: z.string(), partitions: z.number().int(), replicas: z.number().int(), configs: z.record(z.string(), z.string()).optional() })),
-    gateway: z.strictObject({ listen: z.array(z.strictObject({ host: z.string(), port: z.number().int() })), allow: z.array(z.string()) }),
+    gateway: z.strictObject({
+        listen: z.array(z.strictObject({ host: z.string(), port: z.number().int() })), allow: z.array(z.string()),
+        /** Each sensor's HMAC-SHA256 key(s), hex (`nublar:sensorKeys`, a Pulumi secret): why this file is mode 0600. */
+        sensorKeys: z.record(z.string().regex(SENSOR_ID), z.union([z.string().regex(SENSOR_KEY), z.array(z.string().regex(SENSOR_KEY)).min(1).max(2)])).default({}),
+        /** The gateway's bounds (runtime/events/gateway.ts GatewayOptions; defaults there). */
+        limits: z.strictObject({
+            maxBody: z.number().int().min(1024).optional(), maxConnections: z.number().int().min(1).optional(), maxInflightBytes: z.number().int().min(1024).optional(),
+            maxSkewSeconds: z.number().int().min(1).optional(), refusalLogMs: z.number().int().min(100).optional(),
+        }).optional(),
+    }),
     /** The ledger ingest service's unix socket. */
     ledgerSocket: z.string(),
     lakeDir: z.string(),
@@ -85,6 +95,9 @@ export async function runPipeline(cfg: PipelineConfig, parts: readonly PipelineP
     const created = await ensureTopics(bus, cfg.topics);
     if (created.length) log(`created topics: ${created.join(", ")}`);
     const producer = eventProducer(bus);
+    // The consumers share this process (and the gateway): a crash in one's own code restarts that
+    // one only (consume.ts superviseConsumer), instead of ending the process for all of them.
+    const unguard = guardCrashes(log);
     const closers: (() => Promise<void>)[] = [];
     const consumers: Record<string, RunningConsumer> = {};
     let gatewayStats: GatewayStats | undefined;
@@ -104,10 +117,11 @@ export async function runPipeline(cfg: PipelineConfig, parts: readonly PipelineP
     try {
         if (parts.includes("ledger")) {
             const topics = Object.values(TOPICS).filter((t) => "shard" in t).map((t) => t.name);
-            consumers.ledger = await runConsumer({
+            consumers.ledger = await superviseConsumer("ledger", (stats) => runConsumer({ stats,
                 bus: { ...bus, clientId: `${bus.clientId}-ledger` }, groupId: "nublar-ledger", topics, deadLetters: producer, log,
                 handle: timed(ledgerSink({
                     socket: cfg.ledgerSocket,
+                    conflicts: { producer, site: cfg.site }, log, // an id held with another payload: dead letter + alert
                     onAcked: (batch: Delivered[], ackedAt, r) => {
                         ledgerResults.appended += r.appended;
                         ledgerResults.duplicates += r.duplicates;
@@ -118,7 +132,7 @@ export async function runPipeline(cfg: PipelineConfig, parts: readonly PipelineP
                         }
                     },
                 })),
-            });
+            }), { log });
         }
         if (parts.includes("lake")) {
             const store = cfg.lakeS3
@@ -129,24 +143,24 @@ export async function runPipeline(cfg: PipelineConfig, parts: readonly PipelineP
                 : new DirectoryLake(cfg.lakeDir);
             const sink = lakeSink(store);
             lakeStats = sink.stats;
-            consumers.lake = await runConsumer({
+            consumers.lake = await superviseConsumer("lake", (stats) => runConsumer({ stats,
                 bus: { ...bus, clientId: `${bus.clientId}-lake` }, groupId: "nublar-lake", topics: Object.values(TOPICS).map((t) => t.name), deadLetters: producer, log,
                 // Bigger files for the lake: it is read by analytics, not by people waiting.
                 maxBatch: 10_000, lingerMs: cfg.lakeLingerMs ?? 5000, handle: sink.handle,
-            });
+            }), { log });
         }
         if (parts.includes("alerts")) {
             const { alertsSink } = require("./alerts/wire") as typeof import("./alerts/wire");
             const sink = alertsSink({ site: cfg.site, url: cfg.alerts.url, routingKey: cfg.alerts.routingKey, publish: (events) => publishEvents(producer, events), log });
-            consumers.alerts = await runConsumer({
+            consumers.alerts = await superviseConsumer("alerts", (stats) => runConsumer({ stats,
                 bus: { ...bus, clientId: `${bus.clientId}-alerts` }, groupId: "nublar-alerts", topics: [TOPICS.network.name, TOPICS.telemetry.name], deadLetters: producer, log,
                 // Alerts are about now: a new group starts at the end, not by re-alerting last week.
                 fallback: "latest", handle: sink.handle,
-            });
+            }), { log });
             closers.push(sink.close);
         }
         if (parts.includes("gateway")) {
-            const gw = await startGateway({ site: cfg.site, producer, listen: cfg.gateway.listen, allow: cfg.gateway.allow, log });
+            const gw = await startGateway({ site: cfg.site, producer, listen: cfg.gateway.listen, allow: cfg.gateway.allow, sensorKeys: cfg.gateway.sensorKeys, ...cfg.gateway.limits, log });
             gatewayStats = gw.stats;
             log(`sensor gateway on ${gw.addresses.map((a) => `http://${a}/v1/readings`).join(", ")}`);
             closers.push(gw.close);
@@ -156,6 +170,7 @@ export async function runPipeline(cfg: PipelineConfig, parts: readonly PipelineP
         for (const c of Object.values(consumers)) await c.close().catch(() => undefined);
         for (const c of closers) await c().catch(() => undefined);
         await producer.close(1000).catch(() => undefined);
+        unguard();
         throw err;
     }
 
@@ -218,6 +233,7 @@ export async function runPipeline(cfg: PipelineConfig, parts: readonly PipelineP
             for (const c of Object.values(consumers)) await c.close();
             for (const c of closers) await c().catch(() => undefined);
             await producer.close().catch(() => undefined);
+            unguard();
             fs.rmSync(cfg.socket, { force: true });
         },
     };

@@ -2,7 +2,7 @@
 // are published to the alerts topic (the dashboard and the lake read them there) and, when a
 // routing key is configured, pushed to PagerDuty (pagerduty.ts). A tick each second lets grace
 // and quiet periods end without a new event.
-import type { Delivered } from "../consume";
+import { SinkRefusal, type Delivered } from "../consume";
 import type { NublarEvent } from "../../../model/events/schema";
 import { AlertDetector } from "./detector";
 import { PagerDutyNotifier } from "./pagerduty";
@@ -36,7 +36,18 @@ export function alertsSink(o: AlertsSinkOptions): { handle: (batch: Delivered[])
             const now = Date.now();
             // Published before the offsets are committed: a crash re-reads the batch, and the
             // detector's dedup keys keep PagerDuty from paging twice for one open condition.
-            await emit(batch.flatMap((d) => detector.observe(d.event, now)));
+            const alerts: NublarEvent[] = [];
+            for (const d of batch) {
+                try {
+                    alerts.push(...detector.observe(d.event, now));
+                } catch (err) {
+                    // The detector is pure: an event it fails on fails it every time. What came
+                    // before goes out; the event is a refusal (consume.ts dead-letters it alone).
+                    await emit(alerts);
+                    throw new SinkRefusal(`the alert detector failed on ${d.event.id}: ${(err as Error).message}`);
+                }
+            }
+            await emit(alerts);
         },
         async close() {
             clearInterval(timer);
