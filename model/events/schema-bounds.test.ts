@@ -14,6 +14,7 @@ import * as avro from "avsc";
 import fc from "fast-check";
 import { decodeEvent, encodeEvent, MAX_EVENT_BYTES, validateEvent, type NublarEvent } from "./schema";
 import { DIAGNOSTICS } from "../vocabulary";
+import { avroLong, avroString, ENVELOPE_HEADER, envelopeHead, POISON_41 } from "../../test/helpers/avro-bytes";
 
 // In a child (below), this file registers no tests: it only runs the check it was started for.
 const test = (process.env.NUBLAR_DECODE_BOUNDS_CHILD ? () => undefined : nodeTest) as typeof nodeTest;
@@ -23,25 +24,11 @@ const HEAP_MB = 64;
 const GROWTH_BOUND = 10 << 20;
 const T = 1_795_400_000_000_000;
 
-/** An Avro long, zigzag varint, exact for any value up to 2^63 (BigInt). */
-function long(v: bigint | number): Buffer {
-    let z = BigInt(v) >= 0n ? BigInt(v) * 2n : -BigInt(v) * 2n - 1n;
-    const out: number[] = [];
-    do {
-        let b = Number(z & 0x7fn);
-        z >>= 7n;
-        if (z) b |= 0x80;
-        out.push(b);
-    } while (z);
-    return Buffer.from(out);
-}
-const str = (s: string) => Buffer.concat([long(Buffer.byteLength(s)), Buffer.from(s)]);
-const header = Buffer.from([0x00, 0x01]);
-/** The envelope up to its payload's union branch: id, site, source, time, branch index. */
-const envelope = (branch: number, id = "x/123") => Buffer.concat([header, str(id), str("lab"), str("a/b"), long(T), long(branch)]);
-
-/** The review's message: an ingress-change whose members list claims 2e8 items, followed by nothing. */
-export const POISON_41 = Buffer.concat([envelope(3), str("gate"), str("web"), str("m"), long(2e8)]);
+const long = avroLong;
+const str = avroString;
+const header = ENVELOPE_HEADER;
+const envelope = (branch: number, id = "x/123") => envelopeHead(branch, id, T);
+export { POISON_41 };
 
 /** Hostile messages, each with what its refusal must say. */
 const CRAFTED: [string, Buffer, RegExp][] = [

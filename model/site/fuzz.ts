@@ -10,6 +10,7 @@ import { readStackConfig, SiteConfigError, parseSite } from "./load";
 import type { Site } from "./model";
 import { CONTROL_CHARS } from "./text";
 import { canonicalPrefix, parseIpv6Prefix } from "./ipv6";
+import { prng } from "../testing/prng";
 
 /** The longest error message any site may give (the validator's, or a planner's). */
 export const MAX_ERROR_CHARS = 16 * 1024;
@@ -24,17 +25,7 @@ export function stackSites(): { stack: string; raw: unknown }[] {
         .filter((s) => s.raw !== undefined);
 }
 
-/** mulberry32: a small seeded PRNG, uniform in [0, 1). */
-export function prng(seed: number): () => number {
-    let a = seed >>> 0;
-    return () => {
-        a = (a + 0x6d2b79f5) >>> 0;
-        let t = a;
-        t = Math.imul(t ^ (t >>> 15), t | 1);
-        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
-}
+export { prng };
 
 type Json = unknown;
 type Container = Record<string, Json> | Json[];

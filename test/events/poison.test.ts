@@ -22,6 +22,8 @@ import type { PipelineConfig } from "../../runtime/events/pipeline";
 import { decodeEvent, encodeEvent, ENVELOPE_TYPE, nowUs, toAvro, type NublarEvent } from "../../model/events/schema";
 import { DEAD_LETTER_TOPIC, TOPICS } from "../../model/events/topics";
 import { getJson, missingKafka, PipelineProcess, shardEntries, startTestBroker, startTestLedger, stopTestBroker, testPipelineConfig, waitFor, type TestLedger } from "./fixture";
+import { avroLong, ENVELOPE_HEADER, POISON_41 } from "../helpers/avro-bytes";
+import { prng } from "../../model/testing/prng";
 
 const skip = missingKafka();
 const POISON = 100_000;
@@ -53,34 +55,9 @@ const GROUPS_OF: Record<string, string[]> = {
 };
 const TOPIC_NAMES = Object.keys(GROUPS_OF);
 
-function mulberry32(seed: number) {
-    let a = seed >>> 0;
-    return () => {
-        a = (a + 0x6d2b79f5) >>> 0;
-        let t = a;
-        t = Math.imul(t ^ (t >>> 15), t | 1);
-        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
-}
-
-/** An Avro long (zigzag varint), exact up to 2^63. */
-function long(v: bigint | number): Buffer {
-    let z = BigInt(v) >= 0n ? BigInt(v) * 2n : -BigInt(v) * 2n - 1n;
-    const out: number[] = [];
-    do {
-        let b = Number(z & 0x7fn);
-        z >>= 7n;
-        if (z) b |= 0x80;
-        out.push(b);
-    } while (z);
-    return Buffer.from(out);
-}
-const str = (s: string) => Buffer.concat([long(Buffer.byteLength(s)), Buffer.from(s)]);
-const HEADER = Buffer.from([0x00, 0x01]);
-
-/** The review's message: 41 bytes, an ingress-change whose members list claims 2e8 items, followed by nothing. */
-const POISON_41 = Buffer.concat([HEADER, str("x/123"), str("lab"), str("a/b"), long(1_795_400_000_000_000), long(3), str("gate"), str("web"), str("m"), long(2e8)]);
+const mulberry32 = prng;
+const long = avroLong;
+const HEADER = ENVELOPE_HEADER;
 
 /** The n-th valid event of this run: its topic follows from its type; the ledger's payload tells n back. */
 function validEvent(n: number, t0: number): NublarEvent {
