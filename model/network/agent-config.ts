@@ -81,6 +81,12 @@ export const AgentUpstream = z.strictObject({
     name: z.string(),
     port: z.number().int().min(1).max(65535),
     members: z.array(AgentUpstreamMember),
+    /**
+     * Panic routing (the site's `ingress[].panic`): with no member live, push every member
+     * rather than none. Absent (the default): an empty set, and Nginx answers 503. Written only
+     * when true, so that upstreams without it render exactly as before.
+     */
+    panic: z.boolean().optional(),
 });
 
 export const AgentConfig = z.strictObject({

@@ -185,6 +185,8 @@ function agentConfigFor(site: Site, plan: SitePlan, node: NodePlan, opts: AgentP
             if (!paths) throw new PlanError(`ingress '${svc.name}': edge node '${node.name}' has no tunnel to upstream '${m}' (they share no provider)`);
             return { node: m, address: `[${paths[0].peer.loopback}]:${svc.port}`, sessions: paths.map((p) => p.session) };
         }),
+        // Only when asked for: an upstream without it renders exactly as before.
+        ...(svc.panic ? { panic: true } : {}),
     }));
 
     return {

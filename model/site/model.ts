@@ -212,6 +212,14 @@ export const IngressService = z.strictObject({
     port: z.number().int().min(1).max(65535),
     /** Node names that serve this service; BFD state decides which are live. */
     upstreams: z.array(Name).min(1),
+    /**
+     * Panic routing (default false): when BFD finds no member live, send to all of them rather
+     * than answer 503 "no live upstream members", as Envoy's panic threshold does. For stalls of
+     * the edge's own BFD thread, which make every peer look down at once while the backends are
+     * fine (bench/README.md, agent-failover). Nginx's retries (proxy_next_upstream) still skip a
+     * member that really is dead. As soon as one member is live again, only live members are used.
+     */
+    panic: z.boolean().optional(),
 });
 
 /** How often a kind of component fails, and how long it takes to repair: the availability model's inputs. */

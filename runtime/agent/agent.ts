@@ -19,7 +19,7 @@ import { bfdEventOf, EventLog } from "./events";
 import { Kernel, type KernelEvent } from "./kernel";
 import { AgentMetrics } from "./metrics";
 import { NginxControl } from "./nginx-control";
-import { desiredState, diffRoutes, initialHealth, memberSet, onStateChange, routeKey, type DesiredState, type SessionHealth } from "./reconcile";
+import { desiredState, diffRoutes, initialHealth, onStateChange, routeKey, upstreamPush, type DesiredState, type SessionHealth, type UpstreamPush } from "./reconcile";
 
 export interface AgentOptions {
     /** Niceness of node-bfd's timer thread (negative needs root). Default -10. */
@@ -43,6 +43,8 @@ export class Agent {
     private readonly nginx?: NginxControl;
     /** What Nginx holds, as last read or pushed. */
     private pushed: Record<string, string[]> | undefined;
+    /** Upstreams in panic now: no member live, every member pushed (panic routing). */
+    private readonly inPanic = new Set<string>();
     private running = false;
     private dirty = false;
     private wakeTimer?: NodeJS.Timeout;
@@ -167,26 +169,41 @@ export class Agent {
         }
         for (const u of this.config.ingress) {
             const current = this.pushed[u.name] ?? [];
-            const want = memberSet(d.members, u.name, current);
-            if (sameSet(want, current)) continue;
-            try {
-                // Nginx may use the new set as soon as it stores it, before the reply arrives:
-                // the event records both ends of that window.
-                const requestedAt = performance.timeOrigin + performance.now();
-                const version = await this.nginx.put(u.name, want);
-                this.pushed[u.name] = want;
-                this.metrics.nginxPushes.inc({ result: "ok" });
-                const removed = current.filter((m) => !want.includes(m));
-                this.events.emit("nginx", { upstream: u.name, members: want, removed, added: want.filter((m) => !current.includes(m)), version, reason, requestedAt });
-                if (removed.length) void this.abortConnections(u.name, removed);
-            } catch (err) {
-                // Unknown state now: read it back on the next pass.
-                this.pushed = undefined;
-                this.metrics.nginxPushes.inc({ result: "error" });
-                this.metrics.reconcileErrors.inc({ step: "nginx" });
-                this.events.emit("error", { step: "nginx", upstream: u.name, message: (err as Error).message });
-                return;
+            const push = upstreamPush(u, d.members, current);
+            const want = push.members;
+            if (!sameSet(want, current)) {
+                try {
+                    // Nginx may use the new set as soon as it stores it, before the reply arrives:
+                    // the event records both ends of that window.
+                    const requestedAt = performance.timeOrigin + performance.now();
+                    const version = await this.nginx.put(u.name, want);
+                    this.pushed[u.name] = want;
+                    this.metrics.nginxPushes.inc({ result: "ok" });
+                    const removed = current.filter((m) => !want.includes(m));
+                    this.events.emit("nginx", { upstream: u.name, members: want, removed, added: want.filter((m) => !current.includes(m)), version, reason, requestedAt, ...(push.panic ? { panic: true } : {}) });
+                    if (removed.length) void this.abortConnections(u.name, removed);
+                } catch (err) {
+                    // Unknown state now: read it back on the next pass.
+                    this.pushed = undefined;
+                    this.metrics.nginxPushes.inc({ result: "error" });
+                    this.metrics.reconcileErrors.inc({ step: "nginx" });
+                    this.events.emit("error", { step: "nginx", upstream: u.name, message: (err as Error).message });
+                    return;
+                }
             }
+            this.notePanic(u.name, push, reason);
+        }
+    }
+
+    /** Say when an upstream enters panic (no member live: every member used) and when it leaves. */
+    private notePanic(upstream: string, push: UpstreamPush, reason: string): void {
+        if (push.panic === this.inPanic.has(upstream)) return;
+        if (push.panic) {
+            this.inPanic.add(upstream);
+            this.events.emit("nginx", { upstream, event: "panic-start", members: push.members, live: push.live, reason, why: `no live member: sending to all ${push.members.length} (panic routing)` });
+        } else {
+            this.inPanic.delete(upstream);
+            this.events.emit("nginx", { upstream, event: "panic-end", members: push.members, live: push.live, reason, why: `${push.live.length} member${push.live.length === 1 ? "" : "s"} live again: sending to live members only` });
         }
     }
 
@@ -299,7 +316,8 @@ export class Agent {
             ingress: this.config.ingress.map((u) => ({
                 name: u.name, port: u.port,
                 pushed: this.pushed?.[u.name],
-                members: d.members.filter((m) => m.upstream === u.name).map((m) => ({ node: m.node, address: m.address, decision: m.decision, why: m.why, live: this.pushed?.[u.name]?.includes(m.address) ?? false })),
+                ...(u.panic ? { panic: this.inPanic.has(u.name) } : {}),
+                members: d.members.filter((m) => m.upstream === u.name).map((m) => ({ node: m.node, address: m.address, decision: m.decision, why: m.why, live: !this.inPanic.has(u.name) && (this.pushed?.[u.name]?.includes(m.address) ?? false) })),
             })),
             uplinks: this.config.uplinks.map((u) => ({ ...u, deprecated: d.deprecatedUplinks.includes(u.provider) })),
             // How late the BFD timers ran since the previous /state (a stalled thread shows here first).
@@ -339,7 +357,8 @@ export interface AgentState {
         id: string; destination: string; source?: string; via: string; dev: string; metric: number;
         session?: string; reason: string; decision: string; why: string; installed: boolean;
     }[];
-    ingress: { name: string; port: number; pushed?: string[]; members: { node: string; address: string; decision: string; why: string; live: boolean }[] }[];
+    /** panic: present when the upstream has panic routing on; true while it is in panic. */
+    ingress: { name: string; port: number; pushed?: string[]; panic?: boolean; members: { node: string; address: string; decision: string; why: string; live: boolean }[] }[];
     uplinks: (AgentConfig["uplinks"][number] & { deprecated: boolean })[];
     bfdWorker: { loopDelayMs: { p50: number; p99: number; max: number }; priority: string; unmatchedDrops: Record<string, number> };
 }

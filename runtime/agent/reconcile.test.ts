@@ -4,7 +4,8 @@ import * as assert from "node:assert/strict";
 import { dcSiteInput, labSiteInput } from "../../model/site/fixtures";
 import { parseSite } from "../../model/site/load";
 import { planAgent } from "../../model/network/agent-plan";
-import { desiredState, diffRoutes, initialHealth, judge, memberSet, onStateChange, type SessionHealth } from "./reconcile";
+import * as fc from "fast-check";
+import { desiredState, diffRoutes, initialHealth, judge, memberSet, onStateChange, upstreamPush, type SessionHealth } from "./reconcile";
 
 const paths = (n: string) => ({ socket: `/run/${n}.sock`, events: `/run/${n}.jsonl`, nginxControl: `/run/${n}-nginx.sock` });
 function config() {
@@ -169,4 +170,91 @@ test("once any path of the node is Up, an uplink none of whose paths came Up is 
     // No two routes the kernel would see as one (destination, source, metric).
     const keys = dc.routes.map((r) => `${r.destination}|${r.source ?? ""}|${r.metric}`);
     assert.equal(new Set(keys).size, keys.length);
+});
+
+// Panic routing (the site's ingress[].panic): with no member live, every member is pushed.
+function panicConfig(panic: boolean | undefined) {
+    const raw = labSiteInput(["gate", "visitor-center", "control-room"], { lab: { tag: "t1" } });
+    raw.nodes[0].role = "edge";
+    raw.ingress = [{ name: "web", port: 8080, upstreams: ["visitor-center", "control-room"], ...(panic === undefined ? {} : { panic }) }];
+    return planAgent(parseSite(raw), "gate", { paths, holdDownMs: 1000, startupGraceMs: 5000 });
+}
+const panicCfg = panicConfig(true);
+
+test("panic is planned into the upstream only when asked for: without it the agent config is as before", () => {
+    assert.equal(panicCfg.ingress[0].panic, true);
+    assert.ok(!("panic" in cfg.ingress[0]), "no key at all by default (agent.json unchanged)");
+    assert.ok(!("panic" in panicConfig(false).ingress[0]));
+    assert.deepEqual(JSON.stringify(panicConfig(false)), JSON.stringify(cfg));
+    const { panic: _, ...rest } = panicCfg.ingress[0];
+    assert.deepEqual(rest, cfg.ingress[0]);
+});
+
+test("panic on: no member live pushes every member; a member back live (after its hold-down) ends the panic with the live set", () => {
+    const up = panicCfg.ingress[0];
+    const all = up.members.map((m) => m.address);
+    const vc = up.members.find((m) => m.node === "visitor-center")!;
+    const clock = (now: number) => ({ now, startedAt: T0 });
+    // The edge's BFD thread stalls: its peers declare it down, every path session goes Down at once.
+    const h = allUp(T0);
+    for (const s of panicCfg.sessions.filter((s) => s.peerNode)) h.set(s.id, onStateChange(h.get(s.id)!, "down", "up", T0 + 100));
+    const during = desiredState(panicCfg, h, clock(T0 + 101));
+    assert.deepEqual(memberSet(during.members, "web", all), [], "no member is live");
+    const p = upstreamPush(up, during.members, all);
+    assert.equal(p.panic, true);
+    assert.deepEqual(p.live, []);
+    assert.deepEqual(p.members.sort(), [...all].sort());
+    // Sessions come back Up at +300; until the hold-down ends (+1300) nothing is live: still panic.
+    for (const s of panicCfg.sessions.filter((s) => s.peerNode?.startsWith("visitor-center"))) h.set(s.id, onStateChange(h.get(s.id)!, "up", "up", T0 + 300));
+    const holding = desiredState(panicCfg, h, clock(T0 + 1299));
+    assert.equal(upstreamPush(up, holding.members, p.members).panic, true);
+    assert.equal(holding.wakeAt, T0 + 1300);
+    // Hold-down over: visitor-center is live; the panic ends and only it is pushed.
+    const back = desiredState(panicCfg, h, clock(T0 + 1300));
+    assert.deepEqual(upstreamPush(up, back.members, p.members), { members: [vc.address], live: [vc.address], panic: false });
+});
+
+test("panic off (the default): no member live pushes none, as before (Nginx answers 503)", () => {
+    for (const c of [cfg, panicConfig(false)]) {
+        const h = allUp(T0);
+        for (const s of c.sessions.filter((s) => s.peerNode)) h.set(s.id, onStateChange(h.get(s.id)!, "down", "up", T0 + 100));
+        const d = desiredState(c, h, { now: T0 + 101, startedAt: T0 });
+        const all = c.ingress[0].members.map((m) => m.address);
+        assert.deepEqual(upstreamPush(c.ingress[0], d.members, all), { members: [], live: [], panic: false });
+    }
+});
+
+test("panic on: an upstream with no members stays empty (nothing to panic over)", () => {
+    assert.deepEqual(upstreamPush({ name: "web", members: [], panic: true }, [], []), { members: [], live: [], panic: false });
+});
+
+test("property: with panic on, the pushed set is never empty for a non-empty upstream, and is the live set whenever that is non-empty; with it off, always the live set", () => {
+    const sessions = panicCfg.sessions.map((s) => s.id);
+    const states = ["down", "init", "up", "admin-down"] as const;
+    // A session's history: state changes at increasing times, with the peer's state (AdminDown or not).
+    const history = fc.array(fc.record({ to: fc.constantFrom(...states), remote: fc.constantFrom<(typeof states)[number] | undefined>("up", "down", "admin-down", undefined), dt: fc.integer({ min: 0, max: 3000 }) }), { maxLength: 6 });
+    const addresses = panicCfg.ingress[0].members.map((m) => m.address);
+    fc.assert(fc.property(
+        fc.array(history, { minLength: sessions.length, maxLength: sessions.length }),
+        fc.integer({ min: 0, max: 20_000 }),
+        fc.subarray(addresses),
+        (histories, elapsed, current) => {
+            const health = new Map<string, SessionHealth>();
+            sessions.forEach((id, i) => {
+                let h = initialHealth();
+                let t = T0;
+                for (const step of histories[i]) h = onStateChange(h, step.to, step.remote, (t += step.dt));
+                health.set(id, h);
+            });
+            const d = desiredState(panicCfg, health, { now: T0 + elapsed, startedAt: T0 });
+            const live = memberSet(d.members, "web", current);
+            const on = upstreamPush(panicCfg.ingress[0], d.members, current);
+            assert.ok(on.members.length > 0, "never empty with panic on");
+            assert.deepEqual(on.live, live);
+            if (live.length > 0) assert.deepEqual(on, { members: live, live, panic: false });
+            else assert.deepEqual({ ...on, members: [...on.members].sort() }, { members: [...addresses].sort(), live: [], panic: true });
+            const off = upstreamPush(cfg.ingress[0], d.members, current);
+            assert.deepEqual(off, { members: live, live, panic: false });
+        },
+    ), { numRuns: 500 });
 });

@@ -1,7 +1,7 @@
 // The agent's decisions, as pure functions of (config, session health, time). The daemon
 // (agent.ts) feeds BFD events in and applies what comes out; tests drive it with a virtual
 // clock. Nothing here touches the kernel, Nginx or a clock.
-import type { AgentConfig, AgentRoute } from "../../model/network/agent-config";
+import type { AgentConfig, AgentRoute, AgentUpstream } from "../../model/network/agent-config";
 import type { BfdState } from "../../model/vocabulary";
 
 /** What the agent remembers about one session. */
@@ -150,6 +150,30 @@ export function memberSet(verdicts: MemberVerdict[], upstream: string, current: 
     return verdicts
         .filter((v) => v.upstream === upstream && (v.decision === "use" || (v.decision === "keep" && current.includes(v.address))))
         .map((v) => v.address);
+}
+
+export interface UpstreamPush {
+    /** The member set to push to Nginx. */
+    members: string[];
+    /** The live members (memberSet): what is pushed unless the upstream is in panic. */
+    live: string[];
+    /** No member is live and the upstream has panic routing on: every member is pushed. */
+    panic: boolean;
+}
+
+/**
+ * What to push for one upstream. Normally its live members (memberSet), which may be none:
+ * Nginx then answers 503. With panic routing on (`panic`, the site's `ingress[].panic`), an
+ * upstream with no live member gets every member instead, as Envoy's panic threshold does:
+ * when BFD sees every member down at once, the likelier cause is this node (its BFD thread
+ * stalled, and its peers declared it down) than every backend failing together, and Nginx's
+ * retries still skip a member that really is dead. As soon as one member is live again, the
+ * live set is pushed and the upstream leaves panic.
+ */
+export function upstreamPush(u: Pick<AgentUpstream, "name" | "members" | "panic">, verdicts: MemberVerdict[], current: readonly string[]): UpstreamPush {
+    const live = memberSet(verdicts, u.name, current);
+    if (live.length > 0 || !u.panic || u.members.length === 0) return { members: live, live, panic: false };
+    return { members: u.members.map((m) => m.address), live, panic: true };
 }
 
 /** Identity of a kernel route as the kernel sees it: one route per (destination, source, metric). */
