@@ -47,11 +47,35 @@ async function handle(agent: Agent, req: http.IncomingMessage, res: http.ServerR
         }
         case "/events": {
             const limit = Math.min(2000, Math.max(0, Number(url.searchParams.get("limit") ?? 100) || 0));
+            const follow = url.searchParams.get("follow") === "1";
+            // Following is bounded (runtime/agent/events.ts FOLLOW_LIMITS): so many followers at
+            // once, and one that stops reading is dropped once its backlog passes the bound.
+            const bounds = agent.events.followLimits;
+            if (follow && agent.events.followerCount >= bounds.followers) {
+                res.writeHead(503, { "content-type": "text/plain", "retry-after": "5" });
+                return void res.end(`${agent.events.followerCount} followers already, the most the agent serves; try again later\n`);
+            }
             res.writeHead(200, { "content-type": "application/x-ndjson" });
             for (const e of agent.events.recent(limit)) res.write(`${JSON.stringify(e)}\n`);
-            if (url.searchParams.get("follow") !== "1") return void res.end();
-            const stop = agent.events.follow((e) => res.write(`${JSON.stringify(e)}\n`));
+            if (!follow) return void res.end();
+            res.flushHeaders(); // a follower knows at once that it follows, even before an event
+            let behind = false;
+            res.on("drain", () => (behind = false));
+            const stop = agent.events.follow((e) => {
+                if (behind && res.writableLength > bounds.bufferedBytes) {
+                    // It stopped reading: end it with a last line saying so, rather than queue more.
+                    stop();
+                    const message = `follower dropped: more than ${bounds.bufferedBytes} bytes of events waited unread; reconnect to follow again (GET /events?limit=N for what was missed)`;
+                    res.end(`${JSON.stringify({ at: e.at, seq: 0, node: agent.events.node, type: "error", step: "follow", message })}\n`);
+                    // A client that never reads would hold even that: cut it if it is not taken soon.
+                    const cut = setTimeout(() => res.destroy(), bounds.graceMs).unref();
+                    res.on("finish", () => clearTimeout(cut));
+                    return;
+                }
+                if (!res.write(`${JSON.stringify(e)}\n`)) behind = true;
+            });
             req.on("close", stop);
+            res.on("close", stop);
             return;
         }
         default:

@@ -1,6 +1,7 @@
 // Structured events: every state change the agent sees or makes, as one JSON object per line.
 // They go to a file (the event bus picks them up later), to a ring kept for `nublar events`,
-// and to anyone following the stream.
+// and to anyone following the stream. The file is rotated at a size bound (EVENT_LOG_LIMITS;
+// ./event-file.ts says how, and how its readers follow).
 //
 // The names in them are the vocabulary's (model/vocabulary.ts). node-bfd, a library of its own,
 // keeps its own names; `bfdEventOf` is where they become ours.
@@ -8,6 +9,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { Diag, DIAG_NAMES, State, STATE_NAMES, type StateChange } from "node-bfd";
 import { DIAGNOSTICS, type BfdState, type Diagnostic, type RouteEvent } from "../../model/vocabulary";
+import { MAX_ROTATED, rotatedPath } from "./event-file";
 
 export type AgentEventType = "agent" | "bfd" | "route" | "address" | "nginx" | "error";
 
@@ -91,16 +93,82 @@ export function bfdEventOf(c: StateChange): { ok: true; fields: BfdEventFields }
 
 const RING = 2000;
 
+/**
+ * The event log's disk bound: FILE is rotated (./event-file.ts) before it would pass maxBytes, and
+ * `keep` rotated files are kept (FILE.1 ... FILE.<keep>), so the log never holds more than
+ * (keep + 1) x maxBytes (a single line longer than maxBytes gets a file of its own).
+ */
+export const EVENT_LOG_LIMITS = { maxBytes: 16 << 20, keep: 2 } as const;
+
+/**
+ * Who may follow the log (GET /events?follow=1, ./api.ts): at most `followers` at once (any
+ * listener counts, the outbox's too), and a follower with more than `bufferedBytes` written to it
+ * and not yet read is dropped rather than queued for: its response ends with a last line saying
+ * so, and its connection is cut if that is not taken within `graceMs`.
+ */
+export const FOLLOW_LIMITS: Readonly<FollowLimits> = { followers: 16, bufferedBytes: 1 << 20, graceMs: 5000 };
+
+export interface FollowLimits {
+    followers: number;
+    bufferedBytes: number;
+    graceMs: number;
+}
+
+export interface EventLogOptions {
+    /** Rotate before FILE passes this many bytes (default EVENT_LOG_LIMITS.maxBytes). */
+    maxBytes?: number;
+    /** Rotated files kept, 1 to MAX_ROTATED (default EVENT_LOG_LIMITS.keep). */
+    keep?: number;
+    /** Default FOLLOW_LIMITS. */
+    follow?: Partial<FollowLimits>;
+}
+
 export class EventLog {
     private readonly ring: AgentEvent[] = [];
     private readonly followers = new Set<(e: AgentEvent) => void>();
     private seq = 0;
     private fd?: number;
+    private size = 0;
+    private closed = false;
+    private readonly maxBytes: number;
+    private readonly keep: number;
+    readonly stats = { rotations: 0, writeErrors: 0 };
+    /** What the API's followers are held to (./api.ts). */
+    readonly followLimits: Readonly<FollowLimits>;
 
-    constructor(private readonly node: string, file?: string) {
+    constructor(readonly node: string, private readonly file?: string, opts: EventLogOptions = {}) {
+        this.maxBytes = Math.max(1, opts.maxBytes ?? EVENT_LOG_LIMITS.maxBytes);
+        this.keep = Math.min(MAX_ROTATED, Math.max(1, Math.floor(opts.keep ?? EVENT_LOG_LIMITS.keep)));
+        this.followLimits = { ...FOLLOW_LIMITS, ...opts.follow };
         if (file) {
             fs.mkdirSync(path.dirname(file), { recursive: true });
-            this.fd = fs.openSync(file, "a", 0o640);
+            this.open();
+        }
+    }
+
+    private open(): void {
+        this.fd = fs.openSync(this.file!, "a", 0o640);
+        this.size = fs.fstatSync(this.fd).size;
+    }
+
+    /** FILE becomes FILE.1 (and FILE.<i> FILE.<i+1>; the oldest is deleted), and a new FILE is started. Readers follow (./event-file.ts). */
+    private rotate(): void {
+        const file = this.file!;
+        fs.closeSync(this.fd!);
+        this.fd = undefined;
+        try {
+            fs.rmSync(rotatedPath(file, this.keep), { force: true });
+            // Highest first: a file only ever moves up, which is what readers rely on.
+            for (let i = this.keep - 1; i >= 0; i--) {
+                try {
+                    fs.renameSync(rotatedPath(file, i), rotatedPath(file, i + 1));
+                } catch (err) {
+                    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+                }
+            }
+            this.stats.rotations++;
+        } finally {
+            this.open(); // the new FILE, or, if the renames failed, FILE again: events still go somewhere
         }
     }
 
@@ -108,11 +176,16 @@ export class EventLog {
         const e: AgentEvent = { at, seq: ++this.seq, node: this.node, type, ...fields };
         this.ring.push(e);
         if (this.ring.length > RING) this.ring.shift();
-        if (this.fd !== undefined) {
+        if (this.file && !this.closed) {
             try {
-                fs.writeSync(this.fd, `${JSON.stringify(e)}\n`);
+                const line = Buffer.from(`${JSON.stringify(e)}\n`);
+                if (this.fd === undefined) this.open();
+                if (this.size > 0 && this.size + line.length > this.maxBytes) this.rotate();
+                fs.writeSync(this.fd!, line);
+                this.size += line.length;
             } catch {
                 // A full disk must not stop forwarding decisions; the ring still has the event.
+                this.stats.writeErrors++;
             }
         }
         for (const f of this.followers) f(e);
@@ -128,8 +201,14 @@ export class EventLog {
         return () => this.followers.delete(listener);
     }
 
+    /** Listeners following now (see FOLLOW_LIMITS). */
+    get followerCount(): number {
+        return this.followers.size;
+    }
+
     close(): void {
         if (this.fd !== undefined) fs.closeSync(this.fd);
         this.fd = undefined;
+        this.closed = true;
     }
 }

@@ -4,9 +4,11 @@
 // or a broker outage loses nothing: the file still holds the events, and the envelope id
 // (`agent/<node>/<time>/<seq>`, model/vocabulary.ts agentEventKey, the collector's ledger key too)
 // lets the ledger drop what is sent twice. States go from the agent's spelling (`down`) to the
-// envelope's (`Down`) through the vocabulary's one table, BFD_STATES.
+// envelope's (`Down`) through the vocabulary's one table, BFD_STATES. The file is rotated at a
+// size bound; the outbox finishes the old file before it starts the new one (./event-file.ts).
 import * as fs from "node:fs";
 import type { AgentEvent } from "./events";
+import { EventFileTail, linesOf, type TailPosition } from "./event-file";
 import type { NublarEvent } from "../../model/events/schema";
 import { agentEventKey, agentSource, BFD_STATES, isBfdState, isBfdStateSymbol, isDiagnostic, isRouteEvent, type BfdStateSymbol, type Diagnostic, type RouteEvent } from "../../model/vocabulary";
 import { messageOf, sendDeadLetters, type EventProducer } from "../events/kafka";
@@ -96,7 +98,7 @@ export interface OutboxOptions {
     site: string;
     node: string;
     file: string;
-    /** Where the read offset is kept (written after every acknowledged send). */
+    /** Where the read position is kept (written after every acknowledged send). */
     stateFile: string;
     producer: EventProducer;
     log?: (m: string) => void;
@@ -105,18 +107,22 @@ export interface OutboxOptions {
 }
 
 export class Outbox {
-    private offset = 0;
+    private readonly tail: EventFileTail;
     private running = false;
     private again = false;
     private timer?: NodeJS.Timeout;
     readonly stats = { published: 0, deadLettered: 0, errors: 0, lastError: "" };
 
     constructor(private readonly o: OutboxOptions) {
+        // {"offset": N} from before the log was rotated is read as a position in FILE.
+        let saved: TailPosition | undefined;
         try {
-            this.offset = Number(JSON.parse(fs.readFileSync(o.stateFile, "utf8")).offset) || 0;
+            const j = JSON.parse(fs.readFileSync(o.stateFile, "utf8"));
+            saved = { offset: Number(j.offset) || 0, ino: typeof j.ino === "number" ? j.ino : undefined, head: typeof j.head === "string" ? j.head : undefined };
         } catch {
-            this.offset = 0;
+            saved = undefined;
         }
+        this.tail = new EventFileTail(o.file, saved, (m) => o.log?.(`outbox: ${m}`));
     }
 
     /** Polls every `intervalMs` (and whenever `kick` is called, for an event just written). */
@@ -156,39 +162,17 @@ export class Outbox {
         }
     }
 
+    /** Publishes the log from the saved position on, across its rotations (./event-file.ts): each line once, in order. */
     private async publishNew(): Promise<void> {
-        let size: number;
-        try {
-            size = fs.statSync(this.o.file).size;
-        } catch {
-            return; // no events yet
-        }
-        if (size < this.offset) this.offset = 0; // replaced: start over; ids make resends harmless
-        while (size > this.offset) {
-            const length = Math.min(size - this.offset, this.o.maxBytes ?? 1 << 20);
-            const buf = Buffer.alloc(length);
-            const fd = fs.openSync(this.o.file, "r");
-            try {
-                fs.readSync(fd, buf, 0, length, this.offset);
-            } finally {
-                fs.closeSync(fd);
-            }
-            let end = buf.lastIndexOf(0x0a);
-            if (end < 0) {
-                if (length < (this.o.maxBytes ?? 1 << 20)) return; // a line still being written
-                end = length - 1; // one line longer than a whole read: dead-lettered below, not a stall
-            }
+        const maxBytes = this.o.maxBytes ?? 1 << 20;
+        for (let chunk = this.tail.read(maxBytes); chunk; chunk = this.tail.read(maxBytes)) {
             const messages: ReturnType<typeof messageOf>[] = [];
             const dead: { value: Buffer; reason: string; origin: string }[] = [];
-            let at = this.offset;
-            for (const line of buf.subarray(0, end).toString("utf8").split("\n")) {
-                const origin = `${this.o.file}@${at}`;
-                at += Buffer.byteLength(line) + 1;
-                if (!line.trim()) continue;
+            for (const { text, offset } of linesOf(chunk)) {
                 try {
-                    messages.push(messageOf(envelopeOfAgentEvent(this.o.site, JSON.parse(line) as AgentEvent)));
+                    messages.push(messageOf(envelopeOfAgentEvent(this.o.site, JSON.parse(text) as AgentEvent)));
                 } catch (err) {
-                    dead.push({ value: Buffer.from(line), reason: `agent ${this.o.node}: ${(err as Error).message}`, origin });
+                    dead.push({ value: Buffer.from(text), reason: `agent ${this.o.node}: ${(err as Error).message}`, origin: `${chunk.path}@${offset}` });
                 }
             }
             try {
@@ -202,8 +186,8 @@ export class Outbox {
             }
             this.stats.published += messages.length;
             this.stats.deadLettered += dead.length;
-            this.offset += end + 1;
-            fs.writeFileSync(`${this.o.stateFile}.tmp`, JSON.stringify({ offset: this.offset }));
+            this.tail.commit(chunk);
+            fs.writeFileSync(`${this.o.stateFile}.tmp`, JSON.stringify(this.tail.position));
             fs.renameSync(`${this.o.stateFile}.tmp`, this.o.stateFile);
         }
     }

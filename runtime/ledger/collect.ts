@@ -4,9 +4,12 @@
 // the id the agent's outbox gives it on the bus), so re-reading a file after a crash or
 // restart never duplicates anything; the read offset is saved only after the ledger acknowledges.
 // A line that is not valid JSON is not dropped: it is appended as a `malformed-event` entry.
+// The agent rotates the file at a size bound; the collector finishes the old file, then goes on
+// from the start of the new one (runtime/agent/event-file.ts), so no event is lost or read twice.
 import * as fs from "node:fs";
 import type { AppendItem, ShardWriter } from "./writer";
 import { agentEventKey, agentSource, malformedAgentLineKey } from "../../model/vocabulary";
+import { EventFileTail, linesOf, type TailPosition } from "../agent/event-file";
 
 export interface CollectedFile {
     node: string;
@@ -14,7 +17,9 @@ export interface CollectedFile {
 }
 
 export class EventCollector {
-    private offsets: Record<string, number> = {};
+    /** Saved positions by file: {offset, ino, head} (runtime/agent/event-file.ts), or a bare offset from before rotation. */
+    private offsets: Record<string, TailPosition | number> = {};
+    private readonly tails = new Map<string, EventFileTail>();
     private timer?: NodeJS.Timeout;
     private running = false;
     readonly stats = { appended: 0, duplicates: 0, malformed: 0, errors: 0 };
@@ -43,54 +48,50 @@ export class EventCollector {
         }
     }
 
-    private async pollFile(f: CollectedFile): Promise<void> {
-        let size: number;
-        try {
-            size = fs.statSync(f.file).size;
-        } catch {
-            return; // not created yet: the node's agent has not started
+    private tailOf(f: CollectedFile): EventFileTail {
+        let t = this.tails.get(f.file);
+        if (!t) {
+            const saved = this.offsets[f.file];
+            t = new EventFileTail(f.file, typeof saved === "number" ? { offset: saved } : saved, (m) => this.log(`collect: ${m}`));
+            this.tails.set(f.file, t);
         }
-        let offset = this.offsets[f.file] ?? 0;
-        if (size < offset) offset = 0; // truncated or replaced: start over (keys dedupe)
-        if (size === offset) return;
-        const fd = fs.openSync(f.file, "r");
-        try {
-            const length = Math.min(size - offset, 4 << 20);
-            const buf = Buffer.alloc(length);
-            fs.readSync(fd, buf, 0, length, offset);
-            const end = buf.lastIndexOf(0x0a);
-            if (end < 0) return; // no complete line yet
-            const items: AppendItem[] = [];
-            let at = offset;
-            for (const line of buf.subarray(0, end).toString("utf8").split("\n")) {
-                if (line.trim()) items.push(this.toItem(f.node, line, at));
-                at += Buffer.byteLength(line) + 1;
-            }
+        return t;
+    }
+
+    /** Appends what is new in one node's log, across its rotations: the rest of a rotated file first, then the next, each line once. */
+    private async pollFile(f: CollectedFile): Promise<void> {
+        const tail = this.tailOf(f);
+        // A few chunks a poll: enough to finish a rotated file and start the next, without starving the other files.
+        for (let n = 0; n < 8; n++) {
+            const chunk = tail.read(4 << 20);
+            if (!chunk) return; // nothing new (or not created yet: the node's agent has not started)
+            const items = linesOf(chunk).map((l) => this.toItem(f.node, l.text, chunk.fileId, l.offset));
             try {
-                const res = await this.writer.append(items);
+                const res = items.length ? await this.writer.append(items) : [];
                 this.stats.appended += res.filter((r) => !r.duplicate).length;
                 this.stats.duplicates += res.filter((r) => r.duplicate).length;
-                this.offsets[f.file] = offset + end + 1;
+                tail.commit(chunk);
+                this.offsets[f.file] = tail.position;
                 fs.writeFileSync(`${this.stateFile}.tmp`, JSON.stringify(this.offsets));
                 fs.renameSync(`${this.stateFile}.tmp`, this.stateFile);
             } catch (err) {
                 this.stats.errors++;
                 this.log(`collect ${f.file}: ${(err as Error).message}; will retry`);
+                return;
             }
-        } finally {
-            fs.closeSync(fd);
         }
     }
 
-    private toItem(node: string, line: string, fileOffset: number): AppendItem {
+    private toItem(node: string, line: string, fileId: string, fileOffset: number): AppendItem {
         try {
             const e = JSON.parse(line) as { at?: unknown; seq?: unknown; type?: unknown };
             if (typeof e !== "object" || e === null || typeof e.at !== "number" || typeof e.seq !== "number") throw new Error("not an agent event (needs at and seq)");
             return { source: agentSource(node), time: e.at, payload: e, key: agentEventKey(node, e.at, e.seq) };
         } catch (err) {
             this.stats.malformed++;
-            // Keyed by where it sits in the file, so a re-read does not append it twice.
-            return { source: agentSource(node), payload: { type: "malformed-event", reason: (err as Error).message, line: line.slice(0, 4096) }, key: malformedAgentLineKey(node, fileOffset) };
+            // Keyed by where it sits: which file (its id outlives renames) and where in it, so a
+            // re-read does not append it twice, and the same offset in another file is another line.
+            return { source: agentSource(node), payload: { type: "malformed-event", reason: (err as Error).message, line: line.slice(0, 4096) }, key: `${malformedAgentLineKey(node, fileOffset)}@${fileId}` };
         }
     }
 

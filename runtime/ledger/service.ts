@@ -5,7 +5,14 @@
 //   GET  /v1/shards/S/entries?from=N&limit=M   -> entries (cache first, else PostgreSQL)
 //   GET  /v1/shards/S/head      GET /v1/status
 // Errors are JSON {"error": "..."}: 400 bad entry (nothing written), 404 unknown shard,
-// 413 body too large, 503 no primary reachable.
+// 413 body too large, 503 no primary reachable, or too many bodies at once (with Retry-After).
+//
+// Bounds (SERVICE_LIMITS), so that no client can make it hold memory without limit: a body is at
+// most 16 MiB; at most 32 bodies are read at once, and at most 64 MiB of bodies are held at once
+// (a body counts for its Content-Length, or 16 MiB without one, from the moment it is accepted
+// until it is answered); a POST beyond either gets 503 and Retry-After before a byte of its body
+// is kept. A client that is slow to send its headers (10 s) or its whole request (30 s) is cut off
+// (slowloris), and at most 1024 connections are open at once.
 import * as fs from "node:fs";
 import * as http from "node:http";
 import { loadPrivateKey } from "../../model/ledger/core/checkpoint";
@@ -18,7 +25,27 @@ import { ShardReader } from "./reader";
 import { LakeDirectorySink } from "./sinks";
 import { ShardWriter } from "./writer";
 
-const MAX_BODY = 16 << 20;
+export interface ServiceLimits {
+    /** The largest request body, in bytes (413 beyond). */
+    maxBody: number;
+    /** Request bodies being read at once (503 beyond). */
+    maxBodiesReading: number;
+    /** Bytes of request bodies held at once, each counted from its acceptance until its answer (503 beyond). */
+    maxBodyBytes: number;
+    /** A request's headers must arrive within this, and the whole request within requestTimeoutMs; checked every checkIntervalMs. */
+    headersTimeoutMs: number;
+    requestTimeoutMs: number;
+    checkIntervalMs: number;
+    /** Connections open at once, per listener; more are closed at once. */
+    maxConnections: number;
+    /** What a 503 for too many bodies says in Retry-After. */
+    retryAfterSeconds: number;
+}
+
+export const SERVICE_LIMITS: Readonly<ServiceLimits> = {
+    maxBody: 16 << 20, maxBodiesReading: 32, maxBodyBytes: 64 << 20,
+    headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, checkIntervalMs: 1000, maxConnections: 1024, retryAfterSeconds: 1,
+};
 
 export class IngestService {
     readonly writers = new Map<string, ShardWriter>();
@@ -28,8 +55,21 @@ export class IngestService {
     private cache?: LedgerCache;
     private collector?: EventCollector;
     readonly started = Date.now();
+    readonly limits: Readonly<ServiceLimits>;
+    /** Request bodies now: being read, and bytes held (reserved) until answered; the peaks; the 503s for too many. */
+    readonly bodies = { reading: 0, bytes: 0, peakReading: 0, peakBytes: 0, refused: 0 };
 
-    constructor(private readonly config: ServiceConfig, private readonly log: (m: string) => void = (m) => process.stderr.write(`${new Date().toISOString()} ${m}\n`)) {}
+    constructor(private readonly config: ServiceConfig, private readonly log: (m: string) => void = (m) => process.stderr.write(`${new Date().toISOString()} ${m}\n`), limits: Partial<ServiceLimits> = {}) {
+        this.limits = { ...SERVICE_LIMITS, ...limits };
+    }
+
+    /** An HTTP server with the limits' timeouts and connection cap. */
+    private httpServer(): http.Server {
+        const l = this.limits;
+        const server = http.createServer({ headersTimeout: l.headersTimeoutMs, requestTimeout: l.requestTimeoutMs, connectionsCheckingInterval: l.checkIntervalMs }, (req, res) => void this.handle(req, res));
+        server.maxConnections = l.maxConnections;
+        return server;
+    }
 
     access(shard: string, who: "ingest" | "auditor" = "ingest"): ShardAccess {
         const c = this.config[who];
@@ -56,14 +96,14 @@ export class IngestService {
             this.collector.start();
         }
         fs.rmSync(cfg.listen.socket, { force: true });
-        this.server = http.createServer((req, res) => void this.handle(req, res));
+        this.server = this.httpServer();
         await new Promise<void>((resolve, reject) => {
             this.server!.once("error", reject);
             this.server!.listen(cfg.listen.socket, () => resolve());
         });
         fs.chmodSync(cfg.listen.socket, 0o660);
         if (cfg.listen.port) {
-            this.tcp = http.createServer((req, res) => void this.handle(req, res));
+            this.tcp = this.httpServer();
             await new Promise<void>((resolve, reject) => {
                 this.tcp!.once("error", reject);
                 this.tcp!.listen(cfg.listen.port, "::1", () => resolve());
@@ -79,13 +119,15 @@ export class IngestService {
             shards: Object.fromEntries([...this.writers].map(([s, w]) => [s, { head: w.headSeq, primary: `[${w.endpoint.host}]:${w.endpoint.port}`, ...w.stats }])),
             cache: this.cache ? { status: this.cache.redis.status, ...this.cache.stats } : null,
             collector: this.collector ? this.collector.stats : null,
+            bodies: { ...this.bodies },
         };
     }
 
     private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-        const send = (code: number, body: unknown) => {
+        const send = (code: number, body: unknown, headers: Record<string, string> = {}) => {
+            if (res.headersSent || res.destroyed) return;
             const text = JSON.stringify(body);
-            res.writeHead(code, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+            res.writeHead(code, { "content-type": "application/json", "content-length": Buffer.byteLength(text), ...headers });
             res.end(text);
         };
         try {
@@ -100,8 +142,37 @@ export class IngestService {
                 return send(200, { shard, seq: writer.headSeq });
             }
             if (m[2] === "entries" && req.method === "POST") {
-                const body = await readBody(req);
-                if (body === undefined) return send(413, { error: `request body over ${MAX_BODY} bytes; send smaller batches` });
+                const l = this.limits;
+                const tooLarge = () => send(413, { error: `request body over ${l.maxBody} bytes; send smaller batches` });
+                // Admission, before a byte of the body is kept (Node discards a body not read).
+                const declared = req.headers["content-length"] === undefined ? undefined : Number(req.headers["content-length"]);
+                if (declared !== undefined && declared > l.maxBody) return tooLarge();
+                const reserve = declared !== undefined && Number.isSafeInteger(declared) && declared >= 0 ? declared : l.maxBody;
+                const b = this.bodies;
+                if (b.reading >= l.maxBodiesReading || b.bytes + reserve > l.maxBodyBytes) {
+                    b.refused++;
+                    return send(503, { error: `busy: ${b.reading} request bodies being read and ${b.bytes} bytes held (at most ${l.maxBodiesReading} and ${l.maxBodyBytes}); retry after ${l.retryAfterSeconds} s` }, { "retry-after": String(l.retryAfterSeconds) });
+                }
+                b.reading++;
+                b.bytes += reserve;
+                b.peakReading = Math.max(b.peakReading, b.reading);
+                b.peakBytes = Math.max(b.peakBytes, b.bytes);
+                let reading = true;
+                const doneReading = () => {
+                    if (reading) b.reading--;
+                    reading = false;
+                };
+                let held = true;
+                res.once("close", () => {
+                    doneReading();
+                    if (held) b.bytes -= reserve;
+                    held = false;
+                });
+                const read = await readBody(req, l.maxBody);
+                doneReading();
+                if (read.kind === "aborted") return; // the client went (or was cut off): nobody to answer
+                if (read.kind === "too-large") return tooLarge();
+                const body = read.text;
                 let parsed: { entries?: unknown };
                 try {
                     parsed = JSON.parse(body);
@@ -147,23 +218,34 @@ export class IngestService {
     }
 }
 
-function readBody(req: http.IncomingMessage): Promise<string | undefined> {
-    return new Promise((resolve, reject) => {
-        const chunks: Buffer[] = [];
+type BodyRead = { kind: "ok"; text: string } | { kind: "too-large" } | { kind: "aborted" };
+
+/** Reads a request body of at most maxBody bytes; one over it is read on but not kept, so that the 413 reaches the client. */
+function readBody(req: http.IncomingMessage, maxBody: number): Promise<BodyRead> {
+    return new Promise((resolve) => {
+        let chunks: Buffer[] = [];
         let size = 0;
         req.on("data", (c: Buffer) => {
             size += c.length;
-            if (size > MAX_BODY) {
+            if (size > maxBody) {
                 // Stop keeping it, but read the rest, so the 413 reaches the client (destroying
                 // the request would close the socket before the answer).
-                chunks.length = 0;
-                resolve(undefined);
+                chunks = [];
+                resolve({ kind: "too-large" });
                 return;
             }
             chunks.push(c);
         });
-        req.on("end", () => resolve(size > MAX_BODY ? undefined : Buffer.concat(chunks).toString("utf8")));
-        req.on("error", reject);
+        req.on("end", () => resolve(size > maxBody ? { kind: "too-large" } : { kind: "ok", text: Buffer.concat(chunks).toString("utf8") }));
+        // Closed before its end (the client went, or the request timeout cut it): what was read is let go.
+        const aborted = () => {
+            chunks = [];
+            resolve({ kind: "aborted" });
+        };
+        req.on("error", aborted);
+        req.on("close", () => {
+            if (!req.complete) aborted();
+        });
     });
 }
 

@@ -9,7 +9,11 @@
 //   in model/events/schema.ts, the alert detector's rule too) does not roll its state back, and a
 //   path-latency sample at or before the last one does not replace it;
 // - events for another site are ignored (counted in stats), events for a node the site does not
-//   have go to the stream only.
+//   have go to the stream only;
+// - what the plan does not have is kept, but only so much of it, whatever the bus sends: at most
+//   UNPLANNED_SESSIONS sessions, UNPLANNED_ROUTES route names and UNPLANNED_UPSTREAMS upstreams per
+//   node, and OPEN_ALERTS alerts from the bus; beyond that the least recently changed goes (a
+//   session or an alert leaves with `null` in the delta), and the event is in the stream as ever.
 // Metrics (path-latency, sensor-reading) update the view but do not enter the event stream:
 // they arrive every second and would push every change out of it.
 import { planAgents } from "../../../model/network/agent-plan";
@@ -36,6 +40,14 @@ export const RECENT_ROUTES = 10;
 export const ID_WINDOW = 4096;
 /** Free text from the bus is cut to this many characters before it reaches a browser. */
 const TEXT_LIMIT = 2000;
+/** Sessions the site plan does not have (reported by agents anyway), kept at most, over the whole view. */
+export const UNPLANNED_SESSIONS = 64;
+/** Route names a node's plan does not have, kept at most per node. */
+export const UNPLANNED_ROUTES = 64;
+/** Ingress upstreams a node's plan does not have, kept at most per node. */
+export const UNPLANNED_UPSTREAMS = 16;
+/** Open alerts from the bus kept at most (the dashboard's own, one per Down session at most, come on top). */
+export const OPEN_ALERTS = 256;
 
 export interface SessionView {
     node: string;
@@ -180,9 +192,9 @@ export interface DashboardView {
     stats: DashboardStats;
 }
 
-/** What one or more events changed: maps replace whole entries; `null` removes an alert. */
+/** What one or more events changed: maps replace whole entries; `null` removes a session or an alert. */
 export interface DashboardDelta {
-    sessions?: Record<string, SessionView>;
+    sessions?: Record<string, SessionView | null>;
     nodes?: Record<string, NodeView>;
     alerts?: Record<string, AlertView | null>;
     /** New stream entries, oldest first. */
@@ -232,7 +244,7 @@ export function initialView(site: Site): DashboardView {
     }
     const domains = new Map<string, string[]>();
     for (const n of site.nodes) domains.set(n.failureDomain, [...(domains.get(n.failureDomain) ?? []), n.name]);
-    return {
+    const view: DashboardView = {
         site: site.name,
         kind: site.kind,
         description: site.description ?? null,
@@ -246,6 +258,60 @@ export function initialView(site: Site): DashboardView {
         counts,
         stats: { applied: 0, duplicates: 0, stale: 0, foreign: 0, unknownNode: 0, lastEventTime: null },
     };
+    // What the plan has, by the names the agents' events use (model/network/agent-plan.ts, runtime/agent/outbox.ts).
+    const b = boundsOf(view);
+    for (const cfg of agents) {
+        b.plannedRoutes.set(cfg.node, new Set(cfg.routes.map((r) => `${r.destination}${r.source ? ` from ${r.source}` : ""} metric ${r.metric}`)));
+    }
+    return view;
+}
+
+/**
+ * What keeps the view bounded, beside it (not in it, so the view stays plain JSON): the plan's
+ * route names per node, and for what the plan does not have, least recently changed first.
+ */
+interface Bounds {
+    plannedRoutes: Map<string, Set<string>>;
+    sessions: Map<string, true>;
+    routes: Map<string, Map<string, true>>;
+    upstreams: Map<string, Map<string, true>>;
+    alerts: Map<string, true>;
+}
+const bounds = new WeakMap<DashboardView, Bounds>();
+
+/** The view's bounds; for a view not made by initialView here (a copy), rebuilt from what it holds. */
+function boundsOf(view: DashboardView): Bounds {
+    let b = bounds.get(view);
+    if (b) return b;
+    b = { plannedRoutes: new Map(), sessions: new Map(), routes: new Map(), upstreams: new Map(), alerts: new Map() };
+    for (const [k, s] of Object.entries(view.sessions)) if (!s.planned) b.sessions.set(k, true);
+    for (const n of Object.values(view.nodes)) {
+        if (n.routes.state && Object.keys(n.routes.state).length) b.routes.set(n.name, new Map(Object.keys(n.routes.state).map((r) => [r, true])));
+        const unplanned = n.ingress.filter((u) => u.port === null && u.configured.length === 0);
+        if (unplanned.length) b.upstreams.set(n.name, new Map(unplanned.map((u) => [u.upstream, true])));
+    }
+    for (const a of Object.values(view.alerts).filter((x) => !x.derived).sort((x, y) => x.updated - y.updated)) b.alerts.set(a.dedupKey, true);
+    bounds.set(view, b);
+    return b;
+}
+
+/** Marks a key as just changed: it goes last. */
+function touch(lru: Map<string, true>, key: string): void {
+    lru.delete(key);
+    lru.set(key, true);
+}
+
+/** The least recently changed key, taken out. */
+function takeOldest(lru: Map<string, true>): string | undefined {
+    const k = lru.keys().next();
+    if (k.done) return undefined;
+    lru.delete(k.value);
+    return k.value;
+}
+
+/** The entry itself, never something inherited (an id such as "__proto__" or "toString" from the bus names nothing). */
+function own<T>(map: Record<string, T>, key: string): T | undefined {
+    return Object.prototype.hasOwnProperty.call(map, key) ? map[key] : undefined;
 }
 
 /** Recently seen event ids per view: kept beside the view, not in it, so the view stays plain JSON. */
@@ -326,7 +392,7 @@ export function applyEvent(view: DashboardView, event: NublarEvent): DashboardDe
     view.stats.applied++;
     view.stats.lastEventTime = Math.max(view.stats.lastEventTime ?? 0, event.time);
     delta.stats = view.stats;
-    const node = "node" in event.payload ? view.nodes[event.payload.node] : undefined;
+    const node = "node" in event.payload ? own(view.nodes, event.payload.node) : undefined;
     if ("node" in event.payload && !node && event.type !== "deploy") view.stats.unknownNode++;
     const entry = (text: string, tone: Tone, session: string | null = null) => {
         const e: StreamEntry = {
@@ -348,13 +414,16 @@ function onBfdChange({ view, event, node, delta, entry }: Fold<"bfd-change">): v
     entry(`${p.session} ${p.from} → ${p.to}${diagnosticText(p.diagnostic)}`, to ? STATE_TONE[to] : "info", p.session);
     if (!node || !to) return;
     const key = sessionKey(p.node, p.session);
-    let s = view.sessions[key];
+    let s = own(view.sessions, key);
+    const b = boundsOf(view);
     if (!s) {
         // Not in the plan: the agent runs a session the site no longer (or not yet) describes.
         // An id that names no session (model/vocabulary.ts parseSessionId) stays in the stream only.
         const id = parseSessionId(p.session);
         if (!id.ok) return;
         const ref = id.session;
+        // Kept among the last UNPLANNED_SESSIONS changed: the least recently changed goes.
+        while (b.sessions.size >= UNPLANNED_SESSIONS) evictSession(view, takeOldest(b.sessions)!, delta);
         s = view.sessions[key] = {
             node: p.node, id: p.session, kind: ref.kind, provider: ref.provider, peer: ref.kind === "path" ? ref.peerNode : ref.provider,
             planned: false, state: "Unknown", remoteState: null, diagnostic: null, since: null, seq: null, transitions: 0,
@@ -364,6 +433,7 @@ function onBfdChange({ view, event, node, delta, entry }: Fold<"bfd-change">): v
         (ref.kind === "gateway" ? node.gateways : node.paths).push(p.session);
         (delta.nodes ??= {})[p.node] = node;
     }
+    if (!s.planned) touch(b.sessions, key);
     if (!supersedes({ time: event.time, seq: p.seq }, s.since === null ? null : { time: s.since, seq: s.seq ?? undefined })) {
         view.stats.stale++;
         return;
@@ -376,19 +446,49 @@ function onBfdChange({ view, event, node, delta, entry }: Fold<"bfd-change">): v
     s.since = event.time;
     s.seq = p.seq;
     s.transitions++;
-    delta.sessions = { [key]: s };
+    (delta.sessions ??= {})[key] = s;
     delta.counts = view.counts;
     syncDerivedAlert(view, s, event.time, delta);
 }
 
-function onRouteChange({ event, node, delta, entry }: Fold<"route-change">): void {
+/** Takes an unplanned session out of the view: off its node, out of the counts, its own alert with it. */
+function evictSession(view: DashboardView, key: string, delta: DashboardDelta): void {
+    const s = own(view.sessions, key);
+    if (!s) return;
+    delete view.sessions[key];
+    view.counts[s.state]--;
+    delta.counts = view.counts;
+    (delta.sessions ??= {})[key] = null;
+    const node = own(view.nodes, s.node);
+    if (node) {
+        const list = s.kind === "gateway" ? node.gateways : node.paths;
+        const i = list.indexOf(s.id);
+        if (i >= 0) list.splice(i, 1);
+        (delta.nodes ??= {})[node.name] = node;
+    }
+    const ak = derivedAlertKey(s.node, s.id);
+    if (own(view.alerts, ak)) {
+        delete view.alerts[ak];
+        (delta.alerts ??= {})[ak] = null;
+    }
+}
+
+function onRouteChange({ view, event, node, delta, entry }: Fold<"route-change">): void {
     const p = event.payload;
     const outcome = routeOutcome(p.event);
     const where = [p.prefix, p.via && `via ${p.via}`, p.metric !== null && `metric ${p.metric}`].filter(Boolean).join(" ");
     entry(`route ${p.route} ${p.event}${where ? `: ${where}` : ""}`, outcome === "withdrawn" ? "warn" : "info");
-    if (!node) return;
+    if (!node || p.route === "__proto__") return;
     const r = node.routes;
     r.changes++;
+    if (!boundsOf(view).plannedRoutes.get(node.name)?.has(p.route)) {
+        // A route name the plan does not have: kept among the node's last UNPLANNED_ROUTES.
+        const b = boundsOf(view);
+        let lru = b.routes.get(node.name);
+        if (!lru) b.routes.set(node.name, (lru = new Map()));
+        if (!lru.has(p.route)) while (lru.size >= UNPLANNED_ROUTES) delete r.state[takeOldest(lru)!];
+        touch(lru, p.route);
+    }
     r.state[p.route] = outcome;
     const values = Object.values(r.state);
     r.installed = values.filter((o) => o === "installed").length;
@@ -398,13 +498,27 @@ function onRouteChange({ event, node, delta, entry }: Fold<"route-change">): voi
     delta.nodes = { [node.name]: node };
 }
 
-function onIngressChange({ event, node, delta, entry }: Fold<"ingress-change">): void {
+function onIngressChange({ view, event, node, delta, entry }: Fold<"ingress-change">): void {
     const p = event.payload;
     const change = [p.added.length && `+${p.added.join(", +")}`, p.removed.length && `−${p.removed.join(", −")}`].filter(Boolean).join(" ");
     entry(`upstream ${p.upstream} ${p.event}: ${p.members.length} live${change ? ` (${change})` : ""}`, p.members.length === 0 ? "bad" : p.removed.length ? "warn" : "info");
     if (!node) return;
     let u = node.ingress.find((i) => i.upstream === p.upstream);
-    if (!u) node.ingress.push((u = { upstream: p.upstream, port: null, configured: [], members: null, live: null, event: null, time: null, changes: 0 }));
+    if (!u || (u.port === null && u.configured.length === 0)) {
+        // An upstream the plan does not have: kept among the node's last UNPLANNED_UPSTREAMS changed.
+        const b = boundsOf(view);
+        let lru = b.upstreams.get(node.name);
+        if (!lru) b.upstreams.set(node.name, (lru = new Map()));
+        if (!u) {
+            while (lru.size >= UNPLANNED_UPSTREAMS) {
+                const old = takeOldest(lru);
+                const i = node.ingress.findIndex((x) => x.upstream === old);
+                if (i >= 0) node.ingress.splice(i, 1);
+            }
+            node.ingress.push((u = { upstream: p.upstream, port: null, configured: [], members: null, live: null, event: null, time: null, changes: 0 }));
+        }
+        touch(lru, p.upstream);
+    }
     u.members = [...p.members];
     u.live = u.configured.filter((m) => p.members.includes(m.node) || p.members.includes(m.address)).map((m) => m.node);
     u.event = p.event;
@@ -415,13 +529,13 @@ function onIngressChange({ event, node, delta, entry }: Fold<"ingress-change">):
 
 function onPathLatency({ view, event, delta }: Fold<"path-latency">): void {
     const p = event.payload;
-    const s = view.sessions[sessionKey(p.node, p.session)];
+    const s = own(view.sessions, sessionKey(p.node, p.session));
     if (!s || !supersedes({ time: event.time }, s.latencyAt === null ? null : { time: s.latencyAt })) return;
     s.rttMs = p.rttMs;
     s.maxGapMs = p.maxGapMs;
     s.detectionMs = p.detectionMs;
     s.latencyAt = event.time;
-    delta.sessions = { [sessionKey(p.node, p.session)]: s };
+    (delta.sessions ??= {})[sessionKey(p.node, p.session)] = s;
 }
 
 function onAlert({ view, event, delta, entry }: Fold<"alert">): void {
@@ -429,20 +543,36 @@ function onAlert({ view, event, delta, entry }: Fold<"alert">): void {
     const tone: Tone = p.action === "resolve" ? "good" : p.severity === "critical" || p.severity === "error" ? "bad" : p.severity === "warning" ? "warn" : "info";
     entry(`${p.action === "resolve" ? "resolved" : p.severity} ${p.class}: ${p.summary}`, tone, p.session);
     const alerts: Record<string, AlertView | null> = (delta.alerts = {});
+    if (p.dedupKey === "__proto__") return;
+    const b = boundsOf(view);
     if (p.action === "resolve") {
-        if (view.alerts[p.dedupKey]) {
+        if (own(view.alerts, p.dedupKey)) {
             delete view.alerts[p.dedupKey];
             alerts[p.dedupKey] = null;
         }
+        b.alerts.delete(p.dedupKey);
     } else {
-        const prev = view.alerts[p.dedupKey];
+        const prev = own(view.alerts, p.dedupKey);
+        if (!prev) {
+            // Kept among the last OPEN_ALERTS triggered: the least recently updated goes.
+            while (b.alerts.size >= OPEN_ALERTS) {
+                const old = own(view.alerts, takeOldest(b.alerts)!);
+                if (!old) continue;
+                delete view.alerts[old.dedupKey];
+                alerts[old.dedupKey] = null;
+                // It may have stood in for the dashboard's own session-down alert.
+                const s = old.class === "session-down" && old.session ? own(view.sessions, sessionKey(old.node, old.session)) : undefined;
+                if (s) syncDerivedAlert(view, s, event.time, delta);
+            }
+        }
+        touch(b.alerts, p.dedupKey);
         alerts[p.dedupKey] = view.alerts[p.dedupKey] = {
             dedupKey: p.dedupKey, severity: p.severity, class: cut(p.class), summary: cut(p.summary), node: p.node, session: p.session,
             details: cut(p.details), since: prev?.since ?? event.time, updated: event.time, triggers: (prev?.triggers ?? 0) + 1, derived: false,
         };
     }
     if (p.class === "session-down" && p.session) {
-        const s = view.sessions[sessionKey(p.node, p.session)];
+        const s = own(view.sessions, sessionKey(p.node, p.session));
         if (s) syncDerivedAlert(view, s, event.time, delta);
     }
 }
@@ -498,10 +628,16 @@ export function applyDelta(view: DashboardView, d: DashboardDelta): DashboardVie
         if (a) alerts[k] = a;
         else delete alerts[k];
     }
+    // (web/app.js keeps a removed session as null, which it never shows: no node lists it any more.)
+    const sessions = d.sessions ? { ...view.sessions } : view.sessions;
+    for (const [k, s] of Object.entries(d.sessions ?? {})) {
+        if (s) sessions[k] = s;
+        else delete sessions[k];
+    }
     const events = d.events ? [...view.events, ...d.events].slice(-STREAM_LIMIT) : view.events;
     return {
         ...view,
-        sessions: d.sessions ? { ...view.sessions, ...d.sessions } : view.sessions,
+        sessions,
         nodes: d.nodes ? { ...view.nodes, ...d.nodes } : view.nodes,
         alerts,
         events,

@@ -17,7 +17,7 @@ import type { Duplex } from "node:stream";
 import { WebSocket, WebSocketServer } from "ws";
 import type { Site } from "../../../model/site/model";
 import type { NublarEvent } from "../../../model/events/schema";
-import { applyEvent, initialView, isEmptyDelta, mergeDelta, type DashboardDelta, type DashboardView } from "./model";
+import { applyEvent, initialView, isEmptyDelta, STREAM_LIMIT, type DashboardDelta, type DashboardView } from "./model";
 
 export interface DashboardOptions {
     site: Site;
@@ -29,6 +29,12 @@ export interface DashboardOptions {
     batchMs?: number;
     /** A client with more than this queued is sent a fresh snapshot once it drains, not every delta (default 1 MiB). */
     maxBufferedBytes?: number;
+    /**
+     * The most sessions, nodes and alerts one batched delta holds (default 1024): a flood that
+     * changes more within one batch is sent as a fresh snapshot instead, so what waits to be sent
+     * stays bounded however many keys the events name.
+     */
+    maxPendingKeys?: number;
 }
 
 export interface DashboardServerStats {
@@ -38,6 +44,8 @@ export interface DashboardServerStats {
     /** Messages sent, by kind, to all clients. */
     snapshots: number;
     deltas: number;
+    /** Batches that changed more than maxPendingKeys entries, sent as snapshots instead. */
+    resyncs: number;
     /** Events that made applyEvent throw (none expected; counted rather than crashing the feed). */
     errors: number;
 }
@@ -132,6 +140,31 @@ function loadAssets(): { assets: Map<string, Asset>; csp: string } {
     return { assets, csp };
 }
 
+/**
+ * mergeDelta (./model.ts) in place, into the server's own pending delta: the cost of an event is
+ * the size of its delta, not of the batch. Returns how many new keys the batch has now.
+ */
+function mergeInto(into: DashboardDelta, d: DashboardDelta): number {
+    let added = 0;
+    const merge = <T>(to: Record<string, T>, from: Record<string, T>) => {
+        for (const [k, v] of Object.entries(from)) {
+            if (!Object.prototype.hasOwnProperty.call(to, k)) added++;
+            to[k] = v;
+        }
+    };
+    if (d.sessions) merge((into.sessions ??= {}), d.sessions);
+    if (d.nodes) merge((into.nodes ??= {}), d.nodes);
+    if (d.alerts) merge((into.alerts ??= {}), d.alerts);
+    if (d.events) {
+        const events = (into.events ??= []);
+        events.push(...d.events);
+        if (events.length > STREAM_LIMIT) events.splice(0, events.length - STREAM_LIMIT);
+    }
+    if (d.counts) into.counts = d.counts;
+    if (d.stats) into.stats = d.stats;
+    return added;
+}
+
 export async function startDashboard(opts: DashboardOptions): Promise<Dashboard> {
     const host = opts.host ?? "::1";
     if (!isLoopbackHost(host)) {
@@ -142,9 +175,10 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     }
     const batchMs = opts.batchMs ?? 50;
     const maxBuffered = opts.maxBufferedBytes ?? 1 << 20;
+    const maxPendingKeys = opts.maxPendingKeys ?? 1024;
     const { assets, csp } = loadAssets();
     const view = initialView(opts.site);
-    const counters = { snapshots: 0, deltas: 0, errors: 0 };
+    const counters = { snapshots: 0, deltas: 0, resyncs: 0, errors: 0 };
 
     /**
      * Host header values this server answers to: a loopback name, any port (an SSH tunnel's local
@@ -220,14 +254,30 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     // batchMs of the last message are merged into one, so a flap storm sends at most one message
     // per batchMs however many events it has.
     let pending: DashboardDelta | null = null;
+    let pendingKeys = 0;
+    /** The batch outgrew maxPendingKeys: everyone gets a snapshot instead. */
+    let resync = false;
     let timer: NodeJS.Timeout | undefined;
     let lastFlush = 0;
     function flush() {
         if (timer) clearTimeout(timer);
         timer = undefined;
+        if (resync) {
+            resync = false;
+            lastFlush = performance.now();
+            seq++;
+            counters.resyncs++;
+            for (const c of clients) {
+                if (c.ws.readyState !== WebSocket.OPEN) continue;
+                if (c.lagging || c.ws.bufferedAmount > maxBuffered) c.lagging = true; // its snapshot comes when it drains
+                else sendSnapshot(c);
+            }
+            return;
+        }
         if (!pending) return;
         const delta = pending;
         pending = null;
+        pendingKeys = 0;
         lastFlush = performance.now();
         seq++;
         let msg: string | undefined;
@@ -251,7 +301,16 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
             return;
         }
         if (isEmptyDelta(d)) return;
-        pending = pending ? mergeDelta(pending, d) : d;
+        if (!resync) {
+            pending ??= {};
+            pendingKeys += mergeInto(pending, d);
+            if (pendingKeys > maxPendingKeys) {
+                // More changed than a delta should carry: drop it, send the view itself.
+                pending = null;
+                pendingKeys = 0;
+                resync = true;
+            }
+        }
         if (!timer) timer = setTimeout(flush, Math.max(0, lastFlush + batchMs - performance.now()));
     };
 
