@@ -2,7 +2,9 @@
 //   GET /state                 sessions, routes, ingress and uplinks (AgentState, as JSON)
 //   GET /metrics               Prometheus text
 //   GET /events?limit=N        recent events, JSON lines
-//   GET /events?follow=1       recent events, then new ones as they happen (JSON lines)
+//   GET /events?follow=1       recent events, then new ones as they happen (JSON lines); at most
+//                              16 followers (503 beyond), and a follower that leaves 1 MiB
+//                              unread is dropped rather than buffered for
 import * as fs from "node:fs";
 import * as http from "node:http";
 import type { Agent } from "./agent";
