@@ -336,8 +336,13 @@ export interface BfddPeer {
  */
 export const BFDD_RUNTIME_ROOT = "/run/nublar-lab";
 
+/** A short name for a lab folder, stable across runs: its runtime folders under /run and /var/lib carry it. */
+function dirTag(dir: string): string {
+    return createHash("sha256").update(path.resolve(dir)).digest("hex").slice(0, 16);
+}
+
 export function bfddRuntimeDir(dir: string): string {
-    return path.join(BFDD_RUNTIME_ROOT, `bfdd-${createHash("sha256").update(path.resolve(dir)).digest("hex").slice(0, 16)}`);
+    return path.join(BFDD_RUNTIME_ROOT, `bfdd-${dirTag(dir)}`);
 }
 
 export function bfddDaemon(dir: string): Daemon {
@@ -530,7 +535,7 @@ export function nodeRuntimePaths(nodeDir: string): NodeRuntimePaths {
 /** Where the lab keeps what the agent writes and must keep (its event log, its outbox): host-visible, like NixOS's /var/lib/nublar. */
 export const LAB_STATE_ROOT = "/var/lib/nublar-lab";
 
-const nodeTag = (nodeDir: string) => createHash("sha256").update(path.resolve(nodeDir)).digest("hex").slice(0, 16);
+const nodeTag = dirTag;
 
 /**
  * The lab's nodes' layout. Their folders are the lab's, private (under .nublar, 0700), and no

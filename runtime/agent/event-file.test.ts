@@ -13,6 +13,7 @@ import { EventFileTail, linesOf, rotatedPath } from "./event-file";
 import type { EventProducer } from "../events/kafka";
 import { Outbox } from "./outbox";
 import { decodeEvent } from "../../model/events/schema";
+import { prng } from "../../model/testing/prng";
 
 const MAX = 4096;
 const KEEP = 2;
@@ -38,16 +39,6 @@ function diskUse(file: string): { bytes: number; files: number } {
     return { bytes, files };
 }
 
-/** A small deterministic PRNG, so a failure can be replayed. */
-function prng(seed: number) {
-    // mulberry32
-    return () => {
-        seed = (seed + 0x6d2b79f5) | 0;
-        let x = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-        x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-        return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32;
-    };
-}
 
 function bus() {
     const seqs: number[] = [];

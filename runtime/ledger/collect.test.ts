@@ -10,6 +10,7 @@ import { EventLog } from "../agent/events";
 import { rotatedPath } from "../agent/event-file";
 import { EventCollector } from "./collect";
 import type { AppendItem, ShardWriter } from "./writer";
+import { prng } from "../../model/testing/prng";
 
 /** A shard that keeps what it is given, answers duplicates by key as the ledger does, and can be down. */
 function shard() {
@@ -33,15 +34,6 @@ function shard() {
     return { writer, appended, counts, setDown: (v: boolean) => (down = v) };
 }
 
-function prng(seed: number) {
-    // mulberry32
-    return () => {
-        seed = (seed + 0x6d2b79f5) | 0;
-        let x = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-        x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-        return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32;
-    };
-}
 
 test("the collector follows the rotated log: every event appended once, in order, across outages and restarts; the log stays under its bound", async (t) => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nublar-collect-"));

@@ -15,6 +15,7 @@ import {
     type DashboardDelta, type DashboardView,
 } from "./model";
 import { startDashboard } from "./server";
+import { prng } from "../../../model/testing/prng";
 
 v8.setFlagsFromString("--expose-gc");
 const gc = vm.runInNewContext("gc") as () => void;
@@ -29,15 +30,6 @@ const json = <T>(v: T): T => JSON.parse(JSON.stringify(v));
 const site = loadSiteFromStackFile(projectPath("stacks", "Pulumi.lab.yaml"));
 const T0 = 1_760_000_000_000_000;
 
-function prng(seed: number) {
-    // mulberry32
-    return () => {
-        seed = (seed + 0x6d2b79f5) | 0;
-        let x = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-        x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-        return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32;
-    };
-}
 
 /** Events with a new random key each: unplanned sessions (some Down), routes, upstreams, alerts, unknown nodes, latency. */
 function flood(n: number, seed: number, idPrefix = "f"): NublarEvent[] {
