@@ -7,6 +7,8 @@
 //   runtime/     what runs on nodes and servers: the agent and its client, the event pipeline,
 //                the ledger service, the deployer (and packages/node-bfd)
 //   lab/         the lab's process supervision on this machine
+//   provider/    nublar's Pulumi resource provider (the pulumi-resource-nublar plugin): serves
+//                the custom resources by calling the layers below
 //   components/  Pulumi components; policy/ (the nublar-sla pack) sits beside them
 //   cli/         the nublar command, at the top
 //
@@ -16,6 +18,7 @@ const LAYERS = [
     { name: "model", path: "^model/" },
     { name: "runtime", path: "^(runtime|packages)/" },
     { name: "lab", path: "^lab/" },
+    { name: "provider", path: "^provider/" },
     { name: "components", path: "^(components|policy)/|^index\\.ts$" },
     { name: "cli", path: "^cli/" },
 ];
@@ -62,13 +65,13 @@ module.exports = {
             comment: "node-bfd is a library of its own: it imports nothing of the project's",
             severity: "error",
             from: { path: "^packages/node-bfd/" },
-            to: { path: "^(model|runtime|lab|components|policy|cli|test|bench)/" },
+            to: { path: "^(model|runtime|lab|provider|components|policy|cli|test|bench)/" },
         },
         {
             name: "only-tests-use-tests",
             comment: "test/ and bench/ are fixtures and harnesses; shipped code never loads them",
             severity: "error",
-            from: { path: "^(model|runtime|lab|components|policy|cli|packages)/", pathNot: "\\.test\\.ts$|/test/|/testing/" },
+            from: { path: "^(model|runtime|lab|provider|components|policy|cli|packages)/", pathNot: "\\.test\\.ts$|/test/|/testing/" },
             to: { path: "^(test|bench)/|/test/" },
         },
         {

@@ -46,13 +46,13 @@ test("a lab site builds one LabPark whose resources follow the plan", async () =
     await outputValue(site.urn);
     assert.deepEqual(await outputValue(site.generations), Object.fromEntries(plan.nodes.map((n) => [n.name, 1])));
 
-    const count = (t: string) => registered.filter((r) => r.type === `pulumi-nodejs:dynamic/lab:${t}`).length;
+    const count = (t: string) => registered.filter((r) => r.type === `nublar:lab:${t}`).length;
     assert.equal(registered.filter((r) => r.type === "nublar:site:Site").length, 1);
     assert.equal(registered.filter((r) => r.type === "nublar:lab:LabPark").length, 1);
     // The nublar-sla policies read the site description from the site component's inputs.
     assert.deepEqual(registered.find((r) => r.type === "nublar:site:Site")!.inputs.site, JSON.parse(JSON.stringify(model)));
     // ... and trust the lab ledger's passwords and signing key to be secret (policy/rules/secrets.ts).
-    const ledger = registered.find((r) => r.type === "pulumi-nodejs:dynamic/lab:LedgerCluster")!;
+    const ledger = registered.find((r) => r.type === "nublar:lab:LedgerCluster")!;
     for (const slot of ["passwords", "signingKey"]) {
         assert.equal(ledger.inputs[slot]["4dabf18193072939515e22adb298388d"], "1b47061264138c4ac30d75fd1eb44270", `${slot} marked secret`);
     }
@@ -77,7 +77,7 @@ test("a lab site builds one LabPark whose resources follow the plan", async () =
     assert.deepEqual(sshd.inputs.listen, [plan.nodes[0].mgmt.address, ...plan.nodes[0].uplinks.map((u) => u.address)]);
 
     // Each node's system is deployed over SSH with the lab activation; the overlay goes with it.
-    const deployments = registered.filter((r) => r.type === "pulumi-nodejs:dynamic/nixos:Deployment");
+    const deployments = registered.filter((r) => r.type === "nublar:nixos:Deployment");
     assert.deepEqual(deployments.map((d) => d.inputs.node).sort(), plan.nodes.map((n) => n.name).sort());
     for (const d of deployments) {
         const node = plan.nodes.find((n) => n.name === d.inputs.node)!;
@@ -97,7 +97,7 @@ test("a park site registers no lab resources, deploys every node over SSH with i
     await outputValue(site.urn);
     await outputValue(site.generations);
     assert.ok(!registered.some((r) => r.type.includes("lab:")));
-    const deployments = registered.filter((r) => r.type === "pulumi-nodejs:dynamic/nixos:Deployment");
+    const deployments = registered.filter((r) => r.type === "nublar:nixos:Deployment");
     assert.equal(deployments.length, model.nodes.length);
     for (const d of deployments) {
         const node = model.nodes.find((n) => n.name === d.inputs.node)!;

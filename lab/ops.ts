@@ -168,10 +168,17 @@ export function removeFiles(...files: string[]): void {
     for (const f of files) fs.rmSync(f, { force: true });
 }
 
+/** Write a file whole: readers (ssh reading known_hosts) see the old content or the new, never part. */
 export function writeFile(file: string, content: string, mode: number): void {
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-    fs.writeFileSync(file, content, { mode });
-    fs.chmodSync(file, mode);
+    const tmp = `${file}.${process.pid}.tmp`;
+    try {
+        fs.writeFileSync(tmp, content, { mode });
+        fs.chmodSync(tmp, mode);
+        fs.renameSync(tmp, file);
+    } finally {
+        fs.rmSync(tmp, { force: true });
+    }
 }
 
 export interface SshdSpec {

@@ -51,9 +51,8 @@ async function dc(raw: unknown = dcSiteInput(), operatorKeys: string[] = [OPERAT
     registered.length = 0;
     const site = parseSite(raw);
     const { resources } = await settled((opts) => new Site("dc", { site, stateRoot: "/tmp/nublar-unit" }, opts));
-    // Dynamic resources (nublar's nixos:Deployment, nixos:GeneratedKey) register as
-    // `pulumi-nodejs:dynamic/<module>:<type>`.
-    const of = (t: string) => registered.filter((r) => r.type === t || r.type === `pulumi-nodejs:dynamic/${t}`);
+    // nublar's own resources (nixos:Deployment, nixos:GeneratedKey) register as `nublar:<module>:<type>`.
+    const of = (t: string) => registered.filter((r) => r.type === t || r.type === `nublar:${t}`);
     return { site, plan: planSite(site), of, resources };
 }
 

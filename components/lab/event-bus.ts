@@ -1,48 +1,17 @@
-// The lab's event pipeline as a Pulumi resource: one dynamic resource that runs the KRaft broker
+// The lab's event pipeline as a Pulumi resource: one resource of nublar's provider that runs the KRaft broker
 // and the pipeline daemon on this machine (lab/event-bus.ts). Parks and data centers get the bus
 // from Strimzi instead (components/k8s/event-bus.ts).
 import * as pulumi from "@pulumi/pulumi";
 import type { LabEventsInputs } from "../../lab/event-bus";
 import { SENSOR_KEYS_CONFIG, type EventsPlan, type SensorKeys } from "../../model/events/plan";
-
-// Plain strings, so Pulumi's closure serializer captures them by value (see providers.ts).
-const LAB_MODULE = require.resolve("../../lab/event-bus");
-const TSX_HOOK = require.resolve("tsx/cjs");
-
-function lab(): typeof import("../../lab/event-bus") {
-    require(TSX_HOOK);
-    return require(LAB_MODULE);
-}
+import { NublarResource } from "../resource";
 
 type Inputs = Omit<LabEventsInputs, "plan"> & { plan: EventsPlan & { lab: NonNullable<EventsPlan["lab"]> } };
 
-/** Ports or place changed: a new broker. Topics, gateway, alerts: the same one, the pipeline restarted. */
-const REPLACE_ON = ["localPort", "controllerPort", "mgmtPort", "mgmtHost", "brokerDir", "clusterId"] as const;
-
-const eventBusProvider: pulumi.dynamic.ResourceProvider<Inputs, Inputs> = {
-    async create(inputs) {
-        await lab().labEventsUp({ ...inputs, plan: inputs.plan });
-        return { id: inputs.plan.lab.dir, outs: inputs };
-    },
-    async update(_id, _olds, news) {
-        await lab().labEventsUp({ ...news, plan: news.plan });
-        return { outs: news };
-    },
-    async delete(_id, props) {
-        await lab().labEventsDown(props.plan);
-    },
-    async read(id, props) {
-        return props && lab().labEventsAlive(props.plan) ? { id, props } : { id: "", props };
-    },
-    async diff(_id, olds, news) {
-        const replaces = REPLACE_ON.filter((k) => JSON.stringify(olds.plan?.lab?.[k]) !== JSON.stringify(news.plan.lab[k]));
-        return { changes: JSON.stringify(olds) !== JSON.stringify(news), replaces: replaces.map((k) => `plan.lab.${k}`), deleteBeforeReplace: true };
-    },
-};
-
-class LabEventBusDaemons extends pulumi.dynamic.Resource {
+/** The broker and the pipeline daemon (provider/resources/services.ts). */
+class LabEventBusDaemons extends NublarResource {
     constructor(name: string, args: { plan: Inputs["plan"]; ledgerSocket: pulumi.Input<string>; routingKey?: pulumi.Input<string>; sensorKeys?: pulumi.Input<SensorKeys> }, opts?: pulumi.CustomResourceOptions) {
-        super(eventBusProvider, name, args, { ...opts, additionalSecretOutputs: ["routingKey", "sensorKeys"] }, "lab", "EventBus");
+        super("labEventBusDaemons", name, args, opts, { secretOutputs: ["routingKey", "sensorKeys"] });
     }
 }
 

@@ -8,10 +8,11 @@
 // process, before the workers fork) and compared in constant time.
 import * as path from "node:path";
 import type { AgentUpstream } from "./agent-config";
+import { projectPath } from "../project";
 
 /** Debian 12's packages: nginx, libnginx-mod-http-lua (with ndk), lua-resty-core, lua-cjson. */
 const MODULES = ["/usr/lib/nginx/modules/ndk_http_module.so", "/usr/lib/nginx/modules/ngx_http_lua_module.so"];
-export const LUA_DIR = path.join(__dirname, "nginx");
+export const LUA_DIR = projectPath("model", "network", "nginx");
 
 export interface NginxConfInput {
     upstreams: AgentUpstream[];

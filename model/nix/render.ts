@@ -13,6 +13,7 @@ import { LUA_DIR } from "../network/nginx-conf";
 import { LOOPBACK_SUBNET, WIREGUARD_PORT, type NodePlan, type OverlayPeerPlan, type OverlayPlan, type UplinkPlan } from "../network/site-plan";
 import type { Site } from "../site/model";
 import { nixString, toNix, type NixValue } from "./nix-value";
+import { projectPath } from "../project";
 
 /**
  * Where NixOS puts the node's runtime files and keys; agent.json must name the same ones (the
@@ -51,7 +52,7 @@ export function nixosAgentPaths() {
 /** renderNginxConf's options for a NixOS node: its Lua folder, no dynamic modules, its credential. */
 export const NIXOS_NGINX = { luaDir: NIXOS_PATHS.luaDir, modules: [] as string[], controlTokenFile: NIXOS_PATHS.nginxControlTokenCredential };
 
-const MODULES_DIR = path.join(__dirname, "modules");
+const MODULES_DIR = projectPath("model", "nix", "modules");
 /** NixOS's type for system.nixos.label. */
 const PROFILE_LABEL = /^[a-zA-Z0-9:_.-]*$/;
 /** Real keys are 44 characters of base64; only what would break the config is refused (tests use placeholders). */

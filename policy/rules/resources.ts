@@ -5,11 +5,12 @@
 import { UnknownValueError } from "@pulumi/policy";
 import { AgentConfigError, parseAgentConfig, type AgentConfig } from "../../model/network/agent-config";
 import type { Site } from "../../model/site/model";
+import { RESOURCE_TYPES } from "../../provider/tokens";
 
 export const TYPES = {
     site: "nublar:site:Site",
-    deployment: "pulumi-nodejs:dynamic/nixos:Deployment",
-    labLedger: "pulumi-nodejs:dynamic/lab:LedgerCluster",
+    deployment: RESOURCE_TYPES.deployment,
+    labLedger: RESOURCE_TYPES.labLedgerCluster,
     cnpgCluster: "kubernetes:postgresql.cnpg.io/v1:Cluster",
     kafka: "kubernetes:kafka.strimzi.io/v1beta2:Kafka",
     kafkaTopic: "kubernetes:kafka.strimzi.io/v1beta2:KafkaTopic",

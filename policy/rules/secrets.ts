@@ -68,8 +68,7 @@ export const noPlaintextSecrets: ResourceValidationPolicy = {
         const found: string[] = [];
         const props = rawProps(args.props);
         for (const [key, value] of Object.entries(props)) {
-            // A dynamic resource's serialized provider is code, not data.
-            if (slots.has(key) || key === "__provider") continue;
+            if (slots.has(key)) continue;
             findSecretMaterial(value, key, found);
         }
         if (found.length) report(`plaintext secret material in inputs: ${found.slice(0, 8).join("; ")}. Fix: pass it as a Pulumi secret through a secret input.`);
@@ -102,7 +101,7 @@ export const sshHostKeysPinned: ResourceValidationPolicy = {
                 report(`the deployment of node ${known(() => args.props.node)} connects without a pinned host key (access.hostKey is ${JSON.stringify(key)}). Fix: pin the node's host key.`);
             }
         }
-        const text = JSON.stringify({ ...rawProps(args.props), __provider: undefined });
+        const text = JSON.stringify(rawProps(args.props));
         const m = NO_HOST_KEY_CHECK.exec(text);
         if (m) report(`an input turns SSH host key checking off ('${m[0]}'). Fix: remove it and pin the host key.`);
     },

@@ -9,11 +9,11 @@
 //      must not lose a path that worked); then tell the watchdog to stand down;
 //   6. otherwise roll back (or, if the node cannot be reached, let its watchdog do it), wait
 //      until the old generation is back with its sessions Up, and fail with what was seen.
-import { createHash } from "node:crypto";
 import * as path from "node:path";
 import type { Client } from "ssh2";
 import { agentGetOver, connectPinned, describeNode, HostKeyMismatchError, UnreachableError, type NodeAccess } from "../agent/client";
 import { sh, type Activation, type DeployMode } from "../../model/nix/activation";
+import { bundleDigest } from "../../model/nix/digest";
 
 export interface DeployTarget {
     node: string;
@@ -50,12 +50,7 @@ export class DeployError extends Error {
     }
 }
 
-/** What identifies a bundle: the same files give the same digest. */
-export function bundleDigest(files: Record<string, string>): string {
-    const h = createHash("sha256");
-    for (const k of Object.keys(files).sort()) h.update(`${k}\0${files[k]}\0`);
-    return h.digest("hex").slice(0, 16);
-}
+export { bundleDigest };
 
 interface ExecResult {
     code: number;

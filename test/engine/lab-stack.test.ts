@@ -12,27 +12,16 @@ import { cleanLab } from "../../lab/inspect";
 import { cutUplink, netnsExists, linkExists, restoreUplink, sshdPid } from "../../lab/ops";
 import { planLab } from "../../model/network/lab-plan";
 import { parseSite } from "../../model/site/load";
+import { RESOURCE_TYPES } from "../../provider/tokens";
 import { requireCommands, requireRoot } from "../helpers/prereq";
-import { ROOT, TestProject } from "./project";
+import { engineLabSite, ROOT, TestProject } from "./project";
 
 const tag = `te${(process.pid % 46656).toString(36)}`;
 const project = new TestProject();
 const { work, stateDir } = project;
 const STACK = `engine-${tag}`;
 
-const labSite = parse(fs.readFileSync(path.join(ROOT, "stacks", "Pulumi.lab.yaml"), "utf8")).config["nublar:site"];
-labSite.lab = { ...labSite.lab, tag, managementPrefix: "fd6e:626c:656e::/64" };
-// A restarted agent's path sessions come back in 5-10 s (RFC 5880 §6.8.1 replay window); a
-// broken deploy should fail the test's `up` in less than the default minute.
-labSite.deploy = { ...labSite.deploy, confirmTimeoutMs: 20_000 };
-// 100 ms x 3 rather than the lab's 20 ms x 3: on this shared 2-vCPU machine a CPU burst (a
-// deploy, a compile) can flap 60 ms sessions, and this test counts failed requests through a
-// deploy. The network tests do the same (test/network/park.ts); the benchmark runs 10 ms x 3.
-labSite.sla = { ...labSite.sla, failoverBudgetMs: 1000 };
-// The ledger on ports of its own (not the user's lab's), checkpointing often enough to see.
-labSite.ledger = { labBasePort: 27000 + (process.pid % 500) * 8, checkpoint: { entries: 50, ms: 1000 } };
-// The event bus too: its broker, gateway and dashboard ports of its own.
-labSite.events = { labBasePort: 23000 + (process.pid % 500) * 8, gatewayPort: 23004 + (process.pid % 500) * 8, dashboardPort: 23005 + (process.pid % 500) * 8 };
+const labSite = engineLabSite(tag, process.pid);
 const plan = planLab(parseSite(labSite));
 const services = new Set(labSite.ingress.flatMap((i: { port: number; upstreams: string[] }) => i.upstreams.map((u) => `${u}:${i.port}`))).size;
 
@@ -47,7 +36,7 @@ function ok(res: ReturnType<typeof pulumi>, what: string) {
 
 before(() => {
     requireRoot("engine");
-    requireCommands("pulumi", "pulumi-language-nodejs", "pulumi-resource-pulumi-nodejs", "ssh", "ssh-keyscan");
+    requireCommands("pulumi", "pulumi-language-nodejs", "ssh", "ssh-keyscan");
     project.addStack(STACK, labSite);
 });
 
@@ -64,12 +53,14 @@ test("preview plans the whole park and creates nothing", () => {
     const expectedCustom = 1 /* bridge */ + plan.routers.length + 1 /* client key */ + 2 /* files */ +
         plan.nodes.reduce((n, node) => n + 1 /* netns */ + 1 /* mgmt */ + node.uplinks.length + 1 /* host key */ + 1 /* sshd */, 0) +
         plan.routers.length /* FRR bfdd */ + services /* HTTP services */ + 1 /* the ledger's cluster and service */ + 1 /* the event bus's broker and pipeline */;
-    assert.equal(creates.filter((u) => u.includes("pulumi-nodejs:dynamic/lab:")).length, expectedCustom);
-    // The nodes' systems (overlay, agent, Nginx) are deployed over SSH, one NixosNode each, with one generated BFD key.
-    assert.equal(creates.filter((u) => u.includes("nublar:nixos:NixosNode::")).length, plan.nodes.length);
-    assert.equal(creates.filter((u) => u.includes("pulumi-nodejs:dynamic/nixos:Deployment")).length, plan.nodes.length);
+    const ofType = (type: string) => creates.filter((u) => u.split("::")[2].split("$").pop() === type);
+    assert.equal(creates.filter((u) => /\$nublar:lab:(Netns|Veth|Bridge|SshKey|Sshd|File|Daemon|LedgerCluster|EventBusDaemons)::/.test(u)).length, expectedCustom);
+    // The nodes' systems (overlay, agent, Nginx) are deployed over SSH, one resource each, with one generated BFD key.
+    assert.equal(ofType(RESOURCE_TYPES.deployment).length, plan.nodes.length);
     // The BFD key, and the ledger's four passwords and checkpoint signing key.
-    assert.equal(creates.filter((u) => u.includes("pulumi-nodejs:dynamic/nixos:GeneratedKey")).length, 1 + 5);
+    assert.equal(ofType(RESOURCE_TYPES.generatedKey).length, 1 + 5);
+    // Nothing is a dynamic resource any more: no provider code in the state.
+    assert.deepEqual(creates.filter((u) => u.includes("pulumi-nodejs")), []);
     assert.ok(creates.some((u) => u.includes("nublar:site:Site")) && creates.some((u) => u.includes("nublar:lab:LabPark")) && creates.some((u) => u.includes("nublar:lab:Ledger")));
     assert.ok(!plan.nodes.some((n) => netnsExists(n.netns)), "preview changed nothing on the machine");
 });

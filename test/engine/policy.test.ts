@@ -46,7 +46,7 @@ const VIOLATIONS: Record<string, { site: unknown; rules: string[] }> = {
 const PASSING = ["lab", "isla-nublar", "isla-sorna", "dc-eu-west"];
 
 before(() => {
-    requireCommands("pulumi", "pulumi-language-nodejs", "pulumi-resource-pulumi-nodejs", "pulumi-analyzer-policy-nublar");
+    requireCommands("pulumi", "pulumi-language-nodejs", "pulumi-analyzer-policy-nublar");
     for (const name of PASSING) project.addStack(name, name === "lab" ? lab() : stackSite(name));
     for (const [name, v] of Object.entries(VIOLATIONS)) project.addStack(name, v.site);
     project.addStack("bad-config", lab((s) => { s.sla.availability = 2; }));

@@ -5,7 +5,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
-import { stringify } from "yaml";
+import { parse, stringify } from "yaml";
 import { engineEnv, PROJECT_DIR } from "../../runtime/pulumi-engine";
 
 export const ROOT = PROJECT_DIR;
@@ -23,13 +23,23 @@ export class TestProject {
     /** NUBLAR_STATE_DIR for the program and the CLI: lab files, audit keys. */
     readonly stateDir = path.join(this.work, "files");
 
-    constructor() {
+    /** `main`: the program's folder (another checkout of nublar, for an upgrade test); this one by default. */
+    constructor(main = ROOT) {
         fs.mkdirSync(path.join(this.work, "stacks"));
         fs.mkdirSync(path.join(this.work, "state"));
+        this.setMain(main);
+        // nublar's provider plugin, into this project's own Pulumi home (scripts/setup built it).
+        const home = path.join(this.work, "pulumi-home");
+        const r = spawnSync(path.join(ROOT, "scripts", "build-provider"), ["--install-only", "--pulumi-home", home], { encoding: "utf8", env: { ...process.env, ...engineEnv(""), PULUMI_HOME: home } });
+        assert.equal(r.status, 0, `installing the nublar provider plugin into ${home}:\n${r.stderr}`);
+    }
+
+    /** Point the project at a program (a checkout of nublar): the next `pulumi` run uses it. */
+    setMain(main: string): void {
         fs.writeFileSync(path.join(this.work, "Pulumi.yaml"), stringify({
             name: "nublar",
             runtime: { name: "nodejs", options: { typescript: true } },
-            main: ROOT,
+            main,
             stackConfigDir: "stacks",
             backend: { url: `file://${path.join(this.work, "state")}` },
         }));
@@ -84,4 +94,26 @@ export class TestProject {
     remove(): void {
         fs.rmSync(this.work, { recursive: true, force: true });
     }
+}
+
+/**
+ * The committed lab site, made a test's own: its tag (namespaces, links), management prefix and
+ * ports (`slot`, e.g. the process id), so that it never meets a lab the user runs.
+ */
+export function engineLabSite(tag: string, slot: number) {
+    const site = parse(fs.readFileSync(path.join(ROOT, "stacks", "Pulumi.lab.yaml"), "utf8")).config["nublar:site"];
+    site.lab = { ...site.lab, tag, managementPrefix: "fd6e:626c:656e::/64" };
+    // A restarted agent's path sessions come back in 5-10 s (RFC 5880 §6.8.1 replay window); a
+    // broken deploy should fail the test's `up` in less than the default minute.
+    site.deploy = { ...site.deploy, confirmTimeoutMs: 20_000 };
+    // 100 ms x 3 rather than the lab's 20 ms x 3: on this shared 2-vCPU machine a CPU burst (a
+    // deploy, a compile) can flap 60 ms sessions, and the tests count failed requests through a
+    // deploy. The network tests do the same (test/network/park.ts); the benchmark runs 10 ms x 3.
+    site.sla = { ...site.sla, failoverBudgetMs: 1000 };
+    const n = slot % 500;
+    // The ledger on ports of its own (not the user's lab's), checkpointing often enough to see.
+    site.ledger = { labBasePort: 27000 + n * 8, checkpoint: { entries: 50, ms: 1000 } };
+    // The event bus too: its broker, gateway and dashboard ports of its own.
+    site.events = { labBasePort: 23000 + n * 8, gatewayPort: 23004 + n * 8, dashboardPort: 23005 + n * 8 };
+    return site;
 }

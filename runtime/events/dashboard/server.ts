@@ -17,6 +17,7 @@ import type { Duplex } from "node:stream";
 import { WebSocket, WebSocketServer } from "ws";
 import type { Site } from "../../../model/site/model";
 import type { NublarEvent } from "../../../model/events/schema";
+import { projectPath } from "../../../model/project";
 import { applyEvent, initialView, isEmptyDelta, STREAM_LIMIT, type DashboardDelta, type DashboardView } from "./model";
 
 export interface DashboardOptions {
@@ -66,7 +67,7 @@ export class DashboardError extends Error {
     override name = "DashboardError";
 }
 
-const WEB_DIR = path.join(__dirname, "web");
+const WEB_DIR = projectPath("runtime", "events", "dashboard", "web");
 /** The tab icon: three nodes on two links, in the page's colours. */
 const FAVICON = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="7" fill="#0b3d5c"/>` +
     `<path d="M9 22 16 10 23 22" stroke="#4ac26b" stroke-width="2.5" fill="none"/>` +
