@@ -8,7 +8,8 @@ import * as path from "node:path";
 import fc from "fast-check";
 import { z } from "zod";
 import { PROJECT_ROOT } from "../model/project";
-import { bundleDigest } from "../model/nix/digest";
+import { bundleDigest, packBundle, ReleaseMismatchError, unpackBundle } from "../model/nix/bundle";
+import { releaseFiles } from "../model/nix/render";
 import type { Handler } from "./handler";
 import { NublarProvider, typeOf } from "./provider";
 import { HANDLERS, UNSERVED } from "./resources";
@@ -133,19 +134,38 @@ test("generated keys: the value is secret in the outputs, and a new kind replace
     assert.equal((await real.diff("id", u, { kind: "bfd", value: asSecret("0x00") }, { kind: "bfd" })).changes, false);
 });
 
-test("deployments: never replaced; a new bundle, secret or machine deploys again; a bundle not known yet is a change", () => {
-    const files = { "configuration.nix": "{ }", "node.nix": "{ x = 1; }" };
+test("deployments: never replaced; a new bundle, release file, secret or machine deploys again; a bundle not known yet is a change", () => {
+    const release = releaseFiles();
+    const full = { ...release, "configuration.nix": "{ }", "node.nix": "{ x = 1; }" };
+    const packed = packBundle(full);
     const secrets = { "bfd.key": "0x01" };
     const base = {
         node: "gate", access: { host: "::1", port: 22, user: "root", hostKey: "ssh-ed25519 AAAA" }, agentSocket: "/run/a.sock", machine: "m1",
         activation: { kind: "nixos" as const }, mode: "switch" as const, confirmTimeoutMs: 1000,
     };
-    const olds = { ...base, digest: bundleDigest(files), secretsDigest: bundleDigest(secrets), generation: 3 };
-    assert.deepEqual(deployment.diff(olds, { ...base, files, secrets }), { changes: false, replaces: [] });
-    assert.deepEqual(deployment.diff(olds, { ...base, files: { ...files, "node.nix": "{ x = 2; }" }, secrets }), { changes: true, replaces: [] });
-    assert.equal(deployment.diff(olds, { ...base, files, secrets: { "bfd.key": "0x02" } }).changes, true);
-    assert.equal(deployment.diff(olds, { ...base, machine: "m2", files, secrets }).changes, true);
-    assert.equal(deployment.diff(olds, { ...base, files: UNKNOWN as never, secrets }).changes, true);
+    const olds = { ...base, digest: bundleDigest(full), secretsDigest: bundleDigest(secrets), generation: 3 };
+    const news = { ...base, files: packed.own, release: packed.release, secrets };
+    assert.deepEqual(deployment.diff(olds, news), { changes: false, replaces: [] });
+    assert.deepEqual(deployment.diff(olds, { ...news, files: { ...packed.own, "node.nix": "{ x = 2; }" } }), { changes: true, replaces: [] });
+    assert.equal(deployment.diff(olds, { ...news, secrets: { "bfd.key": "0x02" } }).changes, true);
+    assert.equal(deployment.diff(olds, { ...news, machine: "m2" }).changes, true);
+    assert.equal(deployment.diff(olds, { ...news, files: UNKNOWN as never }).changes, true);
+    // A release file the program planned that this checkout does not have: a clear refusal.
+    assert.throws(() => deployment.diff(olds, { ...news, release: { ...packed.release, digest: "0123456789abcdef" } }), /different nublar checkouts/);
+});
+
+test("a packed bundle keeps only the node's own files; unpacked, it is the bundle again", () => {
+    const release = releaseFiles();
+    const names = Object.keys(release);
+    assert.ok(names.includes("balancer.lua") && names.some((n) => n.startsWith("modules/")));
+    const full = { ...release, "node.nix": "{ }", "agent.json": "{}", "modules/default.nix": "# changed on purpose\n" };
+    const p = packBundle(full);
+    // A release file the node changed is its own.
+    assert.deepEqual(Object.keys(p.own).sort(), ["agent.json", "modules/default.nix", "node.nix"]);
+    assert.ok(!p.release.files.includes("modules/default.nix"));
+    assert.deepEqual(unpackBundle(p), full);
+    assert.ok(JSON.stringify(p).length * 2 < JSON.stringify(full).length, "the release files stay out");
+    assert.throws(() => unpackBundle({ ...p, release: { ...p.release, files: [...p.release.files, "modules/gone.nix"] } }), (e: Error) => e instanceof ReleaseMismatchError && /missing: modules\/gone\.nix/.test(e.message));
 });
 
 test("property: wrapping then revealing gives the outputs back, and exactly the named keys are secret", () => {

@@ -10,6 +10,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { NodeAccess } from "../../runtime/agent/client";
 import type { DeployMode } from "../../model/nix/activation";
+import { packBundle } from "../../model/nix/bundle";
 import { PROJECT_ROOT } from "../../model/project";
 import type { ActivationSpec, DeployEventsTarget } from "../../provider/resources/deployment";
 import { DYNAMIC_TYPES } from "../../provider/tokens";
@@ -46,8 +47,12 @@ export class NixosNode extends NublarResource {
 
     constructor(name: string, args: NixosNodeArgs, opts?: pulumi.CustomResourceOptions) {
         const formerParent = pulumi.createUrn(name, FORMER_COMPONENT_TYPE, opts?.parent);
+        // The state keeps the node's own files; the release's (modules, balancer) by digest.
+        const bundle = pulumi.output(args.files).apply((files) => packBundle(files));
         super("deployment", name, {
             ...args,
+            files: bundle.own,
+            release: bundle.release,
             // Secret in, never out: the provider returns only their digest.
             secrets: pulumi.secret(args.secrets),
             generation: undefined, digest: undefined, secretsDigest: undefined, confirmedInMs: undefined,

@@ -140,6 +140,14 @@ function balancer(): string {
     return balancerLua;
 }
 
+/**
+ * The files every node's bundle takes from this release of nublar, as they are: the NixOS
+ * modules and Nginx's Lua balancer (model/nix/bundle.ts keeps them out of each deployment's state).
+ */
+export function releaseFiles(): Record<string, string> {
+    return { ...modules(), "balancer.lua": balancer() };
+}
+
 export function renderNixosNode(input: NixosNodeInput): Record<string, string> {
     checkInput(input);
     const data = nodeData(input);

@@ -6,7 +6,7 @@
 import { z } from "zod";
 import type { NodeAccess } from "../../runtime/agent/client";
 import type { Activation, DeployMode } from "../../model/nix/activation";
-import { bundleDigest } from "../../model/nix/digest";
+import { bundleDigest, unpackBundle, type PackedBundle } from "../../model/nix/bundle";
 import type { Handler } from "../handler";
 import { RESOURCE_TYPES } from "../tokens";
 import { canonical, holdsUnknown } from "../wire";
@@ -36,14 +36,16 @@ export interface DeploymentInputs {
     activation: ActivationSpec;
     mode: DeployMode;
     confirmTimeoutMs: number;
-    /** The rendered bundle: relative path -> content. */
+    /** The node's own files of its bundle: relative path -> content (model/nix/bundle.ts). */
     files: Record<string, string>;
+    /** The release files the bundle also holds, taken from this checkout: names and digest. */
+    release: PackedBundle["release"];
     /** For /run/keys: name -> content (secret). */
     secrets: Record<string, string>;
     events?: DeployEventsTarget;
 }
 
-export interface DeploymentOutputs extends Omit<DeploymentInputs, "secrets" | "files"> {
+export interface DeploymentOutputs extends Omit<DeploymentInputs, "secrets" | "files" | "release"> {
     digest: string;
     /** A digest of the secrets (itself kept secret), so that a rotated key redeploys. */
     secretsDigest: string;
@@ -72,9 +74,15 @@ const schema = z.object({
     mode: z.enum(DEPLOY_MODES),
     confirmTimeoutMs: z.number().int().min(1),
     files: z.record(z.string(), z.string()),
+    release: z.object({ files: z.array(z.string().min(1)), digest: z.string().regex(/^[0-9a-f]{16}$/, "a bundle digest") }),
     secrets: z.record(z.string(), z.string()),
     events: z.object({ brokers: z.array(z.string().min(1)).min(1), site: z.string().min(1), stack: z.string().min(1) }).optional(),
 });
+
+/** The whole bundle: the node's own files and the release's (ReleaseMismatchError if this checkout's differ). */
+function bundleOf(i: Pick<DeploymentInputs, "files" | "release">): Record<string, string> {
+    return unpackBundle({ own: i.files, release: i.release });
+}
 
 async function activationFor(spec: ActivationSpec): Promise<Activation> {
     const a = await activations();
@@ -106,7 +114,7 @@ async function run(inputs: DeploymentInputs): Promise<DeploymentOutputs> {
             target: { node: inputs.node, access: inputs.access, agentSocket: inputs.agentSocket },
             activation: await activationFor(inputs.activation),
             mode: inputs.mode,
-            files: inputs.files,
+            files: bundleOf(inputs),
             secrets: inputs.secrets,
             confirmTimeoutMs: inputs.confirmTimeoutMs,
             // The provider's stderr reaches `pulumi up --debug` and its logs.
@@ -118,7 +126,7 @@ async function run(inputs: DeploymentInputs): Promise<DeploymentOutputs> {
         throw err;
     }
     await publishDeploy(inputs, startedAt, { generation: result.generation, outcome: "confirmed", message: `${result.sessions} BFD sessions Up${result.confirmedInMs !== undefined ? `, confirmed ${result.confirmedInMs} ms after activation` : ""}` });
-    const { files: _f, secrets: _s, ...rest } = inputs;
+    const { files: _f, secrets: _s, release: _r, ...rest } = inputs;
     return { ...rest, digest: result.digest, secretsDigest: bundleDigest(inputs.secrets), generation: result.generation, confirmedInMs: result.confirmedInMs };
 }
 
@@ -132,7 +140,7 @@ export const deployment: Handler<DeploymentInputs, DeploymentOutputs> = {
         // Never a replace: a node is deployed again in place. Digests, because the outputs keep
         // no bundle and no secret. A bundle not known yet (a preview) is a change.
         const changed = [
-            ...(holdsUnknown(news.files) || bundleDigest(news.files) !== olds.digest ? ["files"] : []),
+            ...(holdsUnknown(news.files) || holdsUnknown(news.release) || bundleDigest(bundleOf(news)) !== olds.digest ? ["files"] : []),
             ...(holdsUnknown(news.secrets) || bundleDigest(news.secrets) !== olds.secretsDigest ? ["secrets"] : []),
             ...REDEPLOY_ON.filter((k) => canonical(olds[k]) !== canonical(news[k])),
         ];

@@ -13,7 +13,7 @@ import * as path from "node:path";
 import type { Client } from "ssh2";
 import { agentGetOver, connectPinned, describeNode, HostKeyMismatchError, UnreachableError, type NodeAccess } from "../agent/client";
 import { sh, type Activation, type DeployMode } from "../../model/nix/activation";
-import { bundleDigest } from "../../model/nix/digest";
+import { bundleDigest } from "../../model/nix/bundle";
 
 export interface DeployTarget {
     node: string;
