@@ -7,13 +7,18 @@ import { Site } from "./components/site";
 import { siteFromConfig, SiteConfigError } from "./model/site/load";
 import type { Site as SiteModel } from "./model/site/model";
 import { PROJECT_ROOT } from "./model/project";
+import { pulumiProjectDir } from "./runtime/pulumi-engine";
 
 const stateRoot = process.env.NUBLAR_STATE_DIR ?? path.join(PROJECT_ROOT, ".nublar");
 
 function loadSite(): SiteModel {
     try {
         const config = new pulumi.Config("nublar");
-        const projectDir = pulumi.runtime.getRootDirectory() || process.cwd();
+        // The Pulumi.yaml folder: this clone, or NUBLAR_PROJECT_DIR (runtime/pulumi-engine.ts).
+        // (pulumi.runtime.getRootDirectory() needs a newer language host than the one built here,
+        // scripts/engine/README.md; with this one it returns the placeholder "rootDirectory", and
+        // every nublar:siteFile was refused. The program runs in main's folder, not the project's.)
+        const projectDir = process.env.PULUMI_NODEJS_ROOT_DIRECTORY || pulumiProjectDir();
         return siteFromConfig({ site: config.getObject("site"), siteFile: config.get("siteFile") }, projectDir, `stack '${pulumi.getStack()}'`);
     } catch (err) {
         // RunError prints the message alone, without a stack trace: the problem is the config.
