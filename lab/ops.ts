@@ -1,7 +1,7 @@
 // The lab's hands: the few commands that build a park of network namespaces on
 // this machine. Each function is idempotent (safe to run again after a partial
 // failure) and throws an error that says what it was doing and what the command
-// printed. The dynamic providers in ./providers.ts call these; nothing here
+// printed. nublar's provider (provider/resources/lab.ts) and `nublar lab` call these; nothing here
 // plans anything: names and addresses arrive already decided by network/lab-plan.
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
