@@ -2,9 +2,10 @@
 // nublar's own provider in place. The previous commit's program brings the lab up (from a
 // checkout of that commit); that checkout is then upgraded in place to this code, whose resources
 // alias their old dynamic types. While Nginx serves a steady stream of requests, the engine must
-// replace nothing, update nothing and delete nothing that exists on the machine: the only
-// deletes are the per-node components that held the deployments (state only) and the dynamic
-// provider itself. A refresh then drops the old code from the state.
+// replace nothing and delete nothing that exists on the machine (the only deletes are the
+// per-node components that held the deployments, state only, and the dynamic provider itself),
+// and update only each node's deployment, whose bundle records the new commit. A refresh then
+// drops the old code from the state.
 import { after, before, test } from "node:test";
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
@@ -102,8 +103,10 @@ test("this checkout moves it to nublar's provider in place: nothing replaced, no
     assert.deepEqual(byOp("delete").filter((t) => t !== "pulumi:providers:pulumi-nodejs"), plan.nodes.map(() => "nublar:nixos:NixosNode"));
     // Created: nothing (the engine adds nublar's default provider without a step).
     assert.deepEqual(byOp("create").filter((t) => !t.startsWith("pulumi:providers:")), []);
+    // Updated: only each node's deployment, because its bundle records the program's commit
+    // (a new one after any upgrade: every node is deployed again, canary first, BFD-gated).
     // Nothing else changes (the preview lists no step for a resource kept as it is).
-    assert.deepEqual(byOp("update"), []);
+    assert.deepEqual(byOp("update"), plan.nodes.map(() => RESOURCE_TYPES.deployment));
 
     // Clients of the park's ingress, through the whole move.
     const gate = plan.nodes.find((n) => n.name === labSite.nodes[0].name)!;
@@ -122,10 +125,11 @@ test("this checkout moves it to nublar's provider in place: nothing replaced, no
     const seen = fs.readFileSync(codes, "utf8").trim().split("\n");
     assert.ok(seen.length > 20, `only ${seen.length} requests were made`);
     assert.deepEqual(seen.filter((c) => c !== "200"), [], `of ${seen.length} requests during the move`);
+    process.stderr.write(`# ${seen.length} requests through Nginx during the move, ${seen.filter((c) => c === "200").length} answered 200\n`);
 
-    // Nothing on the machine was touched: the same sshd processes, the same generations.
+    // Nothing else on the machine was touched: the same sshd processes; each node one generation on.
     assert.deepEqual(plan.nodes.map((n) => sshdPid(path.join(project!.stateDir, plan.stateSubdir, "nodes", n.name))), sshdBefore);
-    assert.deepEqual(plan.nodes.map((n) => generation(n.name)), generationBefore);
+    assert.deepEqual(plan.nodes.map((n) => generation(n.name)), generationBefore.map((g) => g + 1));
 
     // The outputs still hold the old code until a refresh, whose reads drop it (`npm run lab`
     // runs one after an up that leaves any).
@@ -157,7 +161,7 @@ test("destroy on the provider takes the migrated lab down", () => {
 /**
  * Upgrade the checkout in place to this one's code, as `git pull` and `scripts/setup` would: its
  * files become this working tree's (committed or not; files the old commit had and this one does
- * not are removed), and it builds and installs its own provider plugin.
+ * not are removed) in a new commit, and it builds and installs its own provider plugin.
  */
 function upgradeCheckout(): void {
     const list = (cwd: string, ...which: string[]) => git(["ls-files", "-z", ...which], cwd).split("\0").filter((f) => f && fs.existsSync(path.join(cwd, f)));
@@ -167,6 +171,8 @@ function upgradeCheckout(): void {
         fs.mkdirSync(path.dirname(path.join(checkout, f)), { recursive: true });
         fs.cpSync(path.join(ROOT, f), path.join(checkout, f));
     }
+    git(["add", "-A"], checkout);
+    git(["-c", "user.name=nublar test", "-c", "user.email=test@nublar.invalid", "commit", "-q", "--no-verify", "-m", "upgrade to the code under test"], checkout);
     const r = spawnSync(path.join(checkout, "scripts", "build-provider"), ["--pulumi-home", path.join(project!.work, "pulumi-home")], { encoding: "utf8", env: project!.env() });
     assert.equal(r.status, 0, `build-provider in the upgraded checkout:\n${r.stdout}\n${r.stderr}`);
 }
