@@ -45,6 +45,7 @@
 // DIR defaults to a new folder under the system temp dir. Nothing is written inside the repo.
 // Needs .tools/bin/pulumi (scripts/setup builds it). The machine is shared: the load average is
 // recorded before and after each case.
+import { CLK_TCK, median, processTree, roleOf, type Role } from "./process-tree";
 import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -121,24 +122,9 @@ for (const k of [...KINDS, ...SCALE_KINDS]) {
     if (!/^(dynamic|component|native)(-nockpt)?$/.test(k)) fail(`unknown case ${k}: dynamic, component or native, optionally with -nockpt`);
 }
 
-const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
 const log = (m: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`);
 
 // ---------------------------------------------------------------- process tree sampling
-
-type Role = "engine" | "language host" | "program" | "provider" | "provider shim" | "other";
-
-/** What a process of a Pulumi run is, from its command line. */
-function roleOf(cmd: string[]): Role {
-    const bin = path.basename(cmd[0] ?? "");
-    const all = cmd.join(" ");
-    if (bin === "pulumi") return "engine";
-    if (bin === "pulumi-language-nodejs" || all.includes("require.resolve('@pulumi/pulumi/cmd/run')")) return "language host";
-    if (/@pulumi\/pulumi\/cmd\/run\/(index\.js)?( |$)/.test(all)) return "program";
-    if (all.includes("@pulumi/pulumi/cmd/dynamic-provider/index.js") || bin.startsWith("pulumi-resource-profnative")) return "provider";
-    if (all.includes("pulumi-resource-pulumi-nodejs") || all.includes("cmd/dynamic-provider'")) return "provider shim";
-    return "other";
-}
 
 interface Proc {
     pid: number;
@@ -169,27 +155,7 @@ class TreeMonitor {
 
     poll() {
         const now = performance.now() - this.t0;
-        const stats = new Map<number, { ppid: number; cpu: number; start: string }>();
-        for (const d of fs.readdirSync("/proc")) {
-            if (!/^\d+$/.test(d)) continue;
-            try {
-                const s = fs.readFileSync(`/proc/${d}/stat`, "utf8");
-                const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
-                stats.set(Number(d), { ppid: Number(f[1]), cpu: Number(f[11]) + Number(f[12]), start: f[19] });
-            } catch {
-                // gone
-            }
-        }
-        const children = new Map<number, number[]>();
-        for (const [pid, s] of stats) children.set(s.ppid, [...(children.get(s.ppid) ?? []), pid]);
-        const queue = [this.rootPid, ...[...this.procs.keys()].filter((p) => stats.get(p)?.start === this.procs.get(p)!.start)];
-        const tree = new Set<number>();
-        while (queue.length) {
-            const p = queue.pop()!;
-            if (tree.has(p) || !stats.has(p)) continue;
-            tree.add(p);
-            queue.push(...(children.get(p) ?? []));
-        }
+        const { stats, tree } = processTree(this.rootPid, this.procs);
         for (const pid of tree) {
             const s = stats.get(pid)!;
             let p = this.procs.get(pid);
@@ -382,11 +348,6 @@ interface Sample {
     load: [number, number];
 }
 
-const median = (xs: number[]) => {
-    const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-    if (!s.length) return NaN;
-    return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const r1 = (x: number) => Math.round(x * 10) / 10;
 
 /**

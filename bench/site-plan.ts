@@ -31,6 +31,7 @@
 // language host, program, provider) the peak RSS of the largest process (VmHWM) and the CPU time.
 // Each run records the load average and the CPU's steal and idle shares (/proc/stat) over it.
 // Ratios are taken in the same run. Every temp project, checkout and file is removed at the end.
+import { CLK_TCK, median, processTree, readStat, roleOf, type Role } from "./process-tree";
 import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -251,12 +252,6 @@ const log = (m: string) => process.stderr.write(`${new Date().toISOString().slic
 const r1 = (x: number) => Math.round(x * 10) / 10;
 const r2 = (x: number) => Math.round(x * 100) / 100;
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
-const median = (xs: number[]) => {
-    const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-    if (!s.length) return NaN;
-    return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout?.trim()) || 100;
 
 /** The whole machine's CPU counters (all cores), for the steal and idle shares over a run. */
 function cpuTimes(): number[] {
@@ -277,21 +272,7 @@ function netnsList(): string {
 
 // ---------------------------------------------------------------- process tree polling
 
-type Role = "engine" | "language host" | "program" | "provider" | "provider shim" | "other";
 const ROLES: Role[] = ["program", "engine", "language host", "provider", "provider shim", "other"];
-
-/** What a process of a Pulumi run is, from its command line. */
-function roleOf(cmd: string[]): Role {
-    const bin = path.basename(cmd[0] ?? "");
-    const all = cmd.join(" ");
-    if (bin === "pulumi") return "engine";
-    if (bin === "pulumi-language-nodejs" || all.includes("require.resolve('@pulumi/pulumi/cmd/run')")) return "language host";
-    if (/@pulumi\/pulumi\/cmd\/run(\/index\.js)?( |$)/.test(all)) return "program";
-    // nublar's provider (compiled, or its sources under tsx), the bench's no-deploy build, a dynamic provider.
-    if (/provider\/main\.(js|ts)( |$)|no-deploy\.ts( |$)|@pulumi\/pulumi\/cmd\/dynamic-provider\/index\.js/.test(all)) return "provider";
-    if (all.includes("pulumi-resource-") || all.includes("cmd/dynamic-provider'")) return "provider shim";
-    return "other";
-}
 
 interface Proc { pid: number; start: string; role: Role; cmd: string; cpuMs: number; hwmKiB: number; writeBytes?: number }
 
@@ -322,22 +303,7 @@ class TreeMonitor {
     }
 
     poll() {
-        const stats = new Map<number, { ppid: number; cpu: number; start: string }>();
-        for (const d of fs.readdirSync("/proc")) {
-            if (!/^\d+$/.test(d)) continue;
-            const s = readStat(Number(d));
-            if (s) stats.set(Number(d), s);
-        }
-        const children = new Map<number, number[]>();
-        for (const [pid, s] of stats) children.set(s.ppid, [...(children.get(s.ppid) ?? []), pid]);
-        const queue = [this.rootPid, ...[...this.procs.keys()].filter((p) => stats.get(p)?.start === this.procs.get(p)!.start)];
-        const tree = new Set<number>();
-        while (queue.length) {
-            const p = queue.pop()!;
-            if (tree.has(p) || !stats.has(p)) continue;
-            tree.add(p);
-            queue.push(...(children.get(p) ?? []));
-        }
+        const { stats, tree } = processTree(this.rootPid, this.procs);
         for (const pid of tree) {
             const s = stats.get(pid)!;
             let p = this.procs.get(pid);
@@ -367,16 +333,6 @@ class TreeMonitor {
                 // exited between reads
             }
         }
-    }
-}
-
-function readStat(pid: number): { ppid: number; cpu: number; start: string } | undefined {
-    try {
-        const s = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-        const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
-        return { ppid: Number(f[1]), cpu: Number(f[11]) + Number(f[12]), start: f[19] };
-    } catch {
-        return undefined;
     }
 }
 
