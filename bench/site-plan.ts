@@ -580,16 +580,6 @@ function writeStack(project: TestProject, config: Record<string, string>, stack 
 }
 
 /** Point a TestProject at a plain-JS program (no ts-node: the floor compiles nothing). */
-function plainJs(project: TestProject, main: string) {
-    fs.writeFileSync(path.join(project.work, "Pulumi.yaml"), stringify({
-        name: "nublar",
-        runtime: { name: "nodejs", options: { typescript: false } },
-        main,
-        stackConfigDir: "stacks",
-        backend: { url: `file://${path.join(project.work, "state")}` },
-    }));
-}
-
 // ---------------------------------------------------------------- 2. previews
 
 const PREVIEW_ARGS = ["preview", "--suppress-outputs", "--diff=false"];
@@ -601,7 +591,7 @@ async function previewVariant(variant: Variant, n: number, run: number, floorCou
         if (variant === "floor") {
             const dir = scratch.program("floor", { "index.js": FLOOR_PROGRAM, "package.json": JSON.stringify({ name: "bench-floor", private: true, main: "index.js" }) });
             project = scratch.project(dir);
-            plainJs(project, dir);
+            project.setMain(dir, { typescript: false });
             // The stack is a resource too: one component fewer.
             writeStack(project, { "bench:components": String(floorCount! - 1), "bench:root": "true" });
             env = project.env();
@@ -631,7 +621,7 @@ async function createVariant(variant: CreateVariant, n: number, run: number, scr
         if (kind === "floor") {
             const dir = scratch.program("floor", { "index.js": FLOOR_PROGRAM, "package.json": JSON.stringify({ name: "bench-floor", private: true, main: "index.js" }) });
             project = scratch.project(dir);
-            plainJs(project, dir);
+            project.setMain(dir, { typescript: false });
             writeStack(project, { "bench:components": String(n), "bench:root": "false" });
         } else {
             const checkout = kind === "dynamic" ? scratch.checkout(o.oldCommit) : ROOT;

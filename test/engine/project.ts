@@ -34,11 +34,14 @@ export class TestProject {
         assert.equal(r.status, 0, `installing the nublar provider plugin into ${home}:\n${r.stderr}`);
     }
 
-    /** Point the project at a program (a checkout of nublar): the next `pulumi` run uses it. */
-    setMain(main: string): void {
+    /**
+     * Point the project at a program (a checkout of nublar): the next `pulumi` run uses it.
+     * `typescript: false` for a plain-JS program (the benchmarks' synthetic ones).
+     */
+    setMain(main: string, opts: { typescript?: boolean } = {}): void {
         fs.writeFileSync(path.join(this.work, "Pulumi.yaml"), stringify({
             name: "nublar",
-            runtime: { name: "nodejs", options: { typescript: true } },
+            runtime: { name: "nodejs", options: { typescript: opts.typescript ?? true } },
             main,
             stackConfigDir: "stacks",
             backend: { url: `file://${path.join(this.work, "state")}` },
