@@ -10,7 +10,7 @@ import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { stringify } from "yaml";
 import { requireCommands } from "../helpers/prereq";
-import { PROVIDER_VERSION } from "../../provider/tokens";
+import { PROVIDER_PACKAGE, PROVIDER_VERSION } from "../../provider/tokens";
 import { ROOT, TestProject } from "./project";
 
 const project = new TestProject(path.join(__dirname, "fixtures", "file-program"));
@@ -52,7 +52,7 @@ test("a new build of the provider, installed under the same version, updates and
         `NUBLAR_TEST_MARKER='${marker}' exec '${process.execPath}' --import 'file://${ROOT}/node_modules/tsx/dist/loader.mjs' '${path.join(__dirname, "fixtures", "marked-provider.ts")}' "$@"`,
         "",
     ].join("\n"), { mode: 0o755 });
-    const install = spawnSync("pulumi", ["plugin", "install", "resource", "nublar", PROVIDER_VERSION, "--file", dir, "--reinstall"], { cwd: project.work, env: project.env(), encoding: "utf8" });
+    const install = spawnSync("pulumi", ["plugin", "install", "resource", PROVIDER_PACKAGE, PROVIDER_VERSION, "--file", dir, "--reinstall"], { cwd: project.work, env: project.env(), encoding: "utf8" });
     assert.equal(install.status, 0, install.stderr);
 
     configure("second");
