@@ -54,3 +54,5 @@ export const generations = site.generations;
 export const ledger = site.ledger;
 /** The event pipeline (lab): brokers, the sensor gateway's URLs, topics and the lake folder. */
 export const events = site.events;
+// The lab's Kubernetes cluster (sites with `kubernetes`): its API and admin kubeconfig's file.
+export const kube = site.kube;

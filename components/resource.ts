@@ -5,6 +5,12 @@
 import * as pulumi from "@pulumi/pulumi";
 import { DYNAMIC_TYPES, PROVIDER_VERSION, RESOURCE_TYPES, type ResourceKind } from "../provider/tokens";
 
+function formerly(kind: ResourceKind, given: pulumi.Input<string | pulumi.Alias> | undefined): pulumi.Input<string | pulumi.Alias>[] {
+    if (given) return [given];
+    const type = DYNAMIC_TYPES[kind];
+    return type ? [{ type }] : [];
+}
+
 export abstract class NublarResource extends pulumi.CustomResource {
     /**
      * `props` also names each output with the value undefined (so the SDK makes it a property of
@@ -18,7 +24,7 @@ export abstract class NublarResource extends pulumi.CustomResource {
             version: PROVIDER_VERSION,
             additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), ...(extra.secretOutputs ?? [])],
             // Where it was as a dynamic resource: the same name and parent, by default.
-            aliases: [...(opts?.aliases ?? []), extra.formerly ?? { type: DYNAMIC_TYPES[kind] }],
+            aliases: [...(opts?.aliases ?? []), ...formerly(kind, extra.formerly)],
         });
     }
 }

@@ -1,10 +1,11 @@
 // `Site`: the one component a stack builds. It takes the validated site model, plans it
 // (model/network/site-plan.ts, model/network/agent-plan.ts) and applies the plans: the lab park's
 // machinery for lab sites, then every node's system, deployed over SSH (components/nixos).
+import * as fs from "node:fs";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { planAgents } from "../model/network/agent-plan";
-import { planLab } from "../model/network/lab-plan";
+import { planLab, type LabPlan } from "../model/network/lab-plan";
 import { planSite, type SitePlan } from "../model/network/site-plan";
 import type { NodeAccess as AgentNodeAccess } from "../runtime/agent/client";
 import { NIXOS_NGINX, NIXOS_PATHS, nixosAgentPaths } from "../model/nix/render";
@@ -12,7 +13,7 @@ import type { Site as SiteModel } from "../model/site/model";
 import { LabEventBus } from "./lab/event-bus";
 import { LabLedger } from "./lab/ledger";
 import { LabPark, type LabNodeAccess } from "./lab/park";
-import { labAgentPaths, labEventsPlan, labLedgerPlan, labNodeDirs } from "../lab/layout";
+import { labAgentPaths, labEventsPlan, labKubeVolumes, labLedgerPlan, labNodeDirs } from "../lab/layout";
 import { NIXOS_PROJECT_DIR } from "./nixos/node";
 import { configuredBfdKey, SiteDeploy } from "./nixos/site-deploy";
 
@@ -35,6 +36,24 @@ export class Site extends pulumi.ComponentResource {
     readonly ledger?: pulumi.Output<Record<string, unknown>>;
     /** The event pipeline: brokers, the sensor gateway, topics, the lake (lab sites). */
     readonly events?: pulumi.Output<Record<string, unknown>>;
+    /** The lab's Kubernetes cluster: where its API is, and its admin kubeconfig's file (lab sites with `kubernetes`). */
+    readonly kube?: pulumi.Output<Record<string, unknown>>;
+
+    /**
+     * The lab's single-node cluster (components/lab/kube.ts) and the site's workloads on it,
+     * through the real Kubernetes provider, with the lab's own images (scripts/images).
+     */
+    private labKube(name: string, site: SiteModel, lab: LabPlan, park: LabPark, stateRoot: string) {
+        const { LabKube } = require("./lab/kube") as typeof import("./lab/kube");
+        const { SiteWorkloads } = require("./k8s/workloads") as typeof import("./k8s/workloads");
+        const { labImages } = require("../lab/images") as typeof import("../lab/images");
+        const images = labImages();
+        const kube = new LabKube(`${name}-kube`, { plan: lab, bridge: park.bridge, stateRoot, images, volumes: labKubeVolumes(site) }, { parent: this });
+        new SiteWorkloads(`${name}-workloads`, {
+            site, defaultImages: { lamp: images.lamp.ref, cacheProxy: images.cacheProxy.ref },
+        }, { parent: this, providers: [kube.provider], dependsOn: kube.ready });
+        return kube.info;
+    }
 
     /**
      * A park's or data center's cloud parts: its S3 data lake, and its Kubernetes workloads
@@ -51,8 +70,31 @@ export class Site extends pulumi.ComponentResource {
             const { SiteWorkloads } = require("./k8s/workloads") as typeof import("./k8s/workloads");
             // A data center's ledger backs up to its own lake.
             const defaultLedgerBackups = site.aws?.dataLake ? `s3://${lakeName}-ledger-backups/unicorn` : undefined;
-            new SiteWorkloads(`${name}-workloads`, { site, defaultLedgerBackups }, { parent: this });
+            const provider = this.kubernetesProvider(name);
+            new SiteWorkloads(`${name}-workloads`, { site, defaultLedgerBackups }, { parent: this, providers: provider ? [provider] : [] });
         }
+    }
+
+    /**
+     * The cluster a park's workloads go to: `nublar:kubeconfig` (a secret: the kubeconfig's
+     * contents), or `nublar:kubernetesRenderTo` (a folder: the provider writes the manifests
+     * there and reaches no cluster, for a review or a GitOps hand-off), else the provider's
+     * default (KUBECONFIG, ~/.kube/config).
+     */
+    private kubernetesProvider(name: string) {
+        const config = new pulumi.Config("nublar");
+        const renderTo = config.get("kubernetesRenderTo");
+        const kubeconfig = config.getSecret("kubeconfig");
+        if (!renderTo && !kubeconfig) return undefined;
+        const k8s = require("@pulumi/kubernetes") as typeof import("@pulumi/kubernetes");
+        if (renderTo) {
+            // The rendered Secrets hold their values in plain text: a folder only this user reads.
+            fs.mkdirSync(path.resolve(renderTo), { recursive: true, mode: 0o700 });
+            fs.chmodSync(path.resolve(renderTo), 0o700);
+        }
+        return new k8s.Provider(`${name}-kubernetes`, renderTo
+            ? { renderYamlToDirectory: path.resolve(renderTo) }
+            : { kubeconfig, enableServerSideApply: true }, { parent: this });
     }
 
     /**
@@ -130,6 +172,7 @@ export class Site extends pulumi.ComponentResource {
                 events: events && { brokers: events.brokers, site: site.name, stack: pulumi.getStack() },
             }, { parent: this, dependsOn: bus ? [park, bus] : [park] });
             this.generations = deploy.generations;
+            if (site.kubernetes) this.kube = this.labKube(name, site, lab, park, args.stateRoot);
         } else {
             const agents = planAgents(site, { paths: nixosAgentPaths }, plan);
             const operatorKeys = new pulumi.Config("nublar").getObject<string[]>("operatorKeys") ?? [];
@@ -170,6 +213,6 @@ export class Site extends pulumi.ComponentResource {
         }
         // The site description is an output too: stack-level policies (the SLA estimate) see a
         // resource's outputs, not its inputs.
-        this.registerOutputs({ site: args.site, nodes: this.nodes, generations: this.generations, ledger: this.ledger, events: this.events });
+        this.registerOutputs({ site: args.site, nodes: this.nodes, generations: this.generations, ledger: this.ledger, events: this.events, kube: this.kube });
     }
 }

@@ -4,6 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { stopLabLedgerProcesses } from "./ledger/processes";
 import { spawnSync } from "node:child_process";
+import { PROJECT_ROOT, projectPath } from "../model/project";
 import type { LabPlan } from "../model/network/lab-plan";
 import { agentDaemon, bfddDaemon, bfddPidFile, bfddRuntimeDir, daemonPid, removeBfddRuntime, removeLabNodeFiles, helloDaemon, nginxDaemon, nodeRuntimePaths, stopDaemon, type Daemon } from "./daemons";
 import { deleteLink, deleteNetns, netnsExists, sshdPid, stopSshd } from "./ops";
@@ -95,6 +96,13 @@ export function cleanLab(tag: string, stateRoot: string): { removed: string[]; k
         for (const f of removeLabNodeFiles(nodeDir)) removed.push(`files ${f}`);
     }
     for (const what of stopLabLedgerProcesses(path.join(dir, "ledger"))) removed.push(what);
+    // The Kubernetes cluster (lab/kube): its daemons, pods, mounts, cgroups and the kubelet's sysctls.
+    const kubeDir = path.join(dir, "kube");
+    if (fs.existsSync(path.join(kubeDir, "plan.json"))) {
+        const r = spawnSync(process.execPath, ["--import", "tsx", projectPath("lab", "kube", "down-main.ts"), kubeDir, "--purge"], { cwd: PROJECT_ROOT, encoding: "utf8", timeout: 120_000 });
+        if (r.status === 0) removed.push(`Kubernetes cluster ${kubeDir}`);
+        else kept.push(`Kubernetes cluster ${kubeDir}: ${(r.stderr || String(r.error)).trim()}`);
+    }
     // The event pipeline and its broker: pid files checked against command lines (lab/event-bus.ts).
     stop("event pipeline", { dir: path.join(dir, "events"), marker: path.join(dir, "events", "pipeline.json") }, path.join(dir, "events", "pipeline.pid"));
     stop("kafka broker", { dir: path.join(dir, "events", "broker"), marker: path.join(dir, "events", "broker", "server.properties") }, path.join(dir, "events", "broker", "broker.pid"));

@@ -40,3 +40,24 @@ export function labEventsPlan(site: Site, plan: LabPlan, stateRoot: string): Eve
 export function labLedgerPlan(site: Site, plan: LabPlan, stateRoot: string): LedgerPlan {
     return planLedger(site, { stateDir: path.join(stateRoot, plan.stateSubdir), agentEventsFile: (n) => labNodeDirs(plan, stateRoot, n).runtime.events });
 }
+
+/**
+ * The local volumes the lab's cluster needs for the site's LAMP apps (components/k8s/lamp.ts):
+ * a Deployment's replicas share one ReadWriteMany volume on `ssd-rwx`; a StatefulSet's pods get
+ * one each on their class, for as many pods as its HPA may run. One entry per class.
+ */
+export function labKubeVolumes(site: Site): { storageClass: string; accessMode: "ReadWriteOnce" | "ReadWriteMany"; size: string; count: number }[] {
+    const byClass = new Map<string, { storageClass: string; accessMode: "ReadWriteOnce" | "ReadWriteMany"; size: string; count: number }>();
+    const bytes = (s: string) => Number(s.slice(0, -2)) * { Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40 }[s.slice(-2) as "Mi" | "Gi" | "Ti"];
+    for (const app of site.kubernetes?.lamp ?? []) {
+        const storageClass = app.stateful ? app.storageClass : "ssd-rwx";
+        const count = app.stateful ? (app.maxReplicas ?? Math.max(app.replicas * 3, 4)) : 1;
+        const v = byClass.get(storageClass);
+        if (!v) byClass.set(storageClass, { storageClass, accessMode: app.stateful ? "ReadWriteOnce" : "ReadWriteMany", size: app.size, count });
+        else {
+            v.count += count;
+            if (bytes(app.size) > bytes(v.size)) v.size = app.size;
+        }
+    }
+    return [...byClass.values()];
+}

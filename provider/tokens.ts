@@ -25,6 +25,7 @@ export const RESOURCE_TYPES = {
     labDaemon: "nublar:lab:Daemon",
     labEventBusDaemons: "nublar:lab:EventBusDaemons",
     labLedgerCluster: "nublar:lab:LedgerCluster",
+    labKubeCluster: "nublar:lab:KubeCluster",
     generatedKey: "nublar:nixos:GeneratedKey",
     deployment: "nublar:nixos:Deployment",
 } as const;
@@ -35,9 +36,10 @@ export type ResourceType = (typeof RESOURCE_TYPES)[ResourceKind];
 /**
  * The type each resource had as a Pulumi dynamic resource (until 2026-12), for `aliases`: with
  * them the engine moves an existing resource to the provider in place; without, it would plan a
- * delete and a create of everything (a lab torn down, every node's keys regenerated).
+ * delete and a create of everything (a lab torn down, every node's keys regenerated). Types
+ * born in the provider have none.
  */
-export const DYNAMIC_TYPES: Record<ResourceKind, string> = {
+export const DYNAMIC_TYPES: Partial<Record<ResourceKind, string>> = {
     labNetns: "pulumi-nodejs:dynamic/lab:Netns",
     labVeth: "pulumi-nodejs:dynamic/lab:Veth",
     labBridge: "pulumi-nodejs:dynamic/lab:Bridge",

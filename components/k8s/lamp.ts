@@ -36,6 +36,8 @@ export interface LegacyLampAppArgs {
 const APP_RESOURCES: Resources = { requests: { cpu: "250m", memory: "256Mi" }, limits: { cpu: "1", memory: "512Mi" } };
 const CACHE_RESOURCES: Resources = { requests: { cpu: "50m", memory: "64Mi" }, limits: { cpu: "250m", memory: "128Mi" } };
 const PROXY_PORT = 8081;
+/** How long a leaving pod keeps serving (its containers' preStop). */
+const DRAIN_SECONDS = 5;
 
 /** The sidecar's Nginx: a small cache in front of Apache, on the pod's loopback (IPv6 only, like the site). */
 export function cacheProxyConf(appPort: number): string {
@@ -91,6 +93,10 @@ export class LegacyLampApp extends pulumi.ComponentResource {
         const probe = (path: string, port: number, initialDelaySeconds: number) => ({
             httpGet: { path, port }, initialDelaySeconds, periodSeconds: 5, timeoutSeconds: 2, failureThreshold: 3,
         });
+        // A pod being removed (a rollout, an eviction, a scale-in) keeps serving for a few
+        // seconds after it leaves the Service's endpoints, while kube-proxy on every node catches
+        // up: connections opened in that window still reach a live server.
+        const lifecycle = { preStop: { sleep: { seconds: DRAIN_SECONDS } } };
         const volumeName = "data";
         const storageClassName = args.storage?.storageClass ?? "ssd";
         const size = args.storage?.size ?? "10Gi";
@@ -109,6 +115,7 @@ export class LegacyLampApp extends pulumi.ComponentResource {
                     // Liveness asks only whether PHP answers (images/centos7-lamp/.../health.php?live):
                     // a storage hiccup must not restart every pod at once.
                     livenessProbe: probe(`${healthPath}?live=1`, appPort, 30),
+                    lifecycle,
                     volumeMounts: [{ name: volumeName, mountPath: "/var/www/data" }],
                 },
                 {
@@ -118,6 +125,7 @@ export class LegacyLampApp extends pulumi.ComponentResource {
                     resources: { ...CACHE_RESOURCES, ...args.cacheResources },
                     readinessProbe: probe("/nublar-proxy-health", PROXY_PORT, 2),
                     livenessProbe: probe("/nublar-proxy-health", PROXY_PORT, 10),
+                    lifecycle,
                     securityContext: { runAsNonRoot: true, runAsUser: 101, allowPrivilegeEscalation: false },
                     volumeMounts: [{ name: "cache-proxy", mountPath: "/etc/nginx/nginx.conf", subPath: "nginx.conf" }, { name: "cache", mountPath: "/var/cache/nginx" }, { name: "tmp", mountPath: "/tmp" }],
                 },

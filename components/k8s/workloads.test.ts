@@ -88,7 +88,13 @@ test("the schema refuses kubernetes settings that cannot work, naming the key", 
     const park = stackSite("isla-nublar");
     assert.throws(() => parseSite({ ...park, kubernetes: { images: KUBERNETES.images } }), /kubernetes\.ledgerBackups.*is required when the ledger runs on Kubernetes/);
     assert.throws(() => parseSite({ ...park, kubernetes: { ...KUBERNETES, images: { ...KUBERNETES.images, redis: "redis:7" } } }), /kubernetes\.images\.redis.*pinned by digest/);
-    assert.throws(() => parseSite({ ...stackSite("lab"), kubernetes: { images: KUBERNETES.images, ledger: false } }), /the lab has no Kubernetes cluster/);
+    // The lab's cluster runs the LAMP apps only: its ledger and bus stay on the machine.
+    assert.throws(() => parseSite({ ...stackSite("lab"), kubernetes: { lamp: [{ name: "web" }] } }), /kubernetes\.ledger.*must be false in the lab/);
+    assert.throws(() => parseSite({ ...stackSite("lab"), kubernetes: { ledger: false, eventBus: { topics: [{ name: "t" }] } } }), /kubernetes\.eventBus.*not allowed in the lab/);
+    assert.doesNotThrow(() => parseSite({ ...stackSite("lab"), kubernetes: { ledger: false, lamp: [{ name: "web" }] } }), "the lab's own images by default");
+    // Outside the lab every image is given.
+    assert.throws(() => parseSite({ ...park, kubernetes: { ...KUBERNETES, images: undefined } }), /kubernetes\.images.*required outside the lab/);
+    assert.throws(() => parseSite({ ...park, kubernetes: { ...KUBERNETES, lamp: [{ name: "web" }] } }), /kubernetes\.lamp\[0\]\.image.*required outside the lab/);
     assert.throws(() => parseSite({ ...park, kubernetes: { ...KUBERNETES, ledger: false, lamp: [KUBERNETES.lamp[0], KUBERNETES.lamp[0]] } }), /duplicate LAMP app name/);
 });
 

@@ -14,6 +14,18 @@ export interface SiteWorkloadsArgs {
     site: Site;
     /** Where the ledger's backups go when the site does not say (a data center's own lake). */
     defaultLedgerBackups?: string;
+    /**
+     * Images for what the site leaves out: the lab's own, built from Debian packages
+     * (scripts/images). Outside the lab the site gives every image (model/site/model.ts).
+     */
+    defaultImages?: { lamp: string; cacheProxy: string };
+}
+
+/** `what`, or the default, or a clear error naming the setting. */
+function image(what: string, given: string | undefined, fallback: string | undefined): string {
+    const ref = given ?? fallback;
+    if (!ref) throw new Error(`${what} is not set: give an image pinned by digest (images/README.md)`);
+    return ref;
 }
 
 export class SiteWorkloads extends pulumi.ComponentResource {
@@ -26,7 +38,8 @@ export class SiteWorkloads extends pulumi.ComponentResource {
         if (!k) throw new Error(`${name}: site ${site.name} has no kubernetes settings`);
         const ns = new k8s.core.v1.Namespace(`${name}-ns`, { metadata: { name: k.namespace, labels: { "app.kubernetes.io/managed-by": "nublar", "nublar/site": site.name } } }, { parent: this });
         // Strimzi's chart binds roles in the namespaces it watches: they must exist first.
-        const operators = new Operators(`${name}-operators`, { cloudnativePg: k.ledger, strimzi: !!k.eventBus, strimziWatchNamespaces: [k.namespace] }, { parent: this, dependsOn: [ns] });
+        const install = k.operators === "install";
+        const operators = new Operators(`${name}-operators`, { cloudnativePg: install && k.ledger, strimzi: install && !!k.eventBus, strimziWatchNamespaces: [k.namespace] }, { parent: this, dependsOn: [ns] });
         const after = { parent: this, dependsOn: [ns, ...operators.ready] };
         this.namespace = ns.metadata.name;
 
@@ -36,8 +49,8 @@ export class SiteWorkloads extends pulumi.ComponentResource {
             new UnicornLedgerCluster(`${name}-ledger`, {
                 namespace: k.namespace,
                 ledger: site.ledger,
-                postgresImage: k.images.postgres,
-                redisImage: k.images.redis,
+                postgresImage: image("kubernetes.images.postgres", k.images?.postgres, undefined),
+                redisImage: image("kubernetes.images.redis", k.images?.redis, undefined),
                 backupDestination: destination,
                 backupCredentialsSecret: k.ledgerBackups?.credentialsSecretName ?? "lake-credentials",
             }, after);
@@ -52,8 +65,8 @@ export class SiteWorkloads extends pulumi.ComponentResource {
         for (const app of k.lamp) {
             new LegacyLampApp(app.name, {
                 namespace: k.namespace,
-                image: app.image,
-                cacheImage: k.images.cacheProxy,
+                image: image(`kubernetes.lamp[${app.name}].image`, app.image, args.defaultImages?.lamp),
+                cacheImage: image("kubernetes.images.cacheProxy", k.images?.cacheProxy, args.defaultImages?.cacheProxy),
                 replicas: app.replicas,
                 maxReplicas: app.maxReplicas,
                 stateful: app.stateful,

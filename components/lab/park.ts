@@ -40,6 +40,8 @@ export class LabPark extends pulumi.ComponentResource {
     readonly clientPublicKey: pulumi.Output<string>;
     /** Each node's machine identity: its namespace and sshd process. A rebuilt node gets a new one. */
     readonly machines: pulumi.Output<Record<string, string>>;
+    /** The management bridge, which the lab's other namespaces (its Kubernetes node) hang off. */
+    readonly bridge: LabBridge;
 
     constructor(name: string, args: LabParkArgs, opts?: pulumi.ComponentResourceOptions) {
         super("nublar:lab:LabPark", name, {}, opts);
@@ -48,7 +50,7 @@ export class LabPark extends pulumi.ComponentResource {
         const child = { parent: this };
         const id = (what: string) => `${name}-${what}`;
 
-        const bridge = new LabBridge(id("mgmt-bridge"), {
+        const bridge = this.bridge = new LabBridge(id("mgmt-bridge"), {
             ifname: plan.mgmt.bridge,
             address: `${plan.mgmt.hostAddress}/64`,
         }, child);

@@ -58,7 +58,7 @@ export class NixosNode extends NublarResource {
             generation: undefined, digest: undefined, secretsDigest: undefined, confirmedInMs: undefined,
         }, opts, {
             secretOutputs: ["secretsDigest"],
-            formerly: pulumi.createUrn(`${name}-deployment`, DYNAMIC_TYPES.deployment, formerParent),
+            formerly: pulumi.createUrn(`${name}-deployment`, DYNAMIC_TYPES.deployment!, formerParent),
         });
     }
 }

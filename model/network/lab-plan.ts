@@ -41,6 +41,15 @@ export interface LabRouterPlan {
     prefix: string;
 }
 
+/** The lab's single-node Kubernetes cluster (lab/kube), when the site has `kubernetes`: a namespace of its own on the management bridge. */
+export interface LabKubeNodePlan {
+    netns: string;
+    /** The Kubernetes node's name, and its zone label (one failure domain: the machine). */
+    nodeName: string;
+    zone: string;
+    mgmt: { ifname: string; hostIfname: string; address: string };
+}
+
 export interface LabPlan {
     site: string;
     tag: string;
@@ -49,6 +58,7 @@ export interface LabPlan {
     mgmt: { bridge: string; prefix: string; hostAddress: string };
     routers: LabRouterPlan[];
     nodes: LabNodePlan[];
+    kube?: LabKubeNodePlan;
 }
 
 export function planLab(site: Site, sitePlan: SitePlan = planSite(site)): LabPlan {
@@ -93,6 +103,15 @@ export function planLab(site: Site, sitePlan: SitePlan = planSite(site)): LabPla
 
     const clash = nodes.find((n) => routers.some((r) => r.netns === n.netns));
     if (clash) throw new PlanError(`node '${clash.name}' would share namespace ${clash.netns} with a provider router; rename it`);
+    const kube: LabKubeNodePlan | undefined = site.kubernetes && {
+        netns: `nbl-${tag}-k8s`,
+        nodeName: `${tag}-k8s`,
+        zone: "lab",
+        // After the nodes' addresses (0x10000 + id, ids below 0x10000).
+        mgmt: { ifname: "mgmt0", hostIfname: `nb${tag}.k8s`, address: hostAddress(managementPrefix, 0x20000) },
+    };
+    const kubeClash = kube && [...nodes.map((n) => n.netns), ...routers.map((r) => r.netns)].includes(kube.netns);
+    if (kubeClash) throw new PlanError(`the lab's Kubernetes node would share namespace ${kube!.netns} with a node or router; rename the node 'k8s'`);
 
     return {
         site: site.name,
@@ -101,6 +120,7 @@ export function planLab(site: Site, sitePlan: SitePlan = planSite(site)): LabPla
         mgmt: { bridge: `nb${tag}`, prefix: managementPrefix, hostAddress: hostAddress(managementPrefix, 1) },
         routers,
         nodes,
+        ...(kube ? { kube } : {}),
     };
 }
 

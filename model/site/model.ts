@@ -320,12 +320,22 @@ const ImageRef = z.string().regex(PINNED_IMAGE, "must be pinned by digest: regis
 
 /**
  * The site's Kubernetes workloads (components/k8s): the ledger on CloudNativePG, the event bus
- * on Strimzi, and the legacy LAMP apps. Parks and data centers only: the lab runs its ledger on
- * this machine, and has no cluster.
+ * on Strimzi, and the legacy LAMP apps. The lab runs a single-node cluster of its own (lab/kube)
+ * with images built here from Debian packages (scripts/images): there, `images` and the apps'
+ * `image` may be left out (the lab's own are used), and the ledger and the event bus stay on
+ * this machine.
  */
 export const KubernetesSettings = z.strictObject({
     namespace: Name.default("nublar"),
-    images: z.strictObject({ postgres: ImageRef, redis: ImageRef, cacheProxy: ImageRef }),
+    /** Required outside the lab. */
+    images: z.strictObject({ postgres: ImageRef, redis: ImageRef, cacheProxy: ImageRef }).optional(),
+    /**
+     * The operators the ledger and the event bus need (CloudNativePG, Strimzi; versions pinned in
+     * components/k8s/operators.ts): `install` (default) has this stack install them from their
+     * Helm charts, which needs the charts' repositories; `preinstalled` trusts the cluster's
+     * platform team to run those versions, and installs nothing cluster-wide.
+     */
+    operators: z.enum(["install", "preinstalled"]).default("install"),
     /** Run the ledger's shards on CloudNativePG here (default), with backups to `ledgerBackups.destination`. */
     ledger: z.boolean().default(true),
     /** Where the ledger's backups go: s3://bucket/prefix, and the Secret with the lake's credentials. Default on a data center: its own lake. */
@@ -344,7 +354,8 @@ export const KubernetesSettings = z.strictObject({
     }).optional(),
     lamp: z.array(z.strictObject({
         name: Name,
-        image: ImageRef,
+        /** Required outside the lab; the lab's default is its stand-in image (images/lab-lamp). */
+        image: ImageRef.optional(),
         replicas: z.number().int().min(2).max(100).default(2),
         maxReplicas: z.number().int().min(2).max(1000).optional(),
         stateful: z.boolean().default(false),
@@ -676,11 +687,25 @@ function checkDeploy(site: ParsedSite, issue: Issue): void {
     if (site.deploy.activation === "lab" && site.kind !== "lab") issue(["deploy", "activation"], "'lab' activation only deploys to the lab's namespace nodes; use 'nixos'");
 }
 
-/** Settings that belong to some kinds of site: lab settings to labs, AWS to data centers (required), Kubernetes not to labs. */
+/**
+ * Settings that belong to some kinds of site: lab settings to labs, AWS to data centers
+ * (required). On the lab's cluster only the LAMP apps run: its ledger and event bus run on this
+ * machine; outside the lab, every image is given, pinned.
+ */
 function checkSettingsForKind(site: ParsedSite, issue: Issue): void {
     if (site.kind !== "lab" && site.lab) issue(["lab"], "is only allowed on sites of kind 'lab'");
     if (site.kind === "datacenter" && !site.aws) issue(["aws"], "is required for a datacenter site: give region and replicaRegion");
-    if (site.kubernetes && site.kind === "lab") issue(["kubernetes"], "the lab has no Kubernetes cluster; its ledger runs on this machine");
+    const k = site.kubernetes;
+    if (!k) return;
+    if (site.kind === "lab") {
+        if (k.ledger) issue(["kubernetes", "ledger"], "must be false in the lab: the lab's ledger runs on this machine (lab/ledger), not on its cluster");
+        if (k.eventBus) issue(["kubernetes", "eventBus"], "is not allowed in the lab: the lab's event bus runs on this machine (lab/event-bus.ts)");
+        return;
+    }
+    if (!k.images) issue(["kubernetes", "images"], "is required outside the lab: give postgres, redis and cacheProxy, pinned by digest (images/README.md)");
+    k.lamp.forEach((app, i) => {
+        if (!app.image) issue(["kubernetes", "lamp", i, "image"], "is required outside the lab: the app's image, pinned by digest (images/centos7-lamp)");
+    });
 }
 
 /** Kubernetes: the ledger there has backups and a place for them; LAMP apps and topics have distinct names; maxReplicas is not below replicas. */

@@ -47,8 +47,11 @@ const PASSING = ["lab", "isla-nublar", "isla-sorna", "dc-eu-west"];
 
 before(() => {
     requireCommands("pulumi", "pulumi-language-nodejs", "pulumi-analyzer-policy-nublar");
-    for (const name of PASSING) project.addStack(name, name === "lab" ? lab() : stackSite(name));
-    for (const [name, v] of Object.entries(VIOLATIONS)) project.addStack(name, v.site);
+    // The parks' workloads go through the real Kubernetes provider, which renders them to a
+    // folder: no cluster is reachable from here.
+    const render = (name: string) => ({ config: { "nublar:kubernetesRenderTo": path.join(project.work, "rendered", name) } });
+    for (const name of PASSING) project.addStack(name, name === "lab" ? lab() : stackSite(name), name === "lab" ? {} : render(name));
+    for (const [name, v] of Object.entries(VIOLATIONS)) project.addStack(name, v.site, render(name));
     project.addStack("bad-config", lab((s) => { s.sla.availability = 2; }));
 });
 
@@ -63,6 +66,20 @@ test("pulumi preview --policy-pack: the lab passes; a mandatory violation fails 
     assert.match(bad.output, /\[mandatory\].*bfd-detection-within-budget\s+\(nublar:site:Site: lab\)/);
     assert.match(bad.output, /cannot fail over within 50 ms/);
     assert.match(bad.output, /Fix: raise sla\.failoverBudgetMs/);
+});
+
+test("the parks preview their Kubernetes workloads with the real Kubernetes provider plugin, and pass the pack", () => {
+    for (const stack of PASSING.filter((n) => n !== "lab")) {
+        const r = project.pulumi(["preview", "--json", "--policy-pack", POLICY], stack);
+        assert.equal(r.status, 0, `${stack}:\n${r.output.slice(-4000)}`);
+        const steps: { op: string; urn: string; newState?: { type: string; inputs?: Record<string, unknown> } }[] = JSON.parse(r.stdout).steps;
+        const provider = steps.find((s) => s.newState?.type === "pulumi:providers:kubernetes");
+        assert.ok(provider, `${stack}: a Kubernetes provider`);
+        assert.equal(provider.newState!.inputs?.version, "4.25.0", `${stack}: the plugin setup built (scripts/kube/build-pulumi-kubernetes)`);
+        assert.match(String(provider.newState!.inputs?.renderYamlToDirectory), /rendered/);
+        const kinds = new Set(steps.map((s) => s.newState?.type).filter((t) => t?.startsWith("kubernetes:")));
+        for (const kind of ["kubernetes:core/v1:Namespace", "kubernetes:postgresql.cnpg.io/v1:Cluster"]) assert.ok(kinds.has(kind), `${stack}: ${kind} in [${[...kinds].join(", ")}]`);
+    }
 });
 
 test("pulumi up with the pack is blocked before anything is created", () => {

@@ -71,14 +71,14 @@ export class TestProject {
      * YAML file of its own (`nublar:siteFile`), as large sites must: Pulumi passes config to the
      * program in one environment variable, which Linux caps at 128 KiB.
      */
-    addStack(stack: string, site: unknown, opts: { siteFile?: boolean } = {}): void {
+    addStack(stack: string, site: unknown, opts: { siteFile?: boolean; config?: Record<string, unknown> } = {}): void {
         let config: Record<string, unknown> = { "nublar:site": site };
         if (opts.siteFile) {
             const file = path.join(this.work, `${stack}-site.yaml`);
             fs.writeFileSync(file, stringify(site));
             config = { "nublar:siteFile": file };
         }
-        fs.writeFileSync(this.stackFile(stack), stringify({ config }));
+        fs.writeFileSync(this.stackFile(stack), stringify({ config: { ...config, ...opts.config } }));
         const r = this.pulumi(["stack", "init", "--secrets-provider", "passphrase"], stack);
         assert.equal(r.status, 0, `stack init ${stack}:\n${r.output}`);
     }
@@ -103,8 +103,11 @@ export class TestProject {
  * The committed lab site, made a test's own: its tag (namespaces, links), management prefix and
  * ports (`slot`, e.g. the process id), so that it never meets a lab the user runs.
  */
-export function engineLabSite(tag: string, slot: number) {
+export function engineLabSite(tag: string, slot: number, opts: { kubernetes?: boolean } = {}) {
     const site = parse(fs.readFileSync(path.join(ROOT, "stacks", "Pulumi.lab.yaml"), "utf8")).config["nublar:site"];
+    // The lab's Kubernetes cluster only where a test is about it (test/engine/kube.test.ts): it
+    // takes a minute and a gigabyte, and an older commit's program refuses the setting.
+    if (!opts.kubernetes) delete site.kubernetes;
     site.lab = { ...site.lab, tag, managementPrefix: "fd6e:626c:656e::/64" };
     // A restarted agent's path sessions come back in 5-10 s (RFC 5880 §6.8.1 replay window); a
     // broken deploy should fail the test's `up` in less than the default minute.

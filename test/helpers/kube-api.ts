@@ -11,6 +11,8 @@ import { freePorts } from "./ports";
 import { projectPath } from "../../model/project";
 
 export const KUBE_TOOLS = projectPath(".tools", "kube");
+/** The operators' CRDs (scripts/kube/build-crds): crds/<operator>/*.yaml and VERSIONS. */
+export const KUBE_CRDS = projectPath(".tools", "kube-crds");
 
 export interface KubeApi {
     kubeconfig: string;

@@ -2,16 +2,18 @@
 // slow answer never hides the requests that would have followed), over keep-alive
 // connections, printing one JSON line per finished request: {t, ms, status, by, error}.
 // Stops when stdin closes, after the requests in flight finish.
-//   load.ts URL RATE_PER_SECOND
+//   load.ts URL RATE_PER_SECOND [--fresh]
+// --fresh: a new connection per request, as most clients of a Kubernetes Service make (a Service
+// balances connections, not requests; a kept-alive one stays on a pod that is going away).
 import * as http from "node:http";
 
-const [url, rateText] = process.argv.slice(2);
+const [url, rateText, mode] = process.argv.slice(2);
 const rate = Number(rateText);
-if (!url || !(rate > 0)) {
-    process.stderr.write("usage: load.ts URL RATE_PER_SECOND\n");
+if (!url || !(rate > 0) || (mode !== undefined && mode !== "--fresh")) {
+    process.stderr.write("usage: load.ts URL RATE_PER_SECOND [--fresh]\n");
     process.exit(2);
 }
-const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+const agent = new http.Agent({ keepAlive: mode !== "--fresh", maxSockets: 64 });
 let inFlight = 0;
 let stopping = false;
 

@@ -1,4 +1,4 @@
-// etcd for the test API server (scripts/kube/build): 3.6, since Debian's 3.4 is too old for Kubernetes 1.34.
+// etcd for the lab cluster and the test API server (scripts/kube/build): 3.6, since Debian's 3.4 is too old for Kubernetes 1.34.
 module nublar.local/kube/etcd
 
 go 1.26.0
