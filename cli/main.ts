@@ -12,6 +12,8 @@ import { registerLedgerCommands } from "./ledger";
 import { EXIT_CODES, UserFacingError } from "../model/errors";
 import { planLedger } from "../model/ledger/plan";
 import { cleanLab, inspectLab } from "../lab/inspect";
+import { labKubeAlive } from "../lab/kube/cluster";
+import { labKubePlan } from "../lab/layout";
 import { cutUplink, restoreUplink } from "../lab/ops";
 import { labSshPaths } from "../model/network/lab-ssh-config";
 import { planLab } from "../model/network/lab-plan";
@@ -169,7 +171,9 @@ export function buildProgram(): Command {
             const plan = planLab(siteFor(opts));
             const nodes = inspectLab(plan, stateRoot());
             const sshConfig = labSshPaths(plan, stateRoot()).configFile;
-            print(!!opts.json, { site: plan.site, tag: plan.tag, sshConfig, nodes }, () => [
+            const kubePlan = labKubePlan(plan, stateRoot());
+            const kube = kubePlan && { node: kubePlan.nodeName, netns: kubePlan.netns, api: kubePlan.apiServer, running: labKubeAlive(kubePlan), kubeconfig: kubePlan.paths.adminKubeconfig };
+            print(!!opts.json, { site: plan.site, tag: plan.tag, sshConfig, nodes, kubernetes: kube ?? null }, () => [
                 `lab park '${plan.site}' (tag ${plan.tag})`,
                 table([["NODE", "STATE", "NAMESPACE", "MANAGEMENT", "UPLINKS", "SSHD"],
                     ...nodes.map((n) => {
@@ -177,10 +181,26 @@ export function buildProgram(): Command {
                         return [n.name, n.healthy ? "up" : n.present ? "degraded" : "absent", n.netns, p.mgmt.address,
                             p.uplinks.map((u) => `${u.ifname}=${u.address}`).join(" "), n.sshd.running ? `pid ${n.sshd.pid}` : "-"];
                     })]),
+                ...(kube ? ["", `kubernetes: node ${kube.node} ${kube.running ? "up" : "not running"}, API ${kube.api} (namespace ${kube.netns})`] : []),
                 "",
                 `ssh to a node: ssh -F ${sshConfig} <node>`,
+                ...(kube ? ["kubectl on the lab's cluster: nublar lab kubectl get pods -A"] : []),
             ].join("\n"));
-            if (!nodes.every((n) => n.healthy)) process.exitCode = 3;
+            if (!nodes.every((n) => n.healthy) || (kube && !kube.running)) process.exitCode = 3;
+        });
+    lab.command("kubectl")
+        .description("run kubectl against the lab's Kubernetes cluster, as its admin (e.g. nublar lab kubectl -- get pods -A)")
+        .argument("[args...]", "kubectl's arguments (put -- before options)")
+        .addOption(stackOpt()).addOption(fileOpt())
+        .action((args: string[], opts: { stack: string; file?: string }) => {
+            const kubePlan = labKubePlan(planLab(siteFor(opts)), stateRoot());
+            if (!kubePlan) throw new UserError(`the lab site '${opts.stack}' has no Kubernetes cluster (no \`kubernetes\` in its site description)`);
+            if (!fs.existsSync(kubePlan.paths.adminKubeconfig) || !labKubeAlive(kubePlan)) throw new UserError("the lab's Kubernetes cluster is not running; run: npm run lab");
+            const kubectl = path.join(PROJECT_DIR, ".tools", "kube", "bin", "kubectl");
+            if (!fs.existsSync(kubectl)) throw new UserError(`${kubectl} is missing; run: scripts/setup`);
+            // kubectl's discovery cache beside the cluster's files, not in ~/.kube.
+            const res = spawnSync(kubectl, ["--kubeconfig", kubePlan.paths.adminKubeconfig, "--cache-dir", path.join(kubePlan.dir, "kubectl-cache"), ...args], { stdio: "inherit" });
+            process.exitCode = res.status ?? 1;
         });
     lab.command("ssh")
         .description("ssh to a lab node with its pinned host key")

@@ -51,3 +51,20 @@ test("both Containerfiles: a base given by digest at build time, a health check;
     const health = read("centos7-lamp", "rootfs", "var", "www", "html", "health.php");
     assert.match(health, /\$ok = isset\(\$_GET\['live'\]\) \|\| is_writable\('\/var\/www\/data'\);/);
 });
+
+test("lab-lamp: the stand-in has centos7-lamp's layout, port, user and pages, from the same files", () => {
+    const config = JSON.parse(read("lab-lamp", "image.json"));
+    assert.equal(config.User, "48", "Apache's user, as on CentOS");
+    assert.deepEqual(Object.keys(config.ExposedPorts), ["8080/tcp"]);
+    assert.match(read("lab-lamp", "rootfs", "etc", "apache2", "apache2.conf"), /^Listen \[::\]:8080$/m);
+    const customize = read("lab-lamp", "customize");
+    // The same health page, app page and Apache directives, copied from centos7-lamp's tree at build time.
+    for (const f of ["etc/httpd/conf.d/nublar.conf", "var/www/html/health.php", "var/www/html/index.php"]) {
+        assert.ok(customize.includes(`$centos/${f}`), `lab-lamp copies ${f} from centos7-lamp`);
+    }
+    assert.match(read("lab-lamp", "README.md"), /stand-in/i);
+    // The page runs on CentOS 7's PHP 5.4 too: none of PHP 7's syntax.
+    const code = read("centos7-lamp", "rootfs", "var", "www", "html", "index.php").split("\n").filter((l) => !/^\s*(\/\/|#|\*)/.test(l)).join("\n");
+    assert.ok(!code.includes("??"), "no null-coalescing operator (PHP 7)");
+    assert.ok(instructions("centos7-lamp/Containerfile").some((s) => s.op === "COPY" && s.args.includes("index.php")), "the CentOS image has the same page");
+});

@@ -3,6 +3,7 @@
 // Pulumi SDK; components/lab applies them.
 import * as path from "node:path";
 import { planEvents, type EventsPlan } from "../model/events/plan";
+import { planLabKube, type LabKubePlan } from "../model/kube/plan";
 import { planLedger, type LedgerPlan } from "../model/ledger/plan";
 import type { LabPlan } from "../model/network/lab-plan";
 import type { Site } from "../model/site/model";
@@ -60,4 +61,11 @@ export function labKubeVolumes(site: Site): { storageClass: string; accessMode: 
         }
     }
     return [...byClass.values()];
+}
+
+/** The lab's Kubernetes cluster plan (lab/kube), when the site has one: its folder beside the park's files. */
+export function labKubePlan(plan: LabPlan, stateRoot: string): LabKubePlan | undefined {
+    const node = plan.kube;
+    if (!node) return undefined;
+    return planLabKube({ stateDir: path.join(stateRoot, plan.stateSubdir, "kube"), netns: node.netns, nodeName: node.nodeName, nodeAddress: node.mgmt.address, zone: node.zone });
 }

@@ -17,7 +17,7 @@ import { settled } from "../../test/helpers/pulumi-mocks";
 import { manifests, unsecret } from "../../test/helpers/k8s-manifests";
 import { freePorts } from "../../test/helpers/ports";
 import { ComponentArgsError } from "./common";
-import { projectPath } from "../../model/project";
+import { PROJECT_ROOT, projectPath } from "../../model/project";
 
 interface Registered { type: string; name: string; inputs: Record<string, any> }
 const registered: Registered[] = [];
@@ -280,4 +280,13 @@ test("the built-in resources are valid Kubernetes 1.34 objects (kubernetes-valid
     const no = kubernetesValidate([bad]);
     assert.notEqual(no.status, 0);
     assert.match(no.output, /replicass/);
+});
+
+test("the Kubernetes provider plugin setup builds carries the version of the npm package the program loads", () => {
+    // The engine asks for exactly the npm package's version (automatic plugin download is off).
+    const script = fs.readFileSync(path.join(PROJECT_ROOT, "scripts", "kube", "build-pulumi-kubernetes"), "utf8");
+    const built = /^PULUMI_KUBERNETES_VERSION=(\S+)$/m.exec(script)?.[1];
+    const pinned = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, "package.json"), "utf8")).dependencies["@pulumi/kubernetes"];
+    assert.equal(built, pinned);
+    assert.equal(JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, "node_modules", "@pulumi", "kubernetes", "package.json"), "utf8")).version, pinned);
 });

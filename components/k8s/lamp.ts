@@ -46,6 +46,8 @@ export function cacheProxyConf(appPort: number): string {
         "pid /tmp/nginx.pid;",
         "events {}",
         "http {",
+        // No version in the Server header, as Apache behind it (images/centos7-lamp's nublar.conf).
+        "  server_tokens off;",
         "  client_body_temp_path /tmp/client_body;",
         "  proxy_temp_path /tmp/proxy;",
         "  proxy_cache_path /var/cache/nginx levels=1:2 keys_zone=lamp:10m max_size=256m inactive=10m use_temp_path=off;",

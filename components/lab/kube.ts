@@ -7,7 +7,7 @@ import * as path from "node:path";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import type { LabImages } from "../../lab/images";
-import { planLabKube } from "../../model/kube/plan";
+import { labKubePlan } from "../../lab/layout";
 import type { LabPlan } from "../../model/network/lab-plan";
 import type { KubeClusterInputs } from "../../provider/resources/kube";
 import { NublarResource } from "../resource";
@@ -57,8 +57,8 @@ export class LabKube extends pulumi.ComponentResource {
         const node = args.plan.kube;
         if (!node) throw new Error("LabKube needs a lab plan with a Kubernetes node (the site's `kubernetes` settings)");
         const child = { parent: this };
-        const dir = path.join(args.stateRoot, args.plan.stateSubdir, "kube");
-        const plan = planLabKube({ stateDir: dir, netns: node.netns, nodeName: node.nodeName, nodeAddress: node.mgmt.address, zone: node.zone });
+        const plan = labKubePlan(args.plan, args.stateRoot)!;
+        const dir = plan.dir;
 
         const netns = new LabNetns(`${name}-netns`, { netns: node.netns, forwarding: true }, child);
         const mgmt = new LabVeth(`${name}-mgmt`, {

@@ -81,6 +81,12 @@ export class LabMetricsServer extends pulumi.ComponentResource {
                 },
             },
         }, { parent: this, dependsOn: bindings });
+        // One replica: a drain may take it (the HPA then holds its count until it is back), but
+        // the pack asks every workload to say so.
+        new k8s.policy.v1.PodDisruptionBudget(`${name}-pdb`, {
+            metadata: meta({ namespace: NAMESPACE }),
+            spec: { maxUnavailable: 1, selector: { matchLabels: { "app.kubernetes.io/name": NAME } } },
+        }, child);
         const service = new k8s.core.v1.Service(`${name}-service`, {
             metadata: meta({ namespace: NAMESPACE }),
             spec: { selector: { "app.kubernetes.io/name": NAME }, ipFamilyPolicy: "SingleStack", ipFamilies: ["IPv6"], ports: [{ name: "https", port: 443, targetPort: "https" }] },

@@ -12,8 +12,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { cleanLab } from "../../lab/inspect";
 import { labImages } from "../../lab/images";
+import { labKubePlan } from "../../lab/layout";
 import { netnsExists } from "../../lab/ops";
-import { planLabKube } from "../../model/kube/plan";
 import { planLab } from "../../model/network/lab-plan";
 import { parseSite } from "../../model/site/load";
 import { projectPath } from "../../model/project";
@@ -25,7 +25,7 @@ const project = new TestProject(path.join(__dirname, "fixtures", "kube-program")
 const STACK = `kube-${tag}`;
 const site = engineLabSite(tag, process.pid + 11, { kubernetes: true });
 const plan = planLab(parseSite(site));
-const kubePlan = planLabKube({ stateDir: path.join(project.stateDir, plan.stateSubdir, "kube"), netns: plan.kube!.netns, nodeName: plan.kube!.nodeName, nodeAddress: plan.kube!.mgmt.address, zone: plan.kube!.zone });
+const kubePlan = labKubePlan(plan, project.stateDir)!;
 const APP = site.kubernetes.lamp[0].name as string;
 const NS = "nublar";
 const KUBECTL = projectPath(".tools", "kube", "bin", "kubectl");

@@ -2,7 +2,7 @@
 // becomes Ready, its IPv6 ClusterIP Service answers from the namespace, and down leaves
 // nothing behind (no process, no mount, no cgroup, the kernel's sysctls as they were).
 // Needs root and the Kubernetes binaries (scripts/kube/build; NUBLAR_KUBE_BIN to point
-// elsewhere); skipped otherwise. It builds its two images itself: a pause image from Debian's
+// elsewhere); fails saying what is missing otherwise. It builds its two images itself: a pause image from Debian's
 // static catatonit and a static Go HTTP server. About 30 s.
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
@@ -12,8 +12,8 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { KUBELET_GLOBAL_SYSCTLS, planLabKube } from "../../model/kube/plan";
-import { DEFAULT_KUBE_BIN, labKubeAlive, labKubeDown, labKubectl, labKubeUp } from "./cluster";
-import { cgroupMounts } from "./host";
+import { DEFAULT_KUBE_BIN, labKubeAlive, labKubeDown, labKubectl, labKubeUp } from "../../lab/kube/cluster";
+import { cgroupMounts } from "../../lab/kube/host";
 
 const BIN = process.env.NUBLAR_KUBE_BIN ?? DEFAULT_KUBE_BIN;
 // Names of what the test makes on this machine: NUBLAR_KUBE_TEST_TAG sets their prefix.
@@ -138,9 +138,10 @@ function netnsDown(): void {
     sh(["ip", "link", "del", HOST_IF], { check: false });
 }
 
-const skip = skipReason();
-
-test("the lab cluster: up, a pod and its IPv6 Service answer, down leaves nothing", { skip, timeout: 600_000 }, async () => {
+test("the lab cluster: up, a pod and its IPv6 Service answer, down leaves nothing", { timeout: 600_000 }, async () => {
+    // Tests never skip silently: a missing prerequisite fails, saying what is missing.
+    const missing = skipReason();
+    if (missing) throw new Error(`the lab cluster test cannot run: ${missing}`);
     const work = fs.mkdtempSync(path.join(os.tmpdir(), `${TAG}-kubetest-`));
     const plan = planLabKube({ stateDir: path.join(work, "cluster"), netns: NETNS, nodeName: "kubetest", nodeAddress: `${PREFIX}2/64`, zone: "zone-test" });
     const sysctlsBefore = readSysctls();
