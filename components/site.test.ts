@@ -56,8 +56,15 @@ test("a lab site builds one LabPark whose resources follow the plan", async () =
     for (const slot of ["passwords", "signingKey"]) {
         assert.equal(ledger.inputs[slot]["4dabf18193072939515e22adb298388d"], "1b47061264138c4ac30d75fd1eb44270", `${slot} marked secret`);
     }
-    assert.equal(count("Netns"), plan.nodes.length + plan.routers.length);
-    assert.equal(count("Veth"), plan.nodes.reduce((n, node) => n + 1 + node.uplinks.length, 0));
+    // The lab's Kubernetes node has a namespace and a management link of its own.
+    const kube = plan.kube ? 1 : 0;
+    assert.ok(kube, "the lab site has kubernetes");
+    assert.equal(count("Netns"), plan.nodes.length + plan.routers.length + kube);
+    assert.equal(count("Veth"), plan.nodes.reduce((n, node) => n + 1 + node.uplinks.length, 0) + kube);
+    assert.equal(count("KubeCluster"), kube);
+    // Its workloads go through the Kubernetes provider that reaches it, with the lab's images.
+    const lamp = registered.find((r) => r.type === "kubernetes:apps/v1:Deployment" && r.name === model.kubernetes!.lamp[0].name)!;
+    assert.match(lamp.inputs.spec.template.spec.containers[0].image, /^nublar\.local\/lamp@sha256:[0-9a-f]{64}$/);
     assert.equal(count("Sshd"), plan.nodes.length);
     assert.equal(count("SshKey"), plan.nodes.length + 1, "one host key per node, one client key");
     assert.equal(count("Bridge"), 1);
