@@ -241,12 +241,55 @@ function procStat(): { busy: number; total: number; steal: number } {
     return { busy: user + nice + system + irq + softirq, total: user + nice + system + idle + iowait + irq + softirq + steal, steal };
 }
 
-/** Samples the machine's busy CPU every second until stop(): cores' worth of CPU per second, and steal. */
-function machineSampler() {
+/** Every process's CPU time now (ticks), with its start time (a reused pid is another process) and name. */
+function processCpu(): Map<number, { cpu: number; start: string; comm: string }> {
+    const out = new Map<number, { cpu: number; start: string; comm: string }>();
+    for (const d of fs.readdirSync("/proc")) {
+        if (!/^\d+$/.test(d)) continue;
+        try {
+            const s = fs.readFileSync(`/proc/${d}/stat`, "utf8");
+            const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
+            out.set(Number(d), { cpu: Number(f[11]) + Number(f[12]), start: f[19], comm: s.slice(s.indexOf("(") + 1, s.lastIndexOf(")")) });
+        } catch {
+            // gone meanwhile
+        }
+    }
+    return out;
+}
+
+/**
+ * The processes that used the most CPU between two snapshots (those alive at both ends), so a
+ * busy window can be attributed: the park, the cluster, this benchmark, or someone else's work.
+ */
+function topProcesses(a: ReturnType<typeof processCpu>, b: ReturnType<typeof processCpu>, secs: number, cluster: Set<number>, n = 10) {
+    const rows: { pid: number; comm: string; cmd: string; inCluster: boolean; coresPerSecond: number }[] = [];
+    for (const [pid, x] of b) {
+        const y = a.get(pid);
+        if (!y || y.start !== x.start) continue;
+        const d = (x.cpu - y.cpu) / CLK_TCK / secs;
+        if (d <= 0) continue;
+        let cmd = "";
+        try {
+            cmd = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ").trim().slice(0, 120);
+        } catch {
+            // gone meanwhile
+        }
+        rows.push({ pid, comm: x.comm, cmd, inCluster: cluster.has(pid), coresPerSecond: round4(d) });
+    }
+    return rows.sort((p, q) => q.coresPerSecond - p.coresPerSecond).slice(0, n);
+}
+
+/**
+ * Samples the machine's busy CPU every second until stop(): cores' worth of CPU per second, and
+ * steal; and the processes that used the most over the whole time.
+ */
+function machineSampler(clusterRoot?: string) {
     const busy: number[] = [];
     const steal: number[] = [];
+    const firstProcs = processCpu();
+    const firstAt = now();
     let prev = procStat();
-    let prevAt = now();
+    let prevAt = firstAt;
     const timer = setInterval(() => {
         const s = procStat();
         const t = now();
@@ -260,18 +303,24 @@ function machineSampler() {
         stop() {
             clearInterval(timer);
             const mean = (xs: number[]) => round4(xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length));
-            return { busyCoresPerSecond: { mean: mean(busy), ...summary(busy.map(round4)) }, stealCoresPerSecond: { mean: mean(steal), ...summary(steal.map(round4)) }, loadAverage1m: fs.readFileSync("/proc/loadavg", "utf8").split(" ")[0] };
+            const cluster = new Set(clusterRoot ? cgroupPids(clusterRoot) : []);
+            return {
+                busyCoresPerSecond: { mean: mean(busy), ...summary(busy.map(round4)) },
+                stealCoresPerSecond: { mean: mean(steal), ...summary(steal.map(round4)) },
+                loadAverage1m: fs.readFileSync("/proc/loadavg", "utf8").split(" ")[0],
+                topProcesses: topProcesses(firstProcs, processCpu(), (now() - firstAt) / 1000, cluster),
+            };
         },
     };
 }
 
-async function idleWindow(what: string, access: Map<string, NodeAccess>) {
+async function idleWindow(what: string, access: Map<string, NodeAccess>, clusterRoot?: string) {
     log(`${what}: settling ${SETTLE_S} s, then counting Downs for ${IDLE_S} s`);
     await sleep(SETTLE_S * 1000);
     const before = await readCounters(access);
     const notUp = [...before.agents].flatMap(([n, a]) => a.sessions.filter((s) => s.status !== "up").map((s) => `${n}:${s.id}`));
     if (notUp.length) throw new Error(`${what}: sessions not Up when the window starts: ${notUp.join(", ")}`);
-    const cpu = machineSampler();
+    const cpu = machineSampler(clusterRoot);
     for (let t = 0; t < IDLE_S; t += 30) {
         await sleep(Math.min(30, IDLE_S - t) * 1000);
         process.stderr.write(`\r  ${Math.min(IDLE_S, t + 30)}/${IDLE_S} s  `);
@@ -613,6 +662,7 @@ async function clusterCost(kube: LabKubePlan, api: KubeApi) {
     };
     log(`cluster CPU and memory: sampling every second for ${CPU_S} s`);
     const machineBusy: number[] = [];
+    const procsAtStart = processCpu();
     let prev = sample();
     const first = prev;
     for (let s = 0; s < CPU_S; s++) {
@@ -661,6 +711,7 @@ async function clusterCost(kube: LabKubePlan, api: KubeApi) {
         machineBusyCoresPerSecond: s4(machineBusy),
         // The peer: the whole machine's busy CPU in the same seconds (the park, the bench, everything else).
         clusterShareOfMachineBusy: round4(clusterMean / machineMean),
+        machineTopProcesses: topProcesses(procsAtStart, processCpu(), secs, new Set(cgroupPids(kube.cgroupRoot))),
     };
 }
 
@@ -731,7 +782,7 @@ async function main() {
         await lampPodsReady(api, 300_000);
         const lampReadyAfterUpMs = Date.now() - t;
         await waitSessionsUp(access, 180_000);
-        const withCluster = await idleWindow("with the cluster", access);
+        const withCluster = await idleWindow("with the cluster", access, kubePlan.cgroupRoot);
 
         // 4, 2, 3: the cluster idle first, then busy.
         const cost = await clusterCost(kubePlan, api);
