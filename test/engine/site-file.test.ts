@@ -21,13 +21,17 @@ after(() => {
 });
 
 test("a park from a site file inside the project previews: one deployment and one key per tunnel for each node", () => {
-    project.addStack("file", park, { siteFile: true });
+    // Its Kubernetes workloads rendered to a folder: no cluster is reachable from here.
+    project.addStack("file", park, { siteFile: true, config: { "nublar:kubernetesRenderTo": path.join(project.work, "rendered") } });
     const r = project.pulumi(["preview", "--json"], "file");
     assert.equal(r.status, 0, r.output);
     const creates = (JSON.parse(r.stdout).steps as { op: string; urn: string }[]).filter((s) => s.op === "create").map((s) => s.urn.split("::")[2].split("$").pop());
     const count = (t: string) => creates.filter((c) => c === t).length;
     assert.equal(count("nublar:nixos:Deployment"), park.nodes.length);
-    assert.equal(count("nublar:nixos:GeneratedKey"), 1 + park.nodes.length * park.providers.length, "the BFD key and a WireGuard key per tunnel");
+    // The BFD key, a WireGuard key per tunnel, and the ledger cache's Redis password (its Kubernetes workloads).
+    const cachePassword = park.kubernetes && park.kubernetes.ledger !== false ? 1 : 0;
+    assert.equal(cachePassword, 1, "isla-nublar runs its ledger on Kubernetes");
+    assert.equal(count("nublar:nixos:GeneratedKey"), 1 + park.nodes.length * park.providers.length + cachePassword, "the BFD key, a WireGuard key per tunnel, the cache's password");
 });
 
 test("a site file outside the project is refused, naming the key and the rule", () => {
