@@ -184,7 +184,7 @@ export function buildProgram(): Command {
                 ...(kube ? ["", `kubernetes: node ${kube.node} ${kube.running ? "up" : "not running"}, API ${kube.api} (namespace ${kube.netns})`] : []),
                 "",
                 `ssh to a node: ssh -F ${sshConfig} <node>`,
-                ...(kube ? ["kubectl on the lab's cluster: nublar lab kubectl get pods -A"] : []),
+                ...(kube ? ["kubectl on the lab's cluster: nublar lab kubectl -- get pods -A"] : []),
             ].join("\n"));
             if (!nodes.every((n) => n.healthy) || (kube && !kube.running)) process.exitCode = 3;
         });
