@@ -314,6 +314,62 @@ function machineSampler(clusterRoot?: string) {
     };
 }
 
+/**
+ * What stalls in a window, each with its time, to set beside the Downs' times: this process's own
+ * timer lag (a 10 ms timer: a stall of the whole machine shows here too) and the kernel's pressure
+ * stall counters (/proc/pressure/{cpu,memory,io} "some", sampled every 100 ms). Only samples
+ * over the thresholds are kept, so memory stays bounded.
+ */
+function stallSampler() {
+    const lags: { at: number; ms: number }[] = [];
+    const pressure: { at: number; resource: string; stalledMs: number }[] = [];
+    const psiTotal = (r: string) => {
+        try {
+            return Number(/^some .* total=(\d+)/m.exec(fs.readFileSync(`/proc/pressure/${r}`, "utf8"))?.[1]);
+        } catch {
+            return NaN;
+        }
+    };
+    const RESOURCES = ["cpu", "memory", "io"];
+    let last = now();
+    const lagTimer = setInterval(() => {
+        const t = now();
+        const lag = t - last - 10;
+        if (lag > 30 && lags.length < 1000) lags.push({ at: Math.round(t), ms: Math.round(lag) });
+        last = t;
+    }, 10);
+    let prev = RESOURCES.map(psiTotal);
+    const psiTimer = setInterval(() => {
+        const cur = RESOURCES.map(psiTotal);
+        cur.forEach((v, i) => {
+            const stalledMs = (v - prev[i]) / 1000;
+            if (stalledMs > 20 && pressure.length < 1000) pressure.push({ at: Math.round(now()), resource: RESOURCES[i], stalledMs: Math.round(stalledMs) });
+        });
+        prev = cur;
+    }, 100);
+    return {
+        stop() {
+            clearInterval(lagTimer);
+            clearInterval(psiTimer);
+            return { timerLagOver30ms: lags, pressureOver20msPer100ms: pressure, psiAvailable: RESOURCES.filter((r) => !Number.isNaN(psiTotal(r))) };
+        },
+    };
+}
+
+/** The agents' own records of their sessions going Down in [from, to] (their event logs, GET /events). */
+async function downEvents(access: Map<string, NodeAccess>, from: number, to: number) {
+    const out: { node: string; session: string; at: number; diagnostic: string }[] = [];
+    for (const [node, a] of access) {
+        const text = await agentText(node, a, "/events?limit=2000");
+        for (const line of text.split("\n")) {
+            if (!line.trim()) continue;
+            const e = JSON.parse(line) as { type: string; at: number; to?: string; session?: string; diagnostic?: string };
+            if (e.type === "bfd" && e.to === "down" && e.at >= from && e.at <= to) out.push({ node, session: e.session!, at: Math.round(e.at), diagnostic: String(e.diagnostic) });
+        }
+    }
+    return out.sort((x, y) => x.at - y.at);
+}
+
 async function idleWindow(what: string, access: Map<string, NodeAccess>, clusterRoot?: string) {
     log(`${what}: settling ${SETTLE_S} s, then counting Downs for ${IDLE_S} s`);
     await sleep(SETTLE_S * 1000);
@@ -321,14 +377,19 @@ async function idleWindow(what: string, access: Map<string, NodeAccess>, cluster
     const notUp = [...before.agents].flatMap(([n, a]) => a.sessions.filter((s) => s.status !== "up").map((s) => `${n}:${s.id}`));
     if (notUp.length) throw new Error(`${what}: sessions not Up when the window starts: ${notUp.join(", ")}`);
     const cpu = machineSampler(clusterRoot);
+    const stalls = stallSampler();
+    const from = Date.now();
     for (let t = 0; t < IDLE_S; t += 30) {
         await sleep(Math.min(30, IDLE_S - t) * 1000);
         process.stderr.write(`\r  ${Math.min(IDLE_S, t + 30)}/${IDLE_S} s  `);
     }
     process.stderr.write("\n");
     const machine = cpu.stop();
+    const stalled = stalls.stop();
     const after = await readCounters(access);
-    const r = { ...countDowns(before, after), machine };
+    const downs = await downEvents(access, from, Date.now());
+    const r = { ...countDowns(before, after), machine, downs, stalls: stalled };
+    if (downs.length) log(`${what}: Downs at ${[...new Set(downs.map((d) => new Date(d.at).toISOString()))].join(", ")}; timer lags > 30 ms: ${stalled.timerLagOver30ms.map((l) => `${new Date(l.at).toISOString()} ${l.ms} ms`).join(", ") || "none"}`);
     log(`${what}: ${r.agentDowns} Down(s) on the agents, ${r.frrDowns} on FRR, in ${r.seconds} s`);
     return r;
 }
