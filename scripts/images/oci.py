@@ -106,6 +106,27 @@ def add_dir(tar: tarfile.TarFile, name: str) -> None:
     tar.addfile(info)
 
 
+def index_names(name: str, desc: dict) -> list:
+    """The manifest's two entries in index.json: its tag, and its digest reference."""
+    return [
+        # The tag, for people (`ctr images ls`).
+        {**desc, "annotations": {"io.containerd.image.name": f"{REGISTRY}/{name}:lab", "org.opencontainers.image.ref.name": "lab"}},
+        # The digest reference pods use: the CRI resolves a reference only through an
+        # image record of exactly that name, so the import creates it from here too,
+        # whatever --base-name the importer gives. (index.json is outside the manifest:
+        # naming the manifest's own digest here changes nothing in it.)
+        {**desc, "annotations": {"io.containerd.image.name": f"{REGISTRY}/{name}@{desc['digest']}"}},
+    ]
+
+
+def start_layout(tar: tarfile.TarFile, index: bytes) -> None:
+    """An OCI layout's fixed head: oci-layout, index.json and the blobs folders."""
+    add_bytes(tar, "oci-layout", canonical_json({"imageLayoutVersion": "1.0.0"}))
+    add_bytes(tar, "index.json", index)
+    add_dir(tar, "blobs")
+    add_dir(tar, "blobs/sha256")
+
+
 def write_image(name: str, layers: list[str], config_path: str, out: str) -> str:
     with open(config_path) as f:
         runtime = json.load(f)
@@ -145,22 +166,11 @@ def write_image(name: str, layers: list[str], config_path: str, out: str) -> str
         index = canonical_json({
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.index.v1+json",
-            "manifests": [
-                # The tag, for people (`ctr images ls`).
-                {**desc, "annotations": {"io.containerd.image.name": f"{REGISTRY}/{name}:lab", "org.opencontainers.image.ref.name": "lab"}},
-                # The digest reference pods use: the CRI resolves a reference only through an
-                # image record of exactly that name, so the import creates it from here too,
-                # whatever --base-name the importer gives. (index.json is outside the manifest:
-                # naming the manifest's own digest here changes nothing in it.)
-                {**desc, "annotations": {"io.containerd.image.name": f"{REGISTRY}/{name}@{manifest_digest}"}},
-            ],
+            "manifests": index_names(name, desc),
         })
         partial = out + ".partial"
         with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
-            add_bytes(tar, "oci-layout", canonical_json({"imageLayoutVersion": "1.0.0"}))
-            add_bytes(tar, "index.json", index)
-            add_dir(tar, "blobs")
-            add_dir(tar, "blobs/sha256")
+            start_layout(tar, index)
             entries = [(config_digest, None, config), (manifest_digest, None, manifest)] + [(d, p, None) for d, p in blobs]
             for digest, path, data in sorted(entries, key=lambda e: e[0]):
                 blob_name = "blobs/sha256/" + digest.split(":", 1)[1]
@@ -200,17 +210,11 @@ def relabel(src: str, out: str, label: str) -> str:
         manifest_bytes = canonical_json(manifest)
         manifest_digest = "sha256:" + hashlib.sha256(manifest_bytes).hexdigest()
         desc = {"mediaType": manifest_desc["mediaType"], "digest": manifest_digest, "size": len(manifest_bytes)}
-        new_index = canonical_json({**index, "manifests": [
-            {**desc, "annotations": {"io.containerd.image.name": f"{REGISTRY}/{name}:lab", "org.opencontainers.image.ref.name": "lab"}},
-            {**desc, "annotations": {"io.containerd.image.name": f"{REGISTRY}/{name}@{manifest_digest}"}},
-        ]})
+        new_index = canonical_json({**index, "manifests": index_names(name, desc)})
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         partial = out + ".partial"
         with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as new:
-            add_bytes(new, "oci-layout", canonical_json({"imageLayoutVersion": "1.0.0"}))
-            add_bytes(new, "index.json", new_index)
-            add_dir(new, "blobs")
-            add_dir(new, "blobs/sha256")
+            start_layout(new, new_index)
             add_bytes(new, "blobs/sha256/" + config_digest.split(":", 1)[1], config_bytes)
             add_bytes(new, "blobs/sha256/" + manifest_digest.split(":", 1)[1], manifest_bytes)
             for layer in manifest["layers"]:
