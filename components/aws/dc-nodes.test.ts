@@ -11,7 +11,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import type { ResourceValidationPolicy } from "@pulumi/policy";
-import { utils } from "ssh2";
+import { newSshKeyPair } from "../../runtime/deploy/ssh-key";
 import { planSite } from "../../model/network/site-plan";
 import { policies } from "../../policy/policies";
 import { validateResource } from "../../policy/testing";
@@ -179,7 +179,7 @@ function rootedScript(script: string, root: string): string {
 }
 
 test("the first-boot script, run in a scratch root: the host key, the operators' keys, the NICs renamed by MAC, a hardware configuration that parses; once only", (t) => {
-    const host = utils.generateKeyPairSync("ed25519");
+    const host = newSshKeyPair();
     const input = {
         site: "dc-test", node: "edge-1", hostPrivateKey: host.private, hostPublicKey: host.public,
         authorizedKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOperatorKeyOne op@one", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOperatorKeyTwo op@two"],
@@ -245,7 +245,7 @@ test("the first-boot script, run in a scratch root: the host key, the operators'
 const filesBelow = (dir: string): string[] => fs.readdirSync(dir, { recursive: true, encoding: "utf8" }).filter((f) => fs.statSync(path.join(dir, f)).isFile()).sort();
 
 test("first boot: the metadata service is root's alone before anything else, and the host's private key is left nowhere but /etc/ssh (the image's copy of the user data rewritten)", (t) => {
-    const host = utils.generateKeyPairSync("ed25519");
+    const host = newSshKeyPair();
     const script = renderUserData({ site: "dc-test", node: "edge-1", hostPrivateKey: host.private, hostPublicKey: host.public, authorizedKeys: [OPERATOR_KEY], uplinkMacs: { up0: "0a:11:22:33:44:01" } });
     const root = fs.mkdtempSync(path.join(os.tmpdir(), "nublar-userdata-"));
     t.after(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -321,7 +321,7 @@ test("first boot: the metadata service is root's alone before anything else, and
 });
 
 test("first boot without nft: iptables' owner match instead; with neither, the script stops before the key, the NICs or anything else", (t) => {
-    const host = utils.generateKeyPairSync("ed25519");
+    const host = newSshKeyPair();
     const script = renderUserData({ site: "dc-test", node: "edge-1", hostPrivateKey: host.private, hostPublicKey: host.public, authorizedKeys: [OPERATOR_KEY], uplinkMacs: { up0: "0a:11:22:33:44:01" } });
     const boot = (stubs: { nft: string; ipt: string }) => {
         const root = fs.mkdtempSync(path.join(os.tmpdir(), "nublar-userdata-"));
@@ -352,7 +352,7 @@ test("first boot without nft: iptables' owner match instead; with neither, the s
 });
 
 test("the host key lines of the user data, read as NixOS's apply-ec2-data reads them (sed), give back the key pair; values that could break out are refused", () => {
-    const host = utils.generateKeyPairSync("ed25519");
+    const host = newSshKeyPair();
     const script = renderUserData({ site: "s", node: "n", hostPrivateKey: host.private, hostPublicKey: host.public, authorizedKeys: [], uplinkMacs: { up0: "0a:11:22:33:44:01" } });
     const sed = (expr: string) => spawnSync("sed", [expr], { input: script, encoding: "utf8" }).stdout;
     assert.equal(sed("s/|/\\n/g; s/SSH_HOST_ED25519_KEY://; t; d").trim(), host.private.trim());

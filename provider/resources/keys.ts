@@ -38,9 +38,9 @@ export function generateKey(kind: KeyKind): { value: string; publicKey: string }
             return { value: pair.privateKey.export({ format: "pem", type: "pkcs8" }).toString(), publicKey: pair.publicKey.export({ format: "pem", type: "spki" }).toString() };
         }
         case "ssh-host": {
-            // ssh2 writes OpenSSH's own private key format, which sshd reads.
-            const { utils } = require("ssh2") as typeof import("ssh2");
-            const pair = utils.generateKeyPairSync("ed25519");
+            // OpenSSH's own private key format, which sshd reads (never one of ssh2's malformed ones).
+            const { newSshKeyPair } = require("../../runtime/deploy/ssh-key") as typeof import("../../runtime/deploy/ssh-key");
+            const pair = newSshKeyPair();
             return { value: pair.private, publicKey: pair.public };
         }
         case "wireguard": {

@@ -3,13 +3,14 @@
 // that never answers fails after the wait with the reason.
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
-import { Server, utils } from "ssh2";
+import { Server } from "ssh2";
 import { HostKeyMismatchError, UnreachableError } from "../agent/client";
 import { freePort } from "../../test/helpers/ports";
 import { connectWhenUp } from "./deploy";
+import { newSshKeyPair } from "./ssh-key";
 
-const hostKey = utils.generateKeyPairSync("ed25519");
-const clientKey = utils.generateKeyPairSync("ed25519");
+const hostKey = newSshKeyPair();
+const clientKey = newSshKeyPair();
 
 function sshServer(key: string = hostKey.private): Server {
     return new Server({ hostKeys: [key] }, (client) => {
@@ -44,7 +45,7 @@ test("a node that is still booting is retried until it answers, with one progres
 
 test("within the boot window a wrong host key is waited out, never accepted: a node whose image answers with its own key first is reached once the pinned one is in place", async (t) => {
     const port = await freePort();
-    const imageKey = utils.generateKeyPairSync("ed25519");
+    const imageKey = newSshKeyPair();
     const early = sshServer(imageKey.private);
     await new Promise<void>((r) => early.listen(port, "::1", r));
     const late = sshServer();
@@ -65,7 +66,7 @@ test("a wrong host key that stays wrong fails with that reason after the window,
     const server = sshServer();
     t.after(() => server.close());
     await new Promise<void>((r) => server.listen(port, "::1", r));
-    const other = utils.generateKeyPairSync("ed25519").public;
+    const other = newSshKeyPair().public;
     const t0 = Date.now();
     await assert.rejects(connectWhenUp(access(port, other, 1000), "node 'edge-1'", () => {}, 200), (e: Error) => e instanceof HostKeyMismatchError && /does not match the pinned one/.test(e.message));
     assert.ok(Date.now() - t0 >= 800, "waited out the window");
