@@ -44,14 +44,12 @@ export class Site extends pulumi.ComponentResource {
      * through the real Kubernetes provider, with the lab's own images (scripts/images).
      */
     private labKube(name: string, site: SiteModel, lab: LabPlan, park: LabPark, stateRoot: string) {
-        const { LabKube } = require("./lab/kube") as typeof import("./lab/kube");
+        const { LabKube, labWorkloadsArgs } = require("./lab/kube") as typeof import("./lab/kube");
         const { SiteWorkloads } = require("./k8s/workloads") as typeof import("./k8s/workloads");
         const { labImages } = require("../lab/images") as typeof import("../lab/images");
         const images = labImages();
         const kube = new LabKube(`${name}-kube`, { plan: lab, bridge: park.bridge, stateRoot, images, volumes: labKubeVolumes(site) }, { parent: this });
-        new SiteWorkloads(`${name}-workloads`, {
-            site, defaultImages: { lamp: images.lamp.ref, cacheProxy: images.cacheProxy.ref },
-        }, { parent: this, providers: [kube.provider], dependsOn: kube.ready });
+        new SiteWorkloads(`${name}-workloads`, { site, ...labWorkloadsArgs(site, images) }, { parent: this, providers: [kube.provider], dependsOn: kube.ready });
         return kube.info;
     }
 

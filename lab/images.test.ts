@@ -10,11 +10,14 @@ const digest = (c: string) => "sha256:" + c.repeat(64);
 /** A temp folder laid out as scripts/images/build leaves it; `edit` changes images.json first. */
 function imagesDir(edit: (j: Record<string, Record<string, string>>) => void = () => {}): string {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nublar-images-"));
-    const json: Record<string, Record<string, string>> = {};
-    for (const [key, name, c] of [["pause", "pause", "a"], ["lamp", "lamp", "b"], ["cacheProxy", "cache-proxy", "c"], ["metricsServer", "metrics-server", "d"]]) {
-        json[key] = { ref: `nublar.local/${name}@${digest(c)}`, tar: `${name}.oci.tar`, name: `nublar.local/${name}:lab` };
+    const json: Record<string, Record<string, string> | string> & Record<string, Record<string, string>> = {};
+    for (const [key, name, c, tag] of [["pause", "pause", "a", ""], ["lamp", "lamp", "b", ""], ["cacheProxy", "cache-proxy", "c", ""], ["metricsServer", "metrics-server", "d", ""],
+        ["postgres", "postgres", "e", ":15"], ["redis", "redis", "1", ""], ["cnpg", "cnpg", "f", ""], ["coredns", "coredns", "0", ""]]) {
+        json[key] = { ref: `nublar.local/${name}${tag}@${digest(c)}`, tar: `${name}.oci.tar`, name: `nublar.local/${name}:${tag.slice(1) || "lab"}` };
         fs.writeFileSync(path.join(dir, `${name}.oci.tar`), "");
     }
+    (json as Record<string, unknown>).cnpgManifest = "cnpg-1.25.0.yaml";
+    fs.writeFileSync(path.join(dir, "cnpg-1.25.0.yaml"), "");
     edit(json);
     fs.writeFileSync(path.join(dir, "images.json"), JSON.stringify(json));
     return dir;
@@ -28,6 +31,9 @@ test("labImages: the digest references, and the archives as absolute paths besid
         assert.equal(images.lamp.ref, `nublar.local/lamp@${digest("b")}`);
         assert.equal(images.cacheProxy.tar, path.join(dir, "cache-proxy.oci.tar"));
         assert.equal(images.metricsServer.ref, `nublar.local/metrics-server@${digest("d")}`);
+        // PostgreSQL's keeps its tag: CloudNativePG reads the major version from it.
+        assert.equal(images.postgres.ref, `nublar.local/postgres:15@${digest("e")}`);
+        assert.equal(images.cnpgManifest, path.join(dir, "cnpg-1.25.0.yaml"));
     } finally {
         fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -50,6 +56,8 @@ test("labImages: refuses a tag instead of a digest, a missing image, a path outs
         [(j) => { delete j.cacheProxy; }, /cacheProxy: /],
         [(j) => { j.pause.tar = "../pause.oci.tar"; }, /pause\.tar: must be a file name beside images\.json/],
         [(j) => { j.pause.tar = "other.oci.tar"; }, /pause's archive .*other\.oci\.tar is missing/],
+        [(j) => { (j as Record<string, unknown>).cnpgManifest = "../cnpg.yaml"; }, /cnpgManifest: must be a file name beside images\.json/],
+        [(j) => { (j as Record<string, unknown>).cnpgManifest = "cnpg-9.9.9.yaml"; }, /CloudNativePG's manifest .*cnpg-9\.9\.9\.yaml is missing/],
     ];
     for (const [edit, error] of cases) {
         const dir = imagesDir(edit);

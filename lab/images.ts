@@ -22,7 +22,19 @@ export interface LabImages {
     cacheProxy: LabImage;
     /** sigs.k8s.io/metrics-server, for the HPA's CPU metrics. */
     metricsServer: LabImage;
+    /** The ledger's PostgreSQL for CloudNativePG (Debian's postgresql-15 as uid 26), `name:<major>@sha256:...`. */
+    postgres: LabImage;
+    /** The ledger's cache tier: Debian's Redis as uid 999. */
+    redis: LabImage;
+    /** CloudNativePG's operator (and the instance manager it copies into PostgreSQL's pods). */
+    cnpg: LabImage;
+    /** The cluster's DNS: CoreDNS with the kubernetes plugin. */
+    coredns: LabImage;
+    /** CloudNativePG's release manifest from the operator's Go module (releases/cnpg-<version>.yaml), absolute. */
+    cnpgManifest: string;
 }
+
+const IMAGE_KEYS = ["pause", "lamp", "cacheProxy", "metricsServer", "postgres", "redis", "cnpg", "coredns"] as const;
 
 const Entry = z.strictObject({
     ref: z.string().regex(PINNED_IMAGE, "must be pinned by digest: nublar.local/<name>@sha256:<64 hex digits>"),
@@ -30,7 +42,10 @@ const Entry = z.strictObject({
     tar: z.string().regex(/^[A-Za-z0-9._-]+\.oci\.tar$/, "must be a file name beside images.json, ending in .oci.tar"),
     name: z.string().min(1),
 });
-const ImagesFile = z.object({ pause: Entry, lamp: Entry, cacheProxy: Entry, metricsServer: Entry });
+const ImagesFile = z.object({
+    ...Object.fromEntries(IMAGE_KEYS.map((k) => [k, Entry])) as Record<(typeof IMAGE_KEYS)[number], typeof Entry>,
+    cnpgManifest: z.string().regex(/^cnpg-[0-9.]+\.yaml$/, "must be a file name beside images.json: cnpg-<version>.yaml"),
+});
 
 /** Reads and checks `dir`/images.json (default .tools/images, linked by scripts/setup). */
 export function labImages(dir: string = projectPath(".tools", "images")): LabImages {
@@ -53,11 +68,13 @@ export function labImages(dir: string = projectPath(".tools", "images")): LabIma
         const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "(top)"}: ${i.message}`).join("; ");
         throw new Error(`${file} is not a valid image list (${problems}); rebuild it with scripts/setup`);
     }
-    const entry = (key: keyof LabImages): LabImage => {
+    const entry = (key: (typeof IMAGE_KEYS)[number]): LabImage => {
         const { ref, tar } = parsed.data[key];
         const abs = path.join(dir, tar);
         if (!fs.existsSync(abs)) throw new Error(`${file}: ${key}'s archive ${abs} is missing (run scripts/setup)`);
         return { ref, tar: abs };
     };
-    return { pause: entry("pause"), lamp: entry("lamp"), cacheProxy: entry("cacheProxy"), metricsServer: entry("metricsServer") };
+    const cnpgManifest = path.join(dir, parsed.data.cnpgManifest);
+    if (!fs.existsSync(cnpgManifest)) throw new Error(`${file}: CloudNativePG's manifest ${cnpgManifest} is missing (run scripts/setup)`);
+    return { ...(Object.fromEntries(IMAGE_KEYS.map((k) => [k, entry(k)])) as Record<(typeof IMAGE_KEYS)[number], LabImage>), cnpgManifest };
 }

@@ -3,7 +3,7 @@
 // Pulumi SDK; components/lab applies them.
 import * as path from "node:path";
 import { planEvents, type EventsPlan } from "../model/events/plan";
-import { planLabKube, type LabKubePlan } from "../model/kube/plan";
+import { LAB_KUBE_DEFAULTS, planLabKube, type LabKubePlan } from "../model/kube/plan";
 import { planLedger, type LedgerPlan } from "../model/ledger/plan";
 import type { LabPlan } from "../model/network/lab-plan";
 import type { Site } from "../model/site/model";
@@ -60,12 +60,21 @@ export function labKubeVolumes(site: Site): { storageClass: string; accessMode: 
             if (bytes(app.size) > bytes(v.size)) v.size = app.size;
         }
     }
+    // The ledger's CloudNativePG instances: one volume each (a cluster per shard, as in the parks).
+    if (site.kubernetes?.ledger) byClass.set(LAB_LEDGER_STORAGE_CLASS, { storageClass: LAB_LEDGER_STORAGE_CLASS, accessMode: "ReadWriteOnce", size: LAB_LEDGER_VOLUME_SIZE, count: site.ledger.shards.length * site.ledger.instances });
     return [...byClass.values()];
 }
+
+/** The storage class of the lab's ledger volumes, and their nominal size (local folders: not enforced). */
+export const LAB_LEDGER_STORAGE_CLASS = "ledger-local";
+export const LAB_LEDGER_VOLUME_SIZE = "2Gi";
 
 /** The lab's Kubernetes cluster plan (lab/kube), when the site has one: its folder beside the park's files. */
 export function labKubePlan(plan: LabPlan, stateRoot: string): LabKubePlan | undefined {
     const node = plan.kube;
     if (!node) return undefined;
-    return planLabKube({ stateDir: path.join(stateRoot, plan.stateSubdir, "kube"), netns: node.netns, nodeName: node.nodeName, nodeAddress: node.mgmt.address, zone: node.zone });
+    return planLabKube({
+        stateDir: path.join(stateRoot, plan.stateSubdir, "kube"), netns: node.netns, nodeName: node.nodeName, nodeAddress: node.mgmt.address, zone: node.zone,
+        ...(node.dns ? { clusterDns: LAB_KUBE_DEFAULTS.clusterDns } : {}),
+    });
 }

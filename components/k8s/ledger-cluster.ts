@@ -12,6 +12,9 @@ import { ComponentArgsError, FAILURE_DOMAIN_KEY, labelsFor, pinnedImage, selecto
 /** The CloudNativePG API these resources are written for (operator 1.25 or newer: dataDurability). */
 export const CNPG_API = "postgresql.cnpg.io/v1";
 
+/** The label of a lab's ledger Cluster (value `lab`), which keeps no backups. */
+export const LAB_CLUSTER_LABEL = "nublar/site-kind";
+
 /** The cache tier's Redis: its user, and where its config file (a key of the password Secret) is mounted. */
 const REDIS_UID = 999;
 const REDIS_CONF_DIR = "/etc/redis";
@@ -42,11 +45,19 @@ export interface UnicornLedgerClusterArgs {
     postgresImage: string;
     /** Redis's image for the cache tier, pinned by digest. */
     redisImage: string;
-    /** Where base backups and WAL go: s3://<lake bucket>/<prefix>; one folder per shard below it. */
-    backupDestination: string;
+    /**
+     * Where base backups and WAL go: s3://<lake bucket>/<prefix>; one folder per shard below it.
+     * `none` only for the lab, whose ledger keeps no backups (the policy pack exempts it).
+     */
+    backupDestination: string | "none";
     /** The Secret holding the lake's S3 credentials (ACCESS_KEY_ID, ACCESS_SECRET_KEY). */
     backupCredentialsSecret: string;
     storage?: { size?: string; storageClass?: string };
+    /**
+     * How strictly instances spread over failure domains: `required` (default: never two in one
+     * domain) or `preferred` (the lab's single node, where all of them share one).
+     */
+    spread?: "required" | "preferred";
     /** Clusters are named `<prefix>-<shard>` in the namespace (CloudNativePG's Services add `-rw`, `-ro`). Default `unicorn`. */
     clusterPrefix?: string;
 }
@@ -61,8 +72,9 @@ export class UnicornLedgerCluster extends pulumi.ComponentResource {
         const { ledger, namespace } = args;
         const postgresImage = pinnedImage(`${name}.postgresImage`, args.postgresImage);
         const redisImage = pinnedImage(`${name}.redisImage`, args.redisImage);
-        if (!ledger.backup) throw new ComponentArgsError(`${name}: the site's ledger.backup is not set; a park's ledger must be backed up (schedule, retentionDays)`);
-        if (!/^s3:\/\/[a-z0-9.-]+(\/.*)?$/.test(args.backupDestination)) throw new ComponentArgsError(`${name}.backupDestination: '${args.backupDestination}' is not an s3://bucket/prefix URL`);
+        const backup = args.backupDestination === "none" ? undefined : ledger.backup;
+        if (args.backupDestination !== "none" && !backup) throw new ComponentArgsError(`${name}: the site's ledger.backup is not set; a park's ledger must be backed up (schedule, retentionDays)`);
+        if (args.backupDestination !== "none" && !/^s3:\/\/[a-z0-9.-]+(\/.*)?$/.test(args.backupDestination)) throw new ComponentArgsError(`${name}.backupDestination: '${args.backupDestination}' is not an s3://bucket/prefix URL`);
         const child = { parent: this };
         const destination = args.backupDestination.replace(/\/$/, "");
 
@@ -72,7 +84,8 @@ export class UnicornLedgerCluster extends pulumi.ComponentResource {
             // A fixed, short name: Services and pods derive theirs from it (63 characters at most).
             const clusterName = `${prefix}-${shard.replace(/_/g, "-")}`;
             if (clusterName.length > 50) throw new ComponentArgsError(`${name}: cluster name '${clusterName}' is too long for Kubernetes' derived names; shorten clusterPrefix or the shard name`);
-            const labels = labelsFor(cluster, "ledger");
+            // The lab's clusters say so: the policy pack exempts them from backups (as it does the lab's site).
+            const labels = { ...labelsFor(cluster, "ledger"), ...(backup ? {} : { [LAB_CLUSTER_LABEL]: "lab" }) };
             const created = new k8s.apiextensions.CustomResource(cluster, {
                 apiVersion: CNPG_API,
                 kind: "Cluster",
@@ -88,9 +101,9 @@ export class UnicornLedgerCluster extends pulumi.ComponentResource {
                     bootstrap: { initdb: { database: shard, owner: "unicorn_owner" } },
                     storage: { size: args.storage?.size ?? "50Gi", storageClass: args.storage?.storageClass ?? "ssd" },
                     // One instance per failure domain: losing a zone never takes the quorum.
-                    affinity: { enablePodAntiAffinity: true, topologyKey: FAILURE_DOMAIN_KEY, podAntiAffinityType: "required" },
-                    backup: {
-                        retentionPolicy: `${ledger.backup.retentionDays}d`,
+                    affinity: { enablePodAntiAffinity: true, topologyKey: FAILURE_DOMAIN_KEY, podAntiAffinityType: args.spread ?? "required" },
+                    ...(backup ? { backup: {
+                        retentionPolicy: `${backup.retentionDays}d`,
                         barmanObjectStore: {
                             destinationPath: `${destination}/${shard}`,
                             s3Credentials: {
@@ -100,15 +113,17 @@ export class UnicornLedgerCluster extends pulumi.ComponentResource {
                             wal: { compression: "gzip" },
                             data: { compression: "gzip" },
                         },
-                    },
+                    } } : {}),
                 },
             }, child);
-            new k8s.apiextensions.CustomResource(`${cluster}-backup`, {
-                apiVersion: CNPG_API,
-                kind: "ScheduledBackup",
-                metadata: { namespace, labels },
-                spec: { schedule: ledger.backup.schedule, backupOwnerReference: "self", cluster: { name: created.metadata.name } },
-            }, child);
+            if (backup) {
+                new k8s.apiextensions.CustomResource(`${cluster}-backup`, {
+                    apiVersion: CNPG_API,
+                    kind: "ScheduledBackup",
+                    metadata: { namespace, labels },
+                    spec: { schedule: backup.schedule, backupOwnerReference: "self", cluster: { name: created.metadata.name } },
+                }, child);
+            }
             this.clusters[shard] = created.metadata.name;
         }
 

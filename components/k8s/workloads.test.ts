@@ -69,6 +69,44 @@ test("a park with kubernetes settings: the operators at their pinned versions, a
     assert.deepEqual(found, []);
 });
 
+test("a lab with the ledger on its cluster: CloudNativePG from the module's manifest with the lab's operator image, a cluster per shard without backups on local volumes, the cluster's DNS; the pack passes", async () => {
+    const raw = stackSite("lab");
+    raw.kubernetes = { ledger: true, lamp: [] };
+    raw.ledger = { ...(raw.ledger ?? {}), shards: ["habitat", "audit"] };
+    const rs = await site(raw);
+    const types = (t: string) => rs.filter((r) => r.type === t);
+    assert.equal(types("kubernetes:helm.sh/v3:Release").length, 0, "no chart: its repository cannot be reached");
+    const [group] = types("kubernetes:yaml/v2:ConfigGroup");
+    assert.ok(group, rs.map((r) => r.type).join(", "));
+    assert.doesNotMatch(group.inputs.yaml, /ghcr\.io\/cloudnative-pg\/cloudnative-pg:/);
+    assert.match(group.inputs.yaml, /image: nublar\.local\/cnpg@sha256:/);
+    const clusters = types("kubernetes:postgresql.cnpg.io/v1:Cluster");
+    assert.deepEqual(clusters.map((c) => c.inputs.metadata.name).sort(), ["unicorn-audit", "unicorn-habitat"]);
+    for (const c of clusters) {
+        assert.equal(c.inputs.spec.backup, undefined);
+        assert.equal(c.inputs.spec.storage.storageClass, "ledger-local");
+        assert.equal(c.inputs.spec.affinity.podAntiAffinityType, "preferred");
+        assert.match(c.inputs.spec.imageName, /^nublar\.local\/postgres:15@sha256:/);
+        assert.deepEqual(c.inputs.spec.postgresql.synchronous, { method: "any", number: 1, dataDurability: "required" });
+    }
+    assert.equal(types("kubernetes:postgresql.cnpg.io/v1:ScheduledBackup").length, 0);
+    assert.equal(types("nublar:lab:ClusterDns").length, 1);
+    const dns = types("kubernetes:core/v1:Service").find((r) => r.inputs.metadata.name === "kube-dns")!;
+    assert.equal(dns.inputs.spec.clusterIP, "fd00:10:96::a");
+    // One local volume per instance, and the ledger's images imported.
+    assert.equal(types("kubernetes:core/v1:PersistentVolume").filter((v) => v.inputs.spec.storageClassName === "ledger-local").length, 2 * 3);
+    const cluster = rs.find((r) => r.type === "nublar:lab:KubeCluster")!;
+    assert.ok(cluster.inputs.images.some((t: string) => t.endsWith("postgres.oci.tar")));
+    assert.equal(cluster.inputs.plan.clusterDns, "fd00:10:96::a");
+    // The Kubernetes objects through the pack's resource rules (the lab's nodes are another test's).
+    const found: string[] = [];
+    for (const p of policies) {
+        if (p.enforcementLevel === "advisory" || !("validateResource" in p)) continue;
+        for (const r of rs.filter((x) => x.type.startsWith("kubernetes:"))) found.push(...(await validateResource(p as ResourceValidationPolicy, { type: r.type, name: r.name, props: r.inputs })).violations.map((v) => `${p.name} ${r.type} ${r.name}: ${v.message}`));
+    }
+    assert.deepEqual(found, []);
+});
+
 test("a data center with aws.dataLake: the lake, and the ledger backing up into the lake's ledger-backups bucket", async () => {
     const raw = stackSite("dc-eu-west");
     raw.aws = { ...raw.aws, dataLake: true };
@@ -88,8 +126,8 @@ test("the schema refuses kubernetes settings that cannot work, naming the key", 
     const park = stackSite("isla-nublar");
     assert.throws(() => parseSite({ ...park, kubernetes: { images: KUBERNETES.images } }), /kubernetes\.ledgerBackups.*is required when the ledger runs on Kubernetes/);
     assert.throws(() => parseSite({ ...park, kubernetes: { ...KUBERNETES, images: { ...KUBERNETES.images, redis: "redis:7" } } }), /kubernetes\.images\.redis.*pinned by digest/);
-    // The lab's cluster runs the LAMP apps only: its ledger and bus stay on the machine.
-    assert.throws(() => parseSite({ ...stackSite("lab"), kubernetes: { lamp: [{ name: "web" }] } }), /kubernetes\.ledger.*must be false in the lab/);
+    // The lab's cluster may run the ledger (CloudNativePG, without backups) but never the event bus.
+    assert.doesNotThrow(() => parseSite({ ...stackSite("lab"), kubernetes: { lamp: [{ name: "web" }] } }), "the lab's ledger keeps no backups");
     assert.throws(() => parseSite({ ...stackSite("lab"), kubernetes: { ledger: false, eventBus: { topics: [{ name: "t" }] } } }), /kubernetes\.eventBus.*not allowed in the lab/);
     assert.doesNotThrow(() => parseSite({ ...stackSite("lab"), kubernetes: { ledger: false, lamp: [{ name: "web" }] } }), "the lab's own images by default");
     // Outside the lab every image is given.

@@ -18,7 +18,13 @@ export interface SiteWorkloadsArgs {
      * Images for what the site leaves out: the lab's own, built from Debian packages
      * (scripts/images). Outside the lab the site gives every image (model/site/model.ts).
      */
-    defaultImages?: { lamp: string; cacheProxy: string };
+    defaultImages?: { lamp: string; cacheProxy: string; postgres?: string; redis?: string };
+    /**
+     * The lab's cluster: CloudNativePG from its release manifest with the lab's operator image
+     * (no chart repository can be reached), and the ledger without backups (the lab keeps none),
+     * its instances on one node, on these local volumes.
+     */
+    lab?: { cloudnativePgManifest: { file: string; image: string }; ledgerStorage: { storageClass: string; size: string } };
 }
 
 /** `what`, or the default, or a clear error naming the setting. */
@@ -39,20 +45,24 @@ export class SiteWorkloads extends pulumi.ComponentResource {
         const ns = new k8s.core.v1.Namespace(`${name}-ns`, { metadata: { name: k.namespace, labels: { "app.kubernetes.io/managed-by": "nublar", "nublar/site": site.name } } }, { parent: this });
         // Strimzi's chart binds roles in the namespaces it watches: they must exist first.
         const install = k.operators === "install";
-        const operators = new Operators(`${name}-operators`, { cloudnativePg: install && k.ledger, strimzi: install && !!k.eventBus, strimziWatchNamespaces: [k.namespace] }, { parent: this, dependsOn: [ns] });
+        const operators = new Operators(`${name}-operators`, {
+            cloudnativePg: install && k.ledger, strimzi: install && !!k.eventBus, strimziWatchNamespaces: [k.namespace],
+            ...(args.lab ? { cloudnativePgManifest: args.lab.cloudnativePgManifest } : {}),
+        }, { parent: this, dependsOn: [ns] });
         const after = { parent: this, dependsOn: [ns, ...operators.ready] };
         this.namespace = ns.metadata.name;
 
         if (k.ledger) {
-            const destination = k.ledgerBackups?.destination ?? args.defaultLedgerBackups;
+            const destination = args.lab ? "none" : k.ledgerBackups?.destination ?? args.defaultLedgerBackups;
             if (!destination) throw new Error(`${name}: the ledger runs on Kubernetes but has no backup destination (kubernetes.ledgerBackups.destination)`);
             new UnicornLedgerCluster(`${name}-ledger`, {
                 namespace: k.namespace,
                 ledger: site.ledger,
-                postgresImage: image("kubernetes.images.postgres", k.images?.postgres, undefined),
-                redisImage: image("kubernetes.images.redis", k.images?.redis, undefined),
+                postgresImage: image("kubernetes.images.postgres", k.images?.postgres, args.defaultImages?.postgres),
+                redisImage: image("kubernetes.images.redis", k.images?.redis, args.defaultImages?.redis),
                 backupDestination: destination,
                 backupCredentialsSecret: k.ledgerBackups?.credentialsSecretName ?? "lake-credentials",
+                ...(args.lab ? { storage: args.lab.ledgerStorage, spread: "preferred" as const } : {}),
             }, after);
         }
         if (k.eventBus) {

@@ -7,8 +7,11 @@ import * as path from "node:path";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import type { LabImages } from "../../lab/images";
-import { labKubePlan } from "../../lab/layout";
+import { LAB_LEDGER_STORAGE_CLASS, LAB_LEDGER_VOLUME_SIZE, labKubePlan } from "../../lab/layout";
 import type { LabPlan } from "../../model/network/lab-plan";
+import type { Site } from "../../model/site/model";
+import type { SiteWorkloadsArgs } from "../k8s/workloads";
+import { LabClusterDns } from "./cluster-dns";
 import type { KubeClusterInputs } from "../../provider/resources/kube";
 import { NublarResource } from "../resource";
 import { LabMetricsServer } from "./metrics-server";
@@ -66,11 +69,13 @@ export class LabKube extends pulumi.ComponentResource {
             b: { ifname: node.mgmt.hostIfname, addresses: [], master: args.plan.mgmt.bridge },
         }, { parent: this, dependsOn: [netns, args.bridge] });
 
-        const { pause, lamp, cacheProxy, metricsServer } = args.images;
+        const { pause, lamp, cacheProxy, metricsServer, postgres, redis, cnpg, coredns } = args.images;
         const volumesDir = path.join(dir, "volumes");
         const volumeNames = args.volumes.flatMap((v) => Array.from({ length: v.count }, (_, i) => `${v.storageClass}-${i}`));
+        // The ledger's images only where it runs (about 10 s to import).
+        const ledgerImages = node.dns ? [postgres.tar, redis.tar, cnpg.tar, coredns.tar] : [];
         const cluster = new LabKubeCluster(`${name}-cluster`, {
-            plan, images: [pause.tar, lamp.tar, cacheProxy.tar, metricsServer.tar], pauseImage: pause.ref,
+            plan, images: [pause.tar, lamp.tar, cacheProxy.tar, metricsServer.tar, ...ledgerImages], pauseImage: pause.ref,
             volumes: { dir: volumesDir, names: volumeNames, gid: APP_GID },
             gateway: { via: args.plan.mgmt.hostAddress, dev: node.mgmt.ifname },
         }, { parent: this, dependsOn: [mgmt] });
@@ -110,7 +115,22 @@ export class LabKube extends pulumi.ComponentResource {
         // After the cluster: `pulumi stack output kube` then names a cluster that answers.
         // The HPA's CPU figures (metrics.k8s.io); the apps need not wait for it.
         new LabMetricsServer(`${name}-metrics-server`, { image: metricsServer.ref }, withProvider);
+        // The cluster's DNS, which CloudNativePG's instances need (they stream from `<cluster>-rw`).
+        if (plan.clusterDns) this.ready.push(new LabClusterDns(`${name}-dns`, { image: coredns.ref, address: plan.clusterDns }, withProvider).deployment);
         this.info = cluster.urn.apply((): Record<string, unknown> => ({ node: plan.nodeName, netns: plan.netns, api: plan.apiServer, kubeconfig: plan.paths.adminKubeconfig }));
         this.registerOutputs({ info: this.info });
     }
+}
+
+/** What the site's workloads take from the lab (components/k8s/workloads.ts): its images, and CloudNativePG from the module's manifest. */
+export function labWorkloadsArgs(site: Site, images: LabImages): Pick<SiteWorkloadsArgs, "defaultImages" | "lab"> {
+    return {
+        defaultImages: { lamp: images.lamp.ref, cacheProxy: images.cacheProxy.ref, postgres: images.postgres.ref, redis: images.redis.ref },
+        ...(site.kubernetes?.ledger ? {
+            lab: {
+                cloudnativePgManifest: { file: images.cnpgManifest, image: images.cnpg.ref },
+                ledgerStorage: { storageClass: LAB_LEDGER_STORAGE_CLASS, size: LAB_LEDGER_VOLUME_SIZE },
+            },
+        } : {}),
+    };
 }

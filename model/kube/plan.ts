@@ -116,6 +116,8 @@ export const LAB_KUBE_DEFAULTS = {
     apiPort: 6443,
     podCidr: "fd00:10:244::/64",
     serviceCidr: "fd00:10:96::/112",
+    /** The cluster DNS Service's address in the default service range (kube-dns's usual ::a). */
+    clusterDns: "fd00:10:96::a",
 } as const;
 
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;

@@ -689,8 +689,8 @@ function checkDeploy(site: ParsedSite, issue: Issue): void {
 
 /**
  * Settings that belong to some kinds of site: lab settings to labs, AWS to data centers
- * (required). On the lab's cluster only the LAMP apps run: its ledger and event bus run on this
- * machine; outside the lab, every image is given, pinned.
+ * (required). The lab's event bus runs on this machine, never on its cluster; outside the lab,
+ * every image is given, pinned.
  */
 function checkSettingsForKind(site: ParsedSite, issue: Issue): void {
     if (site.kind !== "lab" && site.lab) issue(["lab"], "is only allowed on sites of kind 'lab'");
@@ -698,7 +698,6 @@ function checkSettingsForKind(site: ParsedSite, issue: Issue): void {
     const k = site.kubernetes;
     if (!k) return;
     if (site.kind === "lab") {
-        if (k.ledger) issue(["kubernetes", "ledger"], "must be false in the lab: the lab's ledger runs on this machine (lab/ledger), not on its cluster");
         if (k.eventBus) issue(["kubernetes", "eventBus"], "is not allowed in the lab: the lab's event bus runs on this machine (lab/event-bus.ts)");
         return;
     }
@@ -711,8 +710,9 @@ function checkSettingsForKind(site: ParsedSite, issue: Issue): void {
 /** Kubernetes: the ledger there has backups and a place for them; LAMP apps and topics have distinct names; maxReplicas is not below replicas. */
 function checkKubernetes(site: ParsedSite, issue: Issue): void {
     const k = site.kubernetes;
-    if (k?.ledger && !k.ledgerBackups && !site.aws?.dataLake) issue(["kubernetes", "ledgerBackups"], "is required when the ledger runs on Kubernetes and the site builds no data lake (aws.dataLake): give destination (s3://bucket/prefix)");
-    if (k?.ledger && !site.ledger.backup) issue(["ledger", "backup"], "is required when the ledger runs on Kubernetes: give schedule and retentionDays");
+    // The lab's ledger keeps no backups (the policy pack exempts it): its CloudNativePG clusters have none.
+    if (site.kind !== "lab" && k?.ledger && !k.ledgerBackups && !site.aws?.dataLake) issue(["kubernetes", "ledgerBackups"], "is required when the ledger runs on Kubernetes and the site builds no data lake (aws.dataLake): give destination (s3://bucket/prefix)");
+    if (site.kind !== "lab" && k?.ledger && !site.ledger.backup) issue(["ledger", "backup"], "is required when the ledger runs on Kubernetes: give schedule and retentionDays");
     if (!k) return;
     uniqueNames(k.lamp, ["kubernetes", "lamp"], "LAMP app", issue);
     if (k.eventBus) uniqueNames(k.eventBus.topics, ["kubernetes", "eventBus", "topics"], "topic", issue);

@@ -60,6 +60,9 @@ export const ledgerBackups: ResourceValidationPolicy = {
             return;
         }
         if (args.type === TYPES.cnpgCluster) {
+            // The label UnicornLedgerCluster puts on a lab's clusters (components/k8s/ledger-cluster.ts);
+            // a park's site is still checked above, whatever its clusters' labels say.
+            if (known(() => args.props.metadata?.labels?.["nublar/site-kind"]) === "lab") args.notApplicable("a lab's ledger cluster (label nublar/site-kind=lab): the lab is rebuilt from scratch and keeps no backups");
             if (isUnknown(() => args.props.spec) || isUnknown(() => args.props.spec?.backup) || isUnknown(() => args.props.spec?.plugins)) return;
             const spec = known(() => args.props.spec) ?? {};
             const backup = known(() => spec.backup);

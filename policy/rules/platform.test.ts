@@ -61,6 +61,12 @@ test("ledger rules on CloudNativePG clusters and the lab's cluster resource", as
     assert.match((await validateResource(ledgerQuorum, cluster({ instances: 3, postgresql: {} }))).violations[0]?.message ?? "", /synchronous is unset/);
     assert.match((await validateResource(ledgerBackups, cluster({ instances: 3 }))).violations[0]?.message ?? "", /no backup configuration/);
     assert.match((await validateResource(ledgerBackups, cluster({ backup: { barmanObjectStore: {} } }))).violations[0]?.message ?? "", /no retentionPolicy/);
+    // A lab's cluster (UnicornLedgerCluster labels it) keeps no backups, and says why; its quorum is still checked.
+    const labeled = (spec: Record<string, unknown>): TestResource => ({ ...cluster(spec), props: { ...cluster(spec).props, metadata: { labels: { "nublar/site-kind": "lab" } } } });
+    const lab = await validateResource(ledgerBackups, labeled({ instances: 3 }));
+    assert.deepEqual(lab.violations, []);
+    assert.match(lab.notApplicable ?? "", /keeps no backups/);
+    assert.equal((await validateResource(ledgerQuorum, labeled({ instances: 1 }))).violations.length, 2);
     // Unknown at preview: no finding, no crash.
     assert.deepEqual((await validateResource(ledgerQuorum, cluster({ ...good, instances: UNKNOWN.number }))).violations, []);
     const labCluster = (instances: number): TestResource => ({ type: TYPES.labLedger, name: "lab-ledger-cluster", props: { plan: { instances }, passwords: UNKNOWN.object } });

@@ -18,6 +18,7 @@ import gzip
 import hashlib
 import io
 import json
+import re
 import os
 import stat
 import sys
@@ -106,11 +107,12 @@ def add_dir(tar: tarfile.TarFile, name: str) -> None:
     tar.addfile(info)
 
 
-def index_names(name: str, desc: dict) -> list:
+def index_names(name: str, desc: dict, tag: str = "lab") -> list:
     """The manifest's two entries in index.json: its tag, and its digest reference."""
     return [
-        # The tag, for people (`ctr images ls`).
-        {**desc, "annotations": {"io.containerd.image.name": f"{REGISTRY}/{name}:lab", "org.opencontainers.image.ref.name": "lab"}},
+        # The tag, for people (`ctr images ls`), and for CloudNativePG, which reads PostgreSQL's
+        # major version from the tag of a `name:tag@digest` reference.
+        {**desc, "annotations": {"io.containerd.image.name": f"{REGISTRY}/{name}:{tag}", "org.opencontainers.image.ref.name": tag}},
         # The digest reference pods use: the CRI resolves a reference only through an
         # image record of exactly that name, so the import creates it from here too,
         # whatever --base-name the importer gives. (index.json is outside the manifest:
@@ -127,7 +129,7 @@ def start_layout(tar: tarfile.TarFile, index: bytes) -> None:
     add_dir(tar, "blobs/sha256")
 
 
-def write_image(name: str, layers: list[str], config_path: str, out: str) -> str:
+def write_image(name: str, layers: list[str], config_path: str, out: str, tag: str = "lab") -> str:
     with open(config_path) as f:
         runtime = json.load(f)
     allowed = {"Entrypoint", "Cmd", "User", "Env", "WorkingDir", "ExposedPorts", "Labels", "StopSignal", "Volumes"}
@@ -166,7 +168,7 @@ def write_image(name: str, layers: list[str], config_path: str, out: str) -> str
         index = canonical_json({
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.index.v1+json",
-            "manifests": index_names(name, desc),
+            "manifests": index_names(name, desc, tag),
         })
         partial = out + ".partial"
         with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
@@ -210,7 +212,8 @@ def relabel(src: str, out: str, label: str) -> str:
         manifest_bytes = canonical_json(manifest)
         manifest_digest = "sha256:" + hashlib.sha256(manifest_bytes).hexdigest()
         desc = {"mediaType": manifest_desc["mediaType"], "digest": manifest_digest, "size": len(manifest_bytes)}
-        new_index = canonical_json({**index, "manifests": index_names(name, desc)})
+        tag = manifest_desc["annotations"].get("org.opencontainers.image.ref.name", "lab")
+        new_index = canonical_json({**index, "manifests": index_names(name, desc, tag)})
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         partial = out + ".partial"
         with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as new:
@@ -235,6 +238,7 @@ def main() -> None:
     ip.add_argument("--layer", action="append", required=True, help="an uncompressed layer tar, bottom first")
     ip.add_argument("--config", required=True, help="JSON: Entrypoint, Cmd, User, Env, WorkingDir, ExposedPorts")
     ip.add_argument("--out", required=True)
+    ip.add_argument("--tag", default="lab", help="the image's tag (default lab)")
     rp = sub.add_parser("relabel", help="the same image under a new digest: a label added to its config; prints its reference")
     rp.add_argument("src")
     rp.add_argument("out")
@@ -248,7 +252,9 @@ def main() -> None:
         for layer in args.layer:
             if not os.path.isfile(layer):
                 die(f"layer {layer} does not exist")
-        print(write_image(args.name, args.layer, args.config, args.out))
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", args.tag):
+            die(f"--tag {args.tag!r} is not a valid tag (letters, digits, _ . -; 128 at most)")
+        print(write_image(args.name, args.layer, args.config, args.out, args.tag))
 
 
 if __name__ == "__main__":
