@@ -5,20 +5,18 @@
 // an evicted pod is replaced while the PDB keeps the other serving, that a new image rolls out,
 // both under load with no failed request, and that `pulumi destroy` leaves nothing behind.
 // Its own project, stack, lab tag, management prefix and state folder; cleans up even on failure.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { cleanLab } from "../../lab/inspect";
 import { labImages } from "../../lab/images";
 import { labKubePlan } from "../../lab/layout";
 import { netnsExists } from "../../lab/ops";
 import { planLab } from "../../model/network/lab-plan";
 import { parseSite } from "../../model/site/load";
 import { projectPath } from "../../model/project";
-import { requireRoot } from "../helpers/prereq";
-import { engineLabSite, ROOT, TestProject } from "./project";
+import { engineLabSite, kubeFixtureHooks, ROOT, TestProject } from "./project";
 
 const tag = `tk${(process.pid % 46656).toString(36)}`;
 const project = new TestProject(path.join(__dirname, "fixtures", "kube-program"));
@@ -119,20 +117,7 @@ function failed(results: Result[]): Result[] {
     return results.filter((r) => r.status !== 200);
 }
 
-before(() => {
-    requireRoot("engine");
-    for (const f of [KUBECTL, projectPath(".tools", "kube", "bin", "kubelet"), projectPath(".tools", "pulumi-kubernetes", "pulumi-resource-kubernetes")]) {
-        assert.ok(fs.existsSync(f), `${f} is missing: run scripts/setup`);
-    }
-    labImages(); // says what is missing, if anything
-    project.addStack(STACK, site);
-});
-
-after(() => {
-    if (netnsExists(kubePlan.netns)) pulumi(["destroy", "--yes", "--skip-preview"]);
-    cleanLab(tag, project.stateDir);
-    project.remove();
-});
+kubeFixtureHooks(project, STACK, site, tag, kubePlan.netns, () => pulumi(["destroy", "--yes", "--skip-preview"]));
 
 test("pulumi up runs the cluster and the LAMP app through the real Kubernetes provider; its pods become Ready", async () => {
     const t = Date.now();

@@ -5,7 +5,12 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
+import { after, before } from "node:test";
 import { parse, stringify } from "yaml";
+import { cleanLab } from "../../lab/inspect";
+import { labImages } from "../../lab/images";
+import { netnsExists } from "../../lab/ops";
+import { requireRoot } from "../helpers/prereq";
 import { engineEnv, PROJECT_DIR } from "../../runtime/pulumi-engine";
 
 export const ROOT = PROJECT_DIR;
@@ -122,4 +127,25 @@ export function engineLabSite(tag: string, slot: number, opts: { kubernetes?: bo
     // The event bus too: its broker, gateway and dashboard ports of its own.
     site.events = { labBasePort: 23000 + n * 8, gatewayPort: 23004 + n * 8, dashboardPort: 23005 + n * 8 };
     return site;
+}
+
+/**
+ * The hooks of a test of the kube-program fixture (the lab's cluster and the site's workloads):
+ * before, the prerequisites said by name and the stack added; after, even when a test failed,
+ * `pulumi destroy` while the cluster's namespace is there, then the lab's leftovers and the project.
+ */
+export function kubeFixtureHooks(project: TestProject, stack: string, site: unknown, tag: string, netns: string, destroy: () => unknown): void {
+    before(() => {
+        requireRoot("engine");
+        for (const f of [path.join(ROOT, ".tools", "kube", "bin", "kubectl"), path.join(ROOT, ".tools", "kube", "bin", "kubelet"), path.join(ROOT, ".tools", "pulumi-kubernetes", "pulumi-resource-kubernetes")]) {
+            assert.ok(fs.existsSync(f), `${f} is missing: run scripts/setup`);
+        }
+        labImages(); // says what is missing, if anything
+        project.addStack(stack, site);
+    });
+    after(() => {
+        if (netnsExists(netns)) destroy();
+        cleanLab(tag, project.stateDir);
+        project.remove();
+    });
 }
