@@ -84,13 +84,24 @@ export function cnpgSwitchover(plan: LabKubePlan, namespace: string, cluster: st
         ["-n", namespace, "patch", "clusters.postgresql.cnpg.io", cluster, "--subresource=status", "--type=merge", "-p", JSON.stringify(patch)]);
 }
 
-/** kill -9 of the primary's postmaster (in its pod, as the postgres user): a crash, not a shutdown. Returns the pod. */
-export function cnpgKillPrimary(plan: LabKubePlan, namespace: string, cluster: string): string {
+/** How many times the kubelet restarted an instance's postgres container (its instance manager exits when postgres dies). */
+export function cnpgRestarts(plan: LabKubePlan, namespace: string, pod: string): number {
+    const out = kubectl(plan, `reading ${pod}'s restarts`, ["-n", namespace, "get", "pod", pod, "-o", "jsonpath={.status.containerStatuses[?(@.name==\"postgres\")].restartCount}"]);
+    return Number(out.trim() || 0);
+}
+
+/**
+ * kill -9 of the primary's postmaster (in its pod, as the postgres user): a crash, not a
+ * shutdown. The instance manager then exits and the kubelet restarts the container, unless the
+ * operator has failed over first. Returns the pod and its restart count before the kill.
+ */
+export function cnpgKillPrimary(plan: LabKubePlan, namespace: string, cluster: string): { pod: string; restartsBefore: number } {
     const { currentPrimary } = cnpgStatus(plan, namespace, cluster);
     if (!currentPrimary) throw new Error(`${namespace}/${cluster} has no primary to kill`);
+    const restartsBefore = cnpgRestarts(plan, namespace, currentPrimary);
     kubectl(plan, `killing the postmaster of ${currentPrimary}`,
         ["-n", namespace, "exec", currentPrimary, "-c", "postgres", "--", "sh", "-c", 'kill -9 "$(head -n 1 "$PGDATA/postmaster.pid")"']);
-    return currentPrimary;
+    return { pod: currentPrimary, restartsBefore };
 }
 
 /** Runs SQL in an instance's pod as the superuser over its local socket (psql -At): the rows, one per line. */
