@@ -121,3 +121,13 @@ test("site plan of a data center with EC2 nodes adds the VPC: blocks, a subnet p
         fs.rmSync(dir, { recursive: true, force: true });
     }
 });
+
+test("lab ledger-clusters: --help says what it shows; on a lab whose ledger runs on this machine it says so and where to look", () => {
+    const help = nublar("lab", "ledger-clusters", "--help");
+    assert.equal(help.status, 0);
+    for (const opt of ["--stack", "--file", "--json"]) assert.ok(help.stdout.includes(opt), opt);
+    // The shipped lab keeps kubernetes.ledger false (the ledger's writer is not on CloudNativePG yet).
+    const r = nublar("lab", "ledger-clusters", "--stack", "lab");
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /runs its ledger on this machine, not on CloudNativePG .*nublar ledger status/);
+});

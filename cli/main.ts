@@ -10,7 +10,7 @@ import { PROJECT_DIR, pulumiProjectDir } from "../runtime/pulumi-engine";
 import { registerNetworkCommands } from "./network";
 import { registerLedgerCommands } from "./ledger";
 import { EXIT_CODES, UserFacingError } from "../model/errors";
-import { planLedger } from "../model/ledger/plan";
+import { ledgerClusterName, planLedger } from "../model/ledger/plan";
 import { cleanLab, inspectLab } from "../lab/inspect";
 import { labKubeAlive } from "../lab/kube/cluster";
 import { labKubePlan } from "../lab/layout";
@@ -201,6 +201,39 @@ export function buildProgram(): Command {
             // kubectl's discovery cache beside the cluster's files, not in ~/.kube.
             const res = spawnSync(kubectl, ["--kubeconfig", kubePlan.paths.adminKubeconfig, "--cache-dir", path.join(kubePlan.dir, "kubectl-cache"), ...args], { stdio: "inherit" });
             process.exitCode = res.status ?? 1;
+        });
+    lab.command("ledger-clusters")
+        .description("the ledger's CloudNativePG clusters in the lab's Kubernetes cluster (kubernetes.ledger), as the operator sees them: " +
+            "phase, primary, and each standby's sync state and lag. Exit 3 when one is not healthy")
+        .addOption(stackOpt()).addOption(fileOpt()).addOption(jsonOpt())
+        .action((opts: { stack: string; file?: string; json?: boolean }) => {
+            const site = siteFor(opts);
+            const kubePlan = labKubePlan(planLab(site), stateRoot());
+            if (!kubePlan || !site.kubernetes?.ledger) {
+                throw new UserError(`the lab site '${site.name}' runs its ledger on this machine, not on CloudNativePG (its kubernetes.ledger is off): see nublar ledger status`);
+            }
+            if (!labKubeAlive(kubePlan)) throw new UserError("the lab's Kubernetes cluster is not running; run: npm run lab");
+            const { cnpgReplication, cnpgSettled, cnpgStatus } = require("../lab/kube/cnpg") as typeof import("../lab/kube/cnpg");
+            const namespace = site.kubernetes.namespace;
+            const clusters = site.ledger.shards.map((shard) => {
+                const name = ledgerClusterName(shard);
+                try {
+                    const status = cnpgStatus(kubePlan, namespace, name);
+                    const standbys = status.currentPrimary ? cnpgReplication(kubePlan, namespace, status.currentPrimary) : [];
+                    return { shard, cluster: name, healthy: cnpgSettled(status), ...status, standbys };
+                } catch (e) {
+                    return { shard, cluster: name, healthy: false, error: (e as Error).message };
+                }
+            });
+            print(!!opts.json, { namespace, clusters }, () => [
+                `the ledger on CloudNativePG (namespace ${namespace})`,
+                table([["SHARD", "CLUSTER", "PHASE", "READY", "PRIMARY", "STANDBYS (state/sync, replay lag)"],
+                    ...clusters.map((c) => "error" in c
+                        ? [c.shard, c.cluster, `unreadable: ${c.error}`, "-", "-", "-"]
+                        : [c.shard, c.cluster, c.phase || "-", `${c.readyInstances}/${c.instances}`, c.currentPrimary || "-",
+                            c.standbys.map((s) => `${s.instance} ${s.state}/${s.syncState} ${s.replayLagBytes} B${s.replayLagMs === null ? "" : ` ${s.replayLagMs} ms`}`).join(", ") || "none"])]),
+            ].join("\n"));
+            if (!clusters.every((c) => c.healthy)) process.exitCode = 3;
         });
     lab.command("ssh")
         .description("ssh to a lab node with its pinned host key")

@@ -5,6 +5,7 @@
 // Redis cache tier beside them. The CloudNativePG operator itself is installed separately.
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { ledgerClusterName } from "../../model/ledger/plan";
 import type { Site } from "../../model/site/model";
 import { GeneratedKey } from "../nixos/secrets";
 import { ComponentArgsError, FAILURE_DOMAIN_KEY, labelsFor, pinnedImage, selectorFor } from "./common";
@@ -82,7 +83,7 @@ export class UnicornLedgerCluster extends pulumi.ComponentResource {
         for (const shard of ledger.shards) {
             const cluster = `${name}-${shard.replace(/_/g, "-")}`;
             // A fixed, short name: Services and pods derive theirs from it (63 characters at most).
-            const clusterName = `${prefix}-${shard.replace(/_/g, "-")}`;
+            const clusterName = ledgerClusterName(shard, prefix);
             if (clusterName.length > 50) throw new ComponentArgsError(`${name}: cluster name '${clusterName}' is too long for Kubernetes' derived names; shorten clusterPrefix or the shard name`);
             // The lab's clusters say so: the policy pack exempts them from backups (as it does the lab's site).
             const labels = { ...labelsFor(cluster, "ledger"), ...(backup ? {} : { [LAB_CLUSTER_LABEL]: "lab" }) };

@@ -6,14 +6,14 @@
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { LAB_KUBE_DAEMONS, type LabKubeDaemon, type LabKubePlan } from "../../model/kube/plan";
+import { LAB_KUBE_CPU_SHARES, LAB_KUBE_DAEMONS, type LabKubeDaemon, type LabKubePlan } from "../../model/kube/plan";
 import { projectPath } from "../../model/project";
 import { LabCommandError } from "../ops";
 import { adminKubeconfig, cniConflist, configFile, containerdConfig, KUBE_CLIENTS, kubeconfig, kubeletConfig, kubeProxyConfig, type KubeClient } from "./config";
 import { daemonBinary, daemonError, daemonPid, daemonsCgroup, startDaemon, stopDaemon } from "./daemons";
 import {
     ensureCgroup, holderPid, killCgroup, listening, logFile, logTail, namespacesOf, netnsExists, netnsInode, recordSysctls, removeCgroup,
-    removeMountPoints, restoreSysctls, run, sleep, startHolder,
+    removeMountPoints, restoreSysctls, run, sleep, startHolder, weighCgroup,
 } from "./host";
 import { ensurePki, readPem } from "./pki";
 
@@ -192,6 +192,8 @@ async function startAll(plan: LabKubePlan, bin: string, opts: LabKubeUpOptions):
     say(opts, `starting in ${plan.netns} (${plan.dir})`);
     writeConfig(plan, opts.pauseImage);
     const daemonsProcs = ensureCgroup(daemonsCgroup(plan));
+    // The whole cluster (daemons and pods) weighs a quarter of one of the lab's processes.
+    weighCgroup(plan.cgroupRoot, LAB_KUBE_CPU_SHARES);
     recordSysctls(plan);
     const holder = await startHolder(plan, daemonsProcs);
     const start = (d: LabKubeDaemon) => startDaemon(plan, bin, d, holder, daemonsProcs);

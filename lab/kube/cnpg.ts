@@ -104,6 +104,30 @@ export function cnpgKillPrimary(plan: LabKubePlan, namespace: string, cluster: s
     return { pod: currentPrimary, restartsBefore };
 }
 
+/** A standby as its primary sees it (pg_stat_replication). */
+export interface CnpgStandby {
+    instance: string;
+    /** streaming, catchup, ... */
+    state: string;
+    /** quorum (one of ANY n), sync, potential or async. */
+    syncState: string;
+    /** WAL the primary wrote that the standby has not replayed yet. */
+    replayLagBytes: number;
+    /** PostgreSQL's replay_lag; null when it has nothing to measure (an idle primary). */
+    replayLagMs: number | null;
+}
+
+/** The primary's standbys, from its pg_stat_replication. */
+export function cnpgReplication(plan: LabKubePlan, namespace: string, primary: string): CnpgStandby[] {
+    const rows = cnpgPsql(plan, namespace, primary, "postgres",
+        "select application_name, state, sync_state, coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::bigint, " +
+        "(extract(epoch from replay_lag) * 1000)::bigint from pg_stat_replication order by application_name");
+    return rows.split("\n").filter((l) => l.trim()).map((l) => {
+        const [instance, state, syncState, bytes, ms] = l.split("|");
+        return { instance, state, syncState, replayLagBytes: Number(bytes), replayLagMs: ms === "" ? null : Number(ms) };
+    });
+}
+
 /** Runs SQL in an instance's pod as the superuser over its local socket (psql -At): the rows, one per line. */
 export function cnpgPsql(plan: LabKubePlan, namespace: string, pod: string, database: string, sql: string): string {
     return kubectl(plan, `running SQL on ${pod}`, ["-n", namespace, "exec", pod, "-c", "postgres", "--", "psql", "-v", "ON_ERROR_STOP=1", "-At", "-d", database, "-c", sql]);

@@ -243,6 +243,24 @@ export function ensureCgroup(rel: string): string[] {
     return procs;
 }
 
+/**
+ * Sets the CPU weight of `rel` wherever the cpu controller is: v1's cpu.shares, or v2's
+ * cpu.weight (the same ratio of its default 100 to v1's 1024). Returns the files written.
+ */
+export function weighCgroup(rel: string, shares: number): string[] {
+    const written: string[] = [];
+    for (const mount of cgroupMounts()) {
+        const dir = path.join(mount, rel);
+        for (const [file, value] of [["cpu.shares", shares], ["cpu.weight", Math.max(1, Math.round((shares * 100) / 1024))]] as const) {
+            const f = path.join(dir, file);
+            if (!fs.existsSync(f)) continue;
+            fs.writeFileSync(f, `${value}\n`);
+            written.push(f);
+        }
+    }
+    return written;
+}
+
 /** Every cgroup below and including `rel` in every hierarchy, deepest first. */
 function cgroupTree(rel: string): string[] {
     const out: string[] = [];

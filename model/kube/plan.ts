@@ -112,6 +112,14 @@ export const LAB_KUBE_DAEMONS = [
 ] as const;
 export type LabKubeDaemon = (typeof LAB_KUBE_DAEMONS)[number];
 
+/**
+ * The CPU weight of the whole cluster (its daemons and its pods: plan.cgroupRoot), against a
+ * process of the machine's at the default 1024 (cgroup v1 cpu.shares; cgroup v2's cpu.weight
+ * gets the same ratio of its default 100). A quarter: when the cluster's daemons wake together
+ * they must not hold both cores while the lab's BFD agents wait (bench/README.md, kube).
+ */
+export const LAB_KUBE_CPU_SHARES = 256;
+
 export const LAB_KUBE_DEFAULTS = {
     apiPort: 6443,
     podCidr: "fd00:10:244::/64",

@@ -5,6 +5,11 @@ import * as path from "node:path";
 import { PlanError } from "../network/addressing";
 import type { Site } from "../site/model";
 
+/** A shard's CloudNativePG Cluster on Kubernetes (components/k8s/ledger-cluster.ts): `<prefix>-<shard>`, `_` made `-`. */
+export function ledgerClusterName(shard: string, prefix = "unicorn"): string {
+    return `${prefix}-${shard.replace(/_/g, "-")}`;
+}
+
 export interface LedgerLabLayout {
     dir: string;
     pgPorts: number[];

@@ -105,6 +105,21 @@ r.resolve6("${CLUSTER}-rw.${NS}.svc.cluster.local").then((a) => process.stdout.w
     assert.deepEqual(JSON.parse(viaService("select id, note from drill order by id")), [{ id: "1", note: "before the switchover" }]);
 });
 
+test("nublar lab ledger-clusters shows the operator's view: phase, primary, both standbys quorum/streaming", () => {
+    const r = project.nublar(["lab", "ledger-clusters", "--json", "--stack", STACK]);
+    assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+    const view = JSON.parse(r.stdout) as { namespace: string; clusters: { shard: string; cluster: string; healthy: boolean; currentPrimary: string; standbys: { instance: string; state: string; syncState: string; replayLagBytes: number }[] }[] };
+    assert.equal(view.namespace, NS);
+    assert.equal(view.clusters.length, 1);
+    const [c] = view.clusters;
+    assert.deepEqual([c.shard, c.cluster, c.healthy], ["habitat", CLUSTER, true]);
+    assert.equal(c.currentPrimary, cnpgStatus(kubePlan, NS, CLUSTER).currentPrimary);
+    assert.deepEqual(c.standbys.map((x) => `${x.state}/${x.syncState}`), ["streaming/quorum", "streaming/quorum"]);
+    assert.ok(c.standbys.every((x) => Number.isInteger(x.replayLagBytes) && x.replayLagBytes >= 0));
+    const text = project.nublar(["lab", "ledger-clusters", "--stack", STACK]);
+    assert.match(text.stdout, new RegExp(`habitat\\s+${CLUSTER}\\s+Cluster in healthy state\\s+3/3`));
+});
+
 test("a switchover by the operator: the target becomes primary, the old one a streaming standby, the -rw Service follows", async () => {
     const before = cnpgStatus(kubePlan, NS, CLUSTER);
     const target = before.instancesStatus.healthy.find((p) => p !== before.currentPrimary)!;

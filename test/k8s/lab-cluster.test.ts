@@ -11,7 +11,7 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { KUBELET_GLOBAL_SYSCTLS, planLabKube } from "../../model/kube/plan";
+import { KUBELET_GLOBAL_SYSCTLS, LAB_KUBE_CPU_SHARES, planLabKube } from "../../model/kube/plan";
 import { DEFAULT_KUBE_BIN, labKubeAlive, labKubeDown, labKubectl, labKubeUp } from "../../lab/kube/cluster";
 import { cgroupMounts } from "../../lab/kube/host";
 
@@ -167,6 +167,10 @@ test("the lab cluster: up, a pod and its IPv6 Service answer, down leaves nothin
             return r.stdout;
         };
         assert.equal(kubectl(["get", "node", "kubetest", "-o", "jsonpath={.metadata.labels.topology\\.kubernetes\\.io/zone}"]), "zone-test");
+        // The whole cluster weighs a quarter of one of the machine's processes (cgroup v1 here: cpu.shares).
+        const shares = cgroupMounts().map((m) => path.join(m, plan.cgroupRoot, "cpu.shares")).filter((f) => fs.existsSync(f));
+        assert.ok(shares.length >= 1, "a cpu controller holds the cluster's cgroup");
+        for (const f of shares) assert.equal(fs.readFileSync(f, "utf8").trim(), String(LAB_KUBE_CPU_SHARES), f);
         // A second up finds it running and returns at once.
         t = Date.now();
         await labKubeUp(plan, { images, pauseImage: pauseRef, bin: BIN });
