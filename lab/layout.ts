@@ -75,6 +75,6 @@ export function labKubePlan(plan: LabPlan, stateRoot: string): LabKubePlan | und
     if (!node) return undefined;
     return planLabKube({
         stateDir: path.join(stateRoot, plan.stateSubdir, "kube"), netns: node.netns, nodeName: node.nodeName, nodeAddress: node.mgmt.address, zone: node.zone,
-        ...(node.dns ? { clusterDns: LAB_KUBE_DEFAULTS.clusterDns } : {}),
+        ...(node.ledger ? { clusterDns: LAB_KUBE_DEFAULTS.clusterDns } : {}),
     });
 }

@@ -73,7 +73,7 @@ export class LabKube extends pulumi.ComponentResource {
         const volumesDir = path.join(dir, "volumes");
         const volumeNames = args.volumes.flatMap((v) => Array.from({ length: v.count }, (_, i) => `${v.storageClass}-${i}`));
         // The ledger's images only where it runs (about 10 s to import).
-        const ledgerImages = node.dns ? [postgres.tar, redis.tar, cnpg.tar, coredns.tar] : [];
+        const ledgerImages = node.ledger ? [postgres.tar, redis.tar, cnpg.tar, coredns.tar] : [];
         const cluster = new LabKubeCluster(`${name}-cluster`, {
             plan, images: [pause.tar, lamp.tar, cacheProxy.tar, metricsServer.tar, ...ledgerImages], pauseImage: pause.ref,
             volumes: { dir: volumesDir, names: volumeNames, gid: APP_GID },

@@ -48,8 +48,12 @@ export interface LabKubeNodePlan {
     nodeName: string;
     zone: string;
     mgmt: { ifname: string; hostIfname: string; address: string };
-    /** Whether the cluster runs its own DNS (CoreDNS): when the ledger's CloudNativePG clusters run there, whose instances find each other by Service name. */
-    dns: boolean;
+    /**
+     * Whether the ledger's CloudNativePG clusters run there (the site's kubernetes.ledger): the
+     * cluster then imports their images and runs its own DNS (CoreDNS), by which their
+     * instances find each other's Services.
+     */
+    ledger: boolean;
 }
 
 export interface LabPlan {
@@ -111,7 +115,7 @@ export function planLab(site: Site, sitePlan: SitePlan = planSite(site)): LabPla
         zone: "lab",
         // After the nodes' addresses (0x10000 + id, ids below 0x10000).
         mgmt: { ifname: "mgmt0", hostIfname: `nb${tag}.k8s`, address: hostAddress(managementPrefix, 0x20000) },
-        dns: site.kubernetes.ledger,
+        ledger: site.kubernetes.ledger,
     };
     const kubeClash = kube && [...nodes.map((n) => n.netns), ...routers.map((r) => r.netns)].includes(kube.netns);
     if (kubeClash) throw new PlanError(`the lab's Kubernetes node would share namespace ${kube!.netns} with a node or router; rename the node 'k8s'`);
